@@ -1,0 +1,386 @@
+//! The primitive kernels. Each `Kernel` value is one launch's worth of work: its op, its sizes and
+//! its scalar parameters. The same value drives the CPU twin (`crate::cpu`) and the WGSL entry point
+//! of the same name (`shaders/<family>.wgsl`). Buffers are passed separately, in the order that
+//! [`Kernel::slots`] lists them; outputs come first.
+
+mod ops;
+mod shape;
+
+pub use ops::{erfc, sigmoid, tanh, BinaryOp, ReduceOp, Saved, UnaryOp};
+pub use shape::Broadcast;
+
+use crate::error::{Error, Result};
+use crate::DType;
+
+/// `C[b] = op(A[b]) @ op(B[b])`, row-major. `A` is `[m, k]` (`[k, m]` when `trans_a`), `B` is `[k, n]`
+/// (`[n, k]` when `trans_b`), `C` is `[batch, m, n]`. An operand that is not batched is shared by
+/// every batch entry (a weight matrix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Matmul {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub a_batched: bool,
+    pub b_batched: bool,
+}
+
+impl Matmul {
+    /// A plain, unbatched `[m, k] @ [k, n]`.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Matmul { batch: 1, m, n, k, trans_a: false, trans_b: false, a_batched: false, b_batched: false }
+    }
+    pub fn a_len(&self) -> usize {
+        self.m * self.k * if self.a_batched { self.batch } else { 1 }
+    }
+    pub fn b_len(&self) -> usize {
+        self.k * self.n * if self.b_batched { self.batch } else { 1 }
+    }
+}
+
+/// Optimizer hyper-parameters live in a small f32 buffer (`hyper`) that the host rewrites every
+/// step, so a schedule or Adam's bias correction never rebuilds a plan. Layouts:
+/// - SGD: `[lr, momentum, weight_decay, nesterov (0 or 1)]`
+/// - Adam/AdamW: `[lr, beta1, beta2, eps, weight_decay, 1 - beta1^t, 1 - beta2^t]`
+/// - RMSprop: `[lr, alpha, eps, weight_decay]`
+pub const HYPER_LEN: usize = 8;
+
+/// One kernel launch. Sizes are element counts; every tensor is dense and row-major.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kernel {
+    Matmul(Matmul),
+    /// `y = op(x)`.
+    Unary {
+        op: UnaryOp,
+        len: usize,
+        alpha: f32,
+    },
+    /// `dx = op'(saved) * dy`; `saved` is x or y as [`UnaryOp::saved`] says.
+    UnaryGrad {
+        op: UnaryOp,
+        len: usize,
+        alpha: f32,
+    },
+    /// `c = a op b` with numpy broadcasting.
+    Binary {
+        op: BinaryOp,
+        bc: Broadcast,
+    },
+    /// Reduce `[outer, len, inner]` over the middle axis to `[outer, inner]`.
+    Reduce {
+        op: ReduceOp,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    /// Softmax (or log-softmax) over the last axis of `[rows, cols]`.
+    Softmax {
+        rows: usize,
+        cols: usize,
+        log: bool,
+    },
+    /// Backward of softmax from its output y: `dx = y * (dy - sum(dy * y))`;
+    /// of log-softmax: `dx = dy - exp(y) * sum(dy)`.
+    SoftmaxGrad {
+        rows: usize,
+        cols: usize,
+        log: bool,
+    },
+    /// `loss = mean((p - t)^2)` over `n` elements, written to a 1-element buffer.
+    MseLoss {
+        n: usize,
+    },
+    /// `dp = 2 (p - t) / n * dloss`.
+    MseGrad {
+        n: usize,
+    },
+    /// `loss = mean(max(z, 0) - z t + log(1 + exp(-|z|)))`: binary cross-entropy from logits z.
+    BceLogitsLoss {
+        n: usize,
+    },
+    /// `dz = (sigmoid(z) - t) / n * dloss`.
+    BceLogitsGrad {
+        n: usize,
+    },
+    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels.
+    SoftmaxCeLoss {
+        rows: usize,
+        cols: usize,
+    },
+    /// `dz = (softmax(z) - onehot(label)) / rows * dloss`.
+    SoftmaxCeGrad {
+        rows: usize,
+        cols: usize,
+    },
+    /// In-place SGD with momentum, Nesterov and L2 weight decay (PyTorch's `SGD`, dampening 0).
+    Sgd {
+        len: usize,
+    },
+    /// In-place Adam (L2 weight decay) or AdamW (`decoupled`: decoupled weight decay).
+    Adam {
+        len: usize,
+        decoupled: bool,
+    },
+    /// In-place RMSprop (PyTorch's defaults: no momentum, not centered).
+    Rmsprop {
+        len: usize,
+    },
+    /// `out[o, j, i] = table[o, idx[j], i]`; an index out of range gives 0.
+    Gather {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        n_idx: usize,
+    },
+    /// `out[o, a, i] = sum over j with idx[j] == a of src[o, j, i]` (out is overwritten).
+    ScatterAdd {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        n_idx: usize,
+    },
+    Fill {
+        len: usize,
+        value: f32,
+    },
+    Copy {
+        len: usize,
+    },
+}
+
+/// How a kernel uses one of its buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Written (and possibly read) by the kernel: outputs and in-place state.
+    Write,
+}
+
+/// One buffer a kernel binds: its WGSL binding number, role, type and the length it needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    pub binding: u32,
+    pub name: &'static str,
+    pub dtype: DType,
+    pub len: usize,
+    pub access: Access,
+}
+
+const fn slot(binding: u32, name: &'static str, dtype: DType, len: usize, access: Access) -> Slot {
+    Slot { binding, name, dtype, len, access }
+}
+
+use Access::{Read, Write};
+use DType::{F32, U32};
+
+impl Kernel {
+    /// The WGSL entry point, which is also the kernel's name in errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Matmul(_) => "matmul",
+            Kernel::Unary { op, .. } => op.name(),
+            Kernel::UnaryGrad { op, .. } => op.grad_name(),
+            Kernel::Binary { op, .. } => op.name(),
+            Kernel::Reduce { op, .. } => op.name(),
+            Kernel::Softmax { log: false, .. } => "softmax",
+            Kernel::Softmax { log: true, .. } => "log_softmax",
+            Kernel::SoftmaxGrad { log: false, .. } => "softmax_grad",
+            Kernel::SoftmaxGrad { log: true, .. } => "log_softmax_grad",
+            Kernel::MseLoss { .. } => "mse_loss",
+            Kernel::MseGrad { .. } => "mse_grad",
+            Kernel::BceLogitsLoss { .. } => "bce_logits_loss",
+            Kernel::BceLogitsGrad { .. } => "bce_logits_grad",
+            Kernel::SoftmaxCeLoss { .. } => "softmax_ce_loss",
+            Kernel::SoftmaxCeGrad { .. } => "softmax_ce_grad",
+            Kernel::Sgd { .. } => "sgd",
+            Kernel::Adam { decoupled: false, .. } => "adam",
+            Kernel::Adam { decoupled: true, .. } => "adamw",
+            Kernel::Rmsprop { .. } => "rmsprop",
+            Kernel::Gather { .. } => "gather",
+            Kernel::ScatterAdd { .. } => "scatter_add",
+            Kernel::Fill { .. } => "fill",
+            Kernel::Copy { .. } => "copy",
+        }
+    }
+
+    /// The shader file (in `shaders/`, without `.wgsl`) holding the entry point.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Kernel::Matmul(_) => "matmul",
+            Kernel::Unary { .. } | Kernel::UnaryGrad { .. } => "unary",
+            Kernel::Binary { .. } => "binary",
+            Kernel::Reduce { .. } => "reduce",
+            Kernel::Softmax { .. } | Kernel::SoftmaxGrad { .. } => "softmax",
+            Kernel::MseLoss { .. }
+            | Kernel::MseGrad { .. }
+            | Kernel::BceLogitsLoss { .. }
+            | Kernel::BceLogitsGrad { .. }
+            | Kernel::SoftmaxCeLoss { .. }
+            | Kernel::SoftmaxCeGrad { .. } => "loss",
+            Kernel::Sgd { .. } | Kernel::Adam { .. } | Kernel::Rmsprop { .. } => "optim",
+            Kernel::Gather { .. } | Kernel::ScatterAdd { .. } | Kernel::Fill { .. } | Kernel::Copy { .. } => {
+                "memory"
+            }
+        }
+    }
+
+    /// The buffers of one launch, in the order a launch passes them.
+    pub fn slots(&self) -> Vec<Slot> {
+        match *self {
+            Kernel::Matmul(mm) => vec![
+                slot(1, "c", F32, mm.batch * mm.m * mm.n, Write),
+                slot(2, "a", F32, mm.a_len(), Read),
+                slot(3, "b", F32, mm.b_len(), Read),
+            ],
+            Kernel::Unary { len, .. } => vec![slot(1, "y", F32, len, Write), slot(2, "x", F32, len, Read)],
+            Kernel::UnaryGrad { len, .. } => vec![
+                slot(1, "dx", F32, len, Write),
+                slot(2, "saved", F32, len, Read),
+                slot(3, "dy", F32, len, Read),
+            ],
+            Kernel::Binary { bc, .. } => vec![
+                slot(1, "c", F32, bc.len(), Write),
+                slot(2, "a", F32, bc.a_len, Read),
+                slot(3, "b", F32, bc.b_len, Read),
+            ],
+            Kernel::Reduce { op: ReduceOp::Argmax, outer, len, inner } => {
+                vec![
+                    slot(3, "index", U32, outer * inner, Write),
+                    slot(2, "x", F32, outer * len * inner, Read),
+                ]
+            }
+            Kernel::Reduce { outer, len, inner, .. } => {
+                vec![slot(1, "y", F32, outer * inner, Write), slot(2, "x", F32, outer * len * inner, Read)]
+            }
+            Kernel::Softmax { rows, cols, .. } => {
+                vec![slot(1, "y", F32, rows * cols, Write), slot(2, "x", F32, rows * cols, Read)]
+            }
+            Kernel::SoftmaxGrad { rows, cols, .. } => vec![
+                slot(1, "dx", F32, rows * cols, Write),
+                slot(2, "y", F32, rows * cols, Read),
+                slot(3, "dy", F32, rows * cols, Read),
+            ],
+            Kernel::MseLoss { n } | Kernel::BceLogitsLoss { n } => vec![
+                slot(1, "loss", F32, 1, Write),
+                slot(2, "pred", F32, n, Read),
+                slot(3, "target", F32, n, Read),
+            ],
+            Kernel::MseGrad { n } | Kernel::BceLogitsGrad { n } => vec![
+                slot(1, "dpred", F32, n, Write),
+                slot(2, "pred", F32, n, Read),
+                slot(3, "target", F32, n, Read),
+                slot(4, "dloss", F32, 1, Read),
+            ],
+            Kernel::SoftmaxCeLoss { rows, cols } => vec![
+                slot(1, "loss", F32, 1, Write),
+                slot(2, "logits", F32, rows * cols, Read),
+                slot(5, "labels", U32, rows, Read),
+            ],
+            Kernel::SoftmaxCeGrad { rows, cols } => vec![
+                slot(1, "dlogits", F32, rows * cols, Write),
+                slot(2, "logits", F32, rows * cols, Read),
+                slot(5, "labels", U32, rows, Read),
+                slot(4, "dloss", F32, 1, Read),
+            ],
+            Kernel::Sgd { len } | Kernel::Rmsprop { len } => vec![
+                slot(1, "param", F32, len, Write),
+                slot(2, "grad", F32, len, Read),
+                slot(3, "hyper", F32, HYPER_LEN, Read),
+                slot(4, "state", F32, len, Write),
+            ],
+            Kernel::Adam { len, .. } => vec![
+                slot(1, "param", F32, len, Write),
+                slot(2, "grad", F32, len, Read),
+                slot(3, "hyper", F32, HYPER_LEN, Read),
+                slot(4, "m", F32, len, Write),
+                slot(5, "v", F32, len, Write),
+            ],
+            Kernel::Gather { outer, axis_len, inner, n_idx } => vec![
+                slot(1, "out", F32, outer * n_idx * inner, Write),
+                slot(2, "table", F32, outer * axis_len * inner, Read),
+                slot(3, "index", U32, n_idx, Read),
+            ],
+            Kernel::ScatterAdd { outer, axis_len, inner, n_idx } => vec![
+                slot(1, "out", F32, outer * axis_len * inner, Write),
+                slot(2, "src", F32, outer * n_idx * inner, Read),
+                slot(3, "index", U32, n_idx, Read),
+            ],
+            Kernel::Fill { len, .. } => vec![slot(1, "out", F32, len, Write)],
+            Kernel::Copy { len } => vec![slot(1, "out", F32, len, Write), slot(2, "src", F32, len, Read)],
+        }
+    }
+
+    /// Rejects sizes no backend can run: zero-sized work and dimensions past u32.
+    pub fn validate(&self) -> Result<()> {
+        let dims: Vec<usize> = match *self {
+            Kernel::Matmul(mm) => vec![mm.batch, mm.m, mm.n, mm.k],
+            Kernel::Reduce { outer, len, inner, .. } => vec![outer, len, inner],
+            Kernel::Softmax { rows, cols, .. }
+            | Kernel::SoftmaxGrad { rows, cols, .. }
+            | Kernel::SoftmaxCeLoss { rows, cols }
+            | Kernel::SoftmaxCeGrad { rows, cols } => vec![rows, cols],
+            Kernel::Gather { outer, axis_len, inner, n_idx }
+            | Kernel::ScatterAdd { outer, axis_len, inner, n_idx } => vec![outer, axis_len, inner, n_idx],
+            _ => self.slots().iter().map(|s| s.len).collect(),
+        };
+        if dims.iter().any(|&d| d == 0) {
+            return Err(Error::shape(self.name(), format!("zero-sized dimension in {dims:?}")));
+        }
+        if self.slots().iter().any(|s| s.len > u32::MAX as usize) {
+            return Err(Error::shape(self.name(), "a buffer has more than 2^32 - 1 elements"));
+        }
+        Ok(())
+    }
+
+    /// The scalar parameters the WGSL entry point reads from its uniform block, as 32-bit words.
+    /// Each shader file declares a `Params` struct with these fields in this order.
+    pub fn params(&self) -> [u32; 16] {
+        let mut p = [0u32; 16];
+        let mut put = |words: &[u32]| p[..words.len()].copy_from_slice(words);
+        let u = |x: usize| x as u32;
+        match *self {
+            Kernel::Matmul(mm) => put(&[
+                u(mm.batch),
+                u(mm.m),
+                u(mm.n),
+                u(mm.k),
+                mm.trans_a as u32,
+                mm.trans_b as u32,
+                if mm.a_batched { u(mm.m * mm.k) } else { 0 },
+                if mm.b_batched { u(mm.k * mm.n) } else { 0 },
+            ]),
+            Kernel::Unary { len, alpha, .. } | Kernel::UnaryGrad { len, alpha, .. } => {
+                put(&[u(len), alpha.to_bits()])
+            }
+            Kernel::Binary { bc, .. } => {
+                // WGSL: { len, pad x3, out: vec4<u32>, a_strides: vec4<u32>, b_strides: vec4<u32> }
+                let mut w = vec![u(bc.len()), 0, 0, 0];
+                w.extend(bc.out.iter().map(|&d| d as u32));
+                w.extend(bc.a_strides.iter().map(|&d| d as u32));
+                w.extend(bc.b_strides.iter().map(|&d| d as u32));
+                put(&w)
+            }
+            Kernel::Reduce { outer, len, inner, .. } => put(&[u(outer), u(len), u(inner)]),
+            Kernel::Softmax { rows, cols, .. } | Kernel::SoftmaxGrad { rows, cols, .. } => {
+                put(&[u(rows), u(cols)])
+            }
+            Kernel::MseLoss { n }
+            | Kernel::MseGrad { n }
+            | Kernel::BceLogitsLoss { n }
+            | Kernel::BceLogitsGrad { n } => put(&[u(n)]),
+            Kernel::SoftmaxCeLoss { rows, cols } | Kernel::SoftmaxCeGrad { rows, cols } => {
+                put(&[u(rows), u(cols)])
+            }
+            Kernel::Sgd { len } | Kernel::Adam { len, .. } | Kernel::Rmsprop { len } => put(&[u(len)]),
+            Kernel::Gather { outer, axis_len, inner, n_idx }
+            | Kernel::ScatterAdd { outer, axis_len, inner, n_idx } => {
+                put(&[u(outer), u(axis_len), u(inner), u(n_idx)])
+            }
+            Kernel::Fill { len, value } => put(&[u(len), value.to_bits()]),
+            Kernel::Copy { len } => put(&[u(len)]),
+        }
+        p
+    }
+}

@@ -1,0 +1,285 @@
+//! Elementwise and reduction operators: each variant's name is its WGSL entry point, and its scalar
+//! function here is the CPU twin of that entry point (same formula, same order of operations).
+
+/// Unary elementwise ops. `alpha` is the negative slope of `LeakyRelu` and ignored elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Reciprocal,
+    Abs,
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    Gelu,
+}
+
+/// What a backward kernel needs besides the incoming gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// The forward input `x`.
+    Input,
+    /// The forward output `y`.
+    Output,
+    /// Nothing but the incoming gradient.
+    Neither,
+}
+
+impl UnaryOp {
+    pub const ALL: [UnaryOp; 11] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Reciprocal,
+        UnaryOp::Abs,
+        UnaryOp::Relu,
+        UnaryOp::LeakyRelu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Gelu,
+    ];
+
+    /// The WGSL entry point of the forward kernel; the backward one is `{name}_grad`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Reciprocal => "reciprocal",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Relu => "relu",
+            UnaryOp::LeakyRelu => "leaky_relu",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Gelu => "gelu",
+        }
+    }
+
+    pub fn grad_name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg_grad",
+            UnaryOp::Exp => "exp_grad",
+            UnaryOp::Log => "log_grad",
+            UnaryOp::Sqrt => "sqrt_grad",
+            UnaryOp::Reciprocal => "reciprocal_grad",
+            UnaryOp::Abs => "abs_grad",
+            UnaryOp::Relu => "relu_grad",
+            UnaryOp::LeakyRelu => "leaky_relu_grad",
+            UnaryOp::Sigmoid => "sigmoid_grad",
+            UnaryOp::Tanh => "tanh_grad",
+            UnaryOp::Gelu => "gelu_grad",
+        }
+    }
+
+    /// Which forward value the backward kernel reads (its `saved` buffer).
+    pub fn saved(self) -> Saved {
+        match self {
+            UnaryOp::Neg => Saved::Neither,
+            UnaryOp::Log | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::LeakyRelu | UnaryOp::Gelu => Saved::Input,
+            UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Reciprocal | UnaryOp::Sigmoid | UnaryOp::Tanh => {
+                Saved::Output
+            }
+        }
+    }
+
+    pub fn eval(self, x: f32, alpha: f32) -> f32 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Reciprocal => 1.0 / x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::LeakyRelu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            UnaryOp::Sigmoid => sigmoid(x),
+            UnaryOp::Tanh => tanh(x),
+            UnaryOp::Gelu => 0.5 * x * erfc(-x * std::f32::consts::FRAC_1_SQRT_2),
+        }
+    }
+
+    /// dx given the saved value `s` (x or y, see [`UnaryOp::saved`]) and the incoming gradient.
+    pub fn grad(self, s: f32, dy: f32, alpha: f32) -> f32 {
+        match self {
+            UnaryOp::Neg => -dy,                     // d/dx -x = -1
+            UnaryOp::Exp => dy * s,                  // d/dx e^x = y
+            UnaryOp::Log => dy / s,                  // d/dx ln x = 1/x
+            UnaryOp::Sqrt => dy * 0.5 / s,           // d/dx sqrt x = 1/(2y)
+            UnaryOp::Reciprocal => -dy * s * s,      // d/dx 1/x = -y^2
+            UnaryOp::Abs => dy * sign(s),            // d/dx |x| = sign(x)
+            UnaryOp::Relu => step(s, 1.0, 0.0) * dy, // d/dx relu = [x > 0]
+            UnaryOp::LeakyRelu => step(s, 1.0, alpha) * dy,
+            UnaryOp::Sigmoid => dy * s * (1.0 - s), // d/dx sigmoid = y(1-y)
+            UnaryOp::Tanh => dy * (1.0 - s * s),    // d/dx tanh = 1-y^2
+            // d/dx x*Phi(x) = Phi(x) + x*phi(x)
+            UnaryOp::Gelu => {
+                let cdf = 0.5 * erfc(-s * std::f32::consts::FRAC_1_SQRT_2);
+                let pdf = (-0.5 * s * s).exp() * 0.398_942_3;
+                dy * (cdf + s * pdf)
+            }
+        }
+    }
+}
+
+fn step(x: f32, pos: f32, neg: f32) -> f32 {
+    if x > 0.0 {
+        pos
+    } else {
+        neg
+    }
+}
+
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Logistic function, evaluated without overflow for either sign.
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// tanh through exp(-2|x|), which never overflows. WGSL has the same formula.
+pub fn tanh(x: f32) -> f32 {
+    let t = (-2.0 * x.abs()).exp();
+    let r = (1.0 - t) / (1.0 + t);
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// Complementary error function with relative error below 1.2e-7 everywhere (the Chebyshev fit
+/// published in Numerical Recipes, section 6.2). WGSL has no erf, so both backends use this.
+pub fn erfc(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * (-z * z + poly).exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Binary elementwise ops with broadcasting. Comparisons return 1.0 or 0.0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 12] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "maximum",
+            BinaryOp::Min => "minimum",
+            BinaryOp::Eq => "eq",
+            BinaryOp::Ne => "ne",
+            BinaryOp::Lt => "lt",
+            BinaryOp::Le => "le",
+            BinaryOp::Gt => "gt",
+            BinaryOp::Ge => "ge",
+        }
+    }
+
+    pub fn eval(self, a: f32, b: f32) -> f32 {
+        let flag = |c: bool| if c { 1.0 } else { 0.0 };
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+            BinaryOp::Eq => flag(a == b),
+            BinaryOp::Ne => flag(a != b),
+            BinaryOp::Lt => flag(a < b),
+            BinaryOp::Le => flag(a <= b),
+            BinaryOp::Gt => flag(a > b),
+            BinaryOp::Ge => flag(a >= b),
+        }
+    }
+}
+
+/// Reductions over one axis of a tensor viewed as `[outer, len, inner]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+    /// Index of the first maximum, written to a u32 buffer.
+    Argmax,
+}
+
+impl ReduceOp {
+    pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Argmax];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Argmax => "argmax",
+        }
+    }
+}

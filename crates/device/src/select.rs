@@ -1,0 +1,114 @@
+//! Which hardware runs the kernels: the adapter policy and the description of what was picked.
+
+use std::fmt;
+
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use crate::error::{Error, Result};
+use crate::gpu::{self, GpuBackend};
+
+/// The user's backend request, from the API or `KILN_BACKEND`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// A hardware GPU (discrete before integrated), else the native CPU backend. Never a software
+    /// Vulkan adapter: those run the WGSL kernels ~20x slower than native CPU code.
+    #[default]
+    Auto,
+    /// The best wgpu adapter, software ones included (how CI runs every WGSL kernel).
+    Gpu,
+    /// The native CPU backend.
+    Cpu,
+}
+
+impl BackendChoice {
+    /// `KILN_BACKEND` if set (auto, gpu or cpu), otherwise `Auto`.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("KILN_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => v.parse(),
+            _ => Ok(BackendChoice::Auto),
+        }
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendChoice::Auto),
+            "gpu" => Ok(BackendChoice::Gpu),
+            "cpu" => Ok(BackendChoice::Cpu),
+            other => Err(Error::NoAdapter(format!("unknown backend '{other}': expected auto, gpu or cpu"))),
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Gpu => "gpu",
+            BackendChoice::Cpu => "cpu",
+        })
+    }
+}
+
+/// What kind of device a backend runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeviceKind {
+    DiscreteGpu,
+    IntegratedGpu,
+    VirtualGpu,
+    OtherGpu,
+    /// A software rasterizer exposed as a GPU (lavapipe/llvmpipe, SwiftShader, WARP).
+    SoftwareGpu,
+    /// Kiln's native CPU backend.
+    Cpu,
+}
+
+impl DeviceKind {
+    pub fn is_hardware_gpu(self) -> bool {
+        matches!(
+            self,
+            DeviceKind::DiscreteGpu
+                | DeviceKind::IntegratedGpu
+                | DeviceKind::VirtualGpu
+                | DeviceKind::OtherGpu
+        )
+    }
+}
+
+/// A description of a backend's device, for logs and `kiln info`.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub kind: DeviceKind,
+    /// "native" for the CPU backend, else the graphics API (Vulkan, Metal, Dx12).
+    pub api: String,
+    pub driver: String,
+    /// Limits that matter to Kiln's kernels, by wgpu's names.
+    pub limits: Vec<(&'static str, u64)>,
+    /// Optional features that were requested and granted.
+    pub features: Vec<String>,
+}
+
+impl fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}, {}", self.name, self.kind, self.api)?;
+        if !self.driver.is_empty() {
+            write!(f, ", driver {}", self.driver)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Opens the backend the choice asks for, following the adapter policy.
+pub fn open(choice: BackendChoice) -> Result<Box<dyn Backend>> {
+    match choice {
+        BackendChoice::Cpu => Ok(Box::new(CpuBackend::new())),
+        BackendChoice::Gpu => Ok(Box::new(GpuBackend::new(true)?)),
+        BackendChoice::Auto => match gpu::has_hardware_adapter() {
+            true => Ok(Box::new(GpuBackend::new(false)?)),
+            false => Ok(Box::new(CpuBackend::new())),
+        },
+    }
+}
