@@ -63,6 +63,13 @@ pub enum Kernel {
         len: usize,
         alpha: f32,
     },
+    /// `y[r, c] = op(x[r, c] + bias[c])`: the bias-add + activation that follows a matmul, fused.
+    BiasAct {
+        op: UnaryOp,
+        rows: usize,
+        cols: usize,
+        alpha: f32,
+    },
     /// `c = a op b` with numpy broadcasting.
     Binary {
         op: BinaryOp,
@@ -182,6 +189,7 @@ impl Kernel {
             Kernel::Matmul(_) => "matmul",
             Kernel::Unary { op, .. } => op.name(),
             Kernel::UnaryGrad { op, .. } => op.grad_name(),
+            Kernel::BiasAct { .. } => "bias_act",
             Kernel::Binary { op, .. } => op.name(),
             Kernel::Reduce { op, .. } => op.name(),
             Kernel::Softmax { log: false, .. } => "softmax",
@@ -209,7 +217,7 @@ impl Kernel {
     pub fn family(&self) -> &'static str {
         match self {
             Kernel::Matmul(_) => "matmul",
-            Kernel::Unary { .. } | Kernel::UnaryGrad { .. } => "unary",
+            Kernel::Unary { .. } | Kernel::UnaryGrad { .. } | Kernel::BiasAct { .. } => "unary",
             Kernel::Binary { .. } => "binary",
             Kernel::Reduce { .. } => "reduce",
             Kernel::Softmax { .. } | Kernel::SoftmaxGrad { .. } => "softmax",
@@ -239,6 +247,11 @@ impl Kernel {
                 slot(1, "dx", F32, len, Write),
                 slot(2, "saved", F32, len, Read),
                 slot(3, "dy", F32, len, Read),
+            ],
+            Kernel::BiasAct { rows, cols, .. } => vec![
+                slot(1, "y", F32, rows * cols, Write),
+                slot(2, "x", F32, rows * cols, Read),
+                slot(3, "bias", F32, cols, Read),
             ],
             Kernel::Binary { bc, .. } => vec![
                 slot(1, "c", F32, bc.len(), Write),
@@ -317,7 +330,8 @@ impl Kernel {
         let dims: Vec<usize> = match *self {
             Kernel::Matmul(mm) => vec![mm.batch, mm.m, mm.n, mm.k],
             Kernel::Reduce { outer, len, inner, .. } => vec![outer, len, inner],
-            Kernel::Softmax { rows, cols, .. }
+            Kernel::BiasAct { rows, cols, .. }
+            | Kernel::Softmax { rows, cols, .. }
             | Kernel::SoftmaxGrad { rows, cols, .. }
             | Kernel::SoftmaxCeLoss { rows, cols }
             | Kernel::SoftmaxCeGrad { rows, cols } => vec![rows, cols],
@@ -325,6 +339,14 @@ impl Kernel {
             | Kernel::ScatterAdd { outer, axis_len, inner, n_idx } => vec![outer, axis_len, inner, n_idx],
             _ => self.slots().iter().map(|s| s.len).collect(),
         };
+        if let Kernel::Unary { op: UnaryOp::LeakyRelu, alpha, .. }
+        | Kernel::UnaryGrad { op: UnaryOp::LeakyRelu, alpha, .. }
+        | Kernel::BiasAct { op: UnaryOp::LeakyRelu, alpha, .. } = *self
+        {
+            if !(alpha >= 0.0) {
+                return Err(Error::shape(self.name(), format!("negative slope must be >= 0, got {alpha}")));
+            }
+        }
         if dims.iter().any(|&d| d == 0) {
             return Err(Error::shape(self.name(), format!("zero-sized dimension in {dims:?}")));
         }
@@ -361,6 +383,10 @@ impl Kernel {
                 w.extend(bc.a_strides.iter().map(|&d| d as u32));
                 w.extend(bc.b_strides.iter().map(|&d| d as u32));
                 put(&w)
+            }
+            // WGSL: { len, alpha, cols, op } where op is the index of the op in UnaryOp::ALL
+            Kernel::BiasAct { op, rows, cols, alpha } => {
+                put(&[u(rows * cols), alpha.to_bits(), u(cols), op.code()])
             }
             Kernel::Reduce { outer, len, inner, .. } => put(&[u(outer), u(len), u(inner)]),
             Kernel::Softmax { rows, cols, .. } | Kernel::SoftmaxGrad { rows, cols, .. } => {
