@@ -80,11 +80,21 @@ impl UnaryOp {
     pub fn saved(self) -> Saved {
         match self {
             UnaryOp::Neg => Saved::Neither,
-            UnaryOp::Log | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::LeakyRelu | UnaryOp::Gelu => Saved::Input,
-            UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Reciprocal | UnaryOp::Sigmoid | UnaryOp::Tanh => {
-                Saved::Output
-            }
+            UnaryOp::Log | UnaryOp::Abs | UnaryOp::Gelu => Saved::Input,
+            // y > 0 exactly when x > 0 (the slope is never negative), so the output serves.
+            UnaryOp::Relu
+            | UnaryOp::LeakyRelu
+            | UnaryOp::Exp
+            | UnaryOp::Sqrt
+            | UnaryOp::Reciprocal
+            | UnaryOp::Sigmoid
+            | UnaryOp::Tanh => Saved::Output,
         }
+    }
+
+    /// The op's index in [`UnaryOp::ALL`], which `bias_act` in WGSL switches on.
+    pub fn code(self) -> u32 {
+        UnaryOp::ALL.iter().position(|&o| o == self).unwrap() as u32
     }
 
     pub fn eval(self, x: f32, alpha: f32) -> f32 {
@@ -118,7 +128,7 @@ impl UnaryOp {
             UnaryOp::Sqrt => dy * 0.5 / s,           // d/dx sqrt x = 1/(2y)
             UnaryOp::Reciprocal => -dy * s * s,      // d/dx 1/x = -y^2
             UnaryOp::Abs => dy * sign(s),            // d/dx |x| = sign(x)
-            UnaryOp::Relu => step(s, 1.0, 0.0) * dy, // d/dx relu = [x > 0]
+            UnaryOp::Relu => step(s, 1.0, 0.0) * dy, // d/dx relu = [y > 0]
             UnaryOp::LeakyRelu => step(s, 1.0, alpha) * dy,
             UnaryOp::Sigmoid => dy * s * (1.0 - s), // d/dx sigmoid = y(1-y)
             UnaryOp::Tanh => dy * (1.0 - s * s),    // d/dx tanh = 1-y^2
