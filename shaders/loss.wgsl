@@ -95,16 +95,15 @@ fn row_lse(r: u32) -> vec2<f32> {
     return vec2<f32>(m, log(s));
 }
 
-// Rows whose label is out of range contribute nothing (the host validates labels).
+// A label >= cols has an all-zero one-hot: its row adds logsumexp only (the host validates labels).
 @compute @workgroup_size(256)
 fn softmax_ce_loss(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
     for (var r = lid; r < p.n; r += WG) {
         let label = labels[r];
-        if label < p.cols {
-            let st = row_lse(r);
-            acc += st.x + st.y - x[r * p.cols + label];
-        }
+        let st = row_lse(r);
+        acc += st.x + st.y;
+        if label < p.cols { acc -= x[r * p.cols + label]; }
     }
     let s = tree_sum(lid, acc, WG);
     if lid == 0u { out[0] = s / f32(p.n); }
@@ -134,10 +133,7 @@ fn softmax_ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let total = tree_sum(lid, acc, ROW_WG);
     let scale = dloss[0] / f32(p.n);
     for (var j = lid; j < p.cols; j += ROW_WG) {
-        var g = 0.0;
-        if label < p.cols {
-            g = exp(x[base + j] - m) / total - select(0.0, 1.0, j == label);
-        }
+        let g = exp(x[base + j] - m) / total - select(0.0, 1.0, j == label);
         out[base + j] = g * scale;
     }
 }

@@ -111,7 +111,8 @@ pub enum Kernel {
     BceLogitsGrad {
         n: usize,
     },
-    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels.
+    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels. A label
+    /// `>= cols` has an all-zero one-hot (its row adds logsumexp only); the trainer validates labels.
     SoftmaxCeLoss {
         rows: usize,
         cols: usize,
