@@ -57,11 +57,7 @@ impl Checkpoint {
     /// Appends a tensor; `data.len()` must equal the product of `shape`.
     pub fn push(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<()> {
         check_len(name, shape, data.len())?;
-        self.tensors.push(Tensor {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            data,
-        });
+        self.tensors.push(Tensor { name: name.to_string(), shape: shape.to_vec(), data });
         Ok(())
     }
 
@@ -71,10 +67,8 @@ impl Checkpoint {
 
     /// Stores `value` as a JSON string under `key`.
     pub fn set_json<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
-        let s = serde_json::to_string(value).map_err(|e| Error::Metadata {
-            key: key.into(),
-            message: e.to_string(),
-        })?;
+        let s = serde_json::to_string(value)
+            .map_err(|e| Error::Metadata { key: key.into(), message: e.to_string() })?;
         self.metadata.insert(key.to_string(), s);
         Ok(())
     }
@@ -84,10 +78,8 @@ impl Checkpoint {
         self.metadata
             .get(key)
             .map(|s| {
-                serde_json::from_str(s).map_err(|e| Error::Metadata {
-                    key: key.into(),
-                    message: e.to_string(),
-                })
+                serde_json::from_str(s)
+                    .map_err(|e| Error::Metadata { key: key.into(), message: e.to_string() })
             })
             .transpose()
     }
@@ -154,10 +146,7 @@ impl Checkpoint {
             message,
         };
         if bytes.len() < 8 {
-            return Err(bad(format!(
-                "truncated: {} bytes, the header length alone takes 8",
-                bytes.len()
-            )));
+            return Err(bad(format!("truncated: {} bytes, the header length alone takes 8", bytes.len())));
         }
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
         if n > MAX_HEADER {
@@ -179,30 +168,22 @@ impl Checkpoint {
         let mut spans = Vec::new();
         for (name, info) in &header {
             if name == "__metadata__" {
-                let map = info
-                    .as_object()
-                    .ok_or_else(|| bad("__metadata__ is not an object".into()))?;
+                let map = info.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))?;
                 for (k, v) in map {
-                    let v = v.as_str().ok_or_else(|| {
-                        bad(format!("__metadata__ value of '{k}' is not a string"))
-                    })?;
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| bad(format!("__metadata__ value of '{k}' is not a string")))?;
                     ck.metadata.insert(k.clone(), v.to_string());
                 }
                 continue;
             }
             let dtype = info.get("dtype").and_then(Value::as_str);
-            let shape: Option<Vec<usize>> = info.get("shape").and_then(|s| {
-                s.as_array()?
-                    .iter()
-                    .map(|d| d.as_u64().map(|d| d as usize))
-                    .collect()
-            });
-            let offsets: Option<Vec<usize>> = info.get("data_offsets").and_then(|s| {
-                s.as_array()?
-                    .iter()
-                    .map(|d| d.as_u64().map(|d| d as usize))
-                    .collect()
-            });
+            let shape: Option<Vec<usize>> = info
+                .get("shape")
+                .and_then(|s| s.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+            let offsets: Option<Vec<usize>> = info
+                .get("data_offsets")
+                .and_then(|s| s.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
             let (Some(dtype), Some(shape), Some([begin, end])) =
                 (dtype, shape, offsets.as_deref().and_then(|o| <[usize; 2]>::try_from(o).ok()))
             else {
@@ -245,11 +226,7 @@ impl Checkpoint {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             spans.push((begin, end, name.clone()));
-            ck.tensors.push(Tensor {
-                name: name.clone(),
-                shape,
-                data: values,
-            });
+            ck.tensors.push(Tensor { name: name.clone(), shape, data: values });
         }
         // The tensors must tile the data section exactly: no overlap, no gap, nothing after.
         spans.sort();
@@ -271,8 +248,7 @@ impl Checkpoint {
             )));
         }
         let order: Vec<&String> = spans.iter().map(|s| &s.2).collect();
-        ck.tensors
-            .sort_by_key(|t| order.iter().position(|n| **n == t.name));
+        ck.tensors.sort_by_key(|t| order.iter().position(|n| **n == t.name));
         Ok(ck)
     }
 }
@@ -298,11 +274,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = dir.join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;

@@ -24,41 +24,19 @@ pub enum Error {
 
     /// A CSV row with a different number of fields than the header.
     #[error("{}:{line}: expected {expected} fields (as in the header), found {found}", path.display())]
-    RaggedRow {
-        path: PathBuf,
-        line: u64,
-        expected: usize,
-        found: usize,
-    },
+    RaggedRow { path: PathBuf, line: u64, expected: usize, found: usize },
 
     /// A cell that must be a number is not one (features, or a regression target).
     #[error("{}:{line}: column '{column}' (#{column_number}): '{value}' is not a number", path.display())]
-    NotNumeric {
-        path: PathBuf,
-        line: u64,
-        column: String,
-        column_number: usize,
-        value: String,
-    },
+    NotNumeric { path: PathBuf, line: u64, column: String, column_number: usize, value: String },
 
     /// NaN or an infinity in a cell (CSV) or an element (NPY/IDX: `line` 0, `column` is the index).
     #[error("{}:{line}: column '{column}' (#{column_number}): value '{value}' is not finite (NaN or infinity)", path.display())]
-    NotFinite {
-        path: PathBuf,
-        line: u64,
-        column: String,
-        column_number: usize,
-        value: String,
-    },
+    NotFinite { path: PathBuf, line: u64, column: String, column_number: usize, value: String },
 
     /// A CSV cell that must not be empty (a target label).
     #[error("{}:{line}: column '{column}' (#{column_number}): empty cell", path.display())]
-    EmptyCell {
-        path: PathBuf,
-        line: u64,
-        column: String,
-        column_number: usize,
-    },
+    EmptyCell { path: PathBuf, line: u64, column: String, column_number: usize },
 
     /// A class label that is not in the label set saved with the model.
     #[error("{}:{line}: column '{column}' (#{column_number}): unknown class '{value}' (the model knows: {known})", path.display())]
@@ -72,11 +50,7 @@ pub enum Error {
     },
 
     #[error("{}: no column named '{column}' (columns: {available})", path.display())]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        available: String,
-    },
+    MissingColumn { path: PathBuf, column: String, available: String },
 
     /// The CSV's feature columns are not the model's (missing, extra, or reordered columns).
     #[error("{}: feature columns do not match the model: {detail}", path.display())]
@@ -84,11 +58,7 @@ pub enum Error {
 
     /// The CSV itself is malformed (e.g. invalid UTF-8), as reported by the parser.
     #[error("{}:{line}: {message}", path.display())]
-    Csv {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    Csv { path: PathBuf, line: u64, message: String },
 
     /// A corrupt, truncated or unsupported binary file (NPY, IDX, safetensors header).
     #[error("{}: {message}", path.display())]
@@ -96,19 +66,11 @@ pub enum Error {
 
     /// A problem with one tensor of a safetensors file.
     #[error("{}: tensor '{tensor}': {message}", path.display())]
-    Tensor {
-        path: PathBuf,
-        tensor: String,
-        message: String,
-    },
+    Tensor { path: PathBuf, tensor: String, message: String },
 
     /// Sizes that do not agree: features vs labels, a batch buffer vs the batch, data vs shape.
     #[error("shape mismatch in {context}: expected {expected}, found {found}")]
-    Shape {
-        context: String,
-        expected: String,
-        found: String,
-    },
+    Shape { context: String, expected: String, found: String },
 
     /// A metadata entry (JSON) that is missing or does not parse.
     #[error("metadata '{key}': {message}")]
@@ -121,28 +83,14 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Format {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::Format { path: path.into(), message: message.into() }
     }
 
-    pub(crate) fn shape(
-        context: impl Into<String>,
-        expected: impl ToString,
-        found: impl ToString,
-    ) -> Self {
-        Error::Shape {
-            context: context.into(),
-            expected: expected.to_string(),
-            found: found.to_string(),
-        }
+    pub(crate) fn shape(context: impl Into<String>, expected: impl ToString, found: impl ToString) -> Self {
+        Error::Shape { context: context.into(), expected: expected.to_string(), found: found.to_string() }
     }
 }

@@ -20,26 +20,19 @@ fn reads_the_golden_file_written_by_python() {
     assert_eq!(ck.get("2.weight").unwrap().data, vec![3.0, -4.0]);
     assert_eq!(ck.get("2.bias").unwrap().data, vec![0.25]);
     assert_eq!(ck.json::<u64>(STEP).unwrap(), Some(7));
-    assert_eq!(
-        ck.json::<Vec<String>>(LABELS).unwrap(),
-        Some(vec!["cat".to_string(), "dog".to_string()])
-    );
+    assert_eq!(ck.json::<Vec<String>>(LABELS).unwrap(), Some(vec!["cat".to_string(), "dog".to_string()]));
     assert_eq!(ck.json::<u64>("kiln.absent").unwrap(), None);
     assert_has(&err(ck.json::<u64>(LABELS)), &["metadata 'kiln.labels'"]);
 }
 
 fn sample() -> Checkpoint {
     let mut ck = Checkpoint::new();
-    ck.push("0.weight", &[3, 2], vec![1.0, -2.0, 3.5, 1e-7, -0.0, 7.25])
-        .unwrap();
+    ck.push("0.weight", &[3, 2], vec![1.0, -2.0, 3.5, 1e-7, -0.0, 7.25]).unwrap();
     ck.push("0.bias", &[3], vec![0.1, 0.2, 0.3]).unwrap();
     ck.push("scalar", &[], vec![42.0]).unwrap();
     ck.push("empty", &[0, 4], vec![]).unwrap();
     ck.set_json(STEP, &1234u64).unwrap();
-    let st = Standardizer {
-        mean: vec![1.5, -2.0],
-        std: vec![0.5, 3.0],
-    };
+    let st = Standardizer { mean: vec![1.5, -2.0], std: vec![0.5, 3.0] };
     ck.set_json(STANDARDIZER, &st).unwrap();
     ck
 }
@@ -88,10 +81,7 @@ fn a_failed_write_leaves_the_existing_file_alone() {
     left.sort();
     assert_eq!(left, ["is-a-dir", "model.safetensors"]);
 
-    assert_has(
-        &err(sample().write(d.join("no/such/dir/m.safetensors"))),
-        &["no/such/dir"],
-    );
+    assert_has(&err(sample().write(d.join("no/such/dir/m.safetensors"))), &["no/such/dir"]);
     assert_has(&err(Checkpoint::new().push("w", &[2, 2], vec![0.0; 3])), &["tensor 'w'", "3 values"]);
 }
 
@@ -116,10 +106,7 @@ fn read_err(bytes: &[u8]) -> String {
 fn corrupt_files_name_the_file_and_tensor() {
     let g = golden_bytes();
     // Truncated in the data: the last tensor in the file is cut.
-    assert_has(
-        &read_err(&g[..g.len() - 2]),
-        &["bad.safetensors", "tensor '2.bias'", "truncated"],
-    );
+    assert_has(&read_err(&g[..g.len() - 2]), &["bad.safetensors", "tensor '2.bias'", "truncated"]);
     // Truncated in the header, and before the header length.
     assert_has(&read_err(&g[..50]), &["bad.safetensors", "truncated", "header needs"]);
     assert_has(&read_err(&g[..5]), &["bad.safetensors", "truncated"]);

@@ -18,23 +18,13 @@ fn text_target_becomes_sorted_classes() {
     assert_eq!((t.rows, t.cols), (3, 2));
     assert_eq!(t.features, vec![1.0, 2.0, 3.0, 4.5, -5.0, 60.0]);
     assert_eq!(t.feature_names, names(&["a", "b"]));
-    assert_eq!(
-        t.target,
-        Target::Classes {
-            ids: vec![1, 0, 1],
-            names: names(&["cat", "dog"])
-        }
-    );
+    assert_eq!(t.target, Target::Classes { ids: vec![1, 0, 1], names: names(&["cat", "dog"]) });
 }
 
 #[test]
 fn quoting_bom_crlf_whitespace_and_target_in_the_middle() {
     let d = temp_dir("csv-quoting");
-    let p = write(
-        &d,
-        "q.csv",
-        "\u{feff}\"x 1\",label,\"x,2\"\r\n 1.5 ,\"a, b\",2\r\n3,\"c\"\"d\",4\r\n",
-    );
+    let p = write(&d, "q.csv", "\u{feff}\"x 1\",label,\"x,2\"\r\n 1.5 ,\"a, b\",2\r\n3,\"c\"\"d\",4\r\n");
     let t = read_csv(&p, "label", TaskHint::Auto).unwrap();
     assert_eq!(t.feature_names, names(&["x 1", "x,2"]));
     assert_eq!(t.features, vec![1.5, 2.0, 3.0, 4.0]);
@@ -47,13 +37,7 @@ fn numeric_target_auto_classes_or_regression() {
     // Integers, few distinct: classes sorted by value, not as text ("10" after "2").
     let p = write(&d, "c.csv", "f,y\n0,10\n1,2\n2,2\n3,1\n");
     let t = read_csv(&p, "y", TaskHint::Auto).unwrap();
-    assert_eq!(
-        t.target,
-        Target::Classes {
-            ids: vec![2, 1, 1, 0],
-            names: names(&["1", "2", "10"])
-        }
-    );
+    assert_eq!(t.target, Target::Classes { ids: vec![2, 1, 1, 0], names: names(&["1", "2", "10"]) });
     // Same file, forced regression.
     let t = read_csv(&p, "y", TaskHint::Regression).unwrap();
     assert_eq!(t.target, Target::Regression(vec![10.0, 2.0, 2.0, 1.0]));
@@ -62,13 +46,7 @@ fn numeric_target_auto_classes_or_regression() {
     let t = read_csv(&p, "y", TaskHint::Auto).unwrap();
     assert_eq!(t.target, Target::Regression(vec![2.5, 1.0]));
     let t = read_csv(&p, "y", TaskHint::Classification).unwrap();
-    assert_eq!(
-        t.target,
-        Target::Classes {
-            ids: vec![1, 0],
-            names: names(&["1", "2.5"])
-        }
-    );
+    assert_eq!(t.target, Target::Classes { ids: vec![1, 0], names: names(&["1", "2.5"]) });
 }
 
 #[test]
@@ -111,10 +89,7 @@ fn empty_and_header_only_files() {
 fn ragged_row_names_line_and_counts() {
     let d = temp_dir("csv-ragged");
     let p = write(&d, "r.csv", "a,b,y\n1,2,x\n3,4\n");
-    assert_has(
-        &err(read_csv(&p, "y", TaskHint::Auto)),
-        &["r.csv:3:", "expected 3 fields", "found 2"],
-    );
+    assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["r.csv:3:", "expected 3 fields", "found 2"]);
     let p = write(&d, "r2.csv", "a,b,y\n1,2,x\n3,4,x,9\n");
     assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["r2.csv:3:", "found 4"]);
 }
@@ -129,35 +104,23 @@ fn non_numeric_feature_names_line_and_column() {
     );
     // Line numbers count physical lines: a quoted newline in line 2 pushes the next record to line 4.
     let p = write(&d, "m.csv", "a,y,b\n1,\"two\nlines\",2\n3,z,oops\n");
-    assert_has(
-        &err(read_csv(&p, "y", TaskHint::Auto)),
-        &["m.csv:4:", "column 'b' (#3)", "'oops'"],
-    );
+    assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["m.csv:4:", "column 'b' (#3)", "'oops'"]);
 }
 
 #[test]
 fn empty_cells_are_errors() {
     let d = temp_dir("csv-emptycell");
     let p = write(&d, "f.csv", "a,b,y\n1,,x\n");
-    assert_has(
-        &err(read_csv(&p, "y", TaskHint::Auto)),
-        &["f.csv:2:", "column 'b' (#2)", "empty cell"],
-    );
+    assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["f.csv:2:", "column 'b' (#2)", "empty cell"]);
     let p = write(&d, "t.csv", "a,y\n1,x\n2,\n");
-    assert_has(
-        &err(read_csv(&p, "y", TaskHint::Auto)),
-        &["t.csv:3:", "column 'y' (#2)", "empty cell"],
-    );
+    assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["t.csv:3:", "column 'y' (#2)", "empty cell"]);
 }
 
 #[test]
 fn missing_target_column_lists_the_columns() {
     let d = temp_dir("csv-notarget");
     let p = write(&d, "m.csv", "a,b,y\n1,2,3\n");
-    assert_has(
-        &err(read_csv(&p, "label", TaskHint::Auto)),
-        &["m.csv", "no column named 'label'", "a, b, y"],
-    );
+    assert_has(&err(read_csv(&p, "label", TaskHint::Auto)), &["m.csv", "no column named 'label'", "a, b, y"]);
 }
 
 #[test]
@@ -175,10 +138,7 @@ fn nan_and_infinity_are_errors() {
     );
     let p = write(&d, "t.csv", "a,y\n1,0.5\n2,-inf\n");
     for task in [TaskHint::Auto, TaskHint::Regression, TaskHint::Classification] {
-        assert_has(
-            &err(read_csv(&p, "y", task)),
-            &["t.csv:3:", "column 'y' (#2)", "'-inf'", "not finite"],
-        );
+        assert_has(&err(read_csv(&p, "y", task)), &["t.csv:3:", "column 'y' (#2)", "'-inf'", "not finite"]);
     }
 }
 
@@ -196,20 +156,14 @@ fn regression_target_must_be_numeric() {
 fn duplicate_column_names_are_errors() {
     let d = temp_dir("csv-dup");
     let p = write(&d, "d.csv", "a,b,a,y\n1,2,3,4\n");
-    assert_has(
-        &err(read_csv(&p, "y", TaskHint::Auto)),
-        &["d.csv:1:", "'a' appears twice (#1 and #3)"],
-    );
+    assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["d.csv:1:", "'a' appears twice (#1 and #3)"]);
 }
 
 #[test]
 fn invalid_utf8_names_the_line() {
     let d = temp_dir("csv-utf8");
     let p = write(&d, "u.csv", b"a,y\n1,x\n2,\xff\xfe\n".as_slice());
-    assert_has(
-        &err(read_csv(&p, "y", TaskHint::Auto)),
-        &["u.csv:3:", "UTF-8"],
-    );
+    assert_has(&err(read_csv(&p, "y", TaskHint::Auto)), &["u.csv:3:", "UTF-8"]);
 }
 
 #[test]
@@ -229,13 +183,7 @@ fn labeled_uses_the_saved_class_names() {
     let known = names(&["0", "1", "2"]);
     let p = write(&d, "l.csv", "a,y\n1,2.0\n2,0\n");
     let t = read_csv_labeled(&p, "y", &known).unwrap();
-    assert_eq!(
-        t.target,
-        Target::Classes {
-            ids: vec![2, 0],
-            names: known.clone()
-        }
-    );
+    assert_eq!(t.target, Target::Classes { ids: vec![2, 0], names: known.clone() });
     let p = write(&d, "u.csv", "a,y\n1,2\n2,7\n");
     assert_has(
         &err(read_csv_labeled(&p, "y", &known)),

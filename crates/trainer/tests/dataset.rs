@@ -2,8 +2,8 @@ mod common;
 
 use common::{assert_has, err};
 use kiln_trainer::data::{
-    batches, digits_train_test, epoch_order, load_digits, train_val_split, Dataset, SplitMix64,
-    Standardizer, Table, Target, TargetBuf,
+    batches, digits_train_test, epoch_order, load_digits, train_val_split, Dataset, SplitMix64, Standardizer,
+    Table, Target, TargetBuf,
 };
 
 #[test]
@@ -72,10 +72,7 @@ fn small_table() -> Table {
         3,
         2,
         vec!["a".into(), "b".into()],
-        Target::Classes {
-            ids: vec![0, 1, 1],
-            names: vec!["x".into(), "y".into()],
-        },
+        Target::Classes { ids: vec![0, 1, 1], names: vec!["x".into(), "y".into()] },
     )
     .unwrap()
 }
@@ -91,18 +88,9 @@ fn fetch_gathers_rows_into_caller_buffers() {
     t.fetch(&[1, 1], &mut x, TargetBuf::None).unwrap();
     assert_eq!(x, [3.0, 4.0, 3.0, 4.0]);
 
-    assert_has(
-        &err(t.fetch(&[0], &mut x, TargetBuf::None)),
-        &["features buffer", "2", "4"],
-    );
-    assert_has(
-        &err(t.fetch(&[0, 3], &mut x, TargetBuf::None)),
-        &["row index 3 out of range", "3 rows"],
-    );
-    assert_has(
-        &err(t.fetch(&[0, 1], &mut x, TargetBuf::Classes(&mut [0u32; 3]))),
-        &["targets buffer"],
-    );
+    assert_has(&err(t.fetch(&[0], &mut x, TargetBuf::None)), &["features buffer", "2", "4"]);
+    assert_has(&err(t.fetch(&[0, 3], &mut x, TargetBuf::None)), &["row index 3 out of range", "3 rows"]);
+    assert_has(&err(t.fetch(&[0, 1], &mut x, TargetBuf::Classes(&mut [0u32; 3]))), &["targets buffer"]);
     assert_has(
         &err(t.fetch(&[0, 1], &mut x, TargetBuf::Values(&mut [0.0; 2]))),
         &["regression values", "class ids"],
@@ -158,9 +146,7 @@ fn digits_shape_labels_and_split() {
     assert_eq!(t.feature_names[0], "p0");
     assert_eq!(t.feature_names[63], "p63");
     assert!(t.features.iter().all(|&v| (0.0..=16.0).contains(&v) && v.fract() == 0.0));
-    let Target::Classes { ids, names } = &t.target else {
-        panic!("digits must be classes")
-    };
+    let Target::Classes { ids, names } = &t.target else { panic!("digits must be classes") };
     assert_eq!(*names, (0..10).map(|c| c.to_string()).collect::<Vec<_>>());
     // Class counts of the UCI test set, as in scikit-learn's load_digits.
     let mut counts = [0; 10];

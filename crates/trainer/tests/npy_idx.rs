@@ -82,10 +82,7 @@ fn npy_bad_files() {
     let d = temp_dir("npy-bad");
     let f4 = le(&[1.0f32, 2.0, 3.0, 4.0], f32::to_le_bytes);
     let p = write(&d, "trunc.npy", npy(1, "<f4", "(2, 2)", false, &f4[..13]));
-    assert_has(
-        &err(read_npy_f32(&p)),
-        &["trunc.npy", "truncated", "needs 16 data bytes", "has 13"],
-    );
+    assert_has(&err(read_npy_f32(&p)), &["trunc.npy", "truncated", "needs 16 data bytes", "has 13"]);
     let full = npy(1, "<f4", "(2, 2)", false, &f4);
     let p = write(&d, "hdr.npy", &full[..40]);
     assert_has(&err(read_npy_f32(&p)), &["hdr.npy", "truncated header"]);
@@ -135,13 +132,7 @@ fn idx_images_and_labels() {
     let t = Table::from_arrays(x, Some(y)).unwrap();
     assert_eq!((t.rows, t.cols), (2, 6));
     assert_eq!(t.row(1), &[120.0, 140.0, 160.0, 180.0, 200.0, 220.0]);
-    assert_eq!(
-        t.target,
-        Target::Classes {
-            ids: vec![7, 3],
-            names: (0..8).map(|c| c.to_string()).collect()
-        }
-    );
+    assert_eq!(t.target, Target::Classes { ids: vec![7, 3], names: (0..8).map(|c| c.to_string()).collect() });
 
     let f = le(&[0.5f32, -1.5], f32::to_be_bytes);
     let p = write(&d, "f32.idx", idx(0x0D, &[2], &f));
@@ -155,10 +146,7 @@ fn idx_images_and_labels() {
 fn idx_bad_files() {
     let d = temp_dir("idx-bad");
     let p = write(&d, "trunc.idx", idx(0x08, &[2, 2, 3], &[1; 11]));
-    assert_has(
-        &err(read_idx_f32(&p)),
-        &["trunc.idx", "truncated", "needs 12 data bytes", "has 11"],
-    );
+    assert_has(&err(read_idx_f32(&p)), &["trunc.idx", "truncated", "needs 12 data bytes", "has 11"]);
     let p = write(&d, "hdr.idx", &idx(0x08, &[2, 2, 3], &[])[..9]);
     assert_has(&err(read_idx_f32(&p)), &["hdr.idx", "truncated IDX header"]);
     let p = write(&d, "gz.idx", [0x1f, 0x8b, 8, 0, 0, 0]);
@@ -176,8 +164,5 @@ fn from_arrays_checks_row_counts() {
     let d = temp_dir("idx-shape");
     let x = read_idx_f32(write(&d, "x", idx(0x08, &[3, 2], &[0; 6]))).unwrap();
     let y = read_idx_u32(write(&d, "y", idx(0x08, &[2], &[0, 1]))).unwrap();
-    assert_has(
-        &err(Table::from_arrays(x, Some(y))),
-        &["shape mismatch", "labels", "[3]", "[2]"],
-    );
+    assert_has(&err(Table::from_arrays(x, Some(y))), &["shape mismatch", "labels", "[3]", "[2]"]);
 }

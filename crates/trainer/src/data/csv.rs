@@ -27,9 +27,7 @@ pub fn read_csv_from_reader(
     task: TaskHint,
 ) -> Result<Table> {
     let raw = parse(path, reader, Some(target_column))?;
-    let target = raw.target_column(|values, lines, col| {
-        make_target(path, values, lines, col, task)
-    })?;
+    let target = raw.target_column(|values, lines, col| make_target(path, values, lines, col, task))?;
     Table::new(raw.features, raw.rows, raw.cols, raw.feature_names, target)
 }
 
@@ -43,33 +41,25 @@ pub fn read_csv_labeled(
     let path = path.as_ref();
     let raw = parse(path, open(path)?, Some(target_column))?;
     let target = raw.target_column(|values, lines, col| {
-        let index: HashMap<&str, u32> = class_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as u32))
-            .collect();
+        let index: HashMap<&str, u32> =
+            class_names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
         let ids = values
             .iter()
             .zip(lines)
             .map(|(v, &line)| {
-                index
-                    .get(v.as_str())
-                    .copied()
-                    .or_else(|| numeric_match(v, class_names))
-                    .ok_or_else(|| Error::UnknownClass {
+                index.get(v.as_str()).copied().or_else(|| numeric_match(v, class_names)).ok_or_else(|| {
+                    Error::UnknownClass {
                         path: path.to_path_buf(),
                         line,
                         column: col.0.to_string(),
                         column_number: col.1,
                         value: v.clone(),
                         known: class_names.join(", "),
-                    })
+                    }
+                })
             })
             .collect::<Result<Vec<u32>>>()?;
-        Ok(Target::Classes {
-            ids,
-            names: class_names.to_vec(),
-        })
+        Ok(Target::Classes { ids, names: class_names.to_vec() })
     })?;
     Table::new(raw.features, raw.rows, raw.cols, raw.feature_names, target)
 }
@@ -78,13 +68,7 @@ pub fn read_csv_labeled(
 pub fn read_csv_unlabeled(path: impl AsRef<Path>) -> Result<Table> {
     let path = path.as_ref();
     let raw = parse(path, open(path)?, None)?;
-    Table::new(
-        raw.features,
-        raw.rows,
-        raw.cols,
-        raw.feature_names,
-        Target::None,
-    )
+    Table::new(raw.features, raw.rows, raw.cols, raw.feature_names, Target::None)
 }
 
 /// Checks that a CSV's feature columns (`found`) are exactly a model's (`expected`), in order.
@@ -93,12 +77,7 @@ pub fn check_feature_names(path: &Path, found: &[String], expected: &[String]) -
     if found == expected {
         return Ok(());
     }
-    let quote = |v: Vec<&String>| {
-        v.iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let quote = |v: Vec<&String>| v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
     let missing: Vec<&String> = expected.iter().filter(|e| !found.contains(e)).collect();
     let extra: Vec<&String> = found.iter().filter(|f| !expected.contains(f)).collect();
     let mut parts = Vec::new();
@@ -125,10 +104,7 @@ pub fn check_feature_names(path: &Path, found: &[String], expected: &[String]) -
             expected.len()
         ));
     }
-    Err(Error::FeatureMismatch {
-        path: path.to_path_buf(),
-        detail: parts.join("; "),
-    })
+    Err(Error::FeatureMismatch { path: path.to_path_buf(), detail: parts.join("; ") })
 }
 
 fn open(path: &Path) -> Result<File> {
@@ -153,11 +129,7 @@ impl Raw {
         &self,
         f: impl FnOnce(&[String], &[u64], (&str, usize)) -> Result<Target>,
     ) -> Result<Target> {
-        f(
-            &self.target_values,
-            &self.lines,
-            (&self.target_name, self.target_number),
-        )
+        f(&self.target_values, &self.lines, (&self.target_name, self.target_number))
     }
 }
 
@@ -178,16 +150,9 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>) -> Result<Raw> {
         .flexible(true) // ragged rows are reported below, with their line
         .trim(csv::Trim::All)
         .from_reader(reader);
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(csv_err)?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let header: Vec<String> = rdr.headers().map_err(csv_err)?.iter().map(str::to_string).collect();
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(Error::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     for (i, name) in header.iter().enumerate() {
         if let Some(j) = header[..i].iter().position(|h| h == name) {
@@ -200,20 +165,14 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>) -> Result<Raw> {
     }
     let target_index = match target {
         None => None,
-        Some(t) => Some(header.iter().position(|h| h == t).ok_or_else(|| {
-            Error::MissingColumn {
-                path: path.to_path_buf(),
-                column: t.to_string(),
-                available: header.join(", "),
-            }
+        Some(t) => Some(header.iter().position(|h| h == t).ok_or_else(|| Error::MissingColumn {
+            path: path.to_path_buf(),
+            column: t.to_string(),
+            available: header.join(", "),
         })?),
     };
-    let feature_names: Vec<String> = header
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| Some(i) != target_index)
-        .map(|(_, h)| h.clone())
-        .collect();
+    let feature_names: Vec<String> =
+        header.iter().enumerate().filter(|&(i, _)| Some(i) != target_index).map(|(_, h)| h.clone()).collect();
 
     let mut features = Vec::new();
     let mut target_values = Vec::new();
@@ -236,12 +195,7 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>) -> Result<Raw> {
             }
             let (column, column_number) = (header[i].clone(), i + 1);
             if cell.is_empty() {
-                return Err(Error::EmptyCell {
-                    path: path.to_path_buf(),
-                    line,
-                    column,
-                    column_number,
-                });
+                return Err(Error::EmptyCell { path: path.to_path_buf(), line, column, column_number });
             }
             let v: f32 = cell.parse().map_err(|_| Error::NotNumeric {
                 path: path.to_path_buf(),
@@ -264,9 +218,7 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>) -> Result<Raw> {
         lines.push(line);
     }
     if lines.is_empty() {
-        return Err(Error::HeaderOnly {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::HeaderOnly { path: path.to_path_buf() });
     }
     let target_number = target_index.map_or(0, |i| i + 1);
     Ok(Raw {
@@ -292,50 +244,25 @@ fn make_target(
     let at = |i: usize| (path.to_path_buf(), lines[i], column.to_string(), column_number);
     if let Some(i) = values.iter().position(String::is_empty) {
         let (path, line, column, column_number) = at(i);
-        return Err(Error::EmptyCell {
-            path,
-            line,
-            column,
-            column_number,
-        });
+        return Err(Error::EmptyCell { path, line, column, column_number });
     }
     let parsed: Vec<Option<f64>> = values.iter().map(|v| v.parse().ok()).collect();
     let numeric = parsed.iter().all(Option::is_some);
     if task == TaskHint::Regression && !numeric {
         let i = parsed.iter().position(Option::is_none).unwrap_or(0);
         let (path, line, column, column_number) = at(i);
-        return Err(Error::NotNumeric {
-            path,
-            line,
-            column,
-            column_number,
-            value: values[i].clone(),
-        });
+        return Err(Error::NotNumeric { path, line, column, column_number, value: values[i].clone() });
     }
     if !numeric {
         // Text labels: sorted unique names, id = position in that list.
-        let names: Vec<String> = values
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let ids = values
-            .iter()
-            .map(|v| names.binary_search(v).unwrap_or(0) as u32)
-            .collect();
+        let names: Vec<String> = values.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let ids = values.iter().map(|v| names.binary_search(v).unwrap_or(0) as u32).collect();
         return Ok(Target::Classes { ids, names });
     }
     let nums: Vec<f64> = parsed.into_iter().flatten().collect();
     if let Some(i) = nums.iter().position(|v| !v.is_finite()) {
         let (path, line, column, column_number) = at(i);
-        return Err(Error::NotFinite {
-            path,
-            line,
-            column,
-            column_number,
-            value: values[i].clone(),
-        });
+        return Err(Error::NotFinite { path, line, column, column_number, value: values[i].clone() });
     }
     let mut distinct: Vec<f64> = nums.clone();
     distinct.sort_by(f64::total_cmp);
@@ -347,15 +274,11 @@ fn make_target(
         TaskHint::Auto => integers && distinct.len() <= MAX_AUTO_CLASSES,
     };
     if !classes {
-        return Ok(Target::Regression(
-            nums.into_iter().map(|v| v as f32).collect(),
-        ));
+        return Ok(Target::Regression(nums.into_iter().map(|v| v as f32).collect()));
     }
     // Numeric labels: sorted by value, named as the number ("3", "2.5").
-    let ids = nums
-        .iter()
-        .map(|v| distinct.binary_search_by(|d| d.total_cmp(v)).unwrap_or(0) as u32)
-        .collect();
+    let ids =
+        nums.iter().map(|v| distinct.binary_search_by(|d| d.total_cmp(v)).unwrap_or(0) as u32).collect();
     let names = distinct.iter().map(|v| format!("{v}")).collect();
     Ok(Target::Classes { ids, names })
 }
@@ -363,8 +286,5 @@ fn make_target(
 /// A label such as "3.0" matches the saved class name "3" by value.
 fn numeric_match(value: &str, names: &[String]) -> Option<u32> {
     let v: f64 = value.parse().ok()?;
-    names
-        .iter()
-        .position(|n| n.parse::<f64>().ok() == Some(v))
-        .map(|i| i as u32)
+    names.iter().position(|n| n.parse::<f64>().ok() == Some(v)).map(|i| i as u32)
 }

@@ -30,8 +30,7 @@ pub trait Dataset {
     /// their targets into `targets` (`[indices.len()]`). Buffers of the wrong size, an index out of
     /// range or a target kind the data does not have are errors; the buffers are caller-owned so a
     /// training loop can reuse them every step.
-    fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>)
-        -> Result<()>;
+    fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>) -> Result<()>;
 }
 
 impl Dataset for Table {
@@ -43,12 +42,7 @@ impl Dataset for Table {
         self.cols
     }
 
-    fn fetch(
-        &self,
-        indices: &[usize],
-        features: &mut [f32],
-        targets: TargetBuf<'_>,
-    ) -> Result<()> {
+    fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>) -> Result<()> {
         let n = indices.len();
         if features.len() != n * self.cols {
             return Err(Error::shape(
@@ -94,9 +88,7 @@ impl Dataset for Table {
                     Target::Classes { .. } => "class ids",
                     Target::None => "no target",
                 };
-                return Err(Error::InvalidArgument(format!(
-                    "asked for {want} but the data set has {have}"
-                )));
+                return Err(Error::InvalidArgument(format!("asked for {want} but the data set has {have}")));
             }
         }
         for (dst, &i) in features.chunks_exact_mut(self.cols.max(1)).zip(indices) {
@@ -127,11 +119,7 @@ pub fn batches(order: &[usize], batch_size: usize) -> Result<std::slice::Chunks<
 /// A seeded split of `len` rows into (train, validation) row indices, each in ascending order.
 /// `round(len * val_fraction)` rows go to validation; `val_fraction` must be in `[0, 1)` and leave
 /// at least one training row.
-pub fn train_val_split(
-    len: usize,
-    val_fraction: f64,
-    seed: u64,
-) -> Result<(Vec<usize>, Vec<usize>)> {
+pub fn train_val_split(len: usize, val_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(0.0..1.0).contains(&val_fraction) {
         return Err(Error::InvalidArgument(format!(
             "validation fraction must be in [0, 1), got {val_fraction}"

@@ -85,9 +85,7 @@ pub(crate) fn to_f32(path: &Path, bytes: &[u8], e: Elem, be: bool) -> Result<Vec
         if !v.is_finite() {
             return Err(Error::format(
                 path,
-                format!(
-                    "element #{i} is not finite as f32 ({v}); data must not hold NaN or infinity"
-                ),
+                format!("element #{i} is not finite as f32 ({v}); data must not hold NaN or infinity"),
             ));
         }
         out.push(v);
@@ -102,17 +100,11 @@ pub(crate) fn to_u32(path: &Path, bytes: &[u8], e: Elem, be: bool) -> Result<Vec
         let Some(v) = int_at(c, e, be) else {
             return Err(Error::format(
                 path,
-                format!(
-                    "element type {} is not an integer type (labels must be integers)",
-                    e.name()
-                ),
+                format!("element type {} is not an integer type (labels must be integers)", e.name()),
             ));
         };
         let v = u32::try_from(v).map_err(|_| {
-            Error::format(
-                path,
-                format!("element #{i} = {v} is not a valid label (0..=4294967295)"),
-            )
+            Error::format(path, format!("element #{i} = {v} is not a valid label (0..=4294967295)"))
         })?;
         out.push(v);
     }

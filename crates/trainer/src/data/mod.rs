@@ -2,10 +2,10 @@
 //! (seeded shuffling, batching, train/validation split, standardization).
 
 mod array;
-mod elem;
 pub mod csv;
 pub mod dataset;
 pub mod digits;
+mod elem;
 pub mod idx;
 pub mod npy;
 pub mod rng;
@@ -16,8 +16,8 @@ pub use self::array::Array;
 pub use self::csv::{
     check_feature_names, read_csv, read_csv_from_reader, read_csv_labeled, read_csv_unlabeled,
 };
-pub use self::digits::{digits_train_test, load_digits};
 pub use self::dataset::{batches, epoch_order, train_val_split, Dataset, TargetBuf};
+pub use self::digits::{digits_train_test, load_digits};
 pub use self::idx::{read_idx_f32, read_idx_u32};
 pub use self::npy::{read_npy_f32, read_npy_u32};
 pub use self::rng::SplitMix64;

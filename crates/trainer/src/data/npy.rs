@@ -12,10 +12,7 @@ pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<Array<f32>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (shape, e, data) = parse(path, &bytes)?;
-    Ok(Array {
-        data: elem::to_f32(path, data, e, false)?,
-        shape,
-    })
+    Ok(Array { data: elem::to_f32(path, data, e, false)?, shape })
 }
 
 /// An integer array converted to u32 labels (negative or too large values are errors).
@@ -23,10 +20,7 @@ pub fn read_npy_u32(path: impl AsRef<Path>) -> Result<Array<u32>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (shape, e, data) = parse(path, &bytes)?;
-    Ok(Array {
-        data: elem::to_u32(path, data, e, false)?,
-        shape,
-    })
+    Ok(Array { data: elem::to_u32(path, data, e, false)?, shape })
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -35,31 +29,20 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<usize>, Elem, &'a [u8])> {
     let bad = |m: String| Error::format(path, format!("not a valid NPY file: {m}"));
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(bad(format!(
-            "missing the \\x93NUMPY magic ({} bytes)",
-            bytes.len()
-        )));
+        return Err(bad(format!("missing the \\x93NUMPY magic ({} bytes)", bytes.len())));
     }
     let (header_len, start): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => {
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
         2 | 3 => return Err(bad("truncated header".into())),
         v => return Err(bad(format!("unsupported format version {v}"))),
     };
-    let end = start
-        .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| {
-            bad(format!(
-                "truncated header (needs {header_len} bytes, file has {})",
-                bytes.len() - start
-            ))
-        })?;
-    let header = std::str::from_utf8(&bytes[start..end])
-        .map_err(|_| bad("header is not text".into()))?;
+    let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| {
+        bad(format!("truncated header (needs {header_len} bytes, file has {})", bytes.len() - start))
+    })?;
+    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text".into()))?;
 
     let descr = value_after(header, "descr")
         .and_then(|v| {
@@ -70,7 +53,9 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<usize>, Elem, &'a [u8]
     let e = dtype(descr).ok_or_else(|| {
         Error::format(
             path,
-            format!("unsupported NPY dtype '{descr}' (supported: little-endian f4 f8 u1 i1 u2 i2 u4 i4 u8 i8)"),
+            format!(
+                "unsupported NPY dtype '{descr}' (supported: little-endian f4 f8 u1 i1 u2 i2 u4 i4 u8 i8)"
+            ),
         )
     })?;
     match value_after(header, "fortran_order") {
@@ -100,11 +85,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<usize>, Elem, &'a [u8]
         .checked_mul(e.size())
         .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
     if data.len() != need {
-        let what = if data.len() < need {
-            "truncated"
-        } else {
-            "corrupt (trailing bytes)"
-        };
+        let what = if data.len() < need { "truncated" } else { "corrupt (trailing bytes)" };
         return Err(Error::format(
             path,
             format!(
@@ -118,9 +99,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<usize>, Elem, &'a [u8]
 
 /// The text after `'key':` (or `"key":`), leading spaces removed.
 fn value_after<'h>(header: &'h str, key: &str) -> Option<&'h str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let at = header.find(&format!("'{key}'")).or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[at + key.len() + 2..];
     let colon = rest.find(':')?;
     Some(rest[colon + 1..].trim_start())

@@ -17,7 +17,7 @@ pub struct Standardizer {
 impl Standardizer {
     /// Statistics of `features` (`[rows, cols]`, row-major, at least one row), in f64.
     pub fn fit(features: &[f32], cols: usize) -> Result<Standardizer> {
-        if cols == 0 || features.is_empty() || features.len() % cols != 0 {
+        if cols == 0 || features.is_empty() || features.len() / cols * cols != features.len() {
             return Err(Error::shape(
                 "Standardizer::fit",
                 format!("at least one row of {cols} columns"),
@@ -46,10 +46,7 @@ impl Standardizer {
             .zip(&constant)
             .map(|(&v, &k)| if k { 1.0 } else { (v / rows as f64).sqrt() as f32 })
             .collect();
-        Ok(Standardizer {
-            mean: mean.into_iter().map(|m| m as f32).collect(),
-            std,
-        })
+        Ok(Standardizer { mean: mean.into_iter().map(|m| m as f32).collect(), std })
     }
 
     pub fn fit_table(table: &Table) -> Result<Standardizer> {
@@ -63,7 +60,7 @@ impl Standardizer {
     /// Standardizes `features` (`[rows, cols]`) in place.
     pub fn apply(&self, features: &mut [f32]) -> Result<()> {
         let cols = self.cols();
-        if cols == 0 || features.len() % cols != 0 {
+        if cols == 0 || features.len() / cols * cols != features.len() {
             return Err(Error::shape(
                 "Standardizer::apply",
                 format!("a multiple of {cols} values (rows x {cols} columns)"),
@@ -95,17 +92,10 @@ impl Standardizer {
 
     /// Parses and checks (`mean` and `std` of one length, `std` finite and positive).
     pub fn from_json(json: &str) -> Result<Standardizer> {
-        let bad = |message: String| Error::Metadata {
-            key: "standardizer".into(),
-            message,
-        };
+        let bad = |message: String| Error::Metadata { key: "standardizer".into(), message };
         let s: Standardizer = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
         if s.mean.len() != s.std.len() {
-            return Err(bad(format!(
-                "{} means but {} standard deviations",
-                s.mean.len(),
-                s.std.len()
-            )));
+            return Err(bad(format!("{} means but {} standard deviations", s.mean.len(), s.std.len())));
         }
         if let Some(c) = s.std.iter().position(|&v| !(v.is_finite() && v > 0.0)) {
             return Err(bad(format!("std of column {c} is {}, must be > 0", s.std[c])));

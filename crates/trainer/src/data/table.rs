@@ -34,7 +34,8 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn len(&self) -> Option<usize> {
+    /// Number of rows with a target (`None` for no target).
+    pub fn rows(&self) -> Option<usize> {
         match self {
             Target::Regression(v) => Some(v.len()),
             Target::Classes { ids, .. } => Some(ids.len()),
@@ -53,10 +54,9 @@ impl Target {
     fn gather(&self, indices: &[usize]) -> Target {
         match self {
             Target::Regression(v) => Target::Regression(indices.iter().map(|&i| v[i]).collect()),
-            Target::Classes { ids, names } => Target::Classes {
-                ids: indices.iter().map(|&i| ids[i]).collect(),
-                names: names.clone(),
-            },
+            Target::Classes { ids, names } => {
+                Target::Classes { ids: indices.iter().map(|&i| ids[i]).collect(), names: names.clone() }
+            }
             Target::None => Target::None,
         }
     }
@@ -95,13 +95,9 @@ impl Table {
                 format!("{} names", feature_names.len()),
             ));
         }
-        if let Some(n) = target.len() {
+        if let Some(n) = target.rows() {
             if n != rows {
-                return Err(Error::shape(
-                    "Table target",
-                    format!("{rows} rows"),
-                    format!("{n} rows"),
-                ));
+                return Err(Error::shape("Table target", format!("{rows} rows"), format!("{n} rows")));
             }
         }
         if let Target::Classes { ids, names } = &target {
@@ -113,22 +109,17 @@ impl Table {
                 ));
             }
         }
-        Ok(Table {
-            features,
-            rows,
-            cols,
-            feature_names,
-            target,
-        })
+        Ok(Table { features, rows, cols, feature_names, target })
     }
 
     /// A table from arrays read from NPY or IDX files: `features` is `[n, ...]` (flattened to
     /// `[n, prod(rest)]`, columns named `x0, x1, ...`), `labels` is `[n]` of class ids 0..k
     /// (class names "0".."k-1"), or `None` for no target.
     pub fn from_arrays(features: Array<f32>, labels: Option<Array<u32>>) -> Result<Table> {
-        let rows = *features.shape.first().ok_or_else(|| {
-            Error::shape("features array", "at least 1 dimension", "a scalar")
-        })?;
+        let rows = *features
+            .shape
+            .first()
+            .ok_or_else(|| Error::shape("features array", "at least 1 dimension", "a scalar"))?;
         let cols: usize = features.shape[1..].iter().product();
         let target = match labels {
             None => Target::None,
@@ -141,10 +132,7 @@ impl Table {
                     ));
                 }
                 let k = labels.data.iter().max().map_or(0, |&m| m as usize + 1);
-                Target::Classes {
-                    ids: labels.data,
-                    names: (0..k).map(|c| c.to_string()).collect(),
-                }
+                Target::Classes { ids: labels.data, names: (0..k).map(|c| c.to_string()).collect() }
             }
         };
         let names = (0..cols).map(|c| format!("x{c}")).collect();
