@@ -73,7 +73,7 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 (Kernel::Unary { op, .. }, "x", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
                 (Kernel::UnaryGrad { op, .. }, "saved", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
                 (Kernel::Binary { op: BinaryOp::Div, .. }, "b", _) => {
-                    rng.uniform_vec(n, 0.5, 2.0).iter().map(|x| if rng.uniform() < 0.5 { -x } else { *x }).collect()
+                    rng.uniform_vec(n, 0.5, 2.0).iter().map(|x| if rng.unit() < 0.5 { -x } else { *x }).collect()
                 }
                 // Comparisons and max/min need ties: values on a coarse grid.
                 (Kernel::Binary { op, .. }, _, _) if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) => {
