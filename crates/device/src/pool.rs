@@ -67,6 +67,10 @@ impl<R> Pool<R> {
         self.live.get(id.0 as usize).and_then(Option::as_ref).ok_or(Error::UnknownBuffer(id.0))
     }
 
+    pub fn get_mut(&mut self, id: BufferId) -> Result<&mut Entry<R>> {
+        self.live.get_mut(id.0 as usize).and_then(Option::as_mut).ok_or(Error::UnknownBuffer(id.0))
+    }
+
     pub fn describe(&self, id: BufferId) -> Result<(DType, usize)> {
         self.get(id).map(|e| (e.dtype, e.len))
     }
