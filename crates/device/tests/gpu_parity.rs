@@ -67,6 +67,15 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                     h
                 }
                 (_, "dloss", _) => rng.uniform_vec(1, 0.5, 2.0),
+                // the saved output of softmax is a distribution (of log-softmax, its log)
+                (Kernel::SoftmaxGrad { cols, log, .. }, "y", _) => {
+                    let mut y = rng.normal_vec(n).iter().map(|x| x.exp()).collect::<Vec<f32>>();
+                    for row in y.chunks_mut(*cols) {
+                        let total: f32 = row.iter().sum();
+                        row.iter_mut().for_each(|v| *v = if *log { (*v / total).ln() } else { *v / total });
+                    }
+                    y
+                }
                 (Kernel::BceLogitsLoss { .. } | Kernel::BceLogitsGrad { .. }, "target", _) => {
                     rng.uniform_vec(n, 0.0, 1.0)
                 }
