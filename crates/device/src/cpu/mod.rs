@@ -1,40 +1,274 @@
-//! PLACEHOLDER while the CPU backend is written (branch cpu).
-use crate::*;
-pub struct CpuBackend;
-impl CpuBackend {
-    pub fn new() -> Self {
-        todo!()
+//! The native CPU backend: the readable reference every GPU kernel is tested against, and the
+//! default where no hardware GPU exists.
+//!
+//! Buffers are plain `Vec`s kept in a [`Pool`]. `compile` checks every launch once and turns it into
+//! a [`Step`] (buffer ids with the slot each binds), so `submit` only looks buffers up and runs the
+//! kernels, synchronously, with no heap allocation per launch. Read-backs are stashed under the
+//! ticket until `wait` collects them.
+
+mod dispatch;
+mod elementwise;
+mod loss;
+mod matmul;
+mod memory;
+mod optim;
+mod reduce;
+
+use std::collections::HashMap;
+
+use crate::backend::{
+    check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+};
+use crate::error::{Error, Result};
+use crate::kernel::{Access, Kernel, Slot};
+use crate::pool::Pool;
+use crate::select::{DeviceInfo, DeviceKind};
+
+use dispatch::{In, Out};
+
+/// Work smaller than this many elements runs on the calling thread: below it, waking rayon's
+/// workers costs more than it saves (measured on 2 cores: the crossover is ~20-40K f32 elements).
+pub(crate) const PAR_MIN: usize = 32 * 1024;
+
+/// Elements per rayon task once a kernel does go parallel.
+pub(crate) const PAR_CHUNK: usize = 8 * 1024;
+
+/// The storage of one CPU buffer.
+#[derive(Debug)]
+pub(crate) enum CpuBuf {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+}
+
+impl Default for CpuBuf {
+    /// An empty placeholder (no allocation), left behind while a written buffer is out on loan.
+    fn default() -> Self {
+        CpuBuf::F32(Vec::new())
     }
 }
+
+impl CpuBuf {
+    fn out(&mut self, len: usize) -> Out<'_> {
+        match self {
+            CpuBuf::F32(v) => Out::F(&mut v[..len]),
+            CpuBuf::U32(v) => Out::U(&mut v[..len]),
+        }
+    }
+    fn input(&self, len: usize) -> In<'_> {
+        match self {
+            CpuBuf::F32(v) => In::F(&v[..len]),
+            CpuBuf::U32(v) => In::U(&v[..len]),
+        }
+    }
+}
+
+/// The most buffers one kernel writes (Adam: param, m, v) and reads (a loss grad: pred, target, dloss).
+const MAX_WRITES: usize = 3;
+const MAX_READS: usize = 3;
+
+/// One checked launch: the kernel and, per slot, the buffer bound there.
+struct Step {
+    kernel: Kernel,
+    binds: Vec<(BufferId, Slot)>,
+}
+
+/// The native CPU backend.
+pub struct CpuBackend {
+    info: DeviceInfo,
+    pool: Pool<CpuBuf>,
+    plans: Vec<Option<Vec<Step>>>,
+    free_plans: Vec<u32>,
+    next_ticket: u64,
+    done: HashMap<u64, Vec<HostVec>>,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        let threads = rayon::current_num_threads();
+        CpuBackend {
+            info: DeviceInfo {
+                name: format!("native CPU ({threads} threads)"),
+                kind: DeviceKind::Cpu,
+                api: "native".into(),
+                driver: String::new(),
+                limits: vec![],
+                features: vec![],
+            },
+            pool: Pool::new(),
+            plans: Vec::new(),
+            free_plans: Vec::new(),
+            next_ticket: 0,
+            done: HashMap::new(),
+        }
+    }
+
+    /// Runs one step. Its written buffers are taken out of the pool for the duration (a launch never
+    /// reads a buffer it writes; `check_launch` forbids it), its read buffers are borrowed.
+    fn run_step(pool: &mut Pool<CpuBuf>, step: &Step) -> Result<()> {
+        let op = step.kernel.name();
+        // A buffer may have been released and its id reused since compile: check again (cheap).
+        for (i, (id, s)) in step.binds.iter().enumerate() {
+            let (dtype, len) = pool.describe(*id)?;
+            if dtype != s.dtype || len < s.len {
+                return Err(Error::Binding {
+                    op,
+                    slot: i,
+                    name: s.name,
+                    need: s.len,
+                    need_dtype: s.dtype,
+                    got: len,
+                    got_dtype: dtype,
+                });
+            }
+        }
+        let mut taken: [CpuBuf; MAX_WRITES] = Default::default();
+        let mut n_w = 0;
+        for (id, s) in &step.binds {
+            if s.access == Access::Write {
+                taken[n_w] = std::mem::take(&mut pool.get_mut(*id)?.raw);
+                n_w += 1;
+            }
+        }
+        {
+            let mut outs: [Out<'_>; MAX_WRITES] = [Out::F(&mut []), Out::F(&mut []), Out::F(&mut [])];
+            let mut ins: [In<'_>; MAX_READS] = [In::F(&[]); MAX_READS];
+            let (mut w, mut r) = (0, 0);
+            let mut loans = taken.iter_mut();
+            for (id, s) in &step.binds {
+                match s.access {
+                    Access::Write => {
+                        outs[w] = loans.next().expect("counted above").out(s.len);
+                        w += 1;
+                    }
+                    Access::Read => {
+                        ins[r] = pool.get(*id)?.raw.input(s.len);
+                        r += 1;
+                    }
+                }
+            }
+            dispatch::run(&step.kernel, &mut outs[..w], &ins[..r]);
+        }
+        let mut loans = taken.into_iter();
+        for (id, s) in &step.binds {
+            if s.access == Access::Write {
+                pool.get_mut(*id)?.raw = loans.next().expect("counted above");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Backend for CpuBackend {
     fn info(&self) -> &DeviceInfo {
-        todo!()
+        &self.info
     }
-    fn alloc(&mut self, _: DType, _: usize) -> Result<BufferId> {
-        todo!()
+
+    fn alloc(&mut self, dtype: DType, len: usize) -> Result<BufferId> {
+        self.pool.alloc(dtype, len, || {
+            Ok(match dtype {
+                DType::F32 => CpuBuf::F32(vec![0.0; len]),
+                DType::U32 => CpuBuf::U32(vec![0; len]),
+            })
+        })
     }
-    fn release(&mut self, _: BufferId) -> Result<()> {
-        todo!()
+
+    fn release(&mut self, id: BufferId) -> Result<()> {
+        self.pool.release(id)
     }
-    fn describe(&self, _: BufferId) -> Result<(DType, usize)> {
-        todo!()
+
+    fn describe(&self, id: BufferId) -> Result<(DType, usize)> {
+        self.pool.describe(id)
     }
-    fn write(&mut self, _: BufferId, _: HostData<'_>) -> Result<()> {
-        todo!()
+
+    fn write(&mut self, id: BufferId, data: HostData<'_>) -> Result<()> {
+        let entry = self.pool.get_mut(id)?;
+        let mismatch = |e: &crate::pool::Entry<CpuBuf>| Error::HostData {
+            what: "write",
+            buffer: e.len,
+            buffer_dtype: e.dtype,
+            host: data.len(),
+            host_dtype: data.dtype(),
+        };
+        if data.len() > entry.len {
+            return Err(mismatch(entry));
+        }
+        match (&mut entry.raw, data) {
+            (CpuBuf::F32(v), HostData::F32(d)) => v[..d.len()].copy_from_slice(d),
+            (CpuBuf::U32(v), HostData::U32(d)) => v[..d.len()].copy_from_slice(d),
+            _ => return Err(mismatch(entry)),
+        }
+        Ok(())
     }
-    fn compile(&mut self, _: &[Launch]) -> Result<PlanId> {
-        todo!()
+
+    fn compile(&mut self, launches: &[Launch]) -> Result<PlanId> {
+        let mut steps = Vec::with_capacity(launches.len());
+        for launch in launches {
+            check_launch(launch, |id| self.pool.describe(id))?;
+            let slots = launch.kernel.slots();
+            let (n_w, n_r) = slots.iter().fold((0, 0), |(w, r), s| match s.access {
+                Access::Write => (w + 1, r),
+                Access::Read => (w, r + 1),
+            });
+            assert!(n_w <= MAX_WRITES && n_r <= MAX_READS, "{}: too many buffers", launch.kernel.name());
+            steps.push(Step {
+                kernel: launch.kernel,
+                binds: launch.buffers.iter().copied().zip(slots).collect(),
+            });
+        }
+        self.pool.stats.plans_compiled += 1;
+        Ok(match self.free_plans.pop() {
+            Some(i) => {
+                self.plans[i as usize] = Some(steps);
+                PlanId(i)
+            }
+            None => {
+                self.plans.push(Some(steps));
+                PlanId(self.plans.len() as u32 - 1)
+            }
+        })
     }
-    fn drop_plan(&mut self, _: PlanId) -> Result<()> {
-        todo!()
+
+    fn drop_plan(&mut self, plan: PlanId) -> Result<()> {
+        self.plans.get_mut(plan.0 as usize).and_then(Option::take).ok_or(Error::UnknownPlan(plan.0))?;
+        self.free_plans.push(plan.0);
+        Ok(())
     }
-    fn submit(&mut self, _: PlanId, _: &[BufferId]) -> Result<Ticket> {
-        todo!()
+
+    fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket> {
+        // Checked before running, so a bad read id does not leave a half-run step behind.
+        for &id in reads {
+            self.pool.describe(id)?;
+        }
+        let steps =
+            self.plans.get(plan.0 as usize).and_then(Option::as_ref).ok_or(Error::UnknownPlan(plan.0))?;
+        for step in steps {
+            Self::run_step(&mut self.pool, step)?;
+        }
+        let mut out = Vec::with_capacity(reads.len());
+        for &id in reads {
+            out.push(match &self.pool.get(id)?.raw {
+                CpuBuf::F32(v) => HostVec::F32(v.clone()),
+                CpuBuf::U32(v) => HostVec::U32(v.clone()),
+            });
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.done.insert(ticket, out);
+        Ok(Ticket(ticket))
     }
-    fn wait(&mut self, _: Ticket) -> Result<Vec<HostVec>> {
-        todo!()
+
+    fn wait(&mut self, ticket: Ticket) -> Result<Vec<HostVec>> {
+        // A ticket is only made by submit and consumed here, so it is always present.
+        Ok(self.done.remove(&ticket.0).unwrap_or_default())
     }
+
     fn stats(&self) -> Stats {
-        todo!()
+        self.pool.stats
     }
 }

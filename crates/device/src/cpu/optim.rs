@@ -1,0 +1,53 @@
+//! Optimizer updates, in place, with PyTorch's formulas. `hyper` layouts are documented above
+//! `kernel::HYPER_LEN`; the host rewrites them each step.
+
+/// SGD (dampening 0): `g = grad + wd p; v = momentum v + g;`
+/// `g = nesterov ? g + momentum v : (momentum != 0 ? v : g); p -= lr g`.
+pub(crate) fn sgd(p: &mut [f32], v: &mut [f32], grad: &[f32], hyper: &[f32]) {
+    let (lr, momentum, wd, nesterov) = (hyper[0], hyper[1], hyper[2], hyper[3] != 0.0);
+    for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(grad) {
+        let g = g + wd * *p;
+        *v = momentum * *v + g;
+        let step = if nesterov {
+            g + momentum * *v
+        } else if momentum != 0.0 {
+            *v
+        } else {
+            g
+        };
+        *p -= lr * step;
+    }
+}
+
+/// Adam (L2 weight decay added to the gradient) or AdamW (`decoupled`: `p *= 1 - lr wd` first):
+/// `m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr (m / bc1) / (sqrt(v / bc2) + eps)`.
+pub(crate) fn adam(
+    decoupled: bool,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grad: &[f32],
+    hyper: &[f32],
+) {
+    let (lr, b1, b2, eps, wd, bc1, bc2) =
+        (hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6]);
+    let (l2, decay) = if decoupled { (0.0, 1.0 - lr * wd) } else { (wd, 1.0) };
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(grad) {
+        *p *= decay;
+        let g = g + l2 * *p;
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        *p -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+    }
+}
+
+/// RMSprop (not centered, no momentum): `g = grad + wd p; sq = alpha sq + (1 - alpha) g^2;`
+/// `p -= lr g / (sqrt(sq) + eps)`.
+pub(crate) fn rmsprop(p: &mut [f32], sq: &mut [f32], grad: &[f32], hyper: &[f32]) {
+    let (lr, alpha, eps, wd) = (hyper[0], hyper[1], hyper[2], hyper[3]);
+    for ((p, sq), &g) in p.iter_mut().zip(sq.iter_mut()).zip(grad) {
+        let g = g + wd * *p;
+        *sq = alpha * *sq + (1.0 - alpha) * g * g;
+        *p -= lr * g / (sq.sqrt() + eps);
+    }
+}

@@ -1,0 +1,777 @@
+//! Every CPU kernel against a plain float64 reference written here with simple loops.
+//!
+//! Inputs come from a seeded generator, with odd sizes and no zeros; outputs are poisoned with NaN
+//! (u32::MAX for indices) before each run so an element a kernel forgets to write fails. Tolerance
+//! is float32's: `|got - want| <= 1e-5 |want| + 1e-6` elementwise (`common::RTOL`, `common::ATOL`);
+//! matmul: `||got - want|| / ||want|| <= 1e-5`.
+
+mod common;
+
+use common::{assert_close, assert_rel_norm, to_f64, Rng, ATOL, RTOL};
+use kiln_device::cpu::CpuBackend;
+use kiln_device::*;
+
+/// Odd sizes, and one past the parallel threshold (32K elements) to run the threaded path.
+const SIZES: [usize; 7] = [1, 3, 17, 33, 65, 127, 40_001];
+
+/// What a slot starts with.
+enum Init {
+    F(Vec<f32>),
+    U(Vec<u32>),
+    /// NaN (or u32::MAX): the kernel must overwrite every element.
+    Poison,
+}
+
+/// Runs one kernel on fresh buffers and returns every slot's contents afterwards, in slot order.
+fn launch(kernel: Kernel, init: Vec<Init>) -> Vec<HostVec> {
+    let mut be = CpuBackend::new();
+    let slots = kernel.slots();
+    assert_eq!(slots.len(), init.len(), "{}: test passes one Init per slot", kernel.name());
+    let ids: Vec<BufferId> = slots
+        .iter()
+        .zip(init)
+        .map(|(s, init)| match init {
+            Init::F(v) => be.upload(HostData::F32(&v)).unwrap(),
+            Init::U(v) => be.upload(HostData::U32(&v)).unwrap(),
+            Init::Poison => match s.dtype {
+                DType::F32 => be.upload(HostData::F32(&vec![f32::NAN; s.len])).unwrap(),
+                DType::U32 => be.upload(HostData::U32(&vec![u32::MAX; s.len])).unwrap(),
+            },
+        })
+        .collect();
+    be.run(Launch::new(kernel, &ids)).unwrap();
+    ids.iter().map(|&id| be.read(id).unwrap()).collect()
+}
+
+/// Runs a kernel whose only output is slot 0 (f32) and returns it.
+fn out0(kernel: Kernel, inputs: Vec<Init>) -> Vec<f32> {
+    let mut init = vec![Init::Poison];
+    init.extend(inputs);
+    launch(kernel, init).remove(0).into_f32().unwrap()
+}
+
+/// Inputs inside the domain of `op`, away from zero, and small enough (|x| <= 2) that a gradient
+/// computed from the rounded f32 output stays within float32 tolerance of the exact one.
+fn unary_input(rng: &mut Rng, op: UnaryOp, n: usize) -> Vec<f32> {
+    match op {
+        UnaryOp::Log | UnaryOp::Sqrt => rng.uniform_vec(n, 0.1, 4.0),
+        UnaryOp::Reciprocal => rng.away_from_zero_vec(n, 0.25, 4.0),
+        _ => rng.away_from_zero_vec(n, 0.05, 2.0),
+    }
+}
+
+const SLOPE: f32 = 0.1;
+
+#[test]
+fn unary_forward_every_op() {
+    let mut rng = Rng::new(1);
+    for op in UnaryOp::ALL {
+        for len in SIZES {
+            let x = unary_input(&mut rng, op, len);
+            let got = out0(Kernel::Unary { op, len, alpha: SLOPE }, vec![Init::F(x.clone())]);
+            let want: Vec<f64> = x.iter().map(|&v| common::unary(op, v as f64, SLOPE as f64)).collect();
+            assert_close(&format!("{} len={len}", op.name()), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn unary_grad_every_op() {
+    let mut rng = Rng::new(2);
+    for op in UnaryOp::ALL {
+        for len in SIZES {
+            let x = unary_input(&mut rng, op, len);
+            let dy = rng.normal_vec(len);
+            let saved: Vec<f32> = match op.saved() {
+                Saved::Output => {
+                    x.iter().map(|&v| common::unary(op, v as f64, SLOPE as f64) as f32).collect()
+                }
+                Saved::Input | Saved::Neither => x.clone(),
+            };
+            let got =
+                out0(Kernel::UnaryGrad { op, len, alpha: SLOPE }, vec![Init::F(saved), Init::F(dy.clone())]);
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&dy)
+                .map(|(&v, &g)| g as f64 * common::unary_deriv(op, v as f64, SLOPE as f64))
+                .collect();
+            assert_close(&format!("{} len={len}", op.grad_name()), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn bias_act_every_op() {
+    let mut rng = Rng::new(3);
+    for op in UnaryOp::ALL {
+        for (rows, cols) in [(1, 1), (3, 17), (65, 33), (17, 1), (300, 127)] {
+            let positive = matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Reciprocal);
+            let (x, b) = match positive {
+                true => (rng.uniform_vec(rows * cols, 0.5, 2.0), rng.uniform_vec(cols, 0.1, 0.5)),
+                false => (rng.normal_vec(rows * cols), rng.normal_vec(cols)),
+            };
+            let got = out0(
+                Kernel::BiasAct { op, rows, cols, alpha: SLOPE },
+                vec![Init::F(x.clone()), Init::F(b.clone())],
+            );
+            let mut want = vec![0.0; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    // The bias add happens in f32, as the kernel's does.
+                    let z = x[r * cols + c] + b[c];
+                    want[r * cols + c] = common::unary(op, z as f64, SLOPE as f64);
+                }
+            }
+            assert_close(&format!("bias_act {} {rows}x{cols}", op.name()), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn binary_every_op_with_broadcasting() {
+    let shapes: [(&[usize], &[usize]); 9] = [
+        (&[17], &[17]),
+        (&[1], &[1]),
+        (&[5, 1, 7], &[3, 1]),
+        (&[3, 1], &[5, 1, 7]),
+        (&[4, 1], &[1, 33]),
+        (&[2, 3, 1, 5], &[3, 4, 1]),
+        (&[127], &[1]),
+        (&[1], &[65]),
+        (&[300, 129], &[129]),
+    ];
+    let mut rng = Rng::new(4);
+    for op in BinaryOp::ALL {
+        for (sa, sb) in shapes {
+            let (na, nb) = (sa.iter().product(), sb.iter().product());
+            let arithmetic = matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div);
+            let (a, b) = match (arithmetic, op) {
+                (true, BinaryOp::Div) => (rng.normal_vec(na), rng.away_from_zero_vec(nb, 0.5, 2.0)),
+                (true, _) => (rng.normal_vec(na), rng.normal_vec(nb)),
+                // comparisons, max and min see ties
+                (false, _) => (rng.small_int_vec(na), rng.small_int_vec(nb)),
+            };
+            let bc = Broadcast::new(op.name(), sa, sb).unwrap();
+            let (out_shape, idx) = common::broadcast_indices(sa, sb);
+            assert_eq!(bc.out_shape(out_shape.len()), out_shape);
+            let got = out0(Kernel::Binary { op, bc }, vec![Init::F(a.clone()), Init::F(b.clone())]);
+            let want: Vec<f64> =
+                idx.iter().map(|&(ia, ib)| common::binary(op, a[ia] as f64, b[ib] as f64)).collect();
+            assert_close(&format!("{} {sa:?} x {sb:?}", op.name()), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+const REDUCE_SHAPES: [(usize, usize, usize); 7] =
+    [(1, 1, 1), (3, 17, 1), (1, 33, 5), (5, 7, 65), (2, 127, 3), (1, 1, 17), (4, 100, 101)];
+
+#[test]
+fn reduce_sum_mean_max() {
+    let mut rng = Rng::new(5);
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        for (outer, len, inner) in REDUCE_SHAPES {
+            let x = rng.normal_vec(outer * len * inner);
+            let got = out0(Kernel::Reduce { op, outer, len, inner }, vec![Init::F(x.clone())]);
+            let mut want = vec![0.0; outer * inner];
+            for o in 0..outer {
+                for i in 0..inner {
+                    let vals = (0..len).map(|l| x[(o * len + l) * inner + i] as f64);
+                    want[o * inner + i] = match op {
+                        ReduceOp::Sum => vals.sum(),
+                        ReduceOp::Mean => vals.sum::<f64>() / len as f64,
+                        _ => vals.fold(f64::NEG_INFINITY, f64::max),
+                    };
+                }
+            }
+            assert_close(&format!("{} {outer}x{len}x{inner}", op.name()), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn reduce_argmax_first_maximum() {
+    let mut rng = Rng::new(6);
+    for (outer, len, inner) in REDUCE_SHAPES {
+        for ties in [true, false] {
+            let n = outer * len * inner;
+            let x = if ties { rng.small_int_vec(n) } else { rng.normal_vec(n) };
+            let kernel = Kernel::Reduce { op: ReduceOp::Argmax, outer, len, inner };
+            let got = launch(kernel, vec![Init::Poison, Init::F(x.clone())]).remove(0).into_u32().unwrap();
+            for o in 0..outer {
+                for i in 0..inner {
+                    let mut best = 0;
+                    for l in 0..len {
+                        if x[(o * len + l) * inner + i] > x[(o * len + best) * inner + i] {
+                            best = l;
+                        }
+                    }
+                    assert_eq!(got[o * inner + i], best as u32, "argmax {outer}x{len}x{inner} at ({o}, {i})");
+                }
+            }
+        }
+    }
+}
+
+const ROWS_COLS: [(usize, usize); 6] = [(1, 1), (3, 17), (17, 3), (5, 127), (1, 65), (300, 129)];
+
+#[test]
+fn softmax_and_log_softmax() {
+    let mut rng = Rng::new(7);
+    for log in [false, true] {
+        for (rows, cols) in ROWS_COLS {
+            let mut x: Vec<f32> = rng.normal_vec(rows * cols).iter().map(|v| 3.0 * v).collect();
+            // A row of large logits: exp overflows f32 unless the kernel shifts by the max.
+            x[..cols].iter_mut().for_each(|v| *v += 100.0);
+            let got = out0(Kernel::Softmax { rows, cols, log }, vec![Init::F(x.clone())]);
+            let mut want = Vec::new();
+            for row in x.chunks(cols) {
+                let row = to_f64(row);
+                match log {
+                    false => want.extend(common::softmax_row(&row)),
+                    true => want.extend(row.iter().map(|v| v - common::logsumexp(&row))),
+                }
+            }
+            let name = if log { "log_softmax" } else { "softmax" };
+            assert_close(&format!("{name} {rows}x{cols}"), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn softmax_grads() {
+    let mut rng = Rng::new(8);
+    for log in [false, true] {
+        for (rows, cols) in ROWS_COLS {
+            let x = rng.normal_vec(rows * cols);
+            let dy = rng.normal_vec(rows * cols);
+            // y is the forward output, rounded to f32 as a real forward pass would leave it.
+            let mut y = Vec::new();
+            for row in x.chunks(cols) {
+                let p = common::softmax_row(&to_f64(row));
+                y.extend(p.iter().map(|&v| if log { v.ln() as f32 } else { v as f32 }));
+            }
+            let got =
+                out0(Kernel::SoftmaxGrad { rows, cols, log }, vec![Init::F(y.clone()), Init::F(dy.clone())]);
+            let mut want = Vec::new();
+            for (yr, gr) in y.chunks(cols).zip(dy.chunks(cols)) {
+                let (yr, gr) = (to_f64(yr), to_f64(gr));
+                if log {
+                    let s: f64 = gr.iter().sum();
+                    want.extend(yr.iter().zip(&gr).map(|(y, g)| g - y.exp() * s));
+                } else {
+                    let dot: f64 = yr.iter().zip(&gr).map(|(y, g)| y * g).sum();
+                    want.extend(yr.iter().zip(&gr).map(|(y, g)| y * (g - dot)));
+                }
+            }
+            let name = if log { "log_softmax_grad" } else { "softmax_grad" };
+            assert_close(&format!("{name} {rows}x{cols}"), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+const DLOSS: f32 = 0.7;
+
+#[test]
+fn mse_loss_and_grad() {
+    let mut rng = Rng::new(9);
+    for n in SIZES {
+        let (p, t) = (rng.normal_vec(n), rng.normal_vec(n));
+        let got = out0(Kernel::MseLoss { n }, vec![Init::F(p.clone()), Init::F(t.clone())]);
+        let want = p.iter().zip(&t).map(|(&p, &t)| (p as f64 - t as f64).powi(2)).sum::<f64>() / n as f64;
+        assert_close(&format!("mse_loss n={n}"), &got, &[want], RTOL, ATOL);
+        let got =
+            out0(Kernel::MseGrad { n }, vec![Init::F(p.clone()), Init::F(t.clone()), Init::F(vec![DLOSS])]);
+        let want: Vec<f64> =
+            p.iter().zip(&t).map(|(&p, &t)| 2.0 * (p as f64 - t as f64) / n as f64 * DLOSS as f64).collect();
+        assert_close(&format!("mse_grad n={n}"), &got, &want, RTOL, ATOL);
+    }
+}
+
+#[test]
+fn bce_logits_loss_and_grad() {
+    let mut rng = Rng::new(10);
+    for n in SIZES {
+        let mut z: Vec<f32> = rng.normal_vec(n).iter().map(|v| 4.0 * v).collect();
+        z[0] = if n > 1 { 120.0 } else { -120.0 }; // exp(120) overflows f32: the formula must not
+        let t = rng.uniform_vec(n, 0.0, 1.0);
+        let got = out0(Kernel::BceLogitsLoss { n }, vec![Init::F(z.clone()), Init::F(t.clone())]);
+        // -t ln(sigmoid z) - (1 - t) ln(1 - sigmoid z), with ln(sigmoid z) = -ln(1 + e^-z)
+        let softplus = |x: f64| if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() };
+        let want = z
+            .iter()
+            .zip(&t)
+            .map(|(&z, &t)| {
+                let (z, t) = (z as f64, t as f64);
+                t * softplus(-z) + (1.0 - t) * softplus(z)
+            })
+            .sum::<f64>()
+            / n as f64;
+        assert_close(&format!("bce_logits_loss n={n}"), &got, &[want], RTOL, ATOL);
+        let got = out0(
+            Kernel::BceLogitsGrad { n },
+            vec![Init::F(z.clone()), Init::F(t.clone()), Init::F(vec![DLOSS])],
+        );
+        let want: Vec<f64> = z
+            .iter()
+            .zip(&t)
+            .map(|(&z, &t)| (common::sigmoid(z as f64) - t as f64) / n as f64 * DLOSS as f64)
+            .collect();
+        assert_close(&format!("bce_logits_grad n={n}"), &got, &want, RTOL, ATOL);
+    }
+}
+
+/// Reference softmax cross-entropy. A label `>= cols` has an all-zero one-hot (documented on the
+/// kernel): the row adds logsumexp to the loss and softmax / rows * dloss to the gradient.
+fn ce_reference(z: &[f32], labels: &[u32], cols: usize, dloss: f64) -> (f64, Vec<f64>) {
+    let rows = labels.len();
+    let (mut loss, mut grad) = (0.0, Vec::new());
+    for (row, &label) in z.chunks(cols).zip(labels) {
+        let row = to_f64(row);
+        let onehot = |c: usize| if c == label as usize { 1.0 } else { 0.0 };
+        loss += common::logsumexp(&row) - row.get(label as usize).copied().unwrap_or(0.0);
+        let p = common::softmax_row(&row);
+        grad.extend(p.iter().enumerate().map(|(c, p)| (p - onehot(c)) / rows as f64 * dloss));
+    }
+    (loss / rows as f64, grad)
+}
+
+fn check_ce(rows: usize, cols: usize, z: Vec<f32>, labels: Vec<u32>, what: &str) {
+    let (want_loss, want_grad) = ce_reference(&z, &labels, cols, DLOSS as f64);
+    let got = out0(Kernel::SoftmaxCeLoss { rows, cols }, vec![Init::F(z.clone()), Init::U(labels.clone())]);
+    assert_close(&format!("softmax_ce_loss {rows}x{cols} {what}"), &got, &[want_loss], RTOL, ATOL);
+    let got =
+        out0(Kernel::SoftmaxCeGrad { rows, cols }, vec![Init::F(z), Init::U(labels), Init::F(vec![DLOSS])]);
+    assert_close(&format!("softmax_ce_grad {rows}x{cols} {what}"), &got, &want_grad, RTOL, ATOL);
+}
+
+#[test]
+fn softmax_ce_loss_and_grad() {
+    let mut rng = Rng::new(11);
+    for (rows, cols) in ROWS_COLS {
+        let mut z: Vec<f32> = rng.normal_vec(rows * cols).iter().map(|v| 3.0 * v).collect();
+        z[..cols].iter_mut().for_each(|v| *v += 100.0);
+        let labels = rng.labels(rows, cols);
+        check_ce(rows, cols, z, labels, "labels in range");
+    }
+}
+
+#[test]
+fn softmax_ce_out_of_range_label_has_zero_onehot() {
+    let mut rng = Rng::new(12);
+    let (rows, cols) = (5, 7);
+    let mut labels = rng.labels(rows, cols);
+    labels[1] = cols as u32;
+    labels[3] = u32::MAX;
+    check_ce(rows, cols, rng.normal_vec(rows * cols), labels, "labels out of range");
+}
+
+/// Runs an optimizer for 3 steps with a new gradient and new hyper-parameters each step, through
+/// one compiled plan, and checks param and state after every step against `reference`.
+fn check_optimizer(
+    name: &str,
+    kernel: Kernel,
+    n_state: usize,
+    hyper_at: impl Fn(usize) -> Vec<f32>,
+    mut reference: impl FnMut(&mut [f64], &mut [Vec<f64>], &[f32], &[f32]),
+) {
+    let len = kernel.slots()[0].len;
+    let mut rng = Rng::new(13);
+    let mut be = CpuBackend::new();
+    let p0 = rng.normal_vec(len);
+    let param = be.upload(HostData::F32(&p0)).unwrap();
+    let grad = be.alloc(DType::F32, len).unwrap();
+    let hyper = be.alloc(DType::F32, HYPER_LEN).unwrap();
+    let state: Vec<BufferId> =
+        (0..n_state).map(|_| be.upload(HostData::F32(&vec![0.0; len])).unwrap()).collect();
+    let mut ids = vec![param, grad, hyper];
+    ids.extend(&state);
+    let plan = be.compile(&[Launch::new(kernel, &ids)]).unwrap();
+    let mut want_p = to_f64(&p0);
+    let mut want_state = vec![vec![0.0; len]; n_state];
+    for step in 0..3 {
+        let g = rng.normal_vec(len);
+        let mut h = hyper_at(step);
+        h.resize(HYPER_LEN, 0.0);
+        be.write(grad, HostData::F32(&g)).unwrap();
+        be.write(hyper, HostData::F32(&h)).unwrap();
+        let mut reads = vec![param];
+        reads.extend(&state);
+        let ticket = be.submit(plan, &reads).unwrap();
+        let got = be.wait(ticket).unwrap();
+        reference(&mut want_p, &mut want_state, &g, &h);
+        let got_p = got[0].clone().into_f32().unwrap();
+        assert_close(&format!("{name} step {step} param"), &got_p, &want_p, RTOL, ATOL);
+        for (s, (got_s, want_s)) in got[1..].iter().zip(&want_state).enumerate() {
+            let got_s = got_s.clone().into_f32().unwrap();
+            assert_close(&format!("{name} step {step} state {s}"), &got_s, want_s, RTOL, ATOL);
+        }
+    }
+}
+
+#[test]
+fn sgd_plain_momentum_nesterov_weight_decay() {
+    // (momentum, weight decay, nesterov)
+    let configs = [
+        (0.0, 0.0, 0.0),
+        (0.9, 0.0, 0.0),
+        (0.9, 0.0, 1.0),
+        (0.8, 0.01, 0.0),
+        (0.0, 0.05, 0.0),
+        (0.7, 0.02, 1.0),
+    ];
+    for (mom, wd, nest) in configs {
+        let lr = [0.1, 0.05, 0.02];
+        check_optimizer(
+            &format!("sgd momentum={mom} wd={wd} nesterov={nest}"),
+            Kernel::Sgd { len: 33 },
+            1,
+            |t| vec![lr[t], mom, wd, nest],
+            |p, state, g, h| {
+                let (lr, mom, wd) = (h[0] as f64, mom as f64, wd as f64);
+                let v = &mut state[0];
+                for i in 0..p.len() {
+                    let g = g[i] as f64 + wd * p[i];
+                    v[i] = mom * v[i] + g;
+                    let step = if nest == 1.0 {
+                        g + mom * v[i]
+                    } else if mom != 0.0 {
+                        v[i]
+                    } else {
+                        g
+                    };
+                    p[i] -= lr * step;
+                }
+            },
+        );
+    }
+}
+
+fn check_adam(decoupled: bool) {
+    let (b1, b2, eps, wd) = (0.9f32, 0.999f32, 1e-8f32, 0.01f32);
+    let lr = [1e-2, 5e-3, 2e-3];
+    let name = if decoupled { "adamw" } else { "adam" };
+    let mut t = 0;
+    check_optimizer(
+        name,
+        Kernel::Adam { len: 65, decoupled },
+        2,
+        |step| {
+            let t = step as i32 + 1;
+            vec![lr[step], b1, b2, eps, wd, 1.0 - b1.powi(t), 1.0 - b2.powi(t)]
+        },
+        |p, state, g, h| {
+            t += 1;
+            let (lr, b1, b2, eps, wd) = (h[0] as f64, b1 as f64, b2 as f64, eps as f64, wd as f64);
+            let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            let [m, v] = state else { unreachable!() };
+            for i in 0..p.len() {
+                let mut g = g[i] as f64;
+                if decoupled {
+                    p[i] *= 1.0 - lr * wd;
+                } else {
+                    g += wd * p[i];
+                }
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                p[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+            }
+        },
+    );
+}
+
+#[test]
+fn adam_three_steps() {
+    check_adam(false);
+}
+
+#[test]
+fn adamw_three_steps() {
+    check_adam(true);
+}
+
+#[test]
+fn rmsprop_three_steps() {
+    let (alpha, eps, wd) = (0.99f32, 1e-8f32, 0.01f32);
+    let lr = [1e-2, 5e-3, 2e-3];
+    check_optimizer(
+        "rmsprop",
+        Kernel::Rmsprop { len: 17 },
+        1,
+        |step| vec![lr[step], alpha, eps, wd],
+        |p, state, g, h| {
+            let (lr, alpha, eps, wd) = (h[0] as f64, alpha as f64, eps as f64, wd as f64);
+            let sq = &mut state[0];
+            for i in 0..p.len() {
+                let g = g[i] as f64 + wd * p[i];
+                sq[i] = alpha * sq[i] + (1.0 - alpha) * g * g;
+                p[i] -= lr * g / (sq[i].sqrt() + eps);
+            }
+        },
+    );
+}
+
+const GATHER_SHAPES: [(usize, usize, usize, usize); 4] =
+    [(1, 1, 1, 1), (3, 7, 5, 11), (2, 17, 1, 33), (1, 65, 3, 127)];
+
+/// Indices with repeats and, past the first one, some out of range (`axis_len` and far past it).
+fn indices(rng: &mut Rng, n: usize, axis_len: usize) -> Vec<u32> {
+    let mut idx = rng.labels(n, axis_len);
+    if n >= 3 {
+        idx[1] = axis_len as u32;
+        idx[2] = u32::MAX;
+        idx[n - 1] = idx[0]; // a repeat even for large axes
+    }
+    idx
+}
+
+#[test]
+fn gather_with_out_of_range_indices() {
+    let mut rng = Rng::new(14);
+    for (outer, axis_len, inner, n_idx) in GATHER_SHAPES {
+        let table = rng.normal_vec(outer * axis_len * inner);
+        let idx = indices(&mut rng, n_idx, axis_len);
+        let kernel = Kernel::Gather { outer, axis_len, inner, n_idx };
+        let got = out0(kernel, vec![Init::F(table.clone()), Init::U(idx.clone())]);
+        let mut want = vec![0.0; outer * n_idx * inner];
+        for o in 0..outer {
+            for (j, &a) in idx.iter().enumerate() {
+                for i in 0..inner {
+                    if (a as usize) < axis_len {
+                        want[(o * n_idx + j) * inner + i] =
+                            table[(o * axis_len + a as usize) * inner + i] as f64;
+                    }
+                }
+            }
+        }
+        assert_close(&format!("gather {outer}x{axis_len}x{inner} n_idx={n_idx}"), &got, &want, RTOL, ATOL);
+    }
+}
+
+#[test]
+fn scatter_add_with_repeated_and_out_of_range_indices() {
+    let mut rng = Rng::new(15);
+    for (outer, axis_len, inner, n_idx) in GATHER_SHAPES {
+        let src = rng.normal_vec(outer * n_idx * inner);
+        let idx = indices(&mut rng, n_idx, axis_len);
+        let kernel = Kernel::ScatterAdd { outer, axis_len, inner, n_idx };
+        // The output starts as NaN: scatter_add overwrites, it does not accumulate into old data.
+        let got = out0(kernel, vec![Init::F(src.clone()), Init::U(idx.clone())]);
+        let mut want = vec![0.0; outer * axis_len * inner];
+        for o in 0..outer {
+            for (j, &a) in idx.iter().enumerate() {
+                for i in 0..inner {
+                    if (a as usize) < axis_len {
+                        want[(o * axis_len + a as usize) * inner + i] +=
+                            src[(o * n_idx + j) * inner + i] as f64;
+                    }
+                }
+            }
+        }
+        assert_close(
+            &format!("scatter_add {outer}x{axis_len}x{inner} n_idx={n_idx}"),
+            &got,
+            &want,
+            RTOL,
+            ATOL,
+        );
+    }
+}
+
+#[test]
+fn fill_and_copy() {
+    let mut rng = Rng::new(16);
+    for len in SIZES {
+        let got = out0(Kernel::Fill { len, value: -2.5 }, vec![]);
+        assert_close(&format!("fill len={len}"), &got, &vec![-2.5; len], RTOL, ATOL);
+        let src = rng.normal_vec(len);
+        let got = out0(Kernel::Copy { len }, vec![Init::F(src.clone())]);
+        assert_close(&format!("copy len={len}"), &got, &to_f64(&src), RTOL, ATOL);
+    }
+}
+
+#[test]
+fn matmul_transposes_batches_and_shared_operands() {
+    let mut rng = Rng::new(17);
+    let sizes = [(1, 1, 1), (3, 17, 33), (65, 33, 127), (1, 127, 3), (128, 129, 130)];
+    let batching =
+        [(1, false, false), (3, true, true), (3, true, false), (3, false, true), (2, false, false)];
+    for (m, n, k) in sizes {
+        for (batch, a_batched, b_batched) in batching {
+            for trans_a in [false, true] {
+                for trans_b in [false, true] {
+                    let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched };
+                    let (a, b) = (rng.normal_vec(mm.a_len()), rng.normal_vec(mm.b_len()));
+                    let got = out0(Kernel::Matmul(mm), vec![Init::F(a.clone()), Init::F(b.clone())]);
+                    let mut want = Vec::new();
+                    for bi in 0..batch {
+                        let a = &a[if a_batched { bi * m * k } else { 0 }..][..m * k];
+                        let b = &b[if b_batched { bi * k * n } else { 0 }..][..k * n];
+                        want.extend(common::matmul(a, b, m, n, k, trans_a, trans_b));
+                    }
+                    assert_rel_norm(&format!("matmul {mm:?}"), &got, &want, 1e-5);
+                }
+            }
+        }
+    }
+}
+
+// ---- errors ---------------------------------------------------------------------------------------
+
+fn add_kernel(len: usize) -> Kernel {
+    Kernel::Binary { op: BinaryOp::Add, bc: Broadcast::same(len) }
+}
+
+#[test]
+fn wrong_buffer_count_is_an_arity_error() {
+    let mut be = CpuBackend::new();
+    let (c, a) = (be.alloc(DType::F32, 4).unwrap(), be.alloc(DType::F32, 4).unwrap());
+    let err = be.compile(&[Launch::new(add_kernel(4), &[c, a])]).unwrap_err();
+    assert!(matches!(err, Error::Arity { op: "add", expected: 3, got: 2 }), "{err}");
+    assert!(err.to_string().contains("add"));
+}
+
+#[test]
+fn wrong_dtype_is_a_binding_error() {
+    let mut be = CpuBackend::new();
+    let c = be.alloc(DType::F32, 5).unwrap();
+    let x = be.alloc(DType::F32, 5).unwrap();
+    let idx = be.alloc(DType::U32, 5).unwrap();
+    let err = be
+        .compile(&[Launch::new(Kernel::Unary { op: UnaryOp::Exp, len: 5, alpha: 0.0 }, &[c, idx])])
+        .unwrap_err();
+    assert!(matches!(err, Error::Binding { op: "exp", slot: 1, got_dtype: DType::U32, .. }), "{err}");
+    let argmax = Kernel::Reduce { op: ReduceOp::Argmax, outer: 1, len: 5, inner: 1 };
+    let err = be.compile(&[Launch::new(argmax, &[c, x])]).unwrap_err();
+    assert!(matches!(err, Error::Binding { op: "argmax", slot: 0, got_dtype: DType::F32, .. }), "{err}");
+    assert!(err.to_string().contains("argmax"));
+}
+
+#[test]
+fn too_short_buffer_is_a_binding_error() {
+    let mut be = CpuBackend::new();
+    let c = be.alloc(DType::F32, 6).unwrap();
+    let a = be.alloc(DType::F32, 6).unwrap();
+    let b = be.alloc(DType::F32, 5).unwrap();
+    let err = be.compile(&[Launch::new(add_kernel(6), &[c, a, b])]).unwrap_err();
+    assert!(matches!(err, Error::Binding { op: "add", slot: 2, need: 6, got: 5, .. }), "{err}");
+    // A longer buffer is fine: the kernel uses its first elements.
+    let long = be.alloc(DType::F32, 9).unwrap();
+    be.compile(&[Launch::new(add_kernel(6), &[c, a, long])]).unwrap();
+}
+
+#[test]
+fn aliasing_a_written_buffer_is_a_shape_error() {
+    let mut be = CpuBackend::new();
+    let c = be.alloc(DType::F32, 3).unwrap();
+    let a = be.alloc(DType::F32, 3).unwrap();
+    let err = be.compile(&[Launch::new(add_kernel(3), &[c, a, c])]).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "add", .. }), "{err}");
+    // Reading one buffer twice is allowed.
+    be.compile(&[Launch::new(add_kernel(3), &[c, a, a])]).unwrap();
+}
+
+#[test]
+fn zero_sized_dims_are_shape_errors() {
+    let mut be = CpuBackend::new();
+    let x = be.alloc(DType::F32, 4).unwrap();
+    let y = be.alloc(DType::F32, 4).unwrap();
+    let cases = [
+        (Kernel::Matmul(Matmul::new(2, 0, 2)), vec![y, x, x], "matmul"),
+        (Kernel::Reduce { op: ReduceOp::Sum, outer: 1, len: 0, inner: 4 }, vec![y, x], "sum"),
+        (Kernel::Softmax { rows: 0, cols: 4, log: true }, vec![y, x], "log_softmax"),
+        (Kernel::Unary { op: UnaryOp::Relu, len: 0, alpha: 0.0 }, vec![y, x], "relu"),
+    ];
+    for (kernel, bufs, op) in cases {
+        let err = be.compile(&[Launch::new(kernel, &bufs)]).unwrap_err();
+        assert!(matches!(&err, Error::Shape { op: o, .. } if *o == op), "{op}: {err}");
+        assert!(err.to_string().starts_with(op), "{err}");
+    }
+}
+
+#[test]
+fn released_buffer_under_a_plan_is_an_error_not_a_panic() {
+    let mut be = CpuBackend::new();
+    let (c, a, b) = (
+        be.alloc(DType::F32, 3).unwrap(),
+        be.alloc(DType::F32, 3).unwrap(),
+        be.alloc(DType::F32, 3).unwrap(),
+    );
+    let plan = be.compile(&[Launch::new(add_kernel(3), &[c, a, b])]).unwrap();
+    be.release(b).unwrap();
+    assert!(matches!(be.submit(plan, &[]), Err(Error::UnknownBuffer(_))));
+    // Its id reused by a shorter buffer: caught too.
+    let short = be.alloc(DType::F32, 2).unwrap();
+    assert_eq!(short, b);
+    assert!(matches!(be.submit(plan, &[]), Err(Error::Binding { op: "add", .. })));
+}
+
+#[test]
+fn host_data_mismatch_on_write() {
+    let mut be = CpuBackend::new();
+    let x = be.alloc(DType::F32, 3).unwrap();
+    assert!(matches!(be.write(x, HostData::U32(&[1, 2, 3])), Err(Error::HostData { .. })));
+    assert!(matches!(be.write(x, HostData::F32(&[1.0; 4])), Err(Error::HostData { .. })));
+}
+
+// ---- pool and plans -------------------------------------------------------------------------------
+
+#[test]
+fn pool_reuses_a_released_buffer() {
+    let mut be = CpuBackend::new();
+    let a = be.alloc(DType::F32, 100).unwrap();
+    assert_eq!(be.stats().buffers_created, 1);
+    be.release(a).unwrap();
+    assert_eq!(be.stats().buffers_live, 0);
+    let _b = be.alloc(DType::F32, 100).unwrap();
+    let s = be.stats();
+    assert_eq!((s.buffers_created, s.buffers_live, s.bytes_held), (1, 1, 400));
+    let _c = be.alloc(DType::F32, 100).unwrap();
+    let _d = be.alloc(DType::U32, 100).unwrap();
+    assert_eq!(be.stats().buffers_created, 3, "a different size or dtype is a new buffer");
+}
+
+#[test]
+fn a_plan_runs_many_times_and_chains_launches() {
+    // y = relu(x @ w + bias); loss = mean((y - t)^2), compiled once and submitted 3 times.
+    let mut rng = Rng::new(18);
+    let (m, n, k) = (5, 3, 4);
+    let mut be = CpuBackend::new();
+    let (x, w, bias, t) =
+        (rng.normal_vec(m * k), rng.normal_vec(k * n), rng.normal_vec(n), rng.normal_vec(m * n));
+    let xb = be.upload(HostData::F32(&x)).unwrap();
+    let wb = be.upload(HostData::F32(&w)).unwrap();
+    let bb = be.upload(HostData::F32(&bias)).unwrap();
+    let tb = be.upload(HostData::F32(&t)).unwrap();
+    let (h, y, loss) = (
+        be.alloc(DType::F32, m * n).unwrap(),
+        be.alloc(DType::F32, m * n).unwrap(),
+        be.alloc(DType::F32, 1).unwrap(),
+    );
+    let plan = be
+        .compile(&[
+            Launch::new(Kernel::Matmul(Matmul::new(m, n, k)), &[h, xb, wb]),
+            Launch::new(Kernel::BiasAct { op: UnaryOp::Relu, rows: m, cols: n, alpha: 0.0 }, &[y, h, bb]),
+            Launch::new(Kernel::MseLoss { n: m * n }, &[loss, y, tb]),
+        ])
+        .unwrap();
+    let h_ref = common::matmul(&x, &w, m, n, k, false, false);
+    let y_ref: Vec<f64> = h_ref.iter().enumerate().map(|(i, &v)| (v + bias[i % n] as f64).max(0.0)).collect();
+    let want = y_ref.iter().zip(&t).map(|(y, &t)| (y - t as f64).powi(2)).sum::<f64>() / (m * n) as f64;
+    for _ in 0..3 {
+        let ticket = be.submit(plan, &[loss]).unwrap();
+        let got = be.wait(ticket).unwrap().remove(0).into_f32().unwrap();
+        assert_close("mlp loss", &got, &[want], RTOL, ATOL);
+    }
+    let s = be.stats();
+    assert_eq!((s.plans_compiled, s.buffers_created), (1, 7));
+    be.drop_plan(plan).unwrap();
+    assert!(matches!(be.submit(plan, &[]), Err(Error::UnknownPlan(_))));
+}
+
+#[test]
+fn info_describes_the_native_backend() {
+    let be = CpuBackend::new();
+    let info = be.info();
+    assert_eq!((info.kind, info.api.as_str()), (DeviceKind::Cpu, "native"));
+    assert!(info.name.starts_with("native CPU (") && info.name.ends_with(" threads)"), "{}", info.name);
+}
