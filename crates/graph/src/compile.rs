@@ -1,11 +1,9 @@
 //! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act`,
 //! a schedule (ascending ids, each optimizer update right after the last reader of its
-//! parameter), and buffer planning by liveness (a freed activation slot is reused by the next
-//! tensor of the same type and length).
+//! parameter), and buffer planning by liveness (a freed activation slot is reused by a later
+//! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use std::collections::HashMap;
-
-use kiln_device::{Broadcast, DType, Kernel, Matmul};
+use kiln_device::{Broadcast, Kernel, Matmul};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -76,7 +74,10 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     let mut order: Vec<(usize, usize)> = (0..n)
         .filter(|&i| executes(i))
         .map(|i| match nodes[i].op {
-            Op::Update(_) => (2 * i.max(last_reader[root[nodes[i].inputs[0].index()]]) + 1, i),
+            Op::Update(_) => {
+                let (param, grad) = (nodes[i].inputs[0], nodes[i].inputs[1]);
+                (2 * grad.index().max(last_reader[root[param.index()]]) + 1, i)
+            }
             _ => (2 * i, i),
         })
         .collect();
@@ -110,6 +111,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         inputs: Vec::new(),
         persistent: Vec::new(),
         fetch: Vec::new(),
+        fetch_lens: Vec::new(),
         fused: fused_into.iter().filter(|f| f.is_some()).count(),
         naive_bytes: 0,
     };
@@ -134,23 +136,35 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         });
     }
 
-    // Activation slots by liveness.
-    let mut free: HashMap<(DType, usize), Vec<usize>> = HashMap::new();
+    // Activation slots by liveness. A slot takes the size of the largest tensor it ever holds: a
+    // new tensor takes the smallest free slot that fits, else grows the largest free one.
+    let mut free: Vec<usize> = Vec::new();
     let mut naive = plan.peak_bytes() / 4;
     for (pos, &i) in order.iter().enumerate() {
         let node = &nodes[i];
         let id = NodeId(i as u32);
         let mut bufs = Vec::new();
         if !matches!(node.op, Op::Update(_)) {
-            let key = (node.dtype, node.shape.numel(batch));
-            naive += key.1 as u64;
-            let slot = match free.get_mut(&key).and_then(Vec::pop) {
-                Some(s) => s,
+            let (dtype, len) = (node.dtype, node.shape.numel(batch));
+            naive += len as u64;
+            let fits = |s: &usize| plan.temps[*s].0 == dtype;
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| fits(s))
+                .min_by_key(|(_, &s)| {
+                    let have = plan.temps[s].1;
+                    if have >= len { (0, have) } else { (1, usize::MAX - have) }
+                })
+                .map(|(k, _)| k);
+            let slot = match best {
+                Some(k) => free.swap_remove(k),
                 None => {
-                    plan.temps.push(key);
+                    plan.temps.push((dtype, 0));
                     plan.temps.len() - 1
                 }
             };
+            plan.temps[slot].1 = plan.temps[slot].1.max(len);
             buf[i] = Some(Buf::Temp(slot));
             bufs.push(Buf::Temp(slot));
         }
@@ -168,7 +182,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         for r in ending {
             if last_use[r] == Some(pos) {
                 if let Some(Buf::Temp(s)) = buf[r] {
-                    free.entry(plan.temps[s]).or_default().push(s);
+                    free.push(s);
                 }
             }
         }
@@ -176,6 +190,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     naive += (0..n).filter(|&i| skip[i]).map(|i| nodes[i].shape.numel(batch) as u64).sum::<u64>();
     plan.naive_bytes = 4 * naive;
     plan.fetch = fetch.iter().map(|f| buf[root[f.index()]].expect("fetched nodes are live")).collect();
+    plan.fetch_lens = fetch.iter().map(|f| nodes[f.index()].shape.numel(batch)).collect();
     Ok(plan)
 }
 

@@ -32,7 +32,7 @@ pub struct Step {
 pub struct Plan {
     pub batch: usize,
     pub steps: Vec<Step>,
-    /// Type and length of each activation slot.
+    /// Type and length of each activation slot (the largest tensor it holds).
     pub temps: Vec<(DType, usize)>,
     /// Length and value of each fill.
     pub fills: Vec<(usize, f32)>,
@@ -42,9 +42,12 @@ pub struct Plan {
     pub persistent: Vec<(NodeId, usize)>,
     /// Where each requested output lives at the end of the step.
     pub fetch: Vec<Buf>,
+    /// Element count of each requested output (its slot may be larger).
+    pub fetch_lens: Vec<usize>,
     /// Matmul + bias-add + activation chains fused into one `bias_act` launch.
     pub fused: usize,
-    /// Bytes every tensor would take with a buffer of its own (no reuse, no fusion).
+    /// Bytes every tensor would take with a buffer of its own (no reuse, no fusion), persistent
+    /// ones included.
     pub naive_bytes: u64,
 }
 
@@ -61,5 +64,10 @@ impl Plan {
         let inputs: usize = self.inputs.iter().map(|i| i.2).sum();
         let persistent: usize = self.persistent.iter().map(|p| p.1).sum();
         4 * (temps + fills + inputs + persistent) as u64
+    }
+
+    /// Bytes of the session-owned tensors the plan binds (the same with or without reuse).
+    pub fn persistent_bytes(&self) -> u64 {
+        4 * self.persistent.iter().map(|p| p.1 as u64).sum::<u64>()
     }
 }

@@ -40,6 +40,7 @@ struct Bound {
 #[must_use = "a pending step holds its read-back until waited on"]
 pub struct Pending {
     ticket: Ticket,
+    plan: usize,
 }
 
 /// One fed input: the input node and its data for the whole batch.
@@ -104,7 +105,15 @@ impl Session {
 
     /// Blocks until a step is done and returns its fetched outputs, in the order asked.
     pub fn wait(&mut self, pending: Pending) -> Result<Vec<HostVec>> {
-        Ok(self.backend.wait(pending.ticket)?)
+        let mut out = self.backend.wait(pending.ticket)?;
+        // A fetched tensor may sit in a larger shared slot: keep its own elements.
+        for (v, &len) in out.iter_mut().zip(&self.plans[pending.plan].plan.fetch_lens) {
+            match v {
+                HostVec::F32(d) => d.truncate(len),
+                HostVec::U32(d) => d.truncate(len),
+            }
+        }
+        Ok(out)
     }
 
     /// `train` then `wait`, with f32 outputs.
@@ -144,7 +153,7 @@ impl Session {
             }
         }
         let ticket = self.backend.submit(bound.id, &bound.reads)?;
-        Ok(Pending { ticket })
+        Ok(Pending { ticket, plan: i })
     }
 
     /// The batch size the feeds imply: every input is `[B, ...]`.
