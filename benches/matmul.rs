@@ -1,1 +1,85 @@
-fn main() {}
+//! Matmul throughput through the `Backend` trait, as users get it: one plan compiled once, then
+//! submit + wait repeatedly. Prints one line per size:
+//! `bench=matmul backend=cpu n=1024 gflops=123.4` (median of repeats, 2 n^3 / time).
+//!
+//! Run: `cargo bench --bench matmul`. The NumPy peer prints the same format:
+//! `python3 benches/peers/matmul_numpy.py`.
+
+use std::time::{Duration, Instant};
+
+use kiln_device::cpu::CpuBackend;
+use kiln_device::{open, Backend, BackendChoice, DType, HostData, Kernel, Launch, Matmul};
+
+const SIZES: [usize; 4] = [256, 512, 1024, 2048];
+/// Each size repeats for about this long (at least `MIN_REPS` times).
+const BUDGET: Duration = Duration::from_millis(1500);
+const MIN_REPS: usize = 5;
+
+/// Median seconds of one `n x n @ n x n` product on `be`.
+fn time_matmul(be: &mut dyn Backend, n: usize) -> anyhow::Result<f64> {
+    // Deterministic, nonzero data: the speed of a GEMM does not depend on the values.
+    let data: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5).collect();
+    let a = be.upload(HostData::F32(&data))?;
+    let b = be.upload(HostData::F32(&data))?;
+    let c = be.alloc(DType::F32, n * n)?;
+    let plan = be.compile(&[Launch::new(Kernel::Matmul(Matmul::new(n, n, n)), &[c, a, b])])?;
+    let run = |be: &mut dyn Backend| -> anyhow::Result<f64> {
+        let start = Instant::now();
+        let ticket = be.submit(plan, &[])?;
+        be.wait(ticket)?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    run(be)?; // warm-up: thread pools, page faults, (GPU) pipeline caches
+    let (mut times, begun) = (Vec::new(), Instant::now());
+    while times.len() < MIN_REPS || begun.elapsed() < BUDGET {
+        times.push(run(be)?);
+    }
+    be.drop_plan(plan)?;
+    for id in [a, b, c] {
+        be.release(id)?;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn bench(be: &mut dyn Backend, label: &str) -> anyhow::Result<()> {
+    for n in SIZES {
+        let secs = time_matmul(be, n)?;
+        let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
+        println!("bench=matmul backend={label} n={n} gflops={gflops:.1}");
+    }
+    Ok(())
+}
+
+/// The backend `auto` picks, if it is a hardware GPU. The GPU backend may not be built yet (its
+/// placeholder panics), so a panic here means "no GPU" rather than a failed benchmark.
+fn hardware_gpu() -> Option<Box<dyn Backend>> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| open(BackendChoice::Auto));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(be)) if be.info().kind.is_hardware_gpu() => Some(be),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => {
+            eprintln!("# gpu: {e}");
+            None
+        }
+        Err(_) => {
+            eprintln!("# gpu: backend not available in this build");
+            None
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut cpu = CpuBackend::new();
+    eprintln!("# {}", cpu.info());
+    bench(&mut cpu, "cpu")?;
+    // The GPU lines: printed when `auto` yields a hardware GPU.
+    if let Some(mut gpu) = hardware_gpu() {
+        eprintln!("# {}", gpu.info());
+        bench(gpu.as_mut(), "gpu")?;
+    }
+    Ok(())
+}

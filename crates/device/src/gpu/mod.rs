@@ -1,43 +1,315 @@
-//! PLACEHOLDER while the CPU backend is written (branch main).
-use crate::*;
-pub struct GpuBackend;
+//! The wgpu backend: the kernels of `shaders/` on whatever adapter wgpu finds.
+//!
+//! A plan's pipelines, bind groups and parameter block are created once, in `compile`. A step is
+//! one command encoder, one compute pass, one `queue.submit`; read-backs are copied into pooled
+//! staging buffers in the same submission and mapped asynchronously, so `submit` returns at once.
+
+mod adapter;
+mod dispatch;
+mod pipelines;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use adapter::{describe_all, has_hardware_adapter};
+
+use crate::backend::{
+    check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+};
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+use crate::select::DeviceInfo;
+use pipelines::{Pipelines, PARAMS_BYTES};
+
+pub struct GpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: DeviceInfo,
+    max_binding: u64,
+    uniform_align: u64,
+    pool: Pool<wgpu::Buffer>,
+    staging: HashMap<u64, Vec<wgpu::Buffer>>,
+    pipelines: Pipelines,
+    plans: HashMap<u32, Plan>,
+    next_plan: u32,
+    in_flight: HashMap<u64, InFlight>,
+    next_ticket: u64,
+    bind_groups_created: u64,
+    plans_compiled: u64,
+    extra_buffers_created: u64,
+}
+
+struct Step {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+struct Plan {
+    steps: Vec<Step>,
+    /// Holds every launch's parameter block; kept alive with the plan.
+    _params: Option<wgpu::Buffer>,
+}
+
+struct Readback {
+    dtype: DType,
+    len: usize,
+    staging: wgpu::Buffer,
+    mapped: Arc<AtomicBool>,
+}
+
+struct InFlight {
+    index: wgpu::SubmissionIndex,
+    reads: Vec<Readback>,
+}
+
 impl GpuBackend {
-    pub fn new(_software: bool) -> Result<Self> {
-        todo!()
+    /// Opens the best adapter (see `select::open` for the policy); `allow_software` admits
+    /// software rasterizers such as lavapipe.
+    pub fn new(allow_software: bool) -> Result<Self> {
+        let (device, queue, info) = adapter::open(allow_software)?;
+        let limits = device.limits();
+        Ok(GpuBackend {
+            max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+            uniform_align: (limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES),
+            device,
+            queue,
+            info,
+            pool: Pool::new(),
+            staging: HashMap::new(),
+            pipelines: Pipelines::default(),
+            plans: HashMap::new(),
+            next_plan: 0,
+            in_flight: HashMap::new(),
+            next_ticket: 0,
+            bind_groups_created: 0,
+            plans_compiled: 0,
+            extra_buffers_created: 0,
+        })
+    }
+
+    /// Runs `f` inside a validation + out-of-memory error scope and turns a captured wgpu error
+    /// into `Error::Gpu` instead of a panic.
+    fn scoped<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f(self);
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        match (v.or(o), out) {
+            (Some(e), _) => Err(Error::Gpu(format!("{what}: {e}"))),
+            (None, out) => out,
+        }
+    }
+
+    fn take_staging(&mut self, bytes: u64) -> wgpu::Buffer {
+        if let Some(b) = self.staging.get_mut(&bytes).and_then(Vec::pop) {
+            return b;
+        }
+        self.extra_buffers_created += 1;
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn compile_plan(&mut self, launches: &[Launch]) -> Result<Plan> {
+        for l in launches {
+            check_launch(l, |id| self.pool.describe(id))?;
+            dispatch::check(&l.kernel)?;
+        }
+        if launches.is_empty() {
+            return Ok(Plan { steps: Vec::new(), _params: None });
+        }
+        // One uniform buffer holds every launch's parameters at aligned offsets.
+        let align = self.uniform_align;
+        let mut block = vec![0u8; align as usize * launches.len()];
+        for (i, l) in launches.iter().enumerate() {
+            let at = i * align as usize;
+            block[at..at + PARAMS_BYTES as usize].copy_from_slice(bytemuck::cast_slice(&l.kernel.params()));
+        }
+        let params = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln plan params"),
+            size: block.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.extra_buffers_created += 1;
+        self.queue.write_buffer(&params, 0, &block);
+
+        let mut steps = Vec::with_capacity(launches.len());
+        for (i, l) in launches.iter().enumerate() {
+            let k = &l.kernel;
+            let pipe = self.pipelines.get(&self.device, k);
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &params,
+                    offset: i as u64 * align,
+                    size: std::num::NonZeroU64::new(PARAMS_BYTES),
+                }),
+            }];
+            for (slot, id) in k.slots().iter().zip(&l.buffers) {
+                let buffer = &self.pool.get(*id)?.raw;
+                entries.push(wgpu::BindGroupEntry {
+                    binding: slot.binding,
+                    resource: buffer.as_entire_binding(),
+                });
+            }
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(k.name()),
+                layout: &pipe.layout,
+                entries: &entries,
+            });
+            steps.push(Step { pipeline: pipe.pipeline.clone(), bind_group, groups: dispatch::workgroups(k) });
+            self.bind_groups_created += 1;
+        }
+        Ok(Plan { steps, _params: Some(params) })
     }
 }
+
 impl Backend for GpuBackend {
     fn info(&self) -> &DeviceInfo {
-        todo!()
+        &self.info
     }
-    fn alloc(&mut self, _: DType, _: usize) -> Result<BufferId> {
-        todo!()
+
+    fn alloc(&mut self, dtype: DType, len: usize) -> Result<BufferId> {
+        let bytes = 4 * len.max(1) as u64;
+        if bytes > self.max_binding {
+            return Err(Error::Unsupported {
+                adapter: self.info.name.clone(),
+                what: format!("a buffer of {bytes} bytes (the binding limit is {} bytes)", self.max_binding),
+            });
+        }
+        let device = self.device.clone();
+        self.scoped("alloc", |me| {
+            me.pool.alloc(dtype, len, || {
+                Ok(device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln buffer"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }))
+            })
+        })
     }
-    fn release(&mut self, _: BufferId) -> Result<()> {
-        todo!()
+
+    fn release(&mut self, id: BufferId) -> Result<()> {
+        self.pool.release(id)
     }
-    fn describe(&self, _: BufferId) -> Result<(DType, usize)> {
-        todo!()
+
+    fn describe(&self, id: BufferId) -> Result<(DType, usize)> {
+        self.pool.describe(id)
     }
-    fn write(&mut self, _: BufferId, _: HostData<'_>) -> Result<()> {
-        todo!()
+
+    fn write(&mut self, id: BufferId, data: HostData<'_>) -> Result<()> {
+        let e = self.pool.get(id)?;
+        if e.dtype != data.dtype() || data.len() > e.len {
+            return Err(Error::HostData {
+                what: "write",
+                buffer: e.len,
+                buffer_dtype: e.dtype,
+                host: data.len(),
+                host_dtype: data.dtype(),
+            });
+        }
+        if !data.is_empty() {
+            self.queue.write_buffer(&e.raw, 0, data.bytes());
+        }
+        Ok(())
     }
-    fn compile(&mut self, _: &[Launch]) -> Result<PlanId> {
-        todo!()
+
+    fn compile(&mut self, launches: &[Launch]) -> Result<PlanId> {
+        let plan = self.scoped("compile", |me| me.compile_plan(launches))?;
+        let id = self.next_plan;
+        self.next_plan += 1;
+        self.plans_compiled += 1;
+        self.plans.insert(id, plan);
+        Ok(PlanId(id))
     }
-    fn drop_plan(&mut self, _: PlanId) -> Result<()> {
-        todo!()
+
+    fn drop_plan(&mut self, plan: PlanId) -> Result<()> {
+        self.plans.remove(&plan.0).map(|_| ()).ok_or(Error::UnknownPlan(plan.0))
     }
-    fn submit(&mut self, _: PlanId, _: &[BufferId]) -> Result<Ticket> {
-        todo!()
+
+    fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
+        {
+            let p = self.plans.get(&plan.0).ok_or(Error::UnknownPlan(plan.0))?;
+            if !p.steps.is_empty() {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("kiln"),
+                    timestamp_writes: None,
+                });
+                for s in &p.steps {
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                }
+            }
+        }
+        let mut readbacks = Vec::with_capacity(reads.len());
+        for &id in reads {
+            let (dtype, len) = self.pool.describe(id)?;
+            let bytes = 4 * len.max(1) as u64;
+            let staging = self.take_staging(bytes);
+            encoder.copy_buffer_to_buffer(&self.pool.get(id)?.raw, 0, &staging, 0, bytes);
+            readbacks.push(Readback { dtype, len, staging, mapped: Arc::new(AtomicBool::new(false)) });
+        }
+        let index = self.queue.submit([encoder.finish()]);
+        for r in &readbacks {
+            let flag = r.mapped.clone();
+            r.staging
+                .map_async(wgpu::MapMode::Read, .., move |res| flag.store(res.is_ok(), Ordering::Release));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.in_flight.insert(ticket, InFlight { index, reads: readbacks });
+        Ok(Ticket(ticket))
     }
-    fn wait(&mut self, _: Ticket) -> Result<Vec<HostVec>> {
-        todo!()
+
+    fn wait(&mut self, ticket: Ticket) -> Result<Vec<HostVec>> {
+        let job = self
+            .in_flight
+            .remove(&ticket.0)
+            .ok_or_else(|| Error::Gpu(format!("unknown ticket {}", ticket.0)))?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(job.index), timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        let mut out = Vec::with_capacity(job.reads.len());
+        for r in job.reads {
+            while !r.mapped.load(Ordering::Acquire) {
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Gpu(format!("mapping a read-back: {e}")))?;
+            }
+            {
+                let view =
+                    r.staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
+                let bytes = &view[..4 * r.len];
+                out.push(match r.dtype {
+                    DType::F32 => HostVec::F32(bytemuck::pod_collect_to_vec(bytes)),
+                    DType::U32 => HostVec::U32(bytemuck::pod_collect_to_vec(bytes)),
+                });
+            }
+            r.staging.unmap();
+            self.staging.entry(r.staging.size()).or_default().push(r.staging);
+        }
+        Ok(out)
     }
+
     fn stats(&self) -> Stats {
-        todo!()
+        let mut s = self.pool.stats;
+        s.buffers_created += self.extra_buffers_created;
+        s.pipelines_created = self.pipelines.created;
+        s.bind_groups_created = self.bind_groups_created;
+        s.plans_compiled = self.plans_compiled;
+        s
     }
-}
-pub fn has_hardware_adapter() -> bool {
-    todo!()
 }

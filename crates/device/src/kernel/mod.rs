@@ -111,7 +111,8 @@ pub enum Kernel {
     BceLogitsGrad {
         n: usize,
     },
-    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels.
+    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels. A label
+    /// `>= cols` has an all-zero one-hot (its row adds logsumexp only); the trainer validates labels.
     SoftmaxCeLoss {
         rows: usize,
         cols: usize,
@@ -409,4 +410,41 @@ impl Kernel {
         }
         p
     }
+}
+
+/// One small instance of every entry point, for tests that must cover them all.
+pub fn one_of_each() -> Vec<Kernel> {
+    let mut v = vec![Kernel::Matmul(Matmul::new(3, 5, 7))];
+    for op in UnaryOp::ALL {
+        v.push(Kernel::Unary { op, len: 9, alpha: 0.1 });
+        v.push(Kernel::UnaryGrad { op, len: 9, alpha: 0.1 });
+    }
+    v.push(Kernel::BiasAct { op: UnaryOp::Relu, rows: 3, cols: 5, alpha: 0.0 });
+    for op in BinaryOp::ALL {
+        v.push(Kernel::Binary { op, bc: Broadcast::same(9) });
+    }
+    for op in ReduceOp::ALL {
+        v.push(Kernel::Reduce { op, outer: 2, len: 5, inner: 3 });
+    }
+    for log in [false, true] {
+        v.push(Kernel::Softmax { rows: 3, cols: 5, log });
+        v.push(Kernel::SoftmaxGrad { rows: 3, cols: 5, log });
+    }
+    v.extend([
+        Kernel::MseLoss { n: 9 },
+        Kernel::MseGrad { n: 9 },
+        Kernel::BceLogitsLoss { n: 9 },
+        Kernel::BceLogitsGrad { n: 9 },
+        Kernel::SoftmaxCeLoss { rows: 3, cols: 5 },
+        Kernel::SoftmaxCeGrad { rows: 3, cols: 5 },
+        Kernel::Sgd { len: 9 },
+        Kernel::Adam { len: 9, decoupled: false },
+        Kernel::Adam { len: 9, decoupled: true },
+        Kernel::Rmsprop { len: 9 },
+        Kernel::Gather { outer: 2, axis_len: 5, inner: 3, n_idx: 4 },
+        Kernel::ScatterAdd { outer: 2, axis_len: 5, inner: 3, n_idx: 4 },
+        Kernel::Fill { len: 9, value: 1.5 },
+        Kernel::Copy { len: 9 },
+    ]);
+    v
 }

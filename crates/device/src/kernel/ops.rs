@@ -43,36 +43,36 @@ impl UnaryOp {
         UnaryOp::Gelu,
     ];
 
-    /// The WGSL entry point of the forward kernel; the backward one is `{name}_grad`.
+    /// The WGSL entry point of the forward kernel (`{op}_forward`; the backward one is `{op}_backward`).
     pub fn name(self) -> &'static str {
         match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Reciprocal => "reciprocal",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Relu => "relu",
-            UnaryOp::LeakyRelu => "leaky_relu",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Gelu => "gelu",
+            UnaryOp::Neg => "neg_forward",
+            UnaryOp::Exp => "exp_forward",
+            UnaryOp::Log => "log_forward",
+            UnaryOp::Sqrt => "sqrt_forward",
+            UnaryOp::Reciprocal => "reciprocal_forward",
+            UnaryOp::Abs => "abs_forward",
+            UnaryOp::Relu => "relu_forward",
+            UnaryOp::LeakyRelu => "leaky_relu_forward",
+            UnaryOp::Sigmoid => "sigmoid_forward",
+            UnaryOp::Tanh => "tanh_forward",
+            UnaryOp::Gelu => "gelu_forward",
         }
     }
 
     pub fn grad_name(self) -> &'static str {
         match self {
-            UnaryOp::Neg => "neg_grad",
-            UnaryOp::Exp => "exp_grad",
-            UnaryOp::Log => "log_grad",
-            UnaryOp::Sqrt => "sqrt_grad",
-            UnaryOp::Reciprocal => "reciprocal_grad",
-            UnaryOp::Abs => "abs_grad",
-            UnaryOp::Relu => "relu_grad",
-            UnaryOp::LeakyRelu => "leaky_relu_grad",
-            UnaryOp::Sigmoid => "sigmoid_grad",
-            UnaryOp::Tanh => "tanh_grad",
-            UnaryOp::Gelu => "gelu_grad",
+            UnaryOp::Neg => "neg_backward",
+            UnaryOp::Exp => "exp_backward",
+            UnaryOp::Log => "log_backward",
+            UnaryOp::Sqrt => "sqrt_backward",
+            UnaryOp::Reciprocal => "reciprocal_backward",
+            UnaryOp::Abs => "abs_backward",
+            UnaryOp::Relu => "relu_backward",
+            UnaryOp::LeakyRelu => "leaky_relu_backward",
+            UnaryOp::Sigmoid => "sigmoid_backward",
+            UnaryOp::Tanh => "tanh_backward",
+            UnaryOp::Gelu => "gelu_backward",
         }
     }
 
@@ -286,9 +286,9 @@ impl ReduceOp {
 
     pub fn name(self) -> &'static str {
         match self {
-            ReduceOp::Sum => "sum",
-            ReduceOp::Mean => "mean",
-            ReduceOp::Max => "max",
+            ReduceOp::Sum => "reduce_sum",
+            ReduceOp::Mean => "reduce_mean",
+            ReduceOp::Max => "reduce_max",
             ReduceOp::Argmax => "argmax",
         }
     }

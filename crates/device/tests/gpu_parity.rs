@@ -1,0 +1,250 @@
+//! Every WGSL kernel against the CPU backend, on fresh random inputs of odd shapes.
+//!
+//! Outputs are poisoned with NaN before each run, so an element a kernel forgets to write fails.
+//! Without an adapter these tests print a loud SKIPPED line; with `KILN_REQUIRE_GPU=1` (CI, where
+//! Mesa's lavapipe provides a Vulkan adapter) they fail instead.
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use common::{assert_close, assert_rel_norm, Rng};
+use kiln_device::cpu::CpuBackend;
+use kiln_device::{
+    open, Access, Backend, BackendChoice, BinaryOp, Broadcast, DType, HostData, HostVec, Kernel, Launch, Matmul,
+    ReduceOp, UnaryOp, HYPER_LEN,
+};
+
+/// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
+const SIZES: [usize; 7] = [1, 3, 17, 33, 65, 127, 70_001];
+
+fn gpu() -> Option<MutexGuard<'static, Box<dyn Backend>>> {
+    static GPU: OnceLock<Option<Mutex<Box<dyn Backend>>>> = OnceLock::new();
+    let slot = GPU.get_or_init(|| match open(BackendChoice::Gpu) {
+        Ok(b) => {
+            eprintln!("GPU parity tests run on {}", b.info());
+            Some(Mutex::new(b))
+        }
+        Err(e) if std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter could be opened: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n*** SKIPPED: no GPU adapter ({e}).\n*** The WGSL kernels were NOT tested; set KILN_REQUIRE_GPU=1 to fail instead.\n");
+            None
+        }
+    });
+    slot.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Initial contents of each buffer of a launch, chosen so the math is defined (positive inputs
+/// to log, labels in range but one, ...). Written buffers are NaN unless they are in-place state.
+fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
+    let positive = |op: UnaryOp| matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Reciprocal);
+    k.slots()
+        .iter()
+        .map(|s| {
+            let n = s.len;
+            if s.dtype == DType::U32 {
+                let range = match *k {
+                    Kernel::Gather { axis_len, .. } | Kernel::ScatterAdd { axis_len, .. } => axis_len,
+                    Kernel::SoftmaxCeLoss { cols, .. } | Kernel::SoftmaxCeGrad { cols, .. } => cols,
+                    _ => 1,
+                };
+                let mut v = rng.labels(n, range);
+                if s.access == Access::Read && n > 2 {
+                    v[1] = (range + 3) as u32; // out of range: both backends must ignore it alike
+                }
+                return HostVec::U32(v);
+            }
+            HostVec::F32(match (k, s.name, s.access) {
+                (Kernel::Sgd { .. } | Kernel::Adam { .. } | Kernel::Rmsprop { .. }, "param", _) => rng.normal_vec(n),
+                (Kernel::Rmsprop { .. }, "state", _) | (_, "v", _) => rng.uniform_vec(n, 0.0, 1.0),
+                (_, "state" | "m", _) => rng.normal_vec(n).iter().map(|x| 0.1 * x).collect(),
+                (_, _, Access::Write) => vec![f32::NAN; n],
+                (_, "hyper", _) => {
+                    let mut h = hyper.to_vec();
+                    h.resize(HYPER_LEN, 0.0);
+                    h
+                }
+                (_, "dloss", _) => rng.uniform_vec(1, 0.5, 2.0),
+                (Kernel::BceLogitsLoss { .. } | Kernel::BceLogitsGrad { .. }, "target", _) => {
+                    rng.uniform_vec(n, 0.0, 1.0)
+                }
+                (Kernel::Unary { op, .. }, "x", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
+                (Kernel::UnaryGrad { op, .. }, "saved", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
+                (Kernel::Binary { op: BinaryOp::Div, .. }, "b", _) => {
+                    rng.uniform_vec(n, 0.5, 2.0).iter().map(|x| if rng.unit() < 0.5 { -x } else { *x }).collect()
+                }
+                // Comparisons and max/min need ties: values on a coarse grid.
+                (Kernel::Binary { op, .. }, _, _) if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) => {
+                    rng.normal_vec(n).iter().map(|x| (x * 2.0).round() / 2.0).collect()
+                }
+                _ => rng.normal_vec(n),
+            })
+        })
+        .collect()
+}
+
+fn upload(b: &mut dyn Backend, data: &[HostVec]) -> Vec<kiln_device::BufferId> {
+    data.iter()
+        .map(|d| match d {
+            HostVec::F32(v) => b.upload(HostData::F32(v)).unwrap(),
+            HostVec::U32(v) => b.upload(HostData::U32(v)).unwrap(),
+        })
+        .collect()
+}
+
+/// Runs `k` on both backends from the same inputs and compares every written buffer.
+fn check(k: Kernel, seed: u64, hyper: &[f32]) {
+    let Some(mut gpu) = gpu() else { return };
+    let mut cpu = CpuBackend::new();
+    let data = inputs(&k, &mut Rng::new(seed), hyper);
+    let (g_ids, c_ids) = (upload(gpu.as_mut(), &data), upload(&mut cpu, &data));
+    gpu.run(Launch::new(k, &g_ids)).unwrap_or_else(|e| panic!("gpu {k:?}: {e}"));
+    cpu.run(Launch::new(k, &c_ids)).unwrap_or_else(|e| panic!("cpu {k:?}: {e}"));
+    for (i, s) in k.slots().iter().enumerate() {
+        if s.access != Access::Write {
+            continue;
+        }
+        let what = format!("{} {:?} buffer {}", k.name(), k, s.name);
+        match (gpu.read(g_ids[i]).unwrap(), cpu.read(c_ids[i]).unwrap()) {
+            (HostVec::U32(g), HostVec::U32(c)) => assert_eq!(g, c, "{what}"),
+            (HostVec::F32(g), HostVec::F32(c)) => {
+                let want: Vec<f64> = c.iter().map(|&x| x as f64).collect();
+                assert!(c.iter().all(|x| x.is_finite()), "{what}: CPU output not finite");
+                match k {
+                    Kernel::Matmul(_) => assert_rel_norm(&what, &g, &want, 1e-5),
+                    _ => assert_close(&what, &g, &want, 1e-5, 1e-6),
+                }
+            }
+            _ => panic!("{what}: dtype mismatch"),
+        }
+    }
+    for id in g_ids {
+        gpu.release(id).unwrap();
+    }
+}
+
+#[test]
+fn matmul_matches_cpu() {
+    let shapes = [(1, 1, 1, 1), (1, 3, 17, 33), (1, 65, 127, 17), (1, 127, 1, 65), (3, 129, 130, 67)];
+    let mut seed = 1;
+    for (batch, m, n, k) in shapes {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (a_batched, b_batched) in [(true, true), (true, false), (false, true)] {
+                if batch == 1 && !(a_batched && b_batched) {
+                    continue;
+                }
+                let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched };
+                seed += 1;
+                check(Kernel::Matmul(mm), seed, &[]);
+            }
+        }
+    }
+}
+
+#[test]
+fn unary_and_backward_match_cpu() {
+    for op in UnaryOp::ALL {
+        for (i, len) in SIZES.into_iter().enumerate() {
+            check(Kernel::Unary { op, len, alpha: 0.07 }, 10 + i as u64, &[]);
+            check(Kernel::UnaryGrad { op, len, alpha: 0.07 }, 20 + i as u64, &[]);
+        }
+    }
+}
+
+#[test]
+fn bias_act_matches_cpu() {
+    for op in UnaryOp::ALL {
+        if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Reciprocal) {
+            continue; // x + bias may be <= 0: undefined for these, and no model fuses them
+        }
+        for (rows, cols) in [(1, 1), (3, 17), (65, 33), (127, 65), (300, 257)] {
+            check(Kernel::BiasAct { op, rows, cols, alpha: 0.07 }, rows as u64, &[]);
+        }
+    }
+}
+
+#[test]
+fn binary_broadcast_matches_cpu() {
+    let shapes: [(&[usize], &[usize]); 7] = [
+        (&[17], &[17]),
+        (&[1], &[65]),
+        (&[5, 1, 7], &[3, 1]),
+        (&[127, 33], &[33]),
+        (&[300, 257], &[300, 1]),
+        (&[2, 3, 4, 5], &[3, 1, 5]),
+        (&[70_001], &[1]),
+    ];
+    for op in BinaryOp::ALL {
+        for (i, (a, b)) in shapes.iter().enumerate() {
+            let bc = Broadcast::new("test", a, b).unwrap();
+            check(Kernel::Binary { op, bc }, 40 + i as u64, &[]);
+        }
+    }
+}
+
+#[test]
+fn reductions_match_cpu() {
+    // the last shape needs 70,001 workgroups: the dispatch spills into y
+    let shapes = [(1, 1, 1), (3, 17, 1), (1, 127, 33), (5, 65, 3), (2, 300, 7), (70_001, 1, 1)];
+    for op in ReduceOp::ALL {
+        for (i, (outer, len, inner)) in shapes.into_iter().enumerate() {
+            check(Kernel::Reduce { op, outer, len, inner }, 60 + i as u64, &[]);
+        }
+    }
+}
+
+#[test]
+fn softmax_and_backward_match_cpu() {
+    for log in [false, true] {
+        for (i, (rows, cols)) in [(1, 1), (3, 17), (33, 127), (5, 1000), (70_001, 2)].into_iter().enumerate() {
+            check(Kernel::Softmax { rows, cols, log }, 70 + i as u64, &[]);
+            check(Kernel::SoftmaxGrad { rows, cols, log }, 80 + i as u64, &[]);
+        }
+    }
+}
+
+#[test]
+fn losses_and_gradients_match_cpu() {
+    for (i, n) in [1, 17, 127, 1000].into_iter().enumerate() {
+        let seed = 90 + i as u64;
+        check(Kernel::MseLoss { n }, seed, &[]);
+        check(Kernel::MseGrad { n }, seed, &[]);
+        check(Kernel::BceLogitsLoss { n }, seed, &[]);
+        check(Kernel::BceLogitsGrad { n }, seed, &[]);
+    }
+    for (i, (rows, cols)) in [(1, 3), (17, 10), (127, 65), (300, 2)].into_iter().enumerate() {
+        check(Kernel::SoftmaxCeLoss { rows, cols }, 100 + i as u64, &[]);
+        check(Kernel::SoftmaxCeGrad { rows, cols }, 100 + i as u64, &[]);
+    }
+}
+
+#[test]
+fn optimizer_updates_match_cpu() {
+    for (i, len) in [1, 17, 127, 70_001].into_iter().enumerate() {
+        let seed = 110 + i as u64;
+        for sgd in [[0.05, 0.0, 0.0, 0.0], [0.05, 0.9, 0.0, 0.0], [0.05, 0.9, 0.01, 1.0]] {
+            check(Kernel::Sgd { len }, seed, &sgd);
+        }
+        // lr, beta1, beta2, eps, weight decay, 1 - beta1^t, 1 - beta2^t at t = 3
+        let adam = [1e-3, 0.9, 0.999, 1e-8, 0.01, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
+        check(Kernel::Adam { len, decoupled: false }, seed, &adam);
+        check(Kernel::Adam { len, decoupled: true }, seed, &adam);
+        check(Kernel::Rmsprop { len }, seed, &[1e-2, 0.99, 1e-8, 0.01]);
+    }
+}
+
+#[test]
+fn gather_scatter_fill_copy_match_cpu() {
+    for (i, (outer, axis_len, inner, n_idx)) in
+        [(1, 5, 1, 3), (3, 17, 33, 65), (2, 127, 3, 17), (1, 1000, 16, 300)].into_iter().enumerate()
+    {
+        check(Kernel::Gather { outer, axis_len, inner, n_idx }, 120 + i as u64, &[]);
+        check(Kernel::ScatterAdd { outer, axis_len, inner, n_idx }, 130 + i as u64, &[]);
+    }
+    for (i, len) in SIZES.into_iter().enumerate() {
+        check(Kernel::Fill { len, value: -1.25 }, 140 + i as u64, &[]);
+        check(Kernel::Copy { len }, 150 + i as u64, &[]);
+    }
+}

@@ -1,0 +1,294 @@
+//! Checkpoints: safetensors files of named f32 tensors plus a string->string metadata map.
+//!
+//! Format (https://github.com/huggingface/safetensors): 8 bytes little-endian header length `n`,
+//! `n` bytes of JSON `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//! "__metadata__": {"key": "value"}}` (padded with spaces to a multiple of 8), then the tensor bytes
+//! (little-endian), offsets relative to the end of the header. Written by hand: the format is this
+//! small, and doing so lets every error name the file and the tensor.
+//!
+//! Tensor names and layouts follow PyTorch `nn.Sequential.state_dict()` (`0.weight` is `[out, in]`,
+//! `0.bias` is `[out]`); metadata values that are structured are JSON strings under the `kiln.*` keys.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::{Error, Result};
+
+/// Metadata key: the model architecture (JSON).
+pub const ARCHITECTURE: &str = "kiln.architecture";
+/// Metadata key: the [`crate::data::Standardizer`] (JSON).
+pub const STANDARDIZER: &str = "kiln.standardizer";
+/// Metadata key: class names in id order (JSON array of strings).
+pub const LABELS: &str = "kiln.labels";
+/// Metadata key: optimizer name and hyper-parameters (JSON).
+pub const OPTIMIZER: &str = "kiln.optimizer";
+/// Metadata key: the optimizer step count (JSON number).
+pub const STEP: &str = "kiln.step";
+
+/// A header larger than this is taken as corruption (the reference implementation uses 100 MB).
+const MAX_HEADER: u64 = 100_000_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Row-major, `shape.iter().product()` values.
+    pub data: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// In file order (ascending data offset) when read; written in this order.
+    pub tensors: Vec<Tensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a tensor; `data.len()` must equal the product of `shape`.
+    pub fn push(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<()> {
+        check_len(name, shape, data.len())?;
+        self.tensors.push(Tensor { name: name.to_string(), shape: shape.to_vec(), data });
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Stores `value` as a JSON string under `key`.
+    pub fn set_json<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
+        let s = serde_json::to_string(value)
+            .map_err(|e| Error::Metadata { key: key.into(), message: e.to_string() })?;
+        self.metadata.insert(key.to_string(), s);
+        Ok(())
+    }
+
+    /// The JSON value under `key`, `None` if absent, an error naming the key if it does not parse.
+    pub fn json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.metadata
+            .get(key)
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| Error::Metadata { key: key.into(), message: e.to_string() })
+            })
+            .transpose()
+    }
+
+    /// Writes the file atomically: a temp file in the same directory, fsync, rename over `path`.
+    /// On any failure the temp file is removed and an existing `path` is left untouched.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_bytes()?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads and validates a file (see the module docs for the format): truncation, a bad header,
+    /// a non-F32 tensor or a tensor whose byte length mismatches its shape are errors naming the
+    /// file and the tensor.
+    pub fn read(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        Checkpoint::from_bytes(path, &bytes)
+    }
+
+    /// The file contents.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut header = Map::new();
+        let mut offset = 0usize;
+        for (i, t) in self.tensors.iter().enumerate() {
+            check_len(&t.name, &t.shape, t.data.len())?;
+            if t.name == "__metadata__" || self.tensors[..i].iter().any(|u| u.name == t.name) {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor name '{}' is reserved or used twice",
+                    t.name
+                )));
+            }
+            let end = offset + 4 * t.data.len();
+            header.insert(
+                t.name.clone(),
+                json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        if !self.metadata.is_empty() {
+            header.insert("__metadata__".into(), json!(self.metadata));
+        }
+        let mut text = Value::Object(header).to_string().into_bytes();
+        text.resize(text.len().next_multiple_of(8), b' ');
+
+        let mut bytes = Vec::with_capacity(8 + text.len() + offset);
+        bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&text);
+        for t in &self.tensors {
+            for v in &t.data {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Parses file contents; `path` names the file in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+        let bad = |m: String| Error::format(path, format!("not a valid safetensors file: {m}"));
+        let tensor_err = |tensor: &str, message: String| Error::Tensor {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            message,
+        };
+        if bytes.len() < 8 {
+            return Err(bad(format!("truncated: {} bytes, the header length alone takes 8", bytes.len())));
+        }
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+        if n > MAX_HEADER {
+            return Err(bad(format!("header length {n} is implausible")));
+        }
+        let n = n as usize;
+        if bytes.len() - 8 < n {
+            return Err(bad(format!(
+                "truncated: the header needs {n} bytes, the file has {} after the length",
+                bytes.len() - 8
+            )));
+        }
+        let header: Map<String, Value> = std::str::from_utf8(&bytes[8..8 + n])
+            .map_err(|_| bad("the header is not UTF-8".into()))
+            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("header JSON: {e}"))))?;
+        let data = &bytes[8 + n..];
+
+        let mut ck = Checkpoint::new();
+        let mut spans = Vec::new();
+        for (name, info) in &header {
+            if name == "__metadata__" {
+                let map = info.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))?;
+                for (k, v) in map {
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| bad(format!("__metadata__ value of '{k}' is not a string")))?;
+                    ck.metadata.insert(k.clone(), v.to_string());
+                }
+                continue;
+            }
+            let dtype = info.get("dtype").and_then(Value::as_str);
+            let shape: Option<Vec<usize>> = info
+                .get("shape")
+                .and_then(|s| s.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+            let offsets: Option<Vec<usize>> = info
+                .get("data_offsets")
+                .and_then(|s| s.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+            let (Some(dtype), Some(shape), Some([begin, end])) =
+                (dtype, shape, offsets.as_deref().and_then(|o| <[usize; 2]>::try_from(o).ok()))
+            else {
+                return Err(tensor_err(
+                    name,
+                    format!("bad header entry {info} (needs dtype, shape, data_offsets [begin, end])"),
+                ));
+            };
+            if dtype != "F32" {
+                return Err(tensor_err(
+                    name,
+                    format!("dtype {dtype} is not supported (Kiln reads F32 tensors only)"),
+                ));
+            }
+            let count = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .and_then(|c| c.checked_mul(4))
+                .ok_or_else(|| tensor_err(name, format!("shape {shape:?} is too large")))?;
+            if end < begin || end - begin != count {
+                return Err(tensor_err(
+                    name,
+                    format!(
+                        "data_offsets [{begin}, {end}] hold {} bytes but shape {shape:?} of F32 needs {count}",
+                        end.wrapping_sub(begin) as isize
+                    ),
+                ));
+            }
+            if end > data.len() {
+                return Err(tensor_err(
+                    name,
+                    format!(
+                        "truncated file: the tensor ends at data byte {end}, the file has {} data bytes",
+                        data.len()
+                    ),
+                ));
+            }
+            let values = data[begin..end]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            spans.push((begin, end, name.clone()));
+            ck.tensors.push(Tensor { name: name.clone(), shape, data: values });
+        }
+        // The tensors must tile the data section exactly: no overlap, no gap, nothing after.
+        spans.sort();
+        let mut at = 0;
+        for (begin, end, name) in &spans {
+            if *begin != at {
+                return Err(tensor_err(
+                    name,
+                    format!("starts at data byte {begin}, expected {at} (overlap or gap between tensors)"),
+                ));
+            }
+            at = *end;
+        }
+        if at != data.len() {
+            return Err(bad(format!(
+                "{} bytes after the last tensor (the tensors hold {at} of {} data bytes)",
+                data.len() - at,
+                data.len()
+            )));
+        }
+        let order: Vec<&String> = spans.iter().map(|s| &s.2).collect();
+        ck.tensors.sort_by_key(|t| order.iter().position(|n| **n == t.name));
+        Ok(ck)
+    }
+}
+
+fn check_len(name: &str, shape: &[usize], len: usize) -> Result<()> {
+    let want = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if want != Some(len) {
+        return Err(Error::shape(
+            format!("tensor '{name}'"),
+            format!("{shape:?} = {want:?} values"),
+            format!("{len} values"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` via a temp file in the same directory, fsync, then rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // Make the rename itself durable (best effort: not every platform can open a directory).
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+// Softmax and log-softmax over the last axis of [rows, cols], and their backward kernels.
+// One workgroup per row; max and sum are combined through workgroup memory (deterministic).
+// CPU twin: crates/device/src/cpu (softmax).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+}
+
+// binding 0: params (uniform)
+// binding 1: out [rows, cols]  y (forward) or dx (backward)
+// binding 2: a   [rows, cols]  x (forward) or y (backward)
+// binding 3: dy  [rows, cols]  (backward)
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+
+const WG: u32 = 64u;
+var<workgroup> vals: array<f32, 64>;
+
+fn tree_sum(lid: u32, v: f32) -> f32 {
+    vals[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lid < s { vals[lid] += vals[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = vals[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn tree_max(lid: u32, v: f32) -> f32 {
+    vals[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lid < s { vals[lid] = max(vals[lid], vals[lid + s]); }
+        workgroupBarrier();
+    }
+    let r = vals[0];
+    workgroupBarrier();
+    return r;
+}
+
+// Row max and sum of exp(x - max) of row r.
+fn row_stats(r: u32, lid: u32) -> vec2<f32> {
+    let base = r * p.cols;
+    var m = bitcast<f32>(0xff800000u);
+    for (var j = lid; j < p.cols; j += WG) { m = max(m, a[base + j]); }
+    m = tree_max(lid, m);
+    var s = 0.0;
+    for (var j = lid; j < p.cols; j += WG) { s += exp(a[base + j] - m); }
+    return vec2<f32>(m, tree_sum(lid, s));
+}
+
+@compute @workgroup_size(64)
+fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if r >= p.rows { return; }
+    let st = row_stats(r, lid);
+    let base = r * p.cols;
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = exp(a[base + j] - st.x) / st.y; }
+}
+
+@compute @workgroup_size(64)
+fn log_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if r >= p.rows { return; }
+    let st = row_stats(r, lid);
+    let base = r * p.cols;
+    let lse = log(st.y);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = a[base + j] - st.x - lse; }
+}
+
+// dx = y * (dy - sum(dy * y))
+@compute @workgroup_size(64)
+fn softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    var s = 0.0;
+    for (var j = lid; j < p.cols; j += WG) { s += dy[base + j] * a[base + j]; }
+    let dot = tree_sum(lid, s);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = a[base + j] * (dy[base + j] - dot); }
+}
+
+// dx = dy - exp(y) * sum(dy)
+@compute @workgroup_size(64)
+fn log_softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    var s = 0.0;
+    for (var j = lid; j < p.cols; j += WG) { s += dy[base + j]; }
+    let total = tree_sum(lid, s);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = dy[base + j] - exp(a[base + j]) * total; }
+}

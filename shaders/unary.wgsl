@@ -1,0 +1,248 @@
+// Unary elementwise ops, their backward kernels, and the fused bias-add + activation.
+// CPU twins: crates/device/src/kernel/ops.rs (UnaryOp::eval / UnaryOp::grad), same formulas.
+
+struct Params {
+    len: u32,
+    alpha: f32, // negative slope of leaky_relu
+    cols: u32,  // bias_act: row length
+    op: u32,    // bias_act: index of the op in UnaryOp::ALL
+}
+
+// binding 0: params (uniform)
+// binding 1: out   [len]   y (forward) or dx (backward)
+// binding 2: a     [len]   x (forward) or the saved x / y (backward)
+// binding 3: b     [len]   dy (backward) or bias [cols] (bias_act)
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+const WG: u32 = 256u;
+
+// Element index of this invocation; dispatches past 65,535 workgroups are split over y.
+fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+fn sigmoid_f(x: f32) -> f32 {
+    if x >= 0.0 {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn tanh_f(x: f32) -> f32 {
+    let t = exp(-2.0 * abs(x));
+    let r = (1.0 - t) / (1.0 + t);
+    return select(r, -r, x < 0.0);
+}
+
+// Complementary error function, relative error < 1.2e-7 (Numerical Recipes' Chebyshev fit).
+fn erfc_f(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.2655122 + t * (1.0000237 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.1352040 + t * (1.4885159 + t * (-0.82215223 + t * 0.17087277))))))));
+    let r = t * exp(-z * z + poly);
+    return select(2.0 - r, r, x >= 0.0);
+}
+
+fn gelu_f(x: f32) -> f32 {
+    return 0.5 * x * erfc_f(-x * 0.70710677);
+}
+
+fn leaky_f(x: f32) -> f32 {
+    return select(p.alpha * x, x, x > 0.0);
+}
+
+// The forward op by its code (order of UnaryOp::ALL), for bias_act.
+fn apply(op: u32, x: f32) -> f32 {
+    switch op {
+        case 0u: { return -x; }
+        case 1u: { return exp(x); }
+        case 2u: { return log(x); }
+        case 3u: { return sqrt(x); }
+        case 4u: { return 1.0 / x; }
+        case 5u: { return abs(x); }
+        case 6u: { return max(x, 0.0); }
+        case 7u: { return leaky_f(x); }
+        case 8u: { return sigmoid_f(x); }
+        case 9u: { return tanh_f(x); }
+        default: { return gelu_f(x); }
+    }
+}
+
+@compute @workgroup_size(256)
+fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = apply(p.op, a[i] + b[i % p.cols]);
+}
+
+@compute @workgroup_size(256)
+fn neg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = -a[i];
+}
+
+@compute @workgroup_size(256)
+fn neg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = -b[i];
+}
+
+@compute @workgroup_size(256)
+fn exp_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = exp(a[i]);
+}
+
+// d/dx e^x = y
+@compute @workgroup_size(256)
+fn exp_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = b[i] * a[i];
+}
+
+@compute @workgroup_size(256)
+fn log_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = log(a[i]);
+}
+
+// d/dx ln x = 1/x
+@compute @workgroup_size(256)
+fn log_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = b[i] / a[i];
+}
+
+@compute @workgroup_size(256)
+fn sqrt_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = sqrt(a[i]);
+}
+
+// d/dx sqrt x = 1/(2y)
+@compute @workgroup_size(256)
+fn sqrt_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = b[i] * 0.5 / a[i];
+}
+
+@compute @workgroup_size(256)
+fn reciprocal_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = 1.0 / a[i];
+}
+
+// d/dx 1/x = -y^2
+@compute @workgroup_size(256)
+fn reciprocal_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = -b[i] * a[i] * a[i];
+}
+
+@compute @workgroup_size(256)
+fn abs_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = abs(a[i]);
+}
+
+// d/dx |x| = sign(x)
+@compute @workgroup_size(256)
+fn abs_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = b[i] * sign(a[i]);
+}
+
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = max(a[i], 0.0);
+}
+
+// d/dx relu = [y > 0]
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = select(0.0, 1.0, a[i] > 0.0) * b[i];
+}
+
+@compute @workgroup_size(256)
+fn leaky_relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = leaky_f(a[i]);
+}
+
+// d/dx leaky_relu = 1 if y > 0 else alpha
+@compute @workgroup_size(256)
+fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = select(p.alpha, 1.0, a[i] > 0.0) * b[i];
+}
+
+@compute @workgroup_size(256)
+fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = sigmoid_f(a[i]);
+}
+
+// d/dx sigmoid = y (1 - y)
+@compute @workgroup_size(256)
+fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = b[i] * a[i] * (1.0 - a[i]);
+}
+
+@compute @workgroup_size(256)
+fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = tanh_f(a[i]);
+}
+
+// d/dx tanh = 1 - y^2
+@compute @workgroup_size(256)
+fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = b[i] * (1.0 - a[i] * a[i]);
+}
+
+@compute @workgroup_size(256)
+fn gelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = gelu_f(a[i]);
+}
+
+// d/dx x Phi(x) = Phi(x) + x phi(x)
+@compute @workgroup_size(256)
+fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.len { return; }
+    let x = a[i];
+    let cdf = 0.5 * erfc_f(-x * 0.70710677);
+    let pdf = exp(-0.5 * x * x) * 0.3989423;
+    out[i] = b[i] * (cdf + x * pdf);
+}
