@@ -1,0 +1,229 @@
+//! Reverse-mode autodiff as a graph-to-graph transform. Every backward rule is one match arm in
+//! [`vjp`]; broadcasting is undone once, in [`Graph::sum_to`], not in each rule.
+
+use kiln_device::{BinaryOp, DType, ReduceOp, Saved, UnaryOp};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Op};
+use crate::shape::{Batch, Fixed, Shape};
+
+/// What an op's backward reads besides the incoming gradient: its inputs, its output, or neither.
+/// The planner frees a forward buffer after its last reader, so rules that read less free more.
+pub fn saved(op: &Op) -> Saved {
+    match op {
+        Op::Unary { op, .. } => op.saved(),
+        Op::Binary(BinaryOp::Add | BinaryOp::Sub) | Op::Reshape => Saved::Neither,
+        Op::Softmax { .. } => Saved::Output,
+        Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } => Saved::Neither,
+        // max reads its output too (to find where the maximum was); every other op its inputs.
+        _ => Saved::Input,
+    }
+}
+
+impl Graph {
+    /// `d loss / d p` for each parameter `p`, as new nodes of this graph. A non-scalar loss is
+    /// summed. A parameter the loss does not depend on is an error, as is an op on the path from a
+    /// parameter to the loss that has no backward rule.
+    pub fn gradients(&self, loss: NodeId, params: &[NodeId]) -> Result<Vec<NodeId>> {
+        self.check()?;
+        let n = loss.index() + 1;
+        // Nodes that depend on a parameter, and nodes the loss depends on; gradients flow through both.
+        let mut from_param = vec![false; n];
+        for &p in params {
+            if p.index() < n {
+                from_param[p.index()] = true;
+            }
+        }
+        let mut to_loss = vec![false; n];
+        to_loss[loss.index()] = true;
+        {
+            let nodes = self.nodes();
+            for i in 0..n {
+                from_param[i] |= nodes[i].inputs.iter().any(|x| from_param[x.index()]);
+            }
+            for i in (0..n).rev() {
+                if to_loss[i] {
+                    nodes[i].inputs.iter().for_each(|x| to_loss[x.index()] = true);
+                }
+            }
+        }
+        let active = |id: NodeId| id.index() < n && from_param[id.index()] && to_loss[id.index()];
+
+        let mut grads: Vec<Option<NodeId>> = vec![None; n];
+        grads[loss.index()] = Some(self.fill(self.shape(loss), 1.0));
+        for i in (0..n).rev() {
+            let (Some(gy), true) = (grads[i], active(NodeId(i as u32))) else { continue };
+            let node = self.node(NodeId(i as u32));
+            let wanted: Vec<bool> = node.inputs.iter().map(|&x| active(x)).collect();
+            if !wanted.iter().any(|&w| w) {
+                continue;
+            }
+            let contribs = vjp(self, NodeId(i as u32), gy, &wanted)?;
+            for ((&x, c), w) in node.inputs.iter().zip(contribs).zip(wanted) {
+                let Some(c) = c.filter(|_| w) else { continue };
+                let c = self.sum_to(c, &self.shape(x));
+                grads[x.index()] = Some(match grads[x.index()] {
+                    None => c,
+                    Some(prev) => self.add(prev, c),
+                });
+            }
+        }
+        self.check()?;
+        params
+            .iter()
+            .map(|&p| {
+                grads.get(p.index()).copied().flatten().ok_or_else(|| {
+                    let name = self.name_of(p).unwrap_or_else(|| format!("node {}", p.index()));
+                    Error::no_grad("gradients", format!("parameter '{name}' does not reach the loss"))
+                })
+            })
+            .collect()
+    }
+
+    /// Sums a gradient down to the shape of the tensor it belongs to: the adjoint of broadcasting.
+    pub fn sum_to(&self, grad: NodeId, target: &Shape) -> NodeId {
+        let mut g = grad;
+        let mut shape = self.shape(g);
+        while shape.rank() > target.rank() {
+            g = self.sum(g, 0, false);
+            shape = self.shape(g);
+        }
+        for axis in 0..target.rank() {
+            if target.0[axis] == Fixed(1) && shape.0[axis] != Fixed(1) {
+                g = self.sum(g, axis, true);
+            }
+        }
+        g
+    }
+}
+
+/// The vector-Jacobian product of node `y` with incoming gradient `gy`: one contribution per input
+/// (`None` for inputs that take none), possibly still broadcast. `wanted` marks the inputs whose
+/// gradient is needed, so rules build only those.
+fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<NodeId>>> {
+    let node = g.node(y);
+    let x = &node.inputs;
+    let w = |i: usize| wanted[i];
+    let one = |a: NodeId| vec![Some(a)];
+    Ok(match &node.op {
+        // d/dA (A B) = G B^T, d/dB = A^T G; with transposed operands the same, transposed back.
+        Op::Matmul { trans_a, trans_b } => {
+            let (a, b) = (x[0], x[1]);
+            let da = w(0).then(|| match (trans_a, trans_b) {
+                (false, false) => g.matmul_t(gy, b, false, true),
+                (false, true) => g.matmul_t(gy, b, false, false),
+                (true, false) => g.matmul_t(b, gy, false, true),
+                (true, true) => g.matmul_t(b, gy, true, true),
+            });
+            let db = w(1).then(|| match (trans_a, trans_b) {
+                (false, false) => g.matmul_t(a, gy, true, false),
+                (false, true) => g.matmul_t(gy, a, true, false),
+                (true, false) => g.matmul_t(a, gy, false, false),
+                (true, true) => g.matmul_t(gy, a, true, true),
+            });
+            vec![da, db]
+        }
+        // d/dx f(x) = f'(saved) * g, where saved is x or y as the op says; d/dx -x = -1.
+        Op::Unary { op, alpha } => one(match op.saved() {
+            Saved::Neither if *op == UnaryOp::Neg => g.neg(gy),
+            Saved::Neither => return Err(Error::no_grad(op.name(), "no backward rule")),
+            Saved::Input => g.unary_grad(*op, *alpha, x[0], gy),
+            Saved::Output => g.unary_grad(*op, *alpha, y, gy),
+        }),
+        Op::Binary(op) => {
+            let (a, b) = (x[0], x[1]);
+            match op {
+                // d/da (a + b) = 1, d/db = 1
+                BinaryOp::Add => vec![Some(gy), Some(gy)],
+                // d/da (a - b) = 1, d/db = -1
+                BinaryOp::Sub => vec![Some(gy), w(1).then(|| g.neg(gy))],
+                // d/da (a b) = b, d/db = a
+                BinaryOp::Mul => vec![w(0).then(|| g.mul(gy, b)), w(1).then(|| g.mul(gy, a))],
+                // d/da (a / b) = 1/b, d/db = -a / b^2
+                BinaryOp::Div => {
+                    let da = g.div(gy, b);
+                    vec![Some(da), w(1).then(|| g.neg(g.div(g.mul(da, a), b)))]
+                }
+                // d/da max(a, b) = [a >= b], d/db = [a < b] (ties go to a)
+                BinaryOp::Max => vec![
+                    w(0).then(|| g.mul(gy, g.binary(BinaryOp::Ge, a, b))),
+                    w(1).then(|| g.mul(gy, g.binary(BinaryOp::Lt, a, b))),
+                ],
+                // d/da min(a, b) = [a <= b], d/db = [a > b] (ties go to a)
+                BinaryOp::Min => vec![
+                    w(0).then(|| g.mul(gy, g.binary(BinaryOp::Le, a, b))),
+                    w(1).then(|| g.mul(gy, g.binary(BinaryOp::Gt, a, b))),
+                ],
+                // d/dx [a < b] = 0 almost everywhere: comparisons are piecewise constant.
+                BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+                    vec![None, None]
+                }
+            }
+        }
+        Op::Reduce { op, axis, keep } => {
+            let xs = g.shape(x[0]);
+            let gk = if *keep { gy } else { g.reshape(gy, &xs.with_one(*axis).0) };
+            let len = xs.0[*axis];
+            match op {
+                // d/dx sum(x) = 1, broadcast back along the axis
+                ReduceOp::Sum => one(g.mul(gk, g.fill(xs, 1.0))),
+                // d/dx mean(x) = 1/len
+                ReduceOp::Mean => one(g.mul(gk, mean_fill(g, xs, len))),
+                // d/dx max(x) = [x == max(x)]
+                ReduceOp::Max => {
+                    let yk = if *keep { y } else { g.reshape(y, &xs.with_one(*axis).0) };
+                    one(g.mul(gk, g.binary(BinaryOp::Eq, x[0], yk)))
+                }
+                ReduceOp::Argmax => return Err(Error::no_grad("argmax", "integer output has no gradient")),
+            }
+        }
+        // d/dx softmax = y (g - sum(g y)); d/dx log_softmax = g - softmax(x) sum(g)
+        Op::Softmax { log } => one(g.softmax_grad(*log, y, gy)),
+        // d/dp mean((p - t)^2) = 2 (p - t) / n, d/dt = -d/dp
+        Op::MseLoss => {
+            let dp = g.pair_loss_grad(Op::MseGrad, x[0], x[1], gy);
+            vec![Some(dp), w(1).then(|| g.neg(dp))]
+        }
+        // d/dz bce(z, t) = (sigmoid(z) - t) / n
+        Op::BceLogitsLoss => {
+            if w(1) {
+                return Err(Error::no_grad("bce_logits_loss", "no gradient with respect to the target"));
+            }
+            vec![Some(g.pair_loss_grad(Op::BceLogitsGrad, x[0], x[1], gy)), None]
+        }
+        // d/dz ce(z, label) = (softmax(z) - onehot(label)) / rows; labels are integers
+        Op::SoftmaxCeLoss => vec![Some(g.softmax_ce_grad(x[0], x[1], gy)), None],
+        // d/dx reshape(x) = reshape(g) back
+        Op::Reshape => one(g.reshape(gy, &g.shape(x[0]).0)),
+        // d/dtable gather(table, idx) = scatter_add(g, idx); indices are integers
+        Op::Gather { axis } => {
+            let len = g.shape(x[0]).0[*axis];
+            vec![Some(g.scatter_add(gy, x[1], *axis, len)), None]
+        }
+        // d/dsrc scatter_add(src, idx) = gather(g, idx)
+        Op::ScatterAdd { axis } => vec![Some(g.gather(gy, x[1], *axis)), None],
+        op @ (Op::Input { .. }
+        | Op::Param { .. }
+        | Op::State { .. }
+        | Op::Const
+        | Op::Hyper
+        | Op::Fill { .. }
+        | Op::Invalid) => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
+        op @ (Op::UnaryGrad { .. }
+        | Op::SoftmaxGrad { .. }
+        | Op::MseGrad
+        | Op::BceLogitsGrad
+        | Op::SoftmaxCeGrad
+        | Op::Update(_)) => {
+            return Err(Error::no_grad(op.name(), "no backward rule (second derivatives are not supported)"))
+        }
+    })
+}
+
+/// A tensor of `shape` holding `1 / len` (len may be a multiple of the batch).
+fn mean_fill(g: &Graph, shape: Shape, len: crate::shape::Dim) -> NodeId {
+    match len {
+        Fixed(n) => g.fill(shape, 1.0 / n as f32),
+        Batch(k) => g.push(Op::Fill { value: 1.0 / k as f32, per_batch: true }, &[], shape, DType::F32),
+    }
+}

@@ -1,0 +1,299 @@
+//! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act`,
+//! a schedule (ascending ids, each optimizer update right after the last reader of its
+//! parameter), and buffer planning by liveness (a freed activation slot is reused by a later
+//! tensor of the same type; slots are sized for the largest tensor they hold).
+
+use kiln_device::{Broadcast, Kernel, Matmul};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Node, NodeId, Op};
+use crate::optim::Optimizer;
+use crate::plan::{Buf, Plan, Step};
+
+/// Compiles the part of `g` that `fetch` (and, when `train`, every optimizer update) needs, at
+/// batch size `batch`.
+pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result<Plan> {
+    g.check()?;
+    if batch == 0 {
+        return Err(Error::shape("compile", "batch size must be at least 1"));
+    }
+    let nodes = g.nodes();
+    let n = nodes.len();
+    let mut roots: Vec<NodeId> = fetch.to_vec();
+    if train {
+        roots.extend((0..n).filter(|&i| matches!(nodes[i].op, Op::Update(_))).map(|i| NodeId(i as u32)));
+    }
+
+    // Dead-node elimination: keep what the roots reach.
+    let mut live = vec![false; n];
+    roots.iter().for_each(|r| live[r.index()] = true);
+    for i in (0..n).rev() {
+        if live[i] {
+            nodes[i].inputs.iter().for_each(|x| live[x.index()] = true);
+        }
+    }
+
+    // Reshapes share their source's buffer: `root` is the node that owns the storage.
+    let mut root: Vec<usize> = (0..n).collect();
+    for i in 0..n {
+        if nodes[i].op == Op::Reshape {
+            root[i] = root[nodes[i].inputs[0].index()];
+        }
+    }
+
+    let mut uses = vec![0usize; n];
+    for i in (0..n).filter(|&i| live[i]) {
+        nodes[i].inputs.iter().for_each(|x| uses[x.index()] += 1);
+    }
+    fetch.iter().for_each(|f| uses[f.index()] += 1);
+
+    // Fusion: unary(x + bias) -> bias_act(x, bias), when the sum feeds nothing else.
+    let mut fused_into: Vec<Option<(NodeId, NodeId)>> = vec![None; n];
+    let mut skip = vec![false; n];
+    for i in (0..n).filter(|&i| live[i]) {
+        let Op::Unary { .. } = nodes[i].op else { continue };
+        let a = nodes[i].inputs[0].index();
+        if uses[a] != 1 || nodes[a].op != Op::Binary(kiln_device::BinaryOp::Add) {
+            continue;
+        }
+        if let Some(pair) = bias_pair(&nodes, &nodes[a]) {
+            fused_into[i] = Some(pair);
+            skip[a] = true;
+        }
+    }
+
+    // Schedule: ascending ids, except that an update waits for every reader of its parameter.
+    let executes = |i: usize| live[i] && !skip[i] && !is_leaf(&nodes[i].op) && nodes[i].op != Op::Reshape;
+    let mut last_reader = vec![0usize; n];
+    for i in (0..n).filter(|&i| executes(i) && !matches!(nodes[i].op, Op::Update(_))) {
+        for x in &nodes[i].inputs {
+            let r = root[x.index()];
+            last_reader[r] = last_reader[r].max(i);
+        }
+    }
+    let mut order: Vec<(usize, usize)> = (0..n)
+        .filter(|&i| executes(i))
+        .map(|i| match nodes[i].op {
+            Op::Update(_) => {
+                let (param, grad) = (nodes[i].inputs[0], nodes[i].inputs[1]);
+                (2 * grad.index().max(last_reader[root[param.index()]]) + 1, i)
+            }
+            _ => (2 * i, i),
+        })
+        .collect();
+    order.sort_unstable();
+    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+
+    // What each step reads (after fusion), and where each storage root is read last.
+    let reads = |i: usize| -> Vec<NodeId> {
+        match fused_into[i] {
+            Some((x, b)) => vec![x, b],
+            None => nodes[i].inputs.clone(),
+        }
+    };
+    let mut last_use = vec![None::<usize>; n];
+    for (pos, &i) in order.iter().enumerate() {
+        last_use[root[i]] = Some(last_use[root[i]].unwrap_or(pos).max(pos));
+        for x in reads(i) {
+            last_use[root[x.index()]] = Some(pos);
+        }
+    }
+    for f in fetch {
+        last_use[root[f.index()]] = Some(usize::MAX);
+    }
+
+    // Leaves' buffers.
+    let mut plan = Plan {
+        batch,
+        steps: Vec::new(),
+        temps: Vec::new(),
+        fills: Vec::new(),
+        inputs: Vec::new(),
+        persistent: Vec::new(),
+        fetch: Vec::new(),
+        fetch_lens: Vec::new(),
+        fused: fused_into.iter().filter(|f| f.is_some()).count(),
+        naive_bytes: 0,
+    };
+    let mut buf: Vec<Option<Buf>> = vec![None; n];
+    for i in (0..n).filter(|&i| live[i] && is_leaf(&nodes[i].op)) {
+        let len = nodes[i].shape.numel(batch);
+        let id = NodeId(i as u32);
+        buf[i] = Some(match &nodes[i].op {
+            Op::Input { .. } => {
+                plan.inputs.push((id, nodes[i].dtype, len));
+                Buf::Input(id)
+            }
+            Op::Fill { value, per_batch } => {
+                let v = if *per_batch { value / batch as f32 } else { *value };
+                plan.fills.push((len, v));
+                Buf::Fill(plan.fills.len() - 1)
+            }
+            _ => {
+                plan.persistent.push((id, len));
+                Buf::Persistent(id)
+            }
+        });
+    }
+
+    // Activation slots by liveness. A slot takes the size of the largest tensor it ever holds: a
+    // new tensor takes the smallest free slot that fits, else grows the largest free one.
+    let mut free: Vec<usize> = Vec::new();
+    let mut naive = plan.peak_bytes() / 4;
+    for (pos, &i) in order.iter().enumerate() {
+        let node = &nodes[i];
+        let id = NodeId(i as u32);
+        let mut bufs = Vec::new();
+        if !matches!(node.op, Op::Update(_)) {
+            let (dtype, len) = (node.dtype, node.shape.numel(batch));
+            naive += len as u64;
+            let fits = |s: &usize| plan.temps[*s].0 == dtype;
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| fits(s))
+                .min_by_key(|(_, &s)| {
+                    let have = plan.temps[s].1;
+                    if have >= len { (0, have) } else { (1, usize::MAX - have) }
+                })
+                .map(|(k, _)| k);
+            let slot = match best {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    plan.temps.push((dtype, 0));
+                    plan.temps.len() - 1
+                }
+            };
+            plan.temps[slot].1 = plan.temps[slot].1.max(len);
+            buf[i] = Some(Buf::Temp(slot));
+            bufs.push(Buf::Temp(slot));
+        }
+        let inputs = reads(i);
+        for x in &inputs {
+            bufs.push(buf[root[x.index()]].expect("inputs are scheduled before their readers"));
+        }
+        let kernel = kernel_for(&nodes, i, fused_into[i], batch)?;
+        plan.steps.push(Step { node: id, kernel, bufs });
+        // Free what this step read (or wrote) for the last time.
+        let mut ending: Vec<usize> = inputs.iter().map(|x| root[x.index()]).collect();
+        ending.push(i);
+        ending.sort_unstable();
+        ending.dedup();
+        for r in ending {
+            if last_use[r] == Some(pos) {
+                if let Some(Buf::Temp(s)) = buf[r] {
+                    free.push(s);
+                }
+            }
+        }
+    }
+    naive += (0..n).filter(|&i| skip[i]).map(|i| nodes[i].shape.numel(batch) as u64).sum::<u64>();
+    plan.naive_bytes = 4 * naive;
+    plan.fetch = fetch.iter().map(|f| buf[root[f.index()]].expect("fetched nodes are live")).collect();
+    plan.fetch_lens = fetch.iter().map(|f| nodes[f.index()].shape.numel(batch)).collect();
+    Ok(plan)
+}
+
+fn is_leaf(op: &Op) -> bool {
+    matches!(op, Op::Input { .. } | Op::Fill { .. }) || op.is_persistent()
+}
+
+/// `(x, bias)` when `add` is `x + bias` (either order) with `bias: [cols]` and `x: [.., cols]`.
+fn bias_pair(nodes: &[Node], add: &Node) -> Option<(NodeId, NodeId)> {
+    let (p, q) = (add.inputs[0], add.inputs[1]);
+    [(p, q), (q, p)].into_iter().find(|&(x, b)| {
+        let (sx, sb) = (&nodes[x.index()].shape, &nodes[b.index()].shape);
+        sx == &add.shape && sb.rank() == 1 && sx.rank() >= 1 && sx.0.last() == sb.0.first()
+    })
+}
+
+/// The device kernel that computes node `i` at this batch size.
+fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: usize) -> Result<Kernel> {
+    let node = &nodes[i];
+    let dims = |id: NodeId| nodes[id.index()].shape.resolve(batch);
+    let len = node.shape.numel(batch);
+    let input = |k: usize| dims(node.inputs[k]);
+    let rows_cols = |s: &[usize]| {
+        let cols = *s.last().unwrap_or(&1);
+        (s.iter().product::<usize>() / cols.max(1), cols)
+    };
+    let split = |s: &[usize], axis: usize| {
+        (s[..axis].iter().product::<usize>(), s[axis], s[axis + 1..].iter().product::<usize>())
+    };
+    Ok(match &node.op {
+        Op::Matmul { trans_a, trans_b } => {
+            let (sa, sb) = (input(0), input(1));
+            let last2 = |s: &[usize], t: bool| {
+                let (x, y) = (s[s.len() - 2], s[s.len() - 1]);
+                if t {
+                    (y, x)
+                } else {
+                    (x, y)
+                }
+            };
+            let ((m, k), (_, n)) = (last2(&sa, *trans_a), last2(&sb, *trans_b));
+            let batch = if sa.len() == 3 { sa[0] } else if sb.len() == 3 { sb[0] } else { 1 };
+            Kernel::Matmul(Matmul {
+                batch,
+                m,
+                n,
+                k,
+                trans_a: *trans_a,
+                trans_b: *trans_b,
+                a_batched: sa.len() == 3,
+                b_batched: sb.len() == 3,
+            })
+        }
+        Op::Unary { op, alpha } => match fused {
+            Some((_, bias)) => {
+                let cols = nodes[bias.index()].shape.numel(batch);
+                Kernel::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha }
+            }
+            None => Kernel::Unary { op: *op, len, alpha: *alpha },
+        },
+        Op::UnaryGrad { op, alpha } => Kernel::UnaryGrad { op: *op, len, alpha: *alpha },
+        Op::Binary(op) => Kernel::Binary { op: *op, bc: Broadcast::new(op.name(), &input(0), &input(1))? },
+        Op::Reduce { op, axis, .. } => {
+            let (outer, len, inner) = split(&input(0), *axis);
+            Kernel::Reduce { op: *op, outer, len, inner }
+        }
+        Op::Softmax { log } => {
+            let (rows, cols) = rows_cols(&input(0));
+            Kernel::Softmax { rows, cols, log: *log }
+        }
+        Op::SoftmaxGrad { log } => {
+            let (rows, cols) = rows_cols(&input(0));
+            Kernel::SoftmaxGrad { rows, cols, log: *log }
+        }
+        Op::MseLoss => Kernel::MseLoss { n: input(0).iter().product() },
+        Op::MseGrad => Kernel::MseGrad { n: len },
+        Op::BceLogitsLoss => Kernel::BceLogitsLoss { n: input(0).iter().product() },
+        Op::BceLogitsGrad => Kernel::BceLogitsGrad { n: len },
+        Op::SoftmaxCeLoss => {
+            let (rows, cols) = rows_cols(&input(0));
+            Kernel::SoftmaxCeLoss { rows, cols }
+        }
+        Op::SoftmaxCeGrad => {
+            let (rows, cols) = rows_cols(&input(0));
+            Kernel::SoftmaxCeGrad { rows, cols }
+        }
+        Op::Gather { axis } => {
+            let (outer, axis_len, inner) = split(&input(0), *axis);
+            Kernel::Gather { outer, axis_len, inner, n_idx: input(1).iter().product() }
+        }
+        Op::ScatterAdd { axis } => {
+            let (outer, axis_len, inner) = split(&node.shape.resolve(batch), *axis);
+            Kernel::ScatterAdd { outer, axis_len, inner, n_idx: input(1).iter().product() }
+        }
+        Op::Update(opt) => {
+            let len = nodes[node.inputs[0].index()].shape.numel(batch);
+            match opt {
+                Optimizer::Sgd { .. } => Kernel::Sgd { len },
+                Optimizer::Adam { .. } => Kernel::Adam { len, decoupled: false },
+                Optimizer::AdamW { .. } => Kernel::Adam { len, decoupled: true },
+                Optimizer::Rmsprop { .. } => Kernel::Rmsprop { len },
+            }
+        }
+        op => return Err(Error::shape(op.name(), "has no kernel")),
+    })
+}

@@ -1,0 +1,258 @@
+//! The IR: a graph of primitive ops over shaped f32 (and u32) tensors, built in topological order
+//! (a node only refers to nodes made before it, so ascending ids are a valid schedule).
+
+use std::cell::{Ref, RefCell};
+
+use kiln_device::{BinaryOp, DType, ReduceOp, UnaryOp};
+
+use crate::error::{Error, Result};
+use crate::optim::Optimizer;
+use crate::shape::Shape;
+
+/// A node of a [`Graph`]. Cheap to copy; only meaningful with the graph that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What a node computes. Leaves first (no inputs), then the primitives, each mapping to one device
+/// kernel, then the backward-only primitives autodiff emits, then optimizer updates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Fed by the caller every step; its leading dimension is the batch.
+    Input { name: String },
+    /// A trainable tensor that persists across steps.
+    Param { name: String },
+    /// Optimizer state (momentum, Adam moments): persistent, not trainable.
+    State { name: String },
+    /// A persistent tensor holding the node's `init` data.
+    Const,
+    /// The optimizer's hyper-parameter buffer, rewritten by the session every step.
+    Hyper,
+    /// A tensor of one value (divided by the batch size when `per_batch`), written once per plan.
+    Fill { value: f32, per_batch: bool },
+    /// The same data under another shape: no kernel, the buffer is shared.
+    Reshape,
+    /// Stands in for an op that failed to build; the graph's first error says why.
+    Invalid,
+    /// `op(a) @ op(b)`, with an optional leading batch dimension on either operand.
+    Matmul { trans_a: bool, trans_b: bool },
+    Unary { op: UnaryOp, alpha: f32 },
+    /// Inputs `[saved, dy]`, where `saved` is the forward input or output as `op.saved()` says.
+    UnaryGrad { op: UnaryOp, alpha: f32 },
+    Binary(BinaryOp),
+    /// Reduces `axis`; keeps it as size 1 when `keep`.
+    Reduce { op: ReduceOp, axis: usize, keep: bool },
+    /// Softmax or log-softmax over the last axis.
+    Softmax { log: bool },
+    /// Inputs `[y, dy]`.
+    SoftmaxGrad { log: bool },
+    /// Inputs `[pred, target]`, scalar output.
+    MseLoss,
+    /// Inputs `[pred, target, dloss]`.
+    MseGrad,
+    BceLogitsLoss,
+    BceLogitsGrad,
+    /// Inputs `[logits, labels (u32)]`.
+    SoftmaxCeLoss,
+    SoftmaxCeGrad,
+    /// Inputs `[table, index (u32)]`: selects entries of `axis`.
+    Gather { axis: usize },
+    /// Inputs `[src, index (u32)]`: sums src rows into `axis` positions (the node's shape says
+    /// how many).
+    ScatterAdd { axis: usize },
+    /// In-place optimizer step. Inputs `[param, grad, hyper, state...]`; no output.
+    Update(Optimizer),
+}
+
+impl Op {
+    /// The op's name in errors (the device kernel's name where there is one).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::State { .. } => "state",
+            Op::Const => "const",
+            Op::Hyper => "hyper",
+            Op::Fill { .. } => "fill",
+            Op::Reshape => "reshape",
+            Op::Invalid => "invalid",
+            Op::Matmul { .. } => "matmul",
+            Op::Unary { op, .. } => op.name(),
+            Op::UnaryGrad { op, .. } => op.grad_name(),
+            Op::Binary(op) => op.name(),
+            Op::Reduce { op, .. } => op.name(),
+            Op::Softmax { log: false } => "softmax",
+            Op::Softmax { log: true } => "log_softmax",
+            Op::SoftmaxGrad { log: false } => "softmax_grad",
+            Op::SoftmaxGrad { log: true } => "log_softmax_grad",
+            Op::MseLoss => "mse_loss",
+            Op::MseGrad => "mse_grad",
+            Op::BceLogitsLoss => "bce_logits_loss",
+            Op::BceLogitsGrad => "bce_logits_grad",
+            Op::SoftmaxCeLoss => "softmax_ce_loss",
+            Op::SoftmaxCeGrad => "softmax_ce_grad",
+            Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
+            Op::Update(opt) => opt.name(),
+        }
+    }
+
+    /// Whether the node's buffer lives across steps (owned by the session, not by a plan).
+    pub fn is_persistent(&self) -> bool {
+        matches!(self, Op::Param { .. } | Op::State { .. } | Op::Const | Op::Hyper)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub shape: Shape,
+    pub dtype: DType,
+    /// Initial contents of a parameter or constant.
+    pub init: Option<Vec<f32>>,
+}
+
+/// A tensor graph under construction. Builder methods take `&self` and never fail: the first shape
+/// error is recorded (naming the op and the shapes) and returned by [`Graph::check`], which
+/// `gradients`, `optimize` and `Session::new` call, so math reads like math:
+/// `let h = g.relu(g.add(g.matmul(x, w1), b1));`
+#[derive(Default)]
+pub struct Graph {
+    inner: RefCell<Inner>,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub nodes: Vec<Node>,
+    pub error: Option<Error>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Graph::default()
+    }
+
+    /// The first error met while building, if any.
+    pub fn check(&self) -> Result<()> {
+        match &self.inner.borrow().error {
+            None => Ok(()),
+            Some(e) => Err(Error::shape("graph", format!("built with an error: {e}"))),
+        }
+    }
+
+    /// Takes the first build error out of the graph (for callers that want the original variant).
+    pub fn take_error(&self) -> Option<Error> {
+        self.inner.borrow_mut().error.take()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn node(&self, id: NodeId) -> Node {
+        self.inner.borrow().nodes[id.index()].clone()
+    }
+
+    pub fn shape(&self, id: NodeId) -> Shape {
+        self.inner.borrow().nodes[id.index()].shape.clone()
+    }
+
+    pub fn dtype(&self, id: NodeId) -> DType {
+        self.inner.borrow().nodes[id.index()].dtype
+    }
+
+    pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node>> {
+        Ref::map(self.inner.borrow(), |i| &i.nodes)
+    }
+
+    /// Parameters in the order they were declared.
+    pub fn params(&self) -> Vec<NodeId> {
+        self.ids_where(|op| matches!(op, Op::Param { .. }))
+    }
+
+    /// Inputs in the order they were declared.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        self.ids_where(|op| matches!(op, Op::Input { .. }))
+    }
+
+    fn ids_where(&self, f: impl Fn(&Op) -> bool) -> Vec<NodeId> {
+        let inner = self.inner.borrow();
+        (0..inner.nodes.len()).filter(|&i| f(&inner.nodes[i].op)).map(|i| NodeId(i as u32)).collect()
+    }
+
+    /// The input, parameter or state node of this name.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        let inner = self.inner.borrow();
+        inner
+            .nodes
+            .iter()
+            .position(|n| match &n.op {
+                Op::Input { name: m } | Op::Param { name: m } | Op::State { name: m } => m == name,
+                _ => false,
+            })
+            .map(|i| NodeId(i as u32))
+    }
+
+    /// The name of an input, parameter or state node.
+    pub fn name_of(&self, id: NodeId) -> Option<String> {
+        match &self.inner.borrow().nodes[id.index()].op {
+            Op::Input { name } | Op::Param { name } | Op::State { name } => Some(name.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn push_node(&self, node: Node) -> NodeId {
+        let mut inner = self.inner.borrow_mut();
+        inner.nodes.push(node);
+        NodeId(inner.nodes.len() as u32 - 1)
+    }
+
+    pub(crate) fn push(&self, op: Op, inputs: &[NodeId], shape: Shape, dtype: DType) -> NodeId {
+        self.push_node(Node { op, inputs: inputs.to_vec(), shape, dtype, init: None })
+    }
+
+    /// Records `err` (unless an earlier error is already recorded) and returns an invalid node.
+    pub(crate) fn fail(&self, err: Error) -> NodeId {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.error.is_none() {
+                inner.error = Some(err);
+            }
+        }
+        self.push(Op::Invalid, &[], Shape::scalar(), DType::F32)
+    }
+
+    /// Builds one node: `rule` sees the inputs' nodes and returns the output shape and type, or an
+    /// error. Inputs that are already invalid propagate silently (the first error is kept).
+    pub(crate) fn build(
+        &self,
+        op: Op,
+        inputs: &[NodeId],
+        rule: impl FnOnce(&[&Node]) -> Result<(Shape, DType)>,
+    ) -> NodeId {
+        let result = {
+            let inner = self.inner.borrow();
+            let nodes: Vec<&Node> = inputs.iter().map(|i| &inner.nodes[i.index()]).collect();
+            if nodes.iter().any(|n| n.op == Op::Invalid) {
+                None
+            } else {
+                Some(rule(&nodes))
+            }
+        };
+        match result {
+            None => self.push(Op::Invalid, &[], Shape::scalar(), DType::F32),
+            Some(Ok((shape, dtype))) => self.push(op, inputs, shape, dtype),
+            Some(Err(e)) => self.fail(e),
+        }
+    }
+}

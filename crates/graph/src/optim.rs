@@ -1,0 +1,137 @@
+//! Optimizer update nodes, appended after the backward pass so forward + backward + update run as
+//! one plan. Hyper-parameters live in one small device buffer the session rewrites each step
+//! (learning rate schedules, Adam's bias correction), so a plan is never rebuilt for them.
+
+use kiln_device::{DType, HYPER_LEN};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Op};
+use crate::shape::Shape;
+
+/// An optimizer with PyTorch's semantics and defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// `torch.optim.SGD` (dampening 0).
+    Sgd { lr: f32, momentum: f32, weight_decay: f32, nesterov: bool },
+    /// `torch.optim.Adam` (L2 weight decay added to the gradient).
+    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    AdamW { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    /// `torch.optim.RMSprop` (no momentum, not centered).
+    Rmsprop { lr: f32, alpha: f32, eps: f32, weight_decay: f32 },
+}
+
+impl Optimizer {
+    pub fn sgd(lr: f32) -> Self {
+        Optimizer::Sgd { lr, momentum: 0.0, weight_decay: 0.0, nesterov: false }
+    }
+    pub fn adam(lr: f32) -> Self {
+        Optimizer::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+    pub fn adamw(lr: f32) -> Self {
+        Optimizer::AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+    pub fn rmsprop(lr: f32) -> Self {
+        Optimizer::Rmsprop { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0 }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd { .. } => "sgd",
+            Optimizer::Adam { .. } => "adam",
+            Optimizer::AdamW { .. } => "adamw",
+            Optimizer::Rmsprop { .. } => "rmsprop",
+        }
+    }
+
+    pub fn lr(&self) -> f32 {
+        match *self {
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adam { lr, .. }
+            | Optimizer::AdamW { lr, .. }
+            | Optimizer::Rmsprop { lr, .. } => lr,
+        }
+    }
+
+    /// PyTorch's names for the per-parameter state (`{param}.{suffix}`), in kernel slot order.
+    pub fn state_names(&self) -> &'static [&'static str] {
+        match self {
+            Optimizer::Sgd { .. } => &["momentum_buffer"],
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
+            Optimizer::Rmsprop { .. } => &["square_avg"],
+        }
+    }
+
+    /// The hyper buffer for step `t` (1-based) at learning rate `lr`, in the layout the device's
+    /// update kernels read (see `kiln_device::HYPER_LEN`).
+    pub fn hyper(&self, lr: f32, t: u64) -> [f32; HYPER_LEN] {
+        let mut h = [0.0; HYPER_LEN];
+        let v: Vec<f32> = match *self {
+            Optimizer::Sgd { momentum, weight_decay, nesterov, .. } => {
+                vec![lr, momentum, weight_decay, nesterov as u32 as f32]
+            }
+            Optimizer::Adam { beta1, beta2, eps, weight_decay, .. }
+            | Optimizer::AdamW { beta1, beta2, eps, weight_decay, .. } => {
+                let t = t.min(i32::MAX as u64) as i32;
+                let c1 = 1.0 - (beta1 as f64).powi(t);
+                let c2 = 1.0 - (beta2 as f64).powi(t);
+                vec![lr, beta1, beta2, eps, weight_decay, c1 as f32, c2 as f32]
+            }
+            Optimizer::Rmsprop { alpha, eps, weight_decay, .. } => vec![lr, alpha, eps, weight_decay],
+        };
+        h[..v.len()].copy_from_slice(&v);
+        h
+    }
+}
+
+impl Graph {
+    /// Appends one in-place update per parameter (with its persistent state and the shared hyper
+    /// buffer). Returns the update nodes; run them with `Session::train`. Call once per graph.
+    pub fn optimize(&self, params: &[NodeId], grads: &[NodeId], opt: Optimizer) -> Result<Vec<NodeId>> {
+        self.check()?;
+        if params.len() != grads.len() {
+            return Err(Error::shape(opt.name(), format!("{} parameters, {} gradients", params.len(), grads.len())));
+        }
+        if self.nodes().iter().any(|n| n.op == Op::Hyper) {
+            return Err(Error::name("optimizer", opt.name(), "the graph already has an optimizer"));
+        }
+        let hyper = self.push(Op::Hyper, &[], Shape::fixed(&[HYPER_LEN]), DType::F32);
+        let mut updates = Vec::new();
+        for (&p, &gr) in params.iter().zip(grads) {
+            let Some(name) = self.name_of(p).filter(|_| matches!(self.node(p).op, Op::Param { .. })) else {
+                return Err(Error::shape(opt.name(), format!("node {} is not a parameter", p.index())));
+            };
+            let shape = self.shape(p);
+            if self.shape(gr) != shape {
+                return Err(Error::shape(
+                    opt.name(),
+                    format!("parameter '{name}' is {shape} but its gradient is {}", self.shape(gr)),
+                ));
+            }
+            let mut inputs = vec![p, gr, hyper];
+            for suffix in opt.state_names() {
+                inputs.push(self.state(&format!("{name}.{suffix}"), shape.clone()));
+            }
+            self.check()?;
+            updates.push(self.push(Op::Update(opt), &inputs, Shape::scalar(), DType::F32));
+        }
+        Ok(updates)
+    }
+
+    /// Clipping by global norm, on the device: returns the clipped gradients and the global norm
+    /// (before clipping). `g * min(1, max_norm / (norm + 1e-6))`, as `clip_grad_norm_` does.
+    pub fn clip_grad_norm(&self, grads: &[NodeId], max_norm: f32) -> (Vec<NodeId>, NodeId) {
+        let mut total: Option<NodeId> = None;
+        for &gr in grads {
+            let sq = self.sum_all(self.mul(gr, gr));
+            total = Some(match total {
+                None => sq,
+                Some(t) => self.add(t, sq),
+            });
+        }
+        let norm = self.sqrt(total.unwrap_or_else(|| self.scalar(0.0)));
+        let ratio = self.div(self.scalar(max_norm), self.add(norm, self.scalar(1e-6)));
+        let scale = self.minimum(ratio, self.scalar(1.0));
+        (grads.iter().map(|&gr| self.mul(gr, scale)).collect(), norm)
+    }
+}

@@ -1,0 +1,73 @@
+//! A compiled step: a flat list of kernel launches over buffer slots, independent of any backend.
+//! The session binds slots to device buffers once and submits the same launches every step.
+
+use kiln_device::{DType, Kernel};
+
+use crate::graph::NodeId;
+
+/// Where a tensor lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Buf {
+    /// Owned by the session and kept across steps and plans: parameters, optimizer state,
+    /// constants, the hyper buffer.
+    Persistent(NodeId),
+    /// An input, written by the host before each step.
+    Input(NodeId),
+    /// A constant fill, written once when the plan is bound (index into [`Plan::fills`]).
+    Fill(usize),
+    /// An activation slot, shared by tensors whose lifetimes do not overlap (index into
+    /// [`Plan::temps`]).
+    Temp(usize),
+}
+
+/// One launch: the node it computes, its kernel and its buffers in [`Kernel::slots`] order.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub node: NodeId,
+    pub kernel: Kernel,
+    pub bufs: Vec<Buf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub batch: usize,
+    pub steps: Vec<Step>,
+    /// Type and length of each activation slot (the largest tensor it holds).
+    pub temps: Vec<(DType, usize)>,
+    /// Length and value of each fill.
+    pub fills: Vec<(usize, f32)>,
+    /// Inputs the plan reads, with their lengths at this batch size.
+    pub inputs: Vec<(NodeId, DType, usize)>,
+    /// Session-owned buffers the plan binds, with their lengths.
+    pub persistent: Vec<(NodeId, usize)>,
+    /// Where each requested output lives at the end of the step.
+    pub fetch: Vec<Buf>,
+    /// Element count of each requested output (its slot may be larger).
+    pub fetch_lens: Vec<usize>,
+    /// Matmul + bias-add + activation chains fused into one `bias_act` launch.
+    pub fused: usize,
+    /// Bytes every tensor would take with a buffer of its own (no reuse, no fusion), persistent
+    /// ones included.
+    pub naive_bytes: u64,
+}
+
+impl Plan {
+    pub fn launches(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Bytes of every buffer the plan uses: activation slots, fills, inputs and the persistent
+    /// tensors it binds.
+    pub fn peak_bytes(&self) -> u64 {
+        let temps: usize = self.temps.iter().map(|t| t.1).sum();
+        let fills: usize = self.fills.iter().map(|f| f.0).sum();
+        let inputs: usize = self.inputs.iter().map(|i| i.2).sum();
+        let persistent: usize = self.persistent.iter().map(|p| p.1).sum();
+        4 * (temps + fills + inputs + persistent) as u64
+    }
+
+    /// Bytes of the session-owned tensors the plan binds (the same with or without reuse).
+    pub fn persistent_bytes(&self) -> u64 {
+        4 * self.persistent.iter().map(|p| p.1 as u64).sum::<u64>()
+    }
+}

@@ -1,0 +1,278 @@
+//! A float64 interpreter of the IR: the slow, obviously-correct twin that tests check autodiff
+//! (against finite differences) and the compiled plans (against the device) with. It follows the
+//! device kernels' definitions, in f64.
+
+use std::collections::HashMap;
+
+use kiln_device::{BinaryOp, Broadcast, ReduceOp, UnaryOp};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Node, NodeId, Op};
+
+/// Evaluates every node of `g` at batch size `batch`. `values` gives inputs (u32 inputs as
+/// whole numbers) and may override parameters and constants; parameters without an override use
+/// their initial values (or zeros). Optimizer updates are not run (their value is empty).
+pub fn evaluate(g: &Graph, batch: usize, values: &HashMap<NodeId, Vec<f64>>) -> Result<Vec<Vec<f64>>> {
+    g.check()?;
+    let nodes = g.nodes();
+    let mut out: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        let id = NodeId(i as u32);
+        let v = match values.get(&id) {
+            Some(v) => v.clone(),
+            None => eval_node(&nodes, node, &out, batch)
+                .map_err(|e| Error::shape(node.op.name(), format!("reference: {e}")))?,
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn eval_node(nodes: &[Node], node: &Node, vals: &[Vec<f64>], batch: usize) -> std::result::Result<Vec<f64>, String> {
+    let len = node.shape.numel(batch);
+    let x = |k: usize| &vals[node.inputs[k].index()];
+    let dims = |k: usize| nodes[node.inputs[k].index()].shape.resolve(batch);
+    let split = |s: &[usize], axis: usize| {
+        (s[..axis].iter().product::<usize>(), s[axis], s[axis + 1..].iter().product::<usize>())
+    };
+    let last = |s: &[usize]| *s.last().unwrap_or(&1);
+    Ok(match &node.op {
+        Op::Input { name } => return Err(format!("input '{name}' has no value")),
+        Op::Param { .. } | Op::Const => match &node.init {
+            Some(d) => d.iter().map(|&v| v as f64).collect(),
+            None => vec![0.0; len],
+        },
+        Op::State { .. } | Op::Hyper => vec![0.0; len],
+        Op::Fill { value, per_batch } => {
+            vec![*value as f64 / if *per_batch { batch as f64 } else { 1.0 }; len]
+        }
+        Op::Reshape => x(0).clone(),
+        Op::Invalid => return Err("invalid node".into()),
+        Op::Update(_) => Vec::new(),
+        Op::Matmul { trans_a, trans_b } => {
+            let (sa, sb) = (dims(0), dims(1));
+            let rc = |s: &[usize]| (s[s.len() - 2], s[s.len() - 1]);
+            let ((ar, ac), (br, bc)) = (rc(&sa), rc(&sb));
+            let (m, k) = if *trans_a { (ac, ar) } else { (ar, ac) };
+            let n = if *trans_b { br } else { bc };
+            let nb = len / (m * n);
+            let (sa_b, sb_b) = (if sa.len() == 3 { m * k } else { 0 }, if sb.len() == 3 { k * n } else { 0 });
+            let mut c = vec![0.0; len];
+            for b in 0..nb {
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut s = 0.0;
+                        for p in 0..k {
+                            let av = x(0)[b * sa_b + if *trans_a { p * m + i } else { i * k + p }];
+                            let bv = x(1)[b * sb_b + if *trans_b { j * k + p } else { p * n + j }];
+                            s += av * bv;
+                        }
+                        c[(b * m + i) * n + j] = s;
+                    }
+                }
+            }
+            c
+        }
+        Op::Unary { op, alpha } => x(0).iter().map(|&v| unary(*op, v, *alpha as f64)).collect(),
+        Op::UnaryGrad { op, alpha } => {
+            x(0).iter().zip(x(1)).map(|(&s, &dy)| dy * unary_grad(*op, s, *alpha as f64)).collect()
+        }
+        Op::Binary(op) => {
+            let bc = Broadcast::new(op.name(), &dims(0), &dims(1)).map_err(|e| e.to_string())?;
+            (0..bc.len())
+                .map(|i| {
+                    let (oa, ob) = bc.offsets(i);
+                    binary(*op, x(0)[oa], x(1)[ob])
+                })
+                .collect()
+        }
+        Op::Reduce { op, axis, .. } => {
+            let (outer, n, inner) = split(&dims(0), *axis);
+            let mut y = Vec::with_capacity(outer * inner);
+            for o in 0..outer {
+                for i in 0..inner {
+                    let col = (0..n).map(|j| x(0)[(o * n + j) * inner + i]);
+                    y.push(match op {
+                        ReduceOp::Sum => col.sum(),
+                        ReduceOp::Mean => col.sum::<f64>() / n as f64,
+                        ReduceOp::Max => col.fold(f64::NEG_INFINITY, f64::max),
+                        ReduceOp::Argmax => {
+                            let v: Vec<f64> = col.collect();
+                            let best = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                            v.iter().position(|&a| a == best).unwrap_or(0) as f64
+                        }
+                    });
+                }
+            }
+            y
+        }
+        Op::Softmax { log } => rows(x(0), last(&dims(0)), |r| {
+            let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            r.iter().map(|v| if *log { v - lse } else { (v - lse).exp() }).collect()
+        }),
+        Op::SoftmaxGrad { log } => {
+            let cols = last(&dims(0));
+            let mut dx = Vec::with_capacity(len);
+            for (y, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                if *log {
+                    let s: f64 = dy.iter().sum();
+                    dx.extend(y.iter().zip(dy).map(|(y, g)| g - y.exp() * s));
+                } else {
+                    let s: f64 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
+                    dx.extend(y.iter().zip(dy).map(|(y, g)| y * (g - s)));
+                }
+            }
+            dx
+        }
+        Op::MseLoss => vec![mean(x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * (p - t)))],
+        Op::MseGrad => {
+            let s = 2.0 / x(0).len() as f64 * x(2)[0];
+            x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * s).collect()
+        }
+        Op::BceLogitsLoss => {
+            vec![mean(x(0).iter().zip(x(1)).map(|(&z, &t)| z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()))]
+        }
+        Op::BceLogitsGrad => {
+            let s = x(2)[0] / x(0).len() as f64;
+            x(0).iter().zip(x(1)).map(|(&z, &t)| (sigmoid(z) - t) * s).collect()
+        }
+        Op::SoftmaxCeLoss => {
+            let cols = last(&dims(0));
+            let losses = x(0).chunks(cols).zip(x(1)).map(|(r, &l)| lse(r) - r[l as usize]);
+            vec![mean(losses)]
+        }
+        Op::SoftmaxCeGrad => {
+            let cols = last(&dims(0));
+            let s = x(2)[0] / x(1).len() as f64;
+            let mut dz = Vec::with_capacity(len);
+            for (r, &l) in x(0).chunks(cols).zip(x(1)) {
+                let m = lse(r);
+                dz.extend(r.iter().enumerate().map(|(j, v)| ((v - m).exp() - (j == l as usize) as u8 as f64) * s));
+            }
+            dz
+        }
+        Op::Gather { axis } => {
+            let (outer, n, inner) = split(&dims(0), *axis);
+            let mut y = Vec::with_capacity(len);
+            for o in 0..outer {
+                for &ix in x(1) {
+                    for i in 0..inner {
+                        y.push(if (ix as usize) < n { x(0)[(o * n + ix as usize) * inner + i] } else { 0.0 });
+                    }
+                }
+            }
+            y
+        }
+        Op::ScatterAdd { axis } => {
+            let (outer, n, inner) = split(&node.shape.resolve(batch), *axis);
+            let k = x(1).len();
+            let mut y = vec![0.0; len];
+            for o in 0..outer {
+                for (j, &ix) in x(1).iter().enumerate() {
+                    for i in 0..inner {
+                        if (ix as usize) < n {
+                            y[(o * n + ix as usize) * inner + i] += x(0)[(o * k + j) * inner + i];
+                        }
+                    }
+                }
+            }
+            y
+        }
+    })
+}
+
+fn rows(x: &[f64], cols: usize, f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
+    x.chunks(cols).flat_map(f).collect()
+}
+
+fn mean(it: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = it.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    s / n as f64
+}
+
+fn lse(r: &[f64]) -> f64 {
+    let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `erf` in f64: Taylor series near 0, asymptotic series in the tails (error below 1e-10).
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 4.0 {
+        let (mut term, mut sum, mut n) = (a, a, 0.0);
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -a * a / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let z = 1.0 / (a * a);
+        let tail = (-a * a).exp() / (a * std::f64::consts::PI.sqrt())
+            * (1.0 - 0.5 * z + 0.75 * z * z - 1.875 * z * z * z + 6.5625 * z.powi(4));
+        1.0 - tail
+    };
+    r.copysign(x)
+}
+
+pub fn unary(op: UnaryOp, x: f64, alpha: f64) -> f64 {
+    match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Reciprocal => 1.0 / x,
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::LeakyRelu => if x > 0.0 { x } else { alpha * x },
+        UnaryOp::Sigmoid => sigmoid(x),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+    }
+}
+
+/// The derivative as a function of the saved value (`x` or `y`, as `op.saved()` says).
+pub fn unary_grad(op: UnaryOp, s: f64, alpha: f64) -> f64 {
+    match op {
+        UnaryOp::Neg => -1.0,
+        UnaryOp::Exp => s,
+        UnaryOp::Log => 1.0 / s,
+        UnaryOp::Sqrt => 0.5 / s,
+        UnaryOp::Reciprocal => -s * s,
+        UnaryOp::Abs => s.signum() * (s != 0.0) as u8 as f64,
+        UnaryOp::Relu => (s > 0.0) as u8 as f64,
+        UnaryOp::LeakyRelu => if s > 0.0 { 1.0 } else { alpha },
+        UnaryOp::Sigmoid => s * (1.0 - s),
+        UnaryOp::Tanh => 1.0 - s * s,
+        UnaryOp::Gelu => {
+            let cdf = 0.5 * (1.0 + erf(s / std::f64::consts::SQRT_2));
+            cdf + s * (-0.5 * s * s).exp() / (2.0 * std::f64::consts::PI).sqrt()
+        }
+    }
+}
+
+pub fn binary(op: BinaryOp, a: f64, b: f64) -> f64 {
+    let flag = |c: bool| c as u8 as f64;
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Eq => flag(a == b),
+        BinaryOp::Ne => flag(a != b),
+        BinaryOp::Lt => flag(a < b),
+        BinaryOp::Le => flag(a <= b),
+        BinaryOp::Gt => flag(a > b),
+        BinaryOp::Ge => flag(a >= b),
+    }
+}
+
+/// Values by node for [`evaluate`].
+pub type Values = HashMap<NodeId, Vec<f64>>;

@@ -1,0 +1,320 @@
+//! The executor: owns a backend, the parameters and optimizer state, and one compiled plan per
+//! (batch size, mode, outputs). A step writes the batch, rewrites the hyper buffer and submits;
+//! the caller collects outputs later, so step k+1 can be queued before step k's loss is read.
+
+use std::collections::HashMap;
+
+use kiln_device::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
+
+use crate::compile::compile;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Op};
+use crate::optim::Optimizer;
+use crate::plan::{Buf, Plan};
+
+/// A graph bound to a backend.
+pub struct Session {
+    graph: Graph,
+    backend: Box<dyn Backend>,
+    /// Session-owned buffers (parameters, state, constants, hyper), by node.
+    persistent: HashMap<NodeId, BufferId>,
+    names: HashMap<String, NodeId>,
+    plans: Vec<Bound>,
+    optimizer: Option<(Optimizer, NodeId)>,
+    lr: f32,
+    step: u64,
+}
+
+/// A plan bound to device buffers.
+struct Bound {
+    train: bool,
+    fetch: Vec<NodeId>,
+    plan: Plan,
+    id: PlanId,
+    inputs: Vec<(NodeId, BufferId)>,
+    reads: Vec<BufferId>,
+    owned: Vec<BufferId>,
+}
+
+/// A submitted step; [`Session::wait`] turns it into the requested outputs.
+#[must_use = "a pending step holds its read-back until waited on"]
+pub struct Pending {
+    ticket: Ticket,
+    plan: usize,
+}
+
+/// One fed input: the input node and its data for the whole batch.
+pub type Feed<'a> = (NodeId, HostData<'a>);
+
+impl Session {
+    /// Allocates and initializes every persistent tensor of `graph` (parameters from their
+    /// initial values or zeros, optimizer state zeros).
+    pub fn new(graph: Graph, mut backend: Box<dyn Backend>) -> Result<Self> {
+        graph.check()?;
+        let mut persistent = HashMap::new();
+        let mut names = HashMap::new();
+        let mut optimizer = None;
+        for (i, node) in graph.nodes().iter().enumerate() {
+            let id = NodeId(i as u32);
+            if let Op::Input { name } | Op::Param { name } | Op::State { name } = &node.op {
+                names.insert(name.clone(), id);
+            }
+            if let Op::Update(opt) = node.op {
+                optimizer = Some((opt, node.inputs[2]));
+            }
+            if !node.op.is_persistent() {
+                continue;
+            }
+            let len = node.shape.numel(1);
+            let zeros;
+            let data = match &node.init {
+                Some(d) => d,
+                None => {
+                    zeros = vec![0.0; len];
+                    &zeros
+                }
+            };
+            persistent.insert(id, backend.upload(HostData::F32(data))?);
+        }
+        let lr = optimizer.map_or(0.0, |(o, _)| o.lr());
+        Ok(Session { graph, backend, persistent, names, plans: Vec::new(), optimizer, lr, step: 0 })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.backend.stats()
+    }
+
+    /// One training step: forward, backward and every optimizer update, fetching `fetch` (the
+    /// loss, metrics...) at the end of the step. Returns as soon as the work is queued.
+    pub fn train(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Pending> {
+        self.submit(feeds, fetch, true)
+    }
+
+    /// Evaluation or prediction: computes only what `fetch` needs, no updates, same parameters.
+    pub fn run(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Pending> {
+        self.submit(feeds, fetch, false)
+    }
+
+    /// Blocks until a step is done and returns its fetched outputs, in the order asked.
+    pub fn wait(&mut self, pending: Pending) -> Result<Vec<HostVec>> {
+        let mut out = self.backend.wait(pending.ticket)?;
+        // A fetched tensor may sit in a larger shared slot: keep its own elements.
+        for (v, &len) in out.iter_mut().zip(&self.plans[pending.plan].plan.fetch_lens) {
+            match v {
+                HostVec::F32(d) => d.truncate(len),
+                HostVec::U32(d) => d.truncate(len),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `train` then `wait`, with f32 outputs.
+    pub fn train_sync(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Vec<Vec<f32>>> {
+        let p = self.train(feeds, fetch)?;
+        self.wait(p)?.into_iter().map(|v| Ok(v.into_f32()?)).collect()
+    }
+
+    /// `run` then `wait`, with f32 outputs.
+    pub fn run_sync(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Vec<Vec<f32>>> {
+        let p = self.run(feeds, fetch)?;
+        self.wait(p)?.into_iter().map(|v| Ok(v.into_f32()?)).collect()
+    }
+
+    /// The plan used for this batch size, mode and outputs, compiled and bound on first use.
+    pub fn plan(&mut self, batch: usize, train: bool, fetch: &[NodeId]) -> Result<&Plan> {
+        let i = self.bound(batch, train, fetch)?;
+        Ok(&self.plans[i].plan)
+    }
+
+    fn submit(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId], train: bool) -> Result<Pending> {
+        let batch = self.batch_of(feeds)?;
+        let i = self.bound(batch, train, fetch)?;
+        let bound = &self.plans[i];
+        for &(node, buffer) in &bound.inputs {
+            let Some((_, data)) = feeds.iter().find(|f| f.0 == node) else {
+                let name = self.graph.name_of(node).unwrap_or_default();
+                return Err(Error::name("input", &name, "is needed by this step but was not fed"));
+            };
+            self.backend.write(buffer, *data)?;
+        }
+        if train {
+            if let Some((opt, hyper)) = self.optimizer {
+                self.step += 1;
+                let h = opt.hyper(self.lr, self.step);
+                self.backend.write(self.persistent[&hyper], HostData::F32(&h))?;
+            }
+        }
+        let ticket = self.backend.submit(bound.id, &bound.reads)?;
+        Ok(Pending { ticket, plan: i })
+    }
+
+    /// The batch size the feeds imply: every input is `[B, ...]`.
+    fn batch_of(&self, feeds: &[Feed<'_>]) -> Result<usize> {
+        let mut batch = None;
+        for (node, data) in feeds {
+            let n = self.graph.node(*node);
+            let Op::Input { name } = &n.op else {
+                return Err(Error::feed(format!("node {}", node.index()), "only inputs can be fed"));
+            };
+            let (per, pow) = n.shape.symbolic_numel();
+            if data.dtype() != n.dtype || pow != 1 || data.len() % per != 0 || data.is_empty() {
+                return Err(Error::feed(
+                    format!("input '{name}'"),
+                    format!("shape {} ({:?}) cannot hold {} x {:?}", n.shape, n.dtype, data.len(), data.dtype()),
+                ));
+            }
+            let b = data.len() / per;
+            if batch.is_some_and(|x| x != b) {
+                return Err(Error::feed(
+                    format!("input '{name}'"),
+                    format!("batch size {b} differs from the other inputs' {}", batch.unwrap_or(0)),
+                ));
+            }
+            batch = Some(b);
+        }
+        Ok(batch.unwrap_or(1))
+    }
+
+    fn bound(&mut self, batch: usize, train: bool, fetch: &[NodeId]) -> Result<usize> {
+        if let Some(i) =
+            self.plans.iter().position(|b| b.plan.batch == batch && b.train == train && b.fetch == fetch)
+        {
+            return Ok(i);
+        }
+        let plan = compile(&self.graph, fetch, train, batch)?;
+        let mut owned = Vec::new();
+        let mut temps = Vec::new();
+        for &(dtype, len) in &plan.temps {
+            temps.push(self.backend.alloc(dtype, len)?);
+        }
+        owned.extend(&temps);
+        let mut fills = Vec::new();
+        for &(len, value) in &plan.fills {
+            fills.push(self.backend.upload(HostData::F32(&vec![value; len]))?);
+        }
+        owned.extend(&fills);
+        let mut inputs = Vec::new();
+        for &(node, dtype, len) in &plan.inputs {
+            let b = self.backend.alloc(dtype, len)?;
+            inputs.push((node, b));
+            owned.push(b);
+        }
+        let resolve = |b: Buf| match b {
+            Buf::Persistent(n) => self.persistent[&n],
+            Buf::Input(n) => inputs.iter().find(|i| i.0 == n).expect("plan input").1,
+            Buf::Fill(k) => fills[k],
+            Buf::Temp(k) => temps[k],
+        };
+        let launches: Vec<Launch> = plan
+            .steps
+            .iter()
+            .map(|s| Launch { kernel: s.kernel, buffers: s.bufs.iter().map(|&b| resolve(b)).collect() })
+            .collect();
+        let reads: Vec<BufferId> = plan.fetch.iter().map(|&b| resolve(b)).collect();
+        let id = self.backend.compile(&launches)?;
+        self.plans.push(Bound { train, fetch: fetch.to_vec(), plan, id, inputs, reads, owned });
+        Ok(self.plans.len() - 1)
+    }
+
+    /// Drops every compiled plan and its buffers (parameters and state are kept).
+    pub fn clear_plans(&mut self) -> Result<()> {
+        for b in self.plans.drain(..) {
+            self.backend.drop_plan(b.id)?;
+            for id in b.owned {
+                self.backend.release(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- parameters, optimizer state, schedule: what checkpoints and exact resume need ----
+
+    /// Parameter names in declaration order (PyTorch `state_dict` order when the trainer names
+    /// them `0.weight`, `0.bias`, ...).
+    pub fn param_names(&self) -> Vec<String> {
+        self.graph.params().into_iter().filter_map(|p| self.graph.name_of(p)).collect()
+    }
+
+    /// Optimizer state names (`{param}.exp_avg`, ...), in declaration order.
+    pub fn state_names(&self) -> Vec<String> {
+        let nodes = self.graph.nodes();
+        nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::State { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn named(&self, what: &'static str, name: &str) -> Result<(BufferId, usize)> {
+        let node = self.names.get(name).ok_or_else(|| Error::name(what, name, "not in the graph"))?;
+        let n = self.graph.node(*node);
+        let ok = match what {
+            "parameter" => matches!(n.op, Op::Param { .. }),
+            _ => matches!(n.op, Op::State { .. }),
+        };
+        if !ok {
+            return Err(Error::name(what, name, format!("is a {}", n.op.name())));
+        }
+        Ok((self.persistent[node], n.shape.numel(1)))
+    }
+
+    pub fn get_param(&mut self, name: &str) -> Result<Vec<f32>> {
+        let (b, _) = self.named("parameter", name)?;
+        Ok(self.backend.read_f32(b)?)
+    }
+
+    pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        self.set("parameter", name, data)
+    }
+
+    pub fn get_state(&mut self, name: &str) -> Result<Vec<f32>> {
+        let (b, _) = self.named("optimizer state", name)?;
+        Ok(self.backend.read_f32(b)?)
+    }
+
+    pub fn set_state(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        self.set("optimizer state", name, data)
+    }
+
+    fn set(&mut self, what: &'static str, name: &str, data: &[f32]) -> Result<()> {
+        let (b, len) = self.named(what, name)?;
+        if data.len() != len {
+            return Err(Error::feed(format!("{what} '{name}'"), format!("holds {len} values, got {}", data.len())));
+        }
+        Ok(self.backend.write(b, HostData::F32(data))?)
+    }
+
+    /// Optimizer steps taken (Adam's `t`).
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn set_step_count(&mut self, t: u64) {
+        self.step = t;
+    }
+
+    /// The learning rate the next step uses.
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    /// Changes the learning rate from the next step on (schedules); no plan is rebuilt.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    /// The element type of a node (for reading fetched outputs).
+    pub fn dtype(&self, id: NodeId) -> DType {
+        self.graph.dtype(id)
+    }
+}

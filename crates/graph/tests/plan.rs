@@ -1,0 +1,99 @@
+//! The compiler: fusion, dead-node elimination, update placement and buffer reuse.
+
+use kiln_device::Kernel;
+use kiln_graph::{compile, Buf, Graph, NodeId, Optimizer, Plan};
+
+fn mlp(sizes: &[usize], act_fetch: bool) -> (Graph, NodeId, Vec<NodeId>) {
+    let g = Graph::new();
+    let x = g.input("x", &[sizes[0]]);
+    let y = g.input_u32("y", &[]);
+    let mut h = x;
+    let mut params = Vec::new();
+    let mut pre = Vec::new();
+    for (i, w) in sizes.windows(2).enumerate() {
+        let wt = g.param(&format!("{}.weight", 2 * i), &[w[1], w[0]]);
+        let b = g.param(&format!("{}.bias", 2 * i), &[w[1]]);
+        params.extend([wt, b]);
+        let a = g.linear(h, wt, Some(b));
+        pre.push(a);
+        h = if i + 2 < sizes.len() { g.relu(a) } else { a };
+    }
+    let loss = g.softmax_cross_entropy(h, y);
+    let grads = g.gradients(loss, &params).unwrap();
+    g.optimize(&params, &grads, Optimizer::adam(1e-3)).unwrap();
+    let fetch = if act_fetch { vec![loss, pre[0]] } else { vec![loss] };
+    (g, loss, fetch)
+}
+
+fn count(p: &Plan, f: impl Fn(&Kernel) -> bool) -> usize {
+    p.steps.iter().filter(|s| f(&s.kernel)).count()
+}
+
+#[test]
+fn bias_add_and_activation_fuse_unless_the_sum_is_needed() {
+    let (g, _, fetch) = mlp(&[64, 128, 128, 10], false);
+    let p = compile(&g, &fetch, true, 64).unwrap();
+    assert_eq!(p.fused, 2);
+    assert_eq!(count(&p, |k| matches!(k, Kernel::BiasAct { .. })), 2);
+    // The last layer has no activation: its bias-add stays a broadcast add.
+    assert_eq!(count(&p, |k| matches!(k, Kernel::Binary { .. })), 1);
+    assert_eq!(count(&p, |k| matches!(k, Kernel::Adam { .. })), 6);
+    // Fetching a pre-activation keeps its add.
+    let (g, _, fetch) = mlp(&[64, 128, 128, 10], true);
+    let p = compile(&g, &fetch, true, 64).unwrap();
+    assert_eq!(p.fused, 1);
+}
+
+#[test]
+fn dead_nodes_are_not_run_and_forward_plans_have_no_backward() {
+    let (g, loss, _) = mlp(&[8, 4, 3], false);
+    let unused = g.exp(g.param("never", &[1000]));
+    let _ = unused;
+    let train = compile(&g, &[loss], true, 5).unwrap();
+    let eval = compile(&g, &[loss], false, 5).unwrap();
+    assert!(train.steps.iter().all(|s| !matches!(s.kernel, Kernel::Unary { len: 1000, .. })));
+    assert!(eval.launches() < train.launches());
+    assert!(eval.steps.iter().all(|s| s.kernel.family() != "optim" && !s.kernel.name().contains("grad")));
+    assert!(eval.persistent.iter().all(|(n, _)| g.name_of(*n).is_some_and(|s| !s.contains("exp_avg"))));
+}
+
+#[test]
+fn each_update_runs_after_every_reader_of_its_parameter() {
+    let (g, loss, _) = mlp(&[6, 5, 4, 3], false);
+    let p = compile(&g, &[loss], true, 7).unwrap();
+    for (i, s) in p.steps.iter().enumerate() {
+        if s.kernel.family() != "optim" {
+            continue;
+        }
+        let param = s.bufs[0];
+        for later in &p.steps[i + 1..] {
+            assert!(!later.bufs.contains(&param), "{:?} read after its update", param);
+        }
+    }
+    // And updates do not all wait for the end: the first one comes before the last backward op.
+    let first = p.steps.iter().position(|s| s.kernel.family() == "optim").unwrap();
+    let last_grad = p.steps.iter().rposition(|s| s.kernel.family() != "optim").unwrap();
+    assert!(first < last_grad);
+}
+
+#[test]
+fn activations_share_buffers_and_never_alias_within_a_launch() {
+    let (g, loss, _) = mlp(&[784, 1024, 1024, 10], false);
+    let p = compile(&g, &[loss], true, 256).unwrap();
+    println!(
+        "mnist-mlp b256: peak {} bytes, naive {} bytes, {} launches, {} temps",
+        p.peak_bytes(),
+        p.naive_bytes,
+        p.launches(),
+        p.temps.len()
+    );
+    // Parameters and Adam state are the same either way; the per-step tensors must shrink.
+    let (act, naive) = (p.peak_bytes() - p.persistent_bytes(), p.naive_bytes - p.persistent_bytes());
+    assert!(act * 2 < naive, "per-step tensors: {act} bytes with reuse vs {naive} without");
+    for s in &p.steps {
+        let out = s.bufs[0];
+        if let Buf::Temp(_) = out {
+            assert!(!s.bufs[1..].contains(&out), "{} writes a buffer it reads", s.kernel.name());
+        }
+    }
+}
