@@ -1,4 +1,20 @@
 //! Kiln: train neural networks on the GPU you already own (wgpu + WGSL), with a fast native CPU
 //! backend where no GPU is present. This facade re-exports the workspace crates.
+//!
+//! ```no_run
+//! use kiln::prelude::*;
+//! # fn main() -> kiln::Result<()> {
+//! let mut model = Sequential::new(&[2]).add(Dense(8, Relu)).add(Dense(1, Sigmoid));
+//! model.compile(Optimizer::adam(1e-2), Loss::BinaryCrossEntropy, &[Metric::Accuracy])?;
+//! # Ok(()) }
+//! ```
 
 pub use kiln_device as device;
+pub use kiln_graph as graph;
+pub use kiln_trainer as trainer;
+pub use kiln_trainer::{data, Error, Result};
+
+/// `use kiln::prelude::*;` brings in the Keras-style API.
+pub mod prelude {
+    pub use kiln_trainer::prelude::*;
+}

@@ -32,7 +32,8 @@ fn mlp(sizes: &[usize], opt: Option<Optimizer>, seed: u64) -> Mlp {
         let s = 1.0 / (w[0] as f32).sqrt();
         let wd: Vec<f32> = rng.vec(w[0] * w[1]).iter().map(|v| v * s).collect();
         let wt = g.param_init(&format!("{}.weight", 2 * i), &[w[1], w[0]], wd);
-        let b = g.param_init(&format!("{}.bias", 2 * i), &[w[1]], rng.vec(w[1]).iter().map(|v| v * s).collect());
+        let b =
+            g.param_init(&format!("{}.bias", 2 * i), &[w[1]], rng.vec(w[1]).iter().map(|v| v * s).collect());
         params.extend([wt, b]);
         let a = g.linear(h, wt, Some(b));
         h = if i + 2 < sizes.len() { g.relu(a) } else { a };

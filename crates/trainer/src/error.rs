@@ -79,6 +79,22 @@ pub enum Error {
     /// A caller-supplied argument that makes no sense (batch size 0, split fraction 1.5, index out of range).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// Building or running the model's graph failed (shape errors name the op and both shapes).
+    #[error(transparent)]
+    Graph(#[from] kiln_graph::Error),
+
+    /// The device failed (no adapter, a missing feature, out of memory).
+    #[error(transparent)]
+    Device(#[from] kiln_device::Error),
+
+    /// Training diverged: the loss became NaN or infinite.
+    #[error("the loss became {loss} at epoch {epoch}, step {step} (global step {global_step}); lower the learning rate or check the data")]
+    NonFiniteLoss { loss: f32, epoch: usize, step: usize, global_step: u64 },
+
+    /// A model definition or a checkpoint that does not fit (layers, shapes, losses, targets).
+    #[error("model: {0}")]
+    Model(String),
 }
 
 impl Error {

@@ -1,7 +1,45 @@
 //! kiln-trainer: layers, models, losses, optimizers, metrics, data, fit/evaluate/predict, checkpoints.
+//!
+//! ```no_run
+//! use kiln_trainer::prelude::*;
+//! # fn main() -> kiln_trainer::Result<()> {
+//! let (train, test) = kiln_trainer::data::digits_train_test()?;
+//! let mut model = Sequential::new(&[64]).add(Dense(64, Relu)).add(Dense(10, Softmax));
+//! model.compile(Optimizer::adam(1e-3), Loss::CrossEntropy, &[Metric::Accuracy])?;
+//! model.fit(&train, &FitOptions { epochs: 20, batch_size: 32, ..Default::default() })?;
+//! println!("{:?}", model.evaluate(&test, 256)?);
+//! # Ok(()) }
+//! ```
 
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod layers;
+pub mod losses;
+pub mod metrics;
+mod model;
+pub mod report;
+pub mod schedule;
+mod stream;
 
 pub use error::{Error, Result};
+pub use kiln_graph::Optimizer;
+pub use layers::{Activation, Dense, Dropout, Flatten, Init, Layer};
+pub use losses::Loss;
+pub use metrics::Metric;
+pub use model::{
+    optimizer_path, Compile, DataInfo, EarlyStopping, Evaluation, Features, FitOptions, Sequential,
+    Validation,
+};
+pub use report::{EpochRecord, History};
+pub use schedule::Schedule;
+
+/// Everything a training script needs, Keras-style: `Dense(64, Relu)`, `Optimizer::adam(1e-3)`.
+pub mod prelude {
+    pub use crate::layers::Activation::{Gelu, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+    pub use crate::{
+        Activation, Compile, Dense, Dropout, EarlyStopping, FitOptions, Flatten, Init, Loss, Metric,
+        Optimizer, Schedule, Sequential, Validation,
+    };
+    pub use kiln_device::BackendChoice;
+}

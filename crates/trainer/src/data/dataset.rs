@@ -26,6 +26,13 @@ pub trait Dataset {
     /// Number of f32 features per row.
     fn feature_width(&self) -> usize;
 
+    /// The number of classes when the targets are class ids, `None` for regression values or no
+    /// target.
+    fn num_classes(&self) -> Option<usize>;
+
+    /// Whether each row has a target.
+    fn has_target(&self) -> bool;
+
     /// Gathers the rows `indices` into `features` (`[indices.len(), feature_width]`, row-major) and
     /// their targets into `targets` (`[indices.len()]`). Buffers of the wrong size, an index out of
     /// range or a target kind the data does not have are errors; the buffers are caller-owned so a
@@ -40,6 +47,14 @@ impl Dataset for Table {
 
     fn feature_width(&self) -> usize {
         self.cols
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        self.target.class_names().map(<[String]>::len)
+    }
+
+    fn has_target(&self) -> bool {
+        self.target.rows().is_some()
     }
 
     fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>) -> Result<()> {

@@ -1,0 +1,121 @@
+//! The model as a graph: one chain of layers for training (with dropout masks fed each step) and
+//! one for inference, sharing the parameters; the loss on both; gradients and optimizer updates.
+
+use kiln_graph::{Graph, NodeId};
+
+use super::{Compile, Sequential};
+use crate::layers::{Activation, Layer};
+use crate::losses::TargetKind;
+use crate::{Error, Result};
+
+/// A dropout layer's mask input: `[batch, width]` of 0 or `1 / (1 - rate)`, made on the host.
+#[derive(Clone, Debug)]
+pub(crate) struct Mask {
+    pub node: NodeId,
+    pub rate: f32,
+    pub width: usize,
+}
+
+pub(crate) struct Built {
+    graph: Option<Graph>,
+    pub x: NodeId,
+    pub target: NodeId,
+    pub out_train: NodeId,
+    pub out_eval: NodeId,
+    pub loss_train: NodeId,
+    pub loss_eval: NodeId,
+    pub masks: Vec<Mask>,
+    pub out_width: usize,
+}
+
+impl Built {
+    /// The graph, for the session that will own it (node ids stay valid).
+    pub fn graph_take(&mut self) -> Graph {
+        self.graph.take().expect("graph taken once")
+    }
+}
+
+fn activate(g: &Graph, a: Activation, h: NodeId) -> NodeId {
+    match a {
+        Activation::Relu => g.relu(h),
+        Activation::LeakyRelu(slope) => g.leaky_relu(h, slope),
+        Activation::Sigmoid => g.sigmoid(h),
+        Activation::Tanh => g.tanh(h),
+        Activation::Gelu => g.gelu(h),
+        Activation::Softmax => g.softmax(h),
+    }
+}
+
+/// Runs the layers from `x`; returns the output and the node before the final activation.
+fn chain(
+    g: &Graph,
+    model: &Sequential,
+    x: NodeId,
+    params: &[NodeId],
+    mut masks: Option<&mut Vec<Mask>>,
+) -> Result<(NodeId, NodeId)> {
+    let shapes = model.output_shapes()?;
+    let (mut h, mut pre) = (x, x);
+    let (mut p, mut index) = (0, 0);
+    for (layer, shape) in model.layers.iter().zip(&shapes) {
+        pre = h;
+        match layer {
+            Layer::Dense { activation, .. } => {
+                h = g.linear(h, params[p], Some(params[p + 1]));
+                p += 2;
+                if let Some(a) = activation {
+                    pre = h;
+                    h = activate(g, *a, h);
+                }
+            }
+            Layer::Activation(a) => h = activate(g, *a, h),
+            Layer::Flatten => h = g.flatten(h),
+            Layer::Dropout { rate } => {
+                if let Some(masks) = masks.as_deref_mut() {
+                    if *rate > 0.0 {
+                        let node = g.input(&format!("dropout.{index}"), shape);
+                        masks.push(Mask { node, rate: *rate, width: shape.iter().product() });
+                        h = g.mul(h, node);
+                    }
+                }
+            }
+        }
+        index += layer.torch_modules();
+    }
+    g.check()?;
+    Ok((h, pre))
+}
+
+pub(crate) fn build(model: &Sequential, config: &Compile, weights: &[Vec<f32>]) -> Result<Built> {
+    let g = Graph::new();
+    let out_width = model.output_width()?;
+    let loss = config.loss;
+    let x = g.input("x", &model.input_shape);
+    let target = match loss.target_kind() {
+        TargetKind::Labels => g.input_u32("y", &[]),
+        TargetKind::Values | TargetKind::OneHot => g.input("y", &[out_width]),
+    };
+    if loss.target_kind() == TargetKind::Labels && model.output_shapes()?.last().is_some_and(|s| s.len() != 1)
+    {
+        return Err(Error::Model(format!("{} needs a [batch, classes] output", loss.name())));
+    }
+    let specs = model.param_specs()?;
+    let params: Vec<NodeId> =
+        specs.iter().zip(weights).map(|(s, w)| g.param_init(&s.name, &s.shape, w.clone())).collect();
+
+    let fused = loss.fuses(model.last_activation());
+    let mut masks = Vec::new();
+    let (out_train, pre_train) = chain(&g, model, x, &params, Some(&mut masks))?;
+    let (out_eval, pre_eval) = chain(&g, model, x, &params, None)?;
+    let logits = |out, pre| if fused { pre } else { out };
+    let loss_train = loss.build(&g, out_train, logits(out_train, pre_train), target);
+    let loss_eval = loss.build(&g, out_eval, logits(out_eval, pre_eval), target);
+    g.check()?;
+
+    let mut grads = g.gradients(loss_train, &params)?;
+    if let Some(max_norm) = config.clip_norm {
+        grads = g.clip_grad_norm(&grads, max_norm).0;
+    }
+    g.optimize(&params, &grads, config.optimizer)?;
+    Ok(Built { graph: Some(g), x, target, out_train, out_eval, loss_train, loss_eval, masks, out_width })
+}

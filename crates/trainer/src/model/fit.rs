@@ -1,0 +1,297 @@
+//! `fit`: epochs of shuffled batches, validation, callbacks and reporting.
+
+use std::path::PathBuf;
+
+use kiln_device::HostData;
+use kiln_graph::{Feed, Pending, Session};
+
+use super::{build::Built, Sequential};
+use crate::data::{epoch_order, train_val_split, Dataset};
+use crate::metrics::{MetricSum, Truth};
+use crate::report::{EpochRecord, History, JsonLog, Progress};
+use crate::stream::{stream, Batch, MaskPlan, Prep};
+use crate::{Error, Result};
+
+/// Where validation data comes from.
+#[derive(Clone, Copy, Default)]
+pub enum Validation<'a> {
+    #[default]
+    None,
+    /// Hold out this fraction of the training rows (seeded), as Keras' `validation_split`.
+    Split(f64),
+    /// A separate data set.
+    Data(&'a (dyn Dataset + Sync)),
+}
+
+/// Stop when a monitored value has not improved for `patience` epochs.
+#[derive(Clone, Debug)]
+pub struct EarlyStopping {
+    /// `loss`, `val_loss`, a metric name or `val_` + a metric name. Losses and errors are
+    /// minimized; accuracy is maximized.
+    pub monitor: String,
+    pub patience: usize,
+    /// Smallest change that counts as an improvement.
+    pub min_delta: f64,
+    /// Put back the weights of the best epoch when training stops.
+    pub restore_best: bool,
+}
+
+impl EarlyStopping {
+    pub fn new(monitor: &str, patience: usize) -> Self {
+        EarlyStopping { monitor: monitor.to_string(), patience, min_delta: 0.0, restore_best: true }
+    }
+}
+
+pub struct FitOptions<'a> {
+    /// Train until this many epochs have been done in total (a resumed model continues).
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub validation: Validation<'a>,
+    pub early_stopping: Option<EarlyStopping>,
+    /// Save the model here whenever the early-stopping monitor (or `val_loss`, else `loss`)
+    /// improves.
+    pub checkpoint_best: Option<PathBuf>,
+    /// A JSON-lines log, one object per epoch.
+    pub log: Option<PathBuf>,
+    /// No progress bars or epoch lines.
+    pub quiet: bool,
+}
+
+impl Default for FitOptions<'_> {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            validation: Validation::None,
+            early_stopping: None,
+            checkpoint_best: None,
+            log: None,
+            quiet: false,
+        }
+    }
+}
+
+/// Sums over the batches of an epoch (train or evaluation).
+pub(crate) struct Tally {
+    loss: f64,
+    rows: usize,
+    pub steps: usize,
+    pub metrics: Vec<MetricSum>,
+}
+
+impl Tally {
+    pub fn new(model: &Sequential) -> Self {
+        let metrics = model.compiled.as_ref().map_or(Vec::new(), |c| c.config.metrics.clone());
+        Tally { loss: 0.0, rows: 0, steps: 0, metrics: metrics.into_iter().map(MetricSum::new).collect() }
+    }
+
+    /// Adds one batch whose mean loss is `loss` and predictions `pred`.
+    pub fn add(&mut self, batch: &Batch, loss: f32, pred: &[f32], width: usize, logit_output: bool) {
+        self.loss += loss as f64 * batch.rows as f64;
+        self.rows += batch.rows;
+        self.steps += 1;
+        let truth =
+            if batch.values.is_empty() { Truth::Labels(&batch.labels) } else { Truth::Values(&batch.values) };
+        let truth = match truth {
+            // accuracy against class ids when we have them, whatever the loss wanted
+            Truth::Values(_) if !batch.labels.is_empty() && width > 1 => Truth::Labels(&batch.labels),
+            t => t,
+        };
+        for m in &mut self.metrics {
+            m.add(pred, width, truth, logit_output);
+        }
+    }
+
+    pub fn loss(&self) -> f64 {
+        self.loss / self.rows as f64
+    }
+
+    pub fn metric_values(&self) -> Vec<(String, f64)> {
+        self.metrics.iter().map(|m| (m.metric.name().to_string(), m.value())).collect()
+    }
+}
+
+/// Feeds for one batch.
+pub(crate) fn feeds<'b>(built: &Built, batch: &'b Batch, prep: Prep, train: bool) -> Vec<Feed<'b>> {
+    let mut f: Vec<Feed<'b>> = vec![(built.x, HostData::F32(&batch.features))];
+    match prep {
+        Prep::None => {}
+        Prep::Labels => f.push((built.target, HostData::U32(&batch.labels))),
+        _ => f.push((built.target, HostData::F32(&batch.values))),
+    }
+    if train {
+        f.extend(built.masks.iter().zip(&batch.masks).map(|(m, data)| (m.node, HostData::F32(data))));
+    }
+    f
+}
+
+/// Waits for a step and returns (loss, predictions).
+pub(crate) fn collect(session: &mut Session, pending: Pending) -> Result<(f32, Vec<f32>)> {
+    let mut out = session.wait(pending)?.into_iter();
+    let loss =
+        out.next().map(|v| v.into_f32()).transpose()?.and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
+    let pred = out.next().map(|v| v.into_f32()).transpose()?.unwrap_or_default();
+    Ok((loss, pred))
+}
+
+fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool {
+    let maximize = monitor.ends_with("accuracy");
+    match best {
+        None => new.is_finite(),
+        Some(b) if maximize => new > b + min_delta,
+        Some(b) => new < b - min_delta,
+    }
+}
+
+impl Sequential {
+    /// Trains on `data` (Keras' `fit`). Returns the per-epoch history. A NaN or infinite loss stops
+    /// training with [`Error::NonFiniteLoss`] naming the step.
+    pub fn fit(&mut self, data: &(dyn Dataset + Sync), opts: &FitOptions<'_>) -> Result<History> {
+        let config = self.compiled_mut()?.config.clone();
+        let out_width = self.output_width()?;
+        let prep = Prep::new(data, config.loss, out_width)?;
+        if data.feature_width() != self.input_shape.iter().product::<usize>() {
+            return Err(Error::Model(format!(
+                "the data has {} features per row but the model takes {:?}",
+                data.feature_width(),
+                self.input_shape
+            )));
+        }
+        let (train_rows, split_val) = match opts.validation {
+            Validation::Split(f) => {
+                let (t, v) = train_val_split(data.len(), f, self.seed ^ 0x5A11)?;
+                (t, Some(v))
+            }
+            _ => ((0..data.len()).collect(), None),
+        };
+        if train_rows.is_empty() {
+            return Err(Error::InvalidArgument("no training rows".into()));
+        }
+        let monitor = opts.early_stopping.as_ref().map(|e| e.monitor.clone()).unwrap_or_else(|| {
+            if matches!(opts.validation, Validation::None) { "loss" } else { "val_loss" }.to_string()
+        });
+        let mut log = match &opts.log {
+            Some(p) => Some(JsonLog::open(p, self.epochs_done > 0)?),
+            None => None,
+        };
+        let mut history = History::default();
+        let (mut best, mut best_epoch, mut best_weights, mut waited) = (None, 0, None, 0);
+        let logit_output = config.loss.output_is_logit();
+
+        while self.epochs_done < opts.epochs {
+            let epoch = self.epochs_done;
+            let order: Vec<usize> = if opts.shuffle {
+                epoch_order(train_rows.len(), self.seed, epoch as u64)
+                    .into_iter()
+                    .map(|i| train_rows[i])
+                    .collect()
+            } else {
+                train_rows.clone()
+            };
+            let steps = order.len().div_ceil(opts.batch_size.max(1));
+            let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
+            let mut tally = Tally::new(self);
+            let c = self.compiled.as_mut().expect("compiled above");
+            let masks = MaskPlan {
+                layers: c.built.masks.iter().map(|m| (m.rate, m.width)).collect(),
+                seed: self.seed,
+                first_step: c.session.step_count(),
+            };
+            let mut in_flight: Option<(Pending, Batch)> = None;
+            let mut lr = 0.0;
+            let finish =
+                |c: &mut super::Compiled, (p, b): (Pending, Batch), tally: &mut Tally| -> Result<()> {
+                    let (loss, pred) = collect(&mut c.session, p)?;
+                    if !loss.is_finite() {
+                        return Err(Error::NonFiniteLoss {
+                            loss,
+                            epoch: epoch + 1,
+                            step: tally.steps + 1,
+                            global_step: c.session.step_count(),
+                        });
+                    }
+                    tally.add(&b, loss, &pred, c.built.out_width, logit_output);
+                    Ok(())
+                };
+            stream(data, &order, opts.batch_size, prep, &masks, |batch| {
+                lr = config.schedule.lr(config.optimizer.lr(), c.session.step_count());
+                c.session.set_lr(lr);
+                let fetch = [c.built.loss_train, c.built.out_train];
+                let pending = c.session.train(&feeds(&c.built, &batch, prep, true), &fetch)?;
+                // the previous step's results arrive while this one runs
+                if let Some(prev) = in_flight.replace((pending, batch)) {
+                    finish(c, prev, &mut tally)?;
+                    progress.step(tally.steps, Some(tally.loss()));
+                }
+                Ok(())
+            })?;
+            if let Some(last) = in_flight.take() {
+                finish(c, last, &mut tally)?;
+            }
+            let seconds = progress.elapsed();
+            self.epochs_done += 1;
+
+            let val = match (opts.validation, &split_val) {
+                (Validation::Data(v), _) => Some(self.evaluate_rows(v, None, opts.batch_size)?),
+                (Validation::Split(_), Some(rows)) => {
+                    Some(self.evaluate_rows(data, Some(rows), opts.batch_size)?)
+                }
+                _ => None,
+            };
+            let record = EpochRecord {
+                epoch: self.epochs_done,
+                loss: tally.loss(),
+                metrics: tally.metric_values(),
+                val_loss: val.as_ref().map(|v| v.loss),
+                val_metrics: val.map(|v| v.metrics).unwrap_or_default(),
+                lr,
+                steps,
+                seconds,
+                steps_per_s: steps as f64 / seconds.max(1e-9),
+            };
+            progress.finish(&format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s));
+            if let Some(log) = &mut log {
+                log.write(&record)?;
+            }
+            let value = record.get(&monitor).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "cannot monitor '{monitor}': not a loss or compiled metric here"
+                ))
+            })?;
+            history.epochs.push(record);
+
+            let min_delta = opts.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
+            if improved(&monitor, value, best, min_delta) {
+                best = Some(value);
+                best_epoch = self.epochs_done;
+                waited = 0;
+                if opts.early_stopping.as_ref().is_some_and(|e| e.restore_best) {
+                    best_weights = Some(self.host_weights()?);
+                }
+                if let Some(path) = &opts.checkpoint_best {
+                    self.save(path)?;
+                }
+            } else {
+                waited += 1;
+            }
+            if let Some(es) = &opts.early_stopping {
+                if waited > es.patience {
+                    history.stopped_early = true;
+                    break;
+                }
+            }
+        }
+        if let Some(weights) = best_weights {
+            if best_epoch != self.epochs_done {
+                let specs = self.param_specs()?;
+                for (s, w) in specs.iter().zip(&weights) {
+                    self.set_weight(&s.name, w)?;
+                }
+                history.restored_epoch = Some(best_epoch);
+            }
+        }
+        Ok(history)
+    }
+}

@@ -1,0 +1,144 @@
+//! `evaluate` and `predict`: the inference chain (no dropout, no updates), batch by batch, with
+//! the next batch submitted before the previous one's results are read.
+
+use kiln_graph::Pending;
+
+use super::fit::{collect, feeds, Tally};
+use super::Sequential;
+use crate::data::{Dataset, TargetBuf};
+use crate::stream::{stream, Batch, MaskPlan, Prep};
+use crate::{Error, Result};
+
+/// Loss and metrics over a data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl Evaluation {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        if name == "loss" {
+            return Some(self.loss);
+        }
+        self.metrics.iter().find(|(n, _)| n == name).map(|x| x.1)
+    }
+}
+
+/// Raw features as a data set without targets: `[rows, width]`, row-major.
+pub struct Features<'a> {
+    pub data: &'a [f32],
+    pub width: usize,
+}
+
+impl Dataset for Features<'_> {
+    fn len(&self) -> usize {
+        self.data.len() / self.width.max(1)
+    }
+    fn feature_width(&self) -> usize {
+        self.width
+    }
+    fn num_classes(&self) -> Option<usize> {
+        None
+    }
+    fn has_target(&self) -> bool {
+        false
+    }
+    fn fetch(&self, indices: &[usize], features: &mut [f32], _: TargetBuf<'_>) -> Result<()> {
+        for (dst, &i) in features.chunks_exact_mut(self.width).zip(indices) {
+            dst.copy_from_slice(&self.data[i * self.width..(i + 1) * self.width]);
+        }
+        Ok(())
+    }
+}
+
+impl Sequential {
+    /// Loss and compiled metrics over `data` (Keras' `evaluate`).
+    pub fn evaluate(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Evaluation> {
+        self.evaluate_rows(data, None, batch_size)
+    }
+
+    pub(crate) fn evaluate_rows(
+        &mut self,
+        data: &(dyn Dataset + Sync),
+        rows: Option<&[usize]>,
+        batch_size: usize,
+    ) -> Result<Evaluation> {
+        let config = self.compiled_mut()?.config.clone();
+        let prep = Prep::new(data, config.loss, self.output_width()?)?;
+        let mut tally = Tally::new(self);
+        let logit_output = config.loss.output_is_logit();
+        let c = self.compiled_mut()?;
+        let fetch = [c.built.loss_eval, c.built.out_eval];
+        let all: Vec<usize>;
+        let order = match rows {
+            Some(r) => r,
+            None => {
+                all = (0..data.len()).collect();
+                &all
+            }
+        };
+        let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0 };
+        let mut in_flight: Option<(Pending, Batch)> = None;
+        stream(data, order, batch_size, prep, &no_masks, |batch| {
+            let pending = c.session.run(&feeds(&c.built, &batch, prep, false), &fetch)?;
+            if let Some((p, b)) = in_flight.replace((pending, batch)) {
+                let (loss, pred) = collect(&mut c.session, p)?;
+                tally.add(&b, loss, &pred, c.built.out_width, logit_output);
+            }
+            Ok(())
+        })?;
+        if let Some((p, b)) = in_flight.take() {
+            let (loss, pred) = collect(&mut c.session, p)?;
+            tally.add(&b, loss, &pred, c.built.out_width, logit_output);
+        }
+        if tally.steps == 0 {
+            return Err(Error::InvalidArgument("evaluate: the data set is empty".into()));
+        }
+        Ok(Evaluation { loss: tally.loss(), metrics: tally.metric_values() })
+    }
+
+    /// The model's outputs for every row of `data`: `[rows, output_width]`, row-major.
+    pub fn predict(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Vec<f32>> {
+        let width = self.output_width()?;
+        if data.feature_width() != self.input_shape.iter().product::<usize>() {
+            return Err(Error::Model(format!(
+                "the data has {} features per row but the model takes {:?}",
+                data.feature_width(),
+                self.input_shape
+            )));
+        }
+        let c = self.compiled_mut()?;
+        let fetch = [c.built.out_eval];
+        let order: Vec<usize> = (0..data.len()).collect();
+        let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0 };
+        let mut out = Vec::with_capacity(order.len() * width);
+        let mut in_flight: Option<Pending> = None;
+        let take = |c: &mut super::Compiled, p: Pending, out: &mut Vec<f32>| -> Result<()> {
+            let v =
+                c.session.wait(p)?.into_iter().next().map(|v| v.into_f32()).transpose()?.unwrap_or_default();
+            out.extend(v);
+            Ok(())
+        };
+        stream(data, &order, batch_size, Prep::None, &no_masks, |batch| {
+            let pending = c.session.run(&feeds(&c.built, &batch, Prep::None, false), &fetch)?;
+            if let Some(p) = in_flight.replace(pending) {
+                take(c, p, &mut out)?;
+            }
+            Ok(())
+        })?;
+        if let Some(p) = in_flight.take() {
+            take(c, p, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// `predict` on raw features `[rows, input width]`.
+    pub fn predict_features(&mut self, features: &[f32]) -> Result<Vec<f32>> {
+        let width = self.input_shape.iter().product::<usize>();
+        if width == 0 || features.len() % width != 0 {
+            return Err(Error::shape("predict features", format!("a multiple of {width}"), features.len()));
+        }
+        self.predict(&Features { data: features, width }, 256)
+    }
+}

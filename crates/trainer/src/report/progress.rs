@@ -1,0 +1,59 @@
+//! The per-epoch progress bar (on a terminal) and the one-line epoch summary (always, unless quiet).
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    prefix: String,
+    start: Instant,
+    last_draw: Instant,
+}
+
+impl Progress {
+    /// Starts epoch `epoch` (1-based) of `epochs`, `steps` steps long. `quiet` draws nothing.
+    pub fn new(epoch: usize, epochs: usize, steps: usize, quiet: bool) -> Progress {
+        let prefix = format!("epoch {epoch}/{epochs}");
+        let bar = (!quiet).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr_with_hz(10));
+            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(prefix.clone());
+            bar
+        });
+        let now = Instant::now();
+        Progress { bar, prefix, start: now, last_draw: now }
+    }
+
+    /// Reports `done` steps with the running mean loss (which lags one step on the GPU).
+    pub fn step(&mut self, done: usize, loss: Option<f64>) {
+        let Some(bar) = &self.bar else { return };
+        let now = Instant::now();
+        if now.duration_since(self.last_draw) < Duration::from_millis(100) {
+            return;
+        }
+        self.last_draw = now;
+        bar.set_position(done as u64);
+        let rate = done as f64 / now.duration_since(self.start).as_secs_f64().max(1e-9);
+        if let Some(l) = loss {
+            bar.set_message(format!("loss {l:.4} - {rate:.0} steps/s"));
+        }
+    }
+
+    /// Seconds since the epoch started.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Replaces the bar with the epoch's summary line.
+    pub fn finish(self, summary: &str) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+            eprintln!("{} - {summary}", self.prefix);
+        }
+    }
+}

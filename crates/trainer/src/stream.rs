@@ -1,0 +1,149 @@
+//! Batches for the training loop, prepared on another thread: while the device runs step k, this
+//! thread gathers rows, converts targets and draws dropout masks for step k+1.
+
+use std::sync::mpsc::sync_channel;
+
+use crate::data::{Dataset, SplitMix64, TargetBuf};
+use crate::losses::{Loss, TargetKind};
+use crate::{Error, Result};
+
+/// How a data set's targets become the loss's target input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prep {
+    /// No targets (prediction).
+    None,
+    /// Regression values, one per row.
+    Values,
+    /// Class ids as u32 labels.
+    Labels,
+    /// Class ids as one f32 per row (binary 0/1 targets).
+    ClassAsValue,
+    /// Class ids as one-hot rows of this width.
+    OneHot(usize),
+}
+
+impl Prep {
+    /// Checks that the data's targets fit the loss and the model's output width.
+    pub fn new(data: &dyn Dataset, loss: Loss, out_width: usize) -> Result<Prep> {
+        if !data.has_target() {
+            return Err(Error::Model("the data has no target column to train or evaluate on".into()));
+        }
+        let classes = data.num_classes();
+        let too_many = |k: usize| {
+            Error::Model(format!(
+                "the data has {k} classes but the model outputs {out_width} values per example"
+            ))
+        };
+        Ok(match (loss.target_kind(), classes) {
+            (TargetKind::Labels, Some(k)) if k <= out_width => Prep::Labels,
+            (TargetKind::OneHot, Some(k)) if k <= out_width => Prep::OneHot(out_width),
+            (TargetKind::Labels | TargetKind::OneHot, Some(k)) => return Err(too_many(k)),
+            (TargetKind::Labels | TargetKind::OneHot, None) => {
+                return Err(Error::Model(format!(
+                    "{} needs class labels, but the target is numeric",
+                    loss.name()
+                )))
+            }
+            (TargetKind::Values, None) if out_width == 1 => Prep::Values,
+            (TargetKind::Values, None) => {
+                return Err(Error::Model(format!(
+                    "one target value per row, but the model outputs {out_width}"
+                )))
+            }
+            (TargetKind::Values, Some(k)) if out_width == 1 && k <= 2 => Prep::ClassAsValue,
+            (TargetKind::Values, Some(k)) if out_width > 1 && k <= out_width => Prep::OneHot(out_width),
+            (TargetKind::Values, Some(k)) => return Err(too_many(k)),
+        })
+    }
+}
+
+/// One batch, ready to feed.
+pub(crate) struct Batch {
+    pub rows: usize,
+    pub features: Vec<f32>,
+    /// Targets as the loss wants them (f32 values / one-hot), or empty.
+    pub values: Vec<f32>,
+    /// Class ids (for `Prep::Labels`, and for accuracy), or empty.
+    pub labels: Vec<u32>,
+    /// One mask per dropout layer.
+    pub masks: Vec<Vec<f32>>,
+}
+
+/// Dropout masks to draw for each batch: (rate, elements per example).
+pub(crate) struct MaskPlan {
+    pub layers: Vec<(f32, usize)>,
+    pub seed: u64,
+    /// Global step of the first batch (masks depend on (seed, step), so a resumed run draws the same).
+    pub first_step: u64,
+}
+
+fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, step: u64) -> Result<Batch> {
+    let rows = idx.len();
+    let mut features = vec![0.0; rows * data.feature_width()];
+    let (mut values, mut labels) = (Vec::new(), Vec::new());
+    match prep {
+        Prep::None => data.fetch(idx, &mut features, TargetBuf::None)?,
+        Prep::Values => {
+            values = vec![0.0; rows];
+            data.fetch(idx, &mut features, TargetBuf::Values(&mut values))?;
+        }
+        Prep::Labels | Prep::ClassAsValue | Prep::OneHot(_) => {
+            labels = vec![0; rows];
+            data.fetch(idx, &mut features, TargetBuf::Classes(&mut labels))?;
+            match prep {
+                Prep::ClassAsValue => values = labels.iter().map(|&c| c as f32).collect(),
+                Prep::OneHot(w) => {
+                    values = vec![0.0; rows * w];
+                    for (r, &c) in labels.iter().enumerate() {
+                        values[r * w + c as usize] = 1.0;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let masks = masks
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(l, &(rate, width))| {
+            let mut rng =
+                SplitMix64::new(masks.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((l as u64) << 56));
+            let keep = 1.0 / (1.0 - rate);
+            (0..rows * width)
+                .map(|_| if crate::layers::unit(&mut rng) < rate as f64 { 0.0 } else { keep })
+                .collect()
+        })
+        .collect();
+    Ok(Batch { rows, features, values, labels, masks })
+}
+
+/// Calls `consume` with each batch of `order` (chunks of `batch_size`), prepared one ahead on a
+/// helper thread.
+pub(crate) fn stream(
+    data: &(dyn Dataset + Sync),
+    order: &[usize],
+    batch_size: usize,
+    prep: Prep,
+    masks: &MaskPlan,
+    mut consume: impl FnMut(Batch) -> Result<()>,
+) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+    }
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Result<Batch>>(2);
+        s.spawn(move || {
+            for (k, idx) in order.chunks(batch_size).enumerate() {
+                let batch = make_batch(data, idx, prep, masks, masks.first_step + k as u64);
+                if tx.send(batch).is_err() {
+                    break; // the consumer stopped (an error): stop preparing
+                }
+            }
+        });
+        for batch in rx.iter() {
+            consume(batch?)?;
+        }
+        Ok(())
+    })
+}
