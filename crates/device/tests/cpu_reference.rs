@@ -784,8 +784,9 @@ fn a_plan_runs_many_times_and_chains_launches() {
         let got = be.wait(ticket).unwrap().remove(0).into_f32().unwrap();
         assert_close("mlp loss", &got, &[want], RTOL, ATOL);
     }
+    be.read(loss).unwrap();
     let s = be.stats();
-    assert_eq!((s.plans_compiled, s.buffers_created), (1, 7));
+    assert_eq!((s.plans_compiled, s.buffers_created), (1, 7), "reads and submits create nothing");
     be.drop_plan(plan).unwrap();
     assert!(matches!(be.submit(plan, &[]), Err(Error::UnknownPlan(_))));
 }
