@@ -3,7 +3,8 @@
 //! `bench=matmul backend=cpu n=1024 gflops=123.4` (median of repeats, 2 n^3 / time).
 //!
 //! Run: `cargo bench --bench matmul`. The NumPy peer prints the same format:
-//! `python3 benches/peers/matmul_numpy.py`.
+//! `python3 benches/peers/matmul_numpy.py`. Both take sizes as arguments to run just those
+//! (`cargo bench --bench matmul -- 1024`), so runs can be interleaved on a shared machine.
 
 use std::time::{Duration, Instant};
 
@@ -42,8 +43,8 @@ fn time_matmul(be: &mut dyn Backend, n: usize) -> anyhow::Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-fn bench(be: &mut dyn Backend, label: &str) -> anyhow::Result<()> {
-    for n in SIZES {
+fn bench(be: &mut dyn Backend, label: &str, sizes: &[usize]) -> anyhow::Result<()> {
+    for &n in sizes {
         let secs = time_matmul(be, n)?;
         let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
         println!("bench=matmul backend={label} n={n} gflops={gflops:.1}");
@@ -73,13 +74,18 @@ fn hardware_gpu() -> Option<Box<dyn Backend>> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Sizes from the command line (numbers only: cargo passes `--bench` too), else all of SIZES.
+    let mut sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        sizes = SIZES.to_vec();
+    }
     let mut cpu = CpuBackend::new();
     eprintln!("# {}", cpu.info());
-    bench(&mut cpu, "cpu")?;
+    bench(&mut cpu, "cpu", &sizes)?;
     // The GPU lines: printed when `auto` yields a hardware GPU.
     if let Some(mut gpu) = hardware_gpu() {
         eprintln!("# {}", gpu.info());
-        bench(gpu.as_mut(), "gpu")?;
+        bench(gpu.as_mut(), "gpu", &sizes)?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 """NumPy peer of benches/matmul.rs: same sizes, same line format, float32, median of repeats."""
+import sys
 import time
 
 import numpy as np
 
-SIZES = [256, 512, 1024, 2048]
+SIZES = [int(a) for a in sys.argv[1:]] or [256, 512, 1024, 2048]
 BUDGET = 1.5  # seconds per size
 MIN_REPS = 5
 

@@ -11,7 +11,7 @@ use common::{assert_close, assert_rel_norm, to_f64, Rng, ATOL, RTOL};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::*;
 
-/// Odd sizes, and one past the parallel threshold (32K elements) to run the threaded path.
+/// Odd sizes, and one large one.
 const SIZES: [usize; 7] = [1, 3, 17, 33, 65, 127, 40_001];
 
 /// What a slot starts with.
@@ -23,8 +23,30 @@ enum Init {
 }
 
 /// Runs one kernel on fresh buffers and returns every slot's contents afterwards, in slot order.
+/// It runs twice: on the default backend (small work stays on one thread) and on one that splits
+/// any work over rayon; the two must agree bit for bit.
 fn launch(kernel: Kernel, init: Vec<Init>) -> Vec<HostVec> {
-    let mut be = CpuBackend::new();
+    let init2 = init
+        .iter()
+        .map(|i| match i {
+            Init::F(v) => Init::F(v.clone()),
+            Init::U(v) => Init::U(v.clone()),
+            Init::Poison => Init::Poison,
+        })
+        .collect();
+    let serial = launch_on(CpuBackend::new(), kernel, init);
+    let threaded = launch_on(CpuBackend::with_parallel_min(1), kernel, init2);
+    for (slot, (s, t)) in serial.iter().zip(&threaded).enumerate() {
+        let same = match (s, t) {
+            (HostVec::F32(s), HostVec::F32(t)) => s.iter().zip(t).all(|(a, b)| a.to_bits() == b.to_bits()),
+            _ => s == t,
+        };
+        assert!(same, "{}: slot {slot} differs between the serial and threaded paths", kernel.name());
+    }
+    serial
+}
+
+fn launch_on(mut be: CpuBackend, kernel: Kernel, init: Vec<Init>) -> Vec<HostVec> {
     let slots = kernel.slots();
     assert_eq!(slots.len(), init.len(), "{}: test passes one Init per slot", kernel.name());
     let ids: Vec<BufferId> = slots
@@ -762,8 +784,9 @@ fn a_plan_runs_many_times_and_chains_launches() {
         let got = be.wait(ticket).unwrap().remove(0).into_f32().unwrap();
         assert_close("mlp loss", &got, &[want], RTOL, ATOL);
     }
+    be.read(loss).unwrap();
     let s = be.stats();
-    assert_eq!((s.plans_compiled, s.buffers_created), (1, 7));
+    assert_eq!((s.plans_compiled, s.buffers_created), (1, 7), "reads and submits create nothing");
     be.drop_plan(plan).unwrap();
     assert!(matches!(be.submit(plan, &[]), Err(Error::UnknownPlan(_))));
 }

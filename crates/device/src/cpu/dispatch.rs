@@ -2,7 +2,7 @@
 
 use crate::kernel::{Kernel, ReduceOp};
 
-use super::{elementwise, loss, matmul, memory, optim, reduce};
+use super::{elementwise, loss, matmul, memory, optim, reduce, Par};
 
 /// A written buffer, sliced to the length its slot needs.
 pub(crate) enum Out<'a> {
@@ -19,28 +19,30 @@ pub(crate) enum In<'a> {
 
 /// Runs one kernel. `outs` and `ins` are the kernel's Write and Read slots, each in slot order;
 /// `compile` checked their count, dtype and length, so a mismatch here is a bug in this file.
-pub(crate) fn run(k: &Kernel, outs: &mut [Out<'_>], ins: &[In<'_>]) {
+pub(crate) fn run(k: &Kernel, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
     use In as I;
     use Out as O;
     match (*k, outs, ins) {
         (Kernel::Matmul(mm), [O::F(c)], [I::F(a), I::F(b)]) => matmul::matmul(&mm, c, a, b),
-        (Kernel::Unary { op, alpha, .. }, [O::F(y)], [I::F(x)]) => elementwise::unary(op, alpha, y, x),
+        (Kernel::Unary { op, alpha, .. }, [O::F(y)], [I::F(x)]) => elementwise::unary(par, op, alpha, y, x),
         (Kernel::UnaryGrad { op, alpha, .. }, [O::F(dx)], [I::F(s), I::F(dy)]) => {
-            elementwise::unary_grad(op, alpha, dx, s, dy)
+            elementwise::unary_grad(par, op, alpha, dx, s, dy)
         }
         (Kernel::BiasAct { op, cols, alpha, .. }, [O::F(y)], [I::F(x), I::F(b)]) => {
-            elementwise::bias_act(op, alpha, cols, y, x, b)
+            elementwise::bias_act(par, op, alpha, cols, y, x, b)
         }
-        (Kernel::Binary { op, bc }, [O::F(c)], [I::F(a), I::F(b)]) => elementwise::binary(op, &bc, c, a, b),
+        (Kernel::Binary { op, bc }, [O::F(c)], [I::F(a), I::F(b)]) => {
+            elementwise::binary(par, op, &bc, c, a, b)
+        }
         (Kernel::Reduce { op: ReduceOp::Argmax, outer, len, inner }, [O::U(idx)], [I::F(x)]) => {
             reduce::argmax(outer, len, inner, idx, x)
         }
         (Kernel::Reduce { op, outer, len, inner }, [O::F(y)], [I::F(x)]) => {
-            reduce::reduce(op, outer, len, inner, y, x)
+            reduce::reduce(par, op, outer, len, inner, y, x)
         }
-        (Kernel::Softmax { cols, log, .. }, [O::F(y)], [I::F(x)]) => reduce::softmax(cols, log, y, x),
+        (Kernel::Softmax { cols, log, .. }, [O::F(y)], [I::F(x)]) => reduce::softmax(par, cols, log, y, x),
         (Kernel::SoftmaxGrad { cols, log, .. }, [O::F(dx)], [I::F(y), I::F(dy)]) => {
-            reduce::softmax_grad(cols, log, dx, y, dy)
+            reduce::softmax_grad(par, cols, log, dx, y, dy)
         }
         (Kernel::MseLoss { .. }, [O::F(l)], [I::F(p), I::F(t)]) => loss::mse(l, p, t),
         (Kernel::MseGrad { .. }, [O::F(dp)], [I::F(p), I::F(t), I::F(dl)]) => loss::mse_grad(dp, p, t, dl[0]),

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::kernel::{BinaryOp, Broadcast, UnaryOp};
 
-use super::{PAR_CHUNK, PAR_MIN};
+use super::{Par, PAR_CHUNK};
 
 /// Calls `$body` with `$o` bound to each op of the enum, so `$o.eval(..)` inlines to one formula
 /// per loop instead of a `match` per element.
@@ -32,35 +32,57 @@ macro_rules! with_binary {
     };
 }
 
-/// `out[i] = f(i, a[i], b[i])` over equal-length slices, in parallel when large. `i` is the index.
-fn map2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(usize, f32, f32) -> f32 + Sync) {
-    let run = |start: usize, out: &mut [f32], a: &[f32], b: &[f32]| {
-        for (j, ((o, &x), &y)) in out.iter_mut().zip(a).zip(b).enumerate() {
-            *o = f(start + j, x, y);
+/// Whether an op is transcendental (worth threads sooner) or memory-bound.
+fn heavy(op: UnaryOp) -> bool {
+    !matches!(op, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::LeakyRelu | UnaryOp::Reciprocal)
+}
+
+fn parallel(par: Par, op: UnaryOp, len: usize) -> bool {
+    if heavy(op) {
+        par.heavy(len)
+    } else {
+        par.light(len)
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` over equal-length slices, split over rayon when `parallel`.
+fn map2(parallel: bool, out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    let run = |out: &mut [f32], a: &[f32], b: &[f32]| {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
         }
     };
-    if out.len() < PAR_MIN {
-        run(0, out, a, b);
-    } else {
+    if parallel {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
-            .enumerate()
-            .for_each(|(c, (o, (a, b)))| run(c * PAR_CHUNK, o, a, b));
+            .for_each(|(o, (a, b))| run(o, a, b));
+    } else {
+        run(out, a, b);
     }
 }
 
 /// `y = op(x)`.
-pub(crate) fn unary(op: UnaryOp, alpha: f32, y: &mut [f32], x: &[f32]) {
-    with_unary!(op, o => map2(y, x, x, |_, v, _| o.eval(v, alpha)))
+pub(crate) fn unary(par: Par, op: UnaryOp, alpha: f32, y: &mut [f32], x: &[f32]) {
+    let parallel = parallel(par, op, y.len());
+    with_unary!(op, o => map2(parallel, y, x, x, |v, _| o.eval(v, alpha)))
 }
 
 /// `dx = op'(saved) * dy`.
-pub(crate) fn unary_grad(op: UnaryOp, alpha: f32, dx: &mut [f32], saved: &[f32], dy: &[f32]) {
-    with_unary!(op, o => map2(dx, saved, dy, |_, s, g| o.grad(s, g, alpha)))
+pub(crate) fn unary_grad(par: Par, op: UnaryOp, alpha: f32, dx: &mut [f32], saved: &[f32], dy: &[f32]) {
+    let parallel = parallel(par, op, dx.len());
+    with_unary!(op, o => map2(parallel, dx, saved, dy, |s, g| o.grad(s, g, alpha)))
 }
 
 /// `y[r, c] = op(x[r, c] + bias[c])` for `x` of `[rows, cols]`.
-pub(crate) fn bias_act(op: UnaryOp, alpha: f32, cols: usize, y: &mut [f32], x: &[f32], bias: &[f32]) {
+pub(crate) fn bias_act(
+    par: Par,
+    op: UnaryOp,
+    alpha: f32,
+    cols: usize,
+    y: &mut [f32],
+    x: &[f32],
+    bias: &[f32],
+) {
     with_unary!(op, o => {
         let run = |y: &mut [f32], x: &[f32]| {
             for (y_row, x_row) in y.chunks_mut(cols).zip(x.chunks(cols)) {
@@ -69,27 +91,27 @@ pub(crate) fn bias_act(op: UnaryOp, alpha: f32, cols: usize, y: &mut [f32], x: &
                 }
             }
         };
-        if y.len() < PAR_MIN {
-            run(y, x)
-        } else {
+        if parallel(par, op, y.len()) {
             let chunk = cols * (PAR_CHUNK / cols).max(1);
             y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(y, x)| run(y, x))
+        } else {
+            run(y, x)
         }
     })
 }
 
 /// `c = a op b` with the broadcast resolved in `bc`.
-pub(crate) fn binary(op: BinaryOp, bc: &Broadcast, c: &mut [f32], a: &[f32], b: &[f32]) {
+pub(crate) fn binary(par: Par, op: BinaryOp, bc: &Broadcast, c: &mut [f32], a: &[f32], b: &[f32]) {
     if a.len() == c.len() && b.len() == c.len() {
         // Same shape: strides are the identity.
-        return with_binary!(op, o => map2(c, a, b, |_, x, y| o.eval(x, y)));
+        return with_binary!(op, o => map2(par.light(c.len()), c, a, b, |x, y| o.eval(x, y)));
     }
     with_binary!(op, o => {
         let run = |start: usize, c: &mut [f32]| broadcast_range(bc, start, c, a, b, |x, y| o.eval(x, y));
-        if c.len() < PAR_MIN {
-            run(0, c)
-        } else {
+        if par.light(c.len()) {
             c.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(i, c)| run(i * PAR_CHUNK, c))
+        } else {
+            run(0, c)
         }
     })
 }

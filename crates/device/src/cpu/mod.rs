@@ -26,12 +26,34 @@ use crate::select::{DeviceInfo, DeviceKind};
 
 use dispatch::{In, Out};
 
-/// Work smaller than this many elements runs on the calling thread: below it, waking rayon's
-/// workers costs more than it saves (measured on 2 cores: the crossover is ~20-40K f32 elements).
-pub(crate) const PAR_MIN: usize = 32 * 1024;
+/// Default for [`CpuBackend::with_parallel_min`]. Measured on the shared 2-core dev machine (under
+/// load from other builds): splitting `exp`/`gelu` over rayon did not pay below ~64K elements, and
+/// `add` (memory-bound, ~0.15 ns/element) was slower threaded even at 128K. Re-measure on an idle
+/// many-core machine before lowering it.
+pub const DEFAULT_PARALLEL_MIN: usize = 64 * 1024;
+
+/// Memory-bound work (add, relu, sums, copies) goes parallel only past this many times the minimum.
+const LIGHT_FACTOR: usize = 16;
 
 /// Elements per rayon task once a kernel does go parallel.
 pub(crate) const PAR_CHUNK: usize = 8 * 1024;
+
+/// When a kernel splits its work over rayon's threads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Par {
+    min: usize,
+}
+
+impl Par {
+    /// For `len` elements of transcendental work (exp, erf, softmax).
+    pub fn heavy(self, len: usize) -> bool {
+        len >= self.min
+    }
+    /// For `len` elements of memory-bound work.
+    pub fn light(self, len: usize) -> bool {
+        len >= self.min.saturating_mul(LIGHT_FACTOR)
+    }
+}
 
 /// The storage of one CPU buffer.
 #[derive(Debug)]
@@ -80,6 +102,7 @@ pub struct CpuBackend {
     free_plans: Vec<u32>,
     next_ticket: u64,
     done: HashMap<u64, Vec<HostVec>>,
+    par: Par,
 }
 
 impl Default for CpuBackend {
@@ -90,6 +113,12 @@ impl Default for CpuBackend {
 
 impl CpuBackend {
     pub fn new() -> Self {
+        Self::with_parallel_min(DEFAULT_PARALLEL_MIN)
+    }
+
+    /// A backend whose kernels use rayon's threads only for work of at least `elements` elements
+    /// (16x that for memory-bound kernels). Tests pass 1 to run the threaded paths on small inputs.
+    pub fn with_parallel_min(elements: usize) -> Self {
         let threads = rayon::current_num_threads();
         CpuBackend {
             info: DeviceInfo {
@@ -105,12 +134,13 @@ impl CpuBackend {
             free_plans: Vec::new(),
             next_ticket: 0,
             done: HashMap::new(),
+            par: Par { min: elements.max(1) },
         }
     }
 
     /// Runs one step. Its written buffers are taken out of the pool for the duration (a launch never
     /// reads a buffer it writes; `check_launch` forbids it), its read buffers are borrowed.
-    fn run_step(pool: &mut Pool<CpuBuf>, step: &Step) -> Result<()> {
+    fn run_step(pool: &mut Pool<CpuBuf>, step: &Step, par: Par) -> Result<()> {
         let op = step.kernel.name();
         // A buffer may have been released and its id reused since compile: check again (cheap).
         for (i, (id, s)) in step.binds.iter().enumerate() {
@@ -127,6 +157,8 @@ impl CpuBackend {
                 });
             }
         }
+        // From here on no lookup can fail (every id was checked above), so a loaned buffer is
+        // always put back.
         let mut taken: [CpuBuf; MAX_WRITES] = Default::default();
         let mut n_w = 0;
         for (id, s) in &step.binds {
@@ -152,7 +184,7 @@ impl CpuBackend {
                     }
                 }
             }
-            dispatch::run(&step.kernel, &mut outs[..w], &ins[..r]);
+            dispatch::run(&step.kernel, &mut outs[..w], &ins[..r], par);
         }
         let mut loans = taken.into_iter();
         for (id, s) in &step.binds {
@@ -248,15 +280,9 @@ impl Backend for CpuBackend {
         let steps =
             self.plans.get(plan.0 as usize).and_then(Option::as_ref).ok_or(Error::UnknownPlan(plan.0))?;
         for step in steps {
-            Self::run_step(&mut self.pool, step)?;
+            Self::run_step(&mut self.pool, step, self.par)?;
         }
-        let mut out = Vec::with_capacity(reads.len());
-        for &id in reads {
-            out.push(match &self.pool.get(id)?.raw {
-                CpuBuf::F32(v) => HostVec::F32(v.clone()),
-                CpuBuf::U32(v) => HostVec::U32(v.clone()),
-            });
-        }
+        let out = reads.iter().map(|&id| self.read(id)).collect::<Result<Vec<_>>>()?;
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.done.insert(ticket, out);
@@ -270,5 +296,14 @@ impl Backend for CpuBackend {
 
     fn stats(&self) -> Stats {
         self.pool.stats
+    }
+
+    /// A direct copy: unlike the trait's default, it compiles no plan (so `plans_compiled` stays
+    /// flat in a training loop that reads its loss).
+    fn read(&mut self, id: BufferId) -> Result<HostVec> {
+        Ok(match &self.pool.get(id)?.raw {
+            CpuBuf::F32(v) => HostVec::F32(v.clone()),
+            CpuBuf::U32(v) => HostVec::U32(v.clone()),
+        })
     }
 }

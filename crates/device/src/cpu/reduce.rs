@@ -5,15 +5,23 @@ use rayon::prelude::*;
 
 use crate::kernel::ReduceOp;
 
-use super::PAR_MIN;
+use super::Par;
 
 /// Inner positions handled together, accumulated in a stack array.
 const TILE: usize = 64;
 
 /// Sum, mean or max: `y[o, i] = reduce over l of x[o, l, i]`.
-pub(crate) fn reduce(op: ReduceOp, outer: usize, len: usize, inner: usize, y: &mut [f32], x: &[f32]) {
+pub(crate) fn reduce(
+    par: Par,
+    op: ReduceOp,
+    outer: usize,
+    len: usize,
+    inner: usize,
+    y: &mut [f32],
+    x: &[f32],
+) {
     let one = |y: &mut [f32], x: &[f32]| reduce_outer(op, len, inner, y, x);
-    if x.len() >= PAR_MIN && outer > 1 {
+    if par.light(x.len()) && outer > 1 {
         y.par_chunks_mut(inner).zip(x.par_chunks(len * inner)).for_each(|(y, x)| one(y, x));
     } else {
         y.chunks_mut(inner).zip(x.chunks(len * inner)).for_each(|(y, x)| one(y, x));
@@ -75,8 +83,15 @@ pub(crate) fn argmax(outer: usize, len: usize, inner: usize, idx: &mut [u32], x:
 }
 
 /// Row-parallel helper: `f(out_row, in_row, other_row)` over rows of `cols`.
-fn rows(cols: usize, out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync) {
-    if out.len() >= PAR_MIN && out.len() > cols {
+fn rows(
+    parallel: bool,
+    cols: usize,
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) {
+    if parallel && out.len() > cols {
         out.par_chunks_mut(cols)
             .zip(a.par_chunks(cols).zip(b.par_chunks(cols)))
             .for_each(|(o, (a, b))| f(o, a, b));
@@ -93,8 +108,8 @@ pub(crate) fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
 }
 
 /// Softmax (or log-softmax) of each row of `cols`, shifted by the row max so nothing overflows.
-pub(crate) fn softmax(cols: usize, log: bool, y: &mut [f32], x: &[f32]) {
-    rows(cols, y, x, x, |y, x, _| {
+pub(crate) fn softmax(par: Par, cols: usize, log: bool, y: &mut [f32], x: &[f32]) {
+    rows(par.heavy(y.len()), cols, y, x, x, |y, x, _| {
         let (m, s) = max_and_sum_exp(x);
         if log {
             let lse = m as f64 + s.ln();
@@ -111,8 +126,8 @@ pub(crate) fn softmax(cols: usize, log: bool, y: &mut [f32], x: &[f32]) {
 }
 
 /// Softmax: `dx = y * (dy - sum(dy * y))`; log-softmax: `dx = dy - exp(y) * sum(dy)`.
-pub(crate) fn softmax_grad(cols: usize, log: bool, dx: &mut [f32], y: &[f32], dy: &[f32]) {
-    rows(cols, dx, y, dy, |dx, y, dy| {
+pub(crate) fn softmax_grad(par: Par, cols: usize, log: bool, dx: &mut [f32], y: &[f32], dy: &[f32]) {
+    rows(if log { par.heavy(dx.len()) } else { par.light(dx.len()) }, cols, dx, y, dy, |dx, y, dy| {
         if log {
             let s = dy.iter().map(|&g| g as f64).sum::<f64>() as f32;
             for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {

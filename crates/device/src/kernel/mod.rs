@@ -111,13 +111,16 @@ pub enum Kernel {
     BceLogitsGrad {
         n: usize,
     },
-    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels. A label
-    /// `>= cols` has an all-zero one-hot (its row adds logsumexp only); the trainer validates labels.
+    /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels.
+    /// Kernels cannot fail, so a label `>= cols` has an all-zero one-hot: that row adds
+    /// `logsumexp(z_row)` (the label term is skipped) and the mean still divides by `rows`. The
+    /// trainer validates labels on the host before they get here.
     SoftmaxCeLoss {
         rows: usize,
         cols: usize,
     },
-    /// `dz = (softmax(z) - onehot(label)) / rows * dloss`.
+    /// `dz = (softmax(z) - onehot(label)) / rows * dloss`; a label `>= cols` has an all-zero
+    /// one-hot (its row is `softmax(z_row) / rows * dloss`), consistent with the loss above.
     SoftmaxCeGrad {
         rows: usize,
         cols: usize,
