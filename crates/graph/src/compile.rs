@@ -154,7 +154,11 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
                 .filter(|(_, s)| fits(s))
                 .min_by_key(|(_, &s)| {
                     let have = plan.temps[s].1;
-                    if have >= len { (0, have) } else { (1, usize::MAX - have) }
+                    if have >= len {
+                        (0, have)
+                    } else {
+                        (1, usize::MAX - have)
+                    }
                 })
                 .map(|(k, _)| k);
             let slot = match best {
@@ -232,7 +236,13 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                 }
             };
             let ((m, k), (_, n)) = (last2(&sa, *trans_a), last2(&sb, *trans_b));
-            let batch = if sa.len() == 3 { sa[0] } else if sb.len() == 3 { sb[0] } else { 1 };
+            let batch = if sa.len() == 3 {
+                sa[0]
+            } else if sb.len() == 3 {
+                sb[0]
+            } else {
+                1
+            };
             Kernel::Matmul(Matmul {
                 batch,
                 m,

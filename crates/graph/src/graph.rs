@@ -24,33 +24,59 @@ impl NodeId {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Fed by the caller every step; its leading dimension is the batch.
-    Input { name: String },
+    Input {
+        name: String,
+    },
     /// A trainable tensor that persists across steps.
-    Param { name: String },
+    Param {
+        name: String,
+    },
     /// Optimizer state (momentum, Adam moments): persistent, not trainable.
-    State { name: String },
+    State {
+        name: String,
+    },
     /// A persistent tensor holding the node's `init` data.
     Const,
     /// The optimizer's hyper-parameter buffer, rewritten by the session every step.
     Hyper,
     /// A tensor of one value (divided by the batch size when `per_batch`), written once per plan.
-    Fill { value: f32, per_batch: bool },
+    Fill {
+        value: f32,
+        per_batch: bool,
+    },
     /// The same data under another shape: no kernel, the buffer is shared.
     Reshape,
     /// Stands in for an op that failed to build; the graph's first error says why.
     Invalid,
     /// `op(a) @ op(b)`, with an optional leading batch dimension on either operand.
-    Matmul { trans_a: bool, trans_b: bool },
-    Unary { op: UnaryOp, alpha: f32 },
+    Matmul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Unary {
+        op: UnaryOp,
+        alpha: f32,
+    },
     /// Inputs `[saved, dy]`, where `saved` is the forward input or output as `op.saved()` says.
-    UnaryGrad { op: UnaryOp, alpha: f32 },
+    UnaryGrad {
+        op: UnaryOp,
+        alpha: f32,
+    },
     Binary(BinaryOp),
     /// Reduces `axis`; keeps it as size 1 when `keep`.
-    Reduce { op: ReduceOp, axis: usize, keep: bool },
+    Reduce {
+        op: ReduceOp,
+        axis: usize,
+        keep: bool,
+    },
     /// Softmax or log-softmax over the last axis.
-    Softmax { log: bool },
+    Softmax {
+        log: bool,
+    },
     /// Inputs `[y, dy]`.
-    SoftmaxGrad { log: bool },
+    SoftmaxGrad {
+        log: bool,
+    },
     /// Inputs `[pred, target]`, scalar output.
     MseLoss,
     /// Inputs `[pred, target, dloss]`.
@@ -61,10 +87,14 @@ pub enum Op {
     SoftmaxCeLoss,
     SoftmaxCeGrad,
     /// Inputs `[table, index (u32)]`: selects entries of `axis`.
-    Gather { axis: usize },
+    Gather {
+        axis: usize,
+    },
     /// Inputs `[src, index (u32)]`: sums src rows into `axis` positions (the node's shape says
     /// how many).
-    ScatterAdd { axis: usize },
+    ScatterAdd {
+        axis: usize,
+    },
     /// In-place optimizer step. Inputs `[param, grad, hyper, state...]`; no output.
     Update(Optimizer),
 }

@@ -90,7 +90,10 @@ impl Graph {
     pub fn optimize(&self, params: &[NodeId], grads: &[NodeId], opt: Optimizer) -> Result<Vec<NodeId>> {
         self.check()?;
         if params.len() != grads.len() {
-            return Err(Error::shape(opt.name(), format!("{} parameters, {} gradients", params.len(), grads.len())));
+            return Err(Error::shape(
+                opt.name(),
+                format!("{} parameters, {} gradients", params.len(), grads.len()),
+            ));
         }
         if self.nodes().iter().any(|n| n.op == Op::Hyper) {
             return Err(Error::name("optimizer", opt.name(), "the graph already has an optimizer"));

@@ -28,7 +28,12 @@ pub fn evaluate(g: &Graph, batch: usize, values: &HashMap<NodeId, Vec<f64>>) -> 
     Ok(out)
 }
 
-fn eval_node(nodes: &[Node], node: &Node, vals: &[Vec<f64>], batch: usize) -> std::result::Result<Vec<f64>, String> {
+fn eval_node(
+    nodes: &[Node],
+    node: &Node,
+    vals: &[Vec<f64>],
+    batch: usize,
+) -> std::result::Result<Vec<f64>, String> {
     let len = node.shape.numel(batch);
     let x = |k: usize| &vals[node.inputs[k].index()];
     let dims = |k: usize| nodes[node.inputs[k].index()].shape.resolve(batch);
@@ -148,7 +153,9 @@ fn eval_node(nodes: &[Node], node: &Node, vals: &[Vec<f64>], batch: usize) -> st
             let mut dz = Vec::with_capacity(len);
             for (r, &l) in x(0).chunks(cols).zip(x(1)) {
                 let m = lse(r);
-                dz.extend(r.iter().enumerate().map(|(j, v)| ((v - m).exp() - (j == l as usize) as u8 as f64) * s));
+                dz.extend(
+                    r.iter().enumerate().map(|(j, v)| ((v - m).exp() - (j == l as usize) as u8 as f64) * s),
+                );
             }
             dz
         }
@@ -229,7 +236,13 @@ pub fn unary(op: UnaryOp, x: f64, alpha: f64) -> f64 {
         UnaryOp::Reciprocal => 1.0 / x,
         UnaryOp::Abs => x.abs(),
         UnaryOp::Relu => x.max(0.0),
-        UnaryOp::LeakyRelu => if x > 0.0 { x } else { alpha * x },
+        UnaryOp::LeakyRelu => {
+            if x > 0.0 {
+                x
+            } else {
+                alpha * x
+            }
+        }
         UnaryOp::Sigmoid => sigmoid(x),
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
@@ -246,7 +259,13 @@ pub fn unary_grad(op: UnaryOp, s: f64, alpha: f64) -> f64 {
         UnaryOp::Reciprocal => -s * s,
         UnaryOp::Abs => s.signum() * (s != 0.0) as u8 as f64,
         UnaryOp::Relu => (s > 0.0) as u8 as f64,
-        UnaryOp::LeakyRelu => if s > 0.0 { 1.0 } else { alpha },
+        UnaryOp::LeakyRelu => {
+            if s > 0.0 {
+                1.0
+            } else {
+                alpha
+            }
+        }
         UnaryOp::Sigmoid => s * (1.0 - s),
         UnaryOp::Tanh => 1.0 - s * s,
         UnaryOp::Gelu => {

@@ -168,7 +168,13 @@ impl Session {
             if data.dtype() != n.dtype || pow != 1 || data.len() % per != 0 || data.is_empty() {
                 return Err(Error::feed(
                     format!("input '{name}'"),
-                    format!("shape {} ({:?}) cannot hold {} x {:?}", n.shape, n.dtype, data.len(), data.dtype()),
+                    format!(
+                        "shape {} ({:?}) cannot hold {} x {:?}",
+                        n.shape,
+                        n.dtype,
+                        data.len(),
+                        data.dtype()
+                    ),
                 ));
             }
             let b = data.len() / per;
@@ -289,7 +295,10 @@ impl Session {
     fn set(&mut self, what: &'static str, name: &str, data: &[f32]) -> Result<()> {
         let (b, len) = self.named(what, name)?;
         if data.len() != len {
-            return Err(Error::feed(format!("{what} '{name}'"), format!("holds {len} values, got {}", data.len())));
+            return Err(Error::feed(
+                format!("{what} '{name}'"),
+                format!("holds {len} values, got {}", data.len()),
+            ));
         }
         Ok(self.backend.write(b, HostData::F32(data))?)
     }

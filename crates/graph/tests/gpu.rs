@@ -15,7 +15,9 @@ fn gpu() -> Option<Box<dyn Backend>> {
             panic!("KILN_REQUIRE_GPU=1 but no GPU backend: {e}")
         }
         Err(e) => {
-            eprintln!("\n!!! SKIPPED: GPU test, no GPU backend ({e}); set KILN_REQUIRE_GPU=1 to fail instead\n");
+            eprintln!(
+                "\n!!! SKIPPED: GPU test, no GPU backend ({e}); set KILN_REQUIRE_GPU=1 to fail instead\n"
+            );
             None
         }
     }
@@ -40,8 +42,13 @@ fn net(seed: u64) -> Net {
     let mut params = Vec::new();
     for (i, w) in sizes.windows(2).enumerate() {
         let s = 1.0 / (w[0] as f32).sqrt();
-        let wt = g.param_init(&format!("{}.weight", 2 * i), &[w[1], w[0]], rng.vec(w[0] * w[1]).iter().map(|v| v * s).collect());
-        let b = g.param_init(&format!("{}.bias", 2 * i), &[w[1]], rng.vec(w[1]).iter().map(|v| v * s).collect());
+        let wt = g.param_init(
+            &format!("{}.weight", 2 * i),
+            &[w[1], w[0]],
+            rng.vec(w[0] * w[1]).iter().map(|v| v * s).collect(),
+        );
+        let b =
+            g.param_init(&format!("{}.bias", 2 * i), &[w[1]], rng.vec(w[1]).iter().map(|v| v * s).collect());
         params.extend([wt, b]);
         let a = g.linear(h, wt, Some(b));
         h = match i {

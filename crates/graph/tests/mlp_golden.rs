@@ -13,9 +13,11 @@ fn mlp_gradients_match_numpy() {
     let vec = |v: &serde_json::Value| -> Vec<f32> {
         v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
     };
-    let sizes: Vec<usize> = j["sizes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let sizes: Vec<usize> =
+        j["sizes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let x_data = vec(&j["x"]);
-    let labels: Vec<u32> = j["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let labels: Vec<u32> =
+        j["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let lr = j["adam_lr"].as_f64().unwrap() as f32;
 
     let g = Graph::new();

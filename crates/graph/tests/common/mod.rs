@@ -53,7 +53,14 @@ pub struct Case {
 
 impl Case {
     pub fn new(seed: u64, batch: usize) -> Self {
-        Case { g: Graph::new(), rng: Rng::new(seed), batch, params: vec![], f32_inputs: vec![], u32_inputs: vec![] }
+        Case {
+            g: Graph::new(),
+            rng: Rng::new(seed),
+            batch,
+            params: vec![],
+            f32_inputs: vec![],
+            u32_inputs: vec![],
+        }
     }
     pub fn param(&mut self, shape: &[usize]) -> NodeId {
         let data = self.rng.vec(shape.iter().product());
@@ -86,7 +93,10 @@ impl Case {
     /// Ends `y` in a loss whose incoming gradient is not uniform: `sum(exp(y) * r)`, r random.
     pub fn test_loss(&mut self, y: NodeId) -> NodeId {
         let shape = self.g.shape(y);
-        let r = if shape.rank() > 0 && shape.0[0] == kiln_graph::B && !shape.0[1..].iter().any(|d| matches!(d, kiln_graph::Dim::Batch(_))) {
+        let r = if shape.rank() > 0
+            && shape.0[0] == kiln_graph::B
+            && !shape.0[1..].iter().any(|d| matches!(d, kiln_graph::Dim::Batch(_)))
+        {
             let rest: Vec<usize> = shape.resolve(1)[1..].to_vec();
             self.input(&rest)
         } else {
