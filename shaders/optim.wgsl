@@ -32,13 +32,16 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     if i >= p.len { return; }
     let lr = hyper[0];
     let momentum = hyper[1];
-    var g = grad[i] + hyper[2] * param[i];
-    if momentum != 0.0 {
-        let buf = momentum * state[i] + g;
-        state[i] = buf;
-        g = select(buf, g + momentum * buf, hyper[3] != 0.0);
+    let g = grad[i] + hyper[2] * param[i];
+    let buf = momentum * state[i] + g;
+    state[i] = buf;
+    var step = g;
+    if hyper[3] != 0.0 {
+        step = g + momentum * buf;
+    } else if momentum != 0.0 {
+        step = buf;
     }
-    param[i] = param[i] - lr * g;
+    param[i] = param[i] - lr * step;
 }
 
 // hyper: [lr, beta1, beta2, eps, weight_decay, 1 - beta1^t, 1 - beta2^t]

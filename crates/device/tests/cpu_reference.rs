@@ -639,7 +639,7 @@ fn wrong_dtype_is_a_binding_error() {
     let err = be
         .compile(&[Launch::new(Kernel::Unary { op: UnaryOp::Exp, len: 5, alpha: 0.0 }, &[c, idx])])
         .unwrap_err();
-    assert!(matches!(err, Error::Binding { op: "exp", slot: 1, got_dtype: DType::U32, .. }), "{err}");
+    assert!(matches!(err, Error::Binding { op: "exp_forward", slot: 1, got_dtype: DType::U32, .. }), "{err}");
     let argmax = Kernel::Reduce { op: ReduceOp::Argmax, outer: 1, len: 5, inner: 1 };
     let err = be.compile(&[Launch::new(argmax, &[c, x])]).unwrap_err();
     assert!(matches!(err, Error::Binding { op: "argmax", slot: 0, got_dtype: DType::F32, .. }), "{err}");
@@ -677,9 +677,9 @@ fn zero_sized_dims_are_shape_errors() {
     let y = be.alloc(DType::F32, 4).unwrap();
     let cases = [
         (Kernel::Matmul(Matmul::new(2, 0, 2)), vec![y, x, x], "matmul"),
-        (Kernel::Reduce { op: ReduceOp::Sum, outer: 1, len: 0, inner: 4 }, vec![y, x], "sum"),
+        (Kernel::Reduce { op: ReduceOp::Sum, outer: 1, len: 0, inner: 4 }, vec![y, x], "reduce_sum"),
         (Kernel::Softmax { rows: 0, cols: 4, log: true }, vec![y, x], "log_softmax"),
-        (Kernel::Unary { op: UnaryOp::Relu, len: 0, alpha: 0.0 }, vec![y, x], "relu"),
+        (Kernel::Unary { op: UnaryOp::Relu, len: 0, alpha: 0.0 }, vec![y, x], "relu_forward"),
     ];
     for (kernel, bufs, op) in cases {
         let err = be.compile(&[Launch::new(kernel, &bufs)]).unwrap_err();

@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
-    open, Access, Backend, BackendChoice, BinaryOp, Broadcast, DType, HostData, HostVec, Kernel, Launch, Matmul,
-    ReduceOp, UnaryOp, HYPER_LEN,
+    open, Access, Backend, BackendChoice, BinaryOp, Broadcast, DType, HostData, HostVec, Kernel, Launch,
+    Matmul, ReduceOp, UnaryOp, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -57,7 +57,9 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 return HostVec::U32(v);
             }
             HostVec::F32(match (k, s.name, s.access) {
-                (Kernel::Sgd { .. } | Kernel::Adam { .. } | Kernel::Rmsprop { .. }, "param", _) => rng.normal_vec(n),
+                (Kernel::Sgd { .. } | Kernel::Adam { .. } | Kernel::Rmsprop { .. }, "param", _) => {
+                    rng.normal_vec(n)
+                }
                 (Kernel::Rmsprop { .. }, "state", _) | (_, "v", _) => rng.uniform_vec(n, 0.0, 1.0),
                 (_, "state" | "m", _) => rng.normal_vec(n).iter().map(|x| 0.1 * x).collect(),
                 (_, _, Access::Write) => vec![f32::NAN; n],
@@ -67,16 +69,29 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                     h
                 }
                 (_, "dloss", _) => rng.uniform_vec(1, 0.5, 2.0),
+                // the saved output of softmax is a distribution (of log-softmax, its log)
+                (Kernel::SoftmaxGrad { cols, log, .. }, "y", _) => {
+                    let mut y = rng.normal_vec(n).iter().map(|x| x.exp()).collect::<Vec<f32>>();
+                    for row in y.chunks_mut(*cols) {
+                        let total: f32 = row.iter().sum();
+                        row.iter_mut().for_each(|v| *v = if *log { (*v / total).ln() } else { *v / total });
+                    }
+                    y
+                }
                 (Kernel::BceLogitsLoss { .. } | Kernel::BceLogitsGrad { .. }, "target", _) => {
                     rng.uniform_vec(n, 0.0, 1.0)
                 }
                 (Kernel::Unary { op, .. }, "x", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
                 (Kernel::UnaryGrad { op, .. }, "saved", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
-                (Kernel::Binary { op: BinaryOp::Div, .. }, "b", _) => {
-                    rng.uniform_vec(n, 0.5, 2.0).iter().map(|x| if rng.unit() < 0.5 { -x } else { *x }).collect()
-                }
+                (Kernel::Binary { op: BinaryOp::Div, .. }, "b", _) => rng
+                    .uniform_vec(n, 0.5, 2.0)
+                    .iter()
+                    .map(|x| if rng.unit() < 0.5 { -x } else { *x })
+                    .collect(),
                 // Comparisons and max/min need ties: values on a coarse grid.
-                (Kernel::Binary { op, .. }, _, _) if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) => {
+                (Kernel::Binary { op, .. }, _, _)
+                    if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) =>
+                {
                     rng.normal_vec(n).iter().map(|x| (x * 2.0).round() / 2.0).collect()
                 }
                 _ => rng.normal_vec(n),
@@ -198,7 +213,8 @@ fn reductions_match_cpu() {
 #[test]
 fn softmax_and_backward_match_cpu() {
     for log in [false, true] {
-        for (i, (rows, cols)) in [(1, 1), (3, 17), (33, 127), (5, 1000), (70_001, 2)].into_iter().enumerate() {
+        for (i, (rows, cols)) in [(1, 1), (3, 17), (33, 127), (5, 1000), (70_001, 2)].into_iter().enumerate()
+        {
             check(Kernel::Softmax { rows, cols, log }, 70 + i as u64, &[]);
             check(Kernel::SoftmaxGrad { rows, cols, log }, 80 + i as u64, &[]);
         }

@@ -344,11 +344,11 @@ impl Kernel {
         | Kernel::UnaryGrad { op: UnaryOp::LeakyRelu, alpha, .. }
         | Kernel::BiasAct { op: UnaryOp::LeakyRelu, alpha, .. } = *self
         {
-            if !(alpha >= 0.0) {
+            if alpha.is_nan() || alpha < 0.0 {
                 return Err(Error::shape(self.name(), format!("negative slope must be >= 0, got {alpha}")));
             }
         }
-        if dims.iter().any(|&d| d == 0) {
+        if dims.contains(&0) {
             return Err(Error::shape(self.name(), format!("zero-sized dimension in {dims:?}")));
         }
         if self.slots().iter().any(|s| s.len > u32::MAX as usize) {

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""PyTorch CPU peer for Kiln's benchmarks (definitions: BENCHMARKS.md).
+
+Prints one line per figure on stdout, in the same form as Kiln's benches:
+
+    bench=mlp-small backend=torch steps_per_s=1234.5
+    bench=mlp-large backend=torch steps_per_s=30.2
+    bench=matmul backend=torch n=1024 gflops=146.0
+
+Usage:
+    torch_bench.py [mlp-small|mlp-large|matmul|all ...] [--threads N] [--quick]
+    torch_bench.py --cold-start      # import torch, build mlp-small, one step, exit
+
+Diagnostics (thread count, versions) go to stderr, so stdout stays parseable.
+`--quick` (or KILN_PEERS_QUICK=1) shrinks repeats/steps for a smoke test; its
+numbers are not the figures BENCHMARKS.md defines.
+
+New benchmarks (a CNN, a small transformer, ...) go in BENCHMARKS below: a
+function taking the parsed args and returning the lines it printed.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+# torch is imported lazily (in main / run_cold_start) so that --cold-start
+# measures `import torch` as part of the process lifetime, as a user would see.
+torch = None
+nn = None
+
+SEED = 1234
+N_BATCHES = 8  # pre-generated batches, cycled
+
+
+def _import_torch():
+    global torch, nn
+    import torch as _torch
+    import torch.nn as _nn
+
+    torch, nn = _torch, _nn
+
+
+def emit(line):
+    print(line, flush=True)
+    return line
+
+
+# ---------------------------------------------------------------------------
+# Models and data
+
+
+def make_mlp(sizes):
+    """Linear layers with ReLU between them (none after the last)."""
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def make_data(batch, in_dim, classes, n_batches=N_BATCHES, seed=SEED):
+    """Synthetic data from a fixed seed: inputs ~ N(0,1), labels uniform over classes."""
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(batch, in_dim, generator=g, dtype=torch.float32) for _ in range(n_batches)]
+    ys = [torch.randint(0, classes, (batch,), generator=g, dtype=torch.int64) for _ in range(n_batches)]
+    return xs, ys
+
+
+class Trainer:
+    """Model + CrossEntropyLoss + Adam; step() = zero_grad, forward, backward, update, loss.item()."""
+
+    def __init__(self, sizes, batch, lr=1e-3, seed=SEED):
+        torch.manual_seed(seed)
+        self.model = make_mlp(sizes)
+        self.model.train()
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.xs, self.ys = make_data(batch, sizes[0], sizes[-1])
+        self.i = 0
+
+    def step(self):
+        x = self.xs[self.i % len(self.xs)]
+        y = self.ys[self.i % len(self.ys)]
+        self.i += 1
+        self.opt.zero_grad()
+        loss = self.loss_fn(self.model(x), y)
+        loss.backward()
+        self.opt.step()
+        return loss.item()  # read the loss back every step, like a logging loop
+
+    def steps_per_s(self, steps, warmup, repeats):
+        for _ in range(warmup):
+            self.step()
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                loss = self.step()
+            dt = time.perf_counter() - t0
+            rates.append(steps / dt)
+        if loss != loss:  # NaN
+            raise RuntimeError("loss is NaN")
+        print(f"  rates={[round(r, 1) for r in rates]} last_loss={loss:.4f}", file=sys.stderr)
+        return statistics.median(rates)
+
+
+# (sizes, batch, steps, warmup, repeats) per BENCHMARKS.md; --quick scales these down.
+MLP_SPECS = {
+    "mlp-small": ([64, 128, 128, 10], 64, 200, 20, 5),
+    "mlp-large": ([784, 1024, 1024, 10], 256, 30, 5, 3),
+}
+
+
+def bench_mlp(name, args):
+    sizes, batch, steps, warmup, repeats = MLP_SPECS[name]
+    if args.quick:
+        steps, warmup, repeats = max(steps // 10, 3), max(warmup // 5, 1), 2
+    rate = Trainer(sizes, batch).steps_per_s(steps, warmup, repeats)
+    return [emit(f"bench={name} backend=torch steps_per_s={rate:.1f}")]
+
+
+def bench_mlp_small(args):
+    return bench_mlp("mlp-small", args)
+
+
+def bench_mlp_large(args):
+    return bench_mlp("mlp-large", args)
+
+
+# ---------------------------------------------------------------------------
+# Matmul
+
+MATMUL_SIZES = (256, 512, 1024, 2048)
+
+
+def time_matmul(n, repeats, min_time):
+    """Median GFLOP/s over `repeats`; each repeat runs enough calls to last >= min_time s."""
+    g = torch.Generator().manual_seed(SEED + n)
+    a = torch.randn(n, n, generator=g, dtype=torch.float32)
+    b = torch.randn(n, n, generator=g, dtype=torch.float32)
+    c = torch.empty(n, n, dtype=torch.float32)
+    torch.mm(a, b, out=c)  # warm-up (thread pool, allocations)
+    # calibrate the number of calls per repeat
+    calls = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(a, b, out=c)
+        dt = time.perf_counter() - t0
+        if dt >= min_time or calls >= 1 << 16:
+            break
+        calls = max(calls * 2, int(calls * min_time / max(dt, 1e-9)) + 1)
+    flops = 2.0 * n**3 * calls
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(a, b, out=c)
+        rates.append(flops / (time.perf_counter() - t0) / 1e9)
+    print(f"  n={n} calls/repeat={calls} gflops={[round(r, 1) for r in rates]}", file=sys.stderr)
+    return statistics.median(rates)
+
+
+def bench_matmul(args):
+    repeats, min_time = (3, 0.05) if args.quick else (7, 0.2)
+    lines = []
+    for n in args.sizes or MATMUL_SIZES:
+        gf = time_matmul(n, repeats, min_time)
+        lines.append(emit(f"bench=matmul backend=torch n={n} gflops={gf:.1f}"))
+    return lines
+
+
+# name -> function(args) -> list of printed lines. `all` runs them in this order.
+BENCHMARKS = {
+    "mlp-small": bench_mlp_small,
+    "mlp-large": bench_mlp_large,
+    "matmul": bench_matmul,
+    # "cnn-small": bench_cnn_small,          # later
+    # "transformer-small": bench_transformer,  # later
+}
+
+
+# ---------------------------------------------------------------------------
+# Cold start
+
+
+def run_cold_start():
+    """Import torch, build mlp-small, run ONE training step, exit.
+
+    The caller times the whole process from spawn to exit. Nothing goes to stdout.
+    """
+    _import_torch()
+    sizes, batch, _, _, _ = MLP_SPECS["mlp-small"]
+    loss = Trainer(sizes, batch).step()
+    if loss != loss:
+        print("cold-start: loss is NaN", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "benches",
+        nargs="*",
+        default=["all"],
+        metavar="BENCH",
+        help=f"one or more of: {', '.join(BENCHMARKS)}, all (default: all)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) (default: torch's default)")
+    p.add_argument("--quick", action="store_true", default=os.environ.get("KILN_PEERS_QUICK", "") not in ("", "0"),
+                   help="few short repeats, for smoke tests (also KILN_PEERS_QUICK=1); not the defined figures")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="matmul sizes (default: 256 512 1024 2048)")
+    p.add_argument("--cold-start", action="store_true", help="import torch, build mlp-small, one step, exit")
+    args = p.parse_args(argv)
+    for b in args.benches:
+        if b != "all" and b not in BENCHMARKS:
+            p.error(f"unknown benchmark {b!r}; choose from {', '.join(BENCHMARKS)}, all")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.cold_start:
+        if args.threads:
+            _import_torch()
+            torch.set_num_threads(args.threads)
+        return run_cold_start()
+
+    _import_torch()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__} threads={torch.get_num_threads()} "
+        f"interop_threads={torch.get_num_interop_threads()}" + (" (quick mode)" if args.quick else ""),
+        file=sys.stderr,
+    )
+    names = list(BENCHMARKS) if "all" in args.benches else list(dict.fromkeys(args.benches))
+    for name in names:
+        print(f"[{name}]", file=sys.stderr)
+        BENCHMARKS[name](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
