@@ -227,3 +227,49 @@ fn mean_fill(g: &Graph, shape: Shape, len: crate::shape::Dim) -> NodeId {
         Batch(k) => g.push(Op::Fill { value: 1.0 / k as f32, per_batch: true }, &[], shape, DType::F32),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each rule reads only what `saved` declares: the backward nodes of `y = op(x)` refer to `x`
+    /// only when the op saves its input, and to `y` only when it saves its output (max reads both).
+    #[test]
+    fn backward_rules_read_what_they_declare() {
+        type Build = fn(&Graph, NodeId, NodeId) -> NodeId;
+        let cases: Vec<(&str, Build)> = vec![
+            ("relu", |g, x, _| g.relu(x)),
+            ("exp", |g, x, _| g.exp(x)),
+            ("log", |g, x, _| g.log(x)),
+            ("gelu", |g, x, _| g.gelu(x)),
+            ("neg", |g, x, _| g.neg(x)),
+            ("add", |g, x, w| g.add(x, w)),
+            ("sub", |g, x, w| g.sub(x, w)),
+            ("mul", |g, x, w| g.mul(x, w)),
+            ("div", |g, x, w| g.div(x, w)),
+            ("matmul", |g, x, w| g.matmul_t(x, w, false, true)),
+            ("softmax", |g, x, _| g.softmax(x)),
+            ("sum", |g, x, _| g.sum(x, 1, false)),
+            ("mean", |g, x, _| g.mean(x, 0, true)),
+            ("reshape", |g, x, _| g.reshape(x, &[Fixed(12)])),
+        ];
+        for (name, build) in cases {
+            let g = Graph::new();
+            let x = g.param("x", &[3, 4]);
+            let w = g.param("w", &[3, 4]);
+            let y = build(&g, x, w);
+            let loss = g.sum_all(y);
+            let op = g.node(y).op;
+            let before = g.len();
+            g.gradients(loss, &[x]).unwrap();
+            let nodes = g.nodes();
+            let reads = |t: NodeId| nodes[before..].iter().any(|n| n.inputs.contains(&t));
+            let (rx, ry) = (reads(x) || reads(w), reads(y));
+            match saved(&op) {
+                Saved::Neither => assert!(!rx && !ry, "{name} reads x: {rx}, y: {ry}"),
+                Saved::Input => assert!(!ry, "{name} saves its input but reads its output"),
+                Saved::Output => assert!(!rx, "{name} saves its output but reads its input"),
+            }
+        }
+    }
+}

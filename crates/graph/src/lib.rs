@@ -4,6 +4,39 @@
 //! [`Graph::gradients`], append optimizer updates with [`Graph::optimize`], and run it with a
 //! [`Session`], which compiles one [`Plan`] per batch size (fused, buffers planned by liveness)
 //! and submits it every step.
+//!
+//! ```
+//! use kiln_device::{open, BackendChoice, HostData};
+//! use kiln_graph::{Graph, Optimizer, Session};
+//!
+//! # fn main() -> kiln_graph::Result<()> {
+//! // A 2-layer MLP, 4 -> 8 -> 3, PyTorch names and layouts (weight is [out, in]).
+//! let g = Graph::new();
+//! let x = g.input("x", &[4]); // [B, 4]: the batch size is symbolic
+//! let y = g.input_u32("y", &[]); // [B] class labels
+//! let w1 = g.param_init("0.weight", &[8, 4], vec![0.1; 32]);
+//! let b1 = g.param("0.bias", &[8]);
+//! let w2 = g.param_init("2.weight", &[3, 8], vec![-0.1; 24]);
+//! let b2 = g.param("2.bias", &[3]);
+//! let h = g.relu(g.add(g.matmul_t(x, w1, false, true), b1)); // fused into one bias_act launch
+//! let logits = g.linear(h, w2, Some(b2));
+//! let loss = g.softmax_cross_entropy(logits, y);
+//! g.check()?; // the first shape error, naming the op and both shapes
+//! let params = [w1, b1, w2, b2];
+//! let grads = g.gradients(loss, &params)?;
+//! g.optimize(&params, &grads, Optimizer::adam(1e-3))?;
+//!
+//! let mut s = Session::new(g, open(BackendChoice::Cpu)?)?;
+//! let (xs, ys) = (vec![0.5f32; 2 * 4], vec![1u32, 2]);
+//! let feeds = [(x, HostData::F32(&xs)), (y, HostData::U32(&ys))];
+//! let step = s.train(&feeds, &[loss])?; // queued; step k+1 may be submitted before waiting
+//! let loss_value = s.wait(step)?.remove(0).into_f32()?[0];
+//! assert!(loss_value > 0.0);
+//! let probs = s.run_sync(&[(x, HostData::F32(&xs))], &[logits])?; // forward-only plan
+//! assert_eq!(probs[0].len(), 2 * 3);
+//! # Ok(())
+//! # }
+//! ```
 
 mod autodiff;
 mod compile;

@@ -131,7 +131,7 @@ impl Graph {
     pub fn unary(&self, op: UnaryOp, x: NodeId, alpha: f32) -> NodeId {
         self.build(Op::Unary { op, alpha }, &[x], |n| {
             want(op.name(), n[0], F32)?;
-            if op == UnaryOp::LeakyRelu && !(alpha >= 0.0) {
+            if op == UnaryOp::LeakyRelu && (alpha.is_nan() || alpha < 0.0) {
                 return Err(Error::shape("leaky_relu", format!("negative slope must be >= 0, got {alpha}")));
             }
             Ok((n[0].shape.clone(), F32))

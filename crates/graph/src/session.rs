@@ -107,7 +107,8 @@ impl Session {
     pub fn wait(&mut self, pending: Pending) -> Result<Vec<HostVec>> {
         let mut out = self.backend.wait(pending.ticket)?;
         // A fetched tensor may sit in a larger shared slot: keep its own elements.
-        for (v, &len) in out.iter_mut().zip(&self.plans[pending.plan].plan.fetch_lens) {
+        let lens = self.plans.get(pending.plan).map_or(&[][..], |b| &b.plan.fetch_lens[..]);
+        for (v, &len) in out.iter_mut().zip(lens) {
             match v {
                 HostVec::F32(d) => d.truncate(len),
                 HostVec::U32(d) => d.truncate(len),
@@ -230,7 +231,8 @@ impl Session {
         Ok(self.plans.len() - 1)
     }
 
-    /// Drops every compiled plan and its buffers (parameters and state are kept).
+    /// Drops every compiled plan and its buffers (parameters and state are kept). Wait for every
+    /// pending step first.
     pub fn clear_plans(&mut self) -> Result<()> {
         for b in self.plans.drain(..) {
             self.backend.drop_plan(b.id)?;
