@@ -9,7 +9,7 @@ mod dispatch;
 mod pipelines;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 pub use adapter::{describe_all, has_hardware_adapter};
@@ -56,7 +56,8 @@ struct Readback {
     dtype: DType,
     len: usize,
     staging: wgpu::Buffer,
-    mapped: Arc<AtomicBool>,
+    /// 0 while mapping, 1 mapped, 2 failed.
+    mapped: Arc<AtomicU8>,
 }
 
 struct InFlight {
@@ -169,6 +170,43 @@ impl GpuBackend {
         }
         Ok(Plan { steps, _params: Some(params) })
     }
+
+    /// Encodes a plan's launches (if any) and copies of `reads` into staging buffers, submits
+    /// once, and starts mapping the staging buffers.
+    fn submit_work(&mut self, plan: Option<PlanId>, reads: &[BufferId]) -> Result<Ticket> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
+        if let Some(plan) = plan {
+            let p = self.plans.get(&plan.0).ok_or(Error::UnknownPlan(plan.0))?;
+            if !p.steps.is_empty() {
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kiln"), timestamp_writes: None });
+                for s in &p.steps {
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                }
+            }
+        }
+        let mut readbacks = Vec::with_capacity(reads.len());
+        for &id in reads {
+            let (dtype, len) = self.pool.describe(id)?;
+            let bytes = 4 * len.max(1) as u64;
+            let staging = self.take_staging(bytes);
+            encoder.copy_buffer_to_buffer(&self.pool.get(id)?.raw, 0, &staging, 0, bytes);
+            readbacks.push(Readback { dtype, len, staging, mapped: Arc::new(AtomicU8::new(0)) });
+        }
+        let index = self.queue.submit([encoder.finish()]);
+        for r in &readbacks {
+            let flag = r.mapped.clone();
+            r.staging
+                .map_async(wgpu::MapMode::Read, .., move |res| flag.store(if res.is_ok() { 1 } else { 2 }, Ordering::Release));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.in_flight.insert(ticket, InFlight { index, reads: readbacks });
+        Ok(Ticket(ticket))
+    }
 }
 
 impl Backend for GpuBackend {
@@ -238,41 +276,19 @@ impl Backend for GpuBackend {
     }
 
     fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket> {
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
-        {
-            let p = self.plans.get(&plan.0).ok_or(Error::UnknownPlan(plan.0))?;
-            if !p.steps.is_empty() {
+        self.submit_work(Some(plan), reads)
+    }
+
+    /// A read outside any plan: one copy into a staging buffer, no plan compiled.
+    fn read(&mut self, id: BufferId) -> Result<HostVec> {
+        let ticket = self.submit_work(None, &[id])?;
+        Ok(self.wait(ticket)?.remove(0))
+    }
+
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("kiln"),
                     timestamp_writes: None,
                 });
-                for s in &p.steps {
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-                }
-            }
-        }
-        let mut readbacks = Vec::with_capacity(reads.len());
-        for &id in reads {
-            let (dtype, len) = self.pool.describe(id)?;
-            let bytes = 4 * len.max(1) as u64;
-            let staging = self.take_staging(bytes);
-            encoder.copy_buffer_to_buffer(&self.pool.get(id)?.raw, 0, &staging, 0, bytes);
-            readbacks.push(Readback { dtype, len, staging, mapped: Arc::new(AtomicBool::new(false)) });
-        }
-        let index = self.queue.submit([encoder.finish()]);
-        for r in &readbacks {
-            let flag = r.mapped.clone();
-            r.staging
-                .map_async(wgpu::MapMode::Read, .., move |res| flag.store(res.is_ok(), Ordering::Release));
-        }
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.in_flight.insert(ticket, InFlight { index, reads: readbacks });
-        Ok(Ticket(ticket))
-    }
 
     fn wait(&mut self, ticket: Ticket) -> Result<Vec<HostVec>> {
         let job = self
@@ -284,10 +300,13 @@ impl Backend for GpuBackend {
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
         let mut out = Vec::with_capacity(job.reads.len());
         for r in job.reads {
-            while !r.mapped.load(Ordering::Acquire) {
+            while r.mapped.load(Ordering::Acquire) == 0 {
                 self.device
                     .poll(wgpu::PollType::wait_indefinitely())
                     .map_err(|e| Error::Gpu(format!("mapping a read-back: {e}")))?;
+            }
+            if r.mapped.load(Ordering::Acquire) == 2 {
+                return Err(Error::Gpu("mapping a read-back buffer failed (device lost?)".into()));
             }
             {
                 let view =
