@@ -179,8 +179,10 @@ impl GpuBackend {
         if let Some(plan) = plan {
             let p = self.plans.get(&plan.0).ok_or(Error::UnknownPlan(plan.0))?;
             if !p.steps.is_empty() {
-                let mut pass = encoder
-                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kiln"), timestamp_writes: None });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("kiln"),
+                    timestamp_writes: None,
+                });
                 for s in &p.steps {
                     pass.set_pipeline(&s.pipeline);
                     pass.set_bind_group(0, &s.bind_group, &[]);
@@ -199,8 +201,9 @@ impl GpuBackend {
         let index = self.queue.submit([encoder.finish()]);
         for r in &readbacks {
             let flag = r.mapped.clone();
-            r.staging
-                .map_async(wgpu::MapMode::Read, .., move |res| flag.store(if res.is_ok() { 1 } else { 2 }, Ordering::Release));
+            r.staging.map_async(wgpu::MapMode::Read, .., move |res| {
+                flag.store(if res.is_ok() { 1 } else { 2 }, Ordering::Release)
+            });
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
@@ -284,11 +287,6 @@ impl Backend for GpuBackend {
         let ticket = self.submit_work(None, &[id])?;
         Ok(self.wait(ticket)?.remove(0))
     }
-
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("kiln"),
-                    timestamp_writes: None,
-                });
 
     fn wait(&mut self, ticket: Ticket) -> Result<Vec<HostVec>> {
         let job = self
