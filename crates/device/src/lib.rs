@@ -15,5 +15,7 @@ mod select;
 
 pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
 pub use error::{Error, Result};
-pub use kernel::{Access, BinaryOp, Broadcast, Kernel, Matmul, ReduceOp, Saved, UnaryOp, HYPER_LEN};
+pub use kernel::{
+    Access, BinaryOp, Broadcast, Kernel, Matmul, Permute, ReduceOp, Saved, UnaryOp, Window2d, HYPER_LEN,
+};
 pub use select::{open, BackendChoice, DeviceInfo, DeviceKind};

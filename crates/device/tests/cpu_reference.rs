@@ -798,3 +798,138 @@ fn info_describes_the_native_backend() {
     assert_eq!((info.kind, info.api.as_str()), (DeviceKind::Cpu, "native"));
     assert!(info.name.starts_with("native CPU (") && info.name.ends_with(" threads)"), "{}", info.name);
 }
+
+// ---- layout kernels: im2col / col2im, permute, window --------------------------------------
+
+/// Odd windows: asymmetric stride, padding and dilation, and a window as large as the padded image.
+fn conv_windows() -> Vec<Window2d> {
+    vec![
+        Window2d::square(1, 1, 1, 1, 1, 1, 0, 1),
+        Window2d::square(2, 3, 7, 5, 3, 1, 1, 1),
+        Window2d { n: 3, c: 2, h: 9, w: 11, kh: 3, kw: 2, sh: 2, sw: 3, ph: 1, pw: 2, dh: 2, dw: 1 },
+        Window2d::square(2, 3, 8, 8, 2, 2, 0, 1),
+        Window2d::square(1, 2, 3, 3, 5, 1, 1, 1),
+    ]
+}
+
+/// For every column entry `(b, row, pos)` of the window, the image offset it reads (None: padding).
+/// Scatter form, written from the definition, independently of the kernels' gather form.
+fn window_taps(win: &Window2d) -> Vec<Option<usize>> {
+    let (oh, ow) = (win.oh().unwrap() as i64, win.ow().unwrap() as i64);
+    let mut taps = Vec::new();
+    for b in 0..win.n {
+        for c in 0..win.c {
+            for ky in 0..win.kh {
+                for kx in 0..win.kw {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let iy = oy * win.sh as i64 + (ky * win.dh) as i64 - win.ph as i64;
+                            let ix = ox * win.sw as i64 + (kx * win.dw) as i64 - win.pw as i64;
+                            let inside = iy >= 0 && ix >= 0 && iy < win.h as i64 && ix < win.w as i64;
+                            taps.push(
+                                inside.then(|| ((b * win.c + c) * win.h + iy as usize) * win.w + ix as usize),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    taps
+}
+
+#[test]
+fn im2col_and_col2im_against_their_definition() {
+    let mut rng = Rng::new(40);
+    for win in conv_windows() {
+        let taps = window_taps(&win);
+        assert_eq!(taps.len(), win.cols_len());
+        let x = rng.normal_vec(win.image_len());
+        for pad_value in [0.0f32, -7.5] {
+            let got = out0(Kernel::Im2col { win, pad_value }, vec![Init::F(x.clone())]);
+            let want: Vec<f64> = taps.iter().map(|t| t.map_or(pad_value as f64, |i| x[i] as f64)).collect();
+            assert_close(&format!("im2col {win:?} pad {pad_value}"), &got, &want, RTOL, ATOL);
+        }
+        let cols = rng.normal_vec(win.cols_len());
+        let got = out0(Kernel::Col2im { win }, vec![Init::F(cols.clone())]);
+        let mut want = vec![0.0f64; win.image_len()];
+        for (t, &v) in taps.iter().zip(&cols) {
+            if let Some(i) = t {
+                want[*i] += v as f64;
+            }
+        }
+        assert_close(&format!("col2im {win:?}"), &got, &want, RTOL, ATOL);
+    }
+}
+
+#[test]
+fn permute_against_multi_index() {
+    let mut rng = Rng::new(41);
+    let cases: [(&[usize], &[usize]); 5] = [
+        (&[1], &[0]),
+        (&[3, 17], &[1, 0]),
+        (&[2, 5, 3, 7], &[0, 2, 1, 3]),
+        (&[2, 5, 3, 7], &[3, 1, 0, 2]),
+        (&[5, 33, 4], &[2, 0, 1]),
+    ];
+    for (shape, perm) in cases {
+        let x = rng.normal_vec(shape.iter().product());
+        let got = out0(Kernel::Permute(Permute::new("test", shape, perm).unwrap()), vec![Init::F(x.clone())]);
+        let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let mut want = Vec::with_capacity(x.len());
+        for flat in 0..x.len() {
+            let mut rem = flat;
+            let mut coord = vec![0; shape.len()];
+            for d in (0..shape.len()).rev() {
+                coord[d] = rem % out_shape[d];
+                rem /= out_shape[d];
+            }
+            // output coordinate d is input coordinate perm[d]
+            let mut src = vec![0; shape.len()];
+            for d in 0..shape.len() {
+                src[perm[d]] = coord[d];
+            }
+            want.push(x[src.iter().zip(shape).fold(0, |acc, (&c, &s)| acc * s + c)] as f64);
+        }
+        assert_close(&format!("permute {shape:?} {perm:?}"), &got, &want, RTOL, ATOL);
+    }
+    assert!(Permute::new("test", &[2, 3], &[0, 0]).is_err());
+    assert!(Permute::new("test", &[2, 3], &[1]).is_err());
+}
+
+#[test]
+fn window_slices_and_pads() {
+    let mut rng = Rng::new(42);
+    for (outer, src_len, out_len, inner, offset) in
+        [(1, 1, 1, 1, 0), (3, 17, 5, 7, 4), (2, 5, 13, 3, -6), (7, 9, 9, 65, -3), (4, 33, 20, 17, 13)]
+    {
+        let x = rng.normal_vec(outer * src_len * inner);
+        let got = out0(Kernel::Window { outer, src_len, out_len, inner, offset }, vec![Init::F(x.clone())]);
+        let mut want = vec![0.0f64; outer * out_len * inner];
+        for o in 0..outer {
+            for j in 0..out_len {
+                let s = j as i64 + offset as i64;
+                if s >= 0 && s < src_len as i64 {
+                    for i in 0..inner {
+                        want[(o * out_len + j) * inner + i] =
+                            x[(o * src_len + s as usize) * inner + i] as f64;
+                    }
+                }
+            }
+        }
+        assert_close(
+            &format!("window {outer}x{src_len}->{out_len}x{inner} offset {offset}"),
+            &got,
+            &want,
+            RTOL,
+            ATOL,
+        );
+    }
+}
+
+#[test]
+fn a_window_larger_than_the_image_is_a_shape_error() {
+    let win = Window2d::square(1, 1, 3, 3, 5, 1, 0, 1);
+    assert!(Kernel::Im2col { win, pad_value: 0.0 }.validate().is_err());
+    assert!(Kernel::Col2im { win: Window2d::square(1, 1, 3, 3, 3, 0, 0, 1) }.validate().is_err());
+}

@@ -12,7 +12,7 @@ use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
     open, Access, Backend, BackendChoice, BinaryOp, Broadcast, DType, HostData, HostVec, Kernel, Launch,
-    Matmul, ReduceOp, UnaryOp, HYPER_LEN,
+    Matmul, Permute, ReduceOp, UnaryOp, Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -262,5 +262,47 @@ fn gather_scatter_fill_copy_match_cpu() {
     for (i, len) in SIZES.into_iter().enumerate() {
         check(Kernel::Fill { len, value: -1.25 }, 140 + i as u64, &[]);
         check(Kernel::Copy { len }, 150 + i as u64, &[]);
+    }
+}
+
+/// Odd windows: stride, padding and dilation on each axis, and one with many images.
+fn windows() -> Vec<Window2d> {
+    vec![
+        Window2d::square(1, 1, 1, 1, 1, 1, 0, 1),
+        Window2d::square(2, 3, 7, 5, 3, 1, 1, 1),
+        Window2d { n: 3, c: 2, h: 9, w: 11, kh: 3, kw: 2, sh: 2, sw: 3, ph: 1, pw: 2, dh: 2, dw: 1 },
+        Window2d::square(5, 3, 8, 8, 2, 2, 0, 1),
+        Window2d::square(33, 4, 13, 13, 5, 1, 2, 1),
+    ]
+}
+
+#[test]
+fn im2col_col2im_match_cpu() {
+    for (i, win) in windows().into_iter().enumerate() {
+        check(Kernel::Im2col { win, pad_value: 0.0 }, 160 + i as u64, &[]);
+        check(Kernel::Im2col { win, pad_value: -3.0e38 }, 165 + i as u64, &[]);
+        check(Kernel::Col2im { win }, 170 + i as u64, &[]);
+    }
+}
+
+#[test]
+fn permute_and_window_match_cpu() {
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[1], &[0]),
+        (&[3, 17], &[1, 0]),
+        (&[2, 5, 3, 7], &[0, 2, 1, 3]),
+        (&[2, 5, 3, 7], &[3, 1, 0, 2]),
+        (&[5, 33, 4], &[2, 0, 1]),
+        (&[4, 65, 8, 33], &[0, 2, 1, 3]),
+    ];
+    for (i, (shape, perm)) in cases.into_iter().enumerate() {
+        check(Kernel::Permute(Permute::new("test", shape, perm).unwrap()), 180 + i as u64, &[]);
+    }
+    for (i, (outer, src_len, out_len, inner, offset)) in
+        [(1, 1, 1, 1, 0), (3, 17, 5, 7, 4), (2, 5, 13, 3, -6), (7, 9, 9, 65, -3), (300, 33, 20, 17, 13)]
+            .into_iter()
+            .enumerate()
+    {
+        check(Kernel::Window { outer, src_len, out_len, inner, offset }, 190 + i as u64, &[]);
     }
 }

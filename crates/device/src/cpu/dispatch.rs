@@ -2,7 +2,7 @@
 
 use crate::kernel::{Kernel, ReduceOp};
 
-use super::{elementwise, loss, matmul, memory, optim, reduce, Par};
+use super::{elementwise, layout, loss, matmul, memory, optim, reduce, Par};
 
 /// A written buffer, sliced to the length its slot needs.
 pub(crate) enum Out<'a> {
@@ -69,6 +69,14 @@ pub(crate) fn run(k: &Kernel, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         }
         (Kernel::Fill { value, .. }, [O::F(out)], []) => out.fill(value),
         (Kernel::Copy { .. }, [O::F(out)], [I::F(src)]) => out.copy_from_slice(src),
+        (Kernel::Im2col { win, pad_value }, [O::F(cols)], [I::F(x)]) => {
+            layout::im2col(&win, pad_value, cols, x)
+        }
+        (Kernel::Col2im { win }, [O::F(x)], [I::F(cols)]) => layout::col2im(&win, x, cols),
+        (Kernel::Permute(pm), [O::F(out)], [I::F(x)]) => layout::permute(&pm, out, x),
+        (Kernel::Window { outer, src_len, out_len, inner, offset }, [O::F(out)], [I::F(x)]) => {
+            layout::window(outer, src_len, out_len, inner, offset, out, x)
+        }
         (k, _, _) => unreachable!("{}: buffers do not match its slots", k.name()),
     }
 }

@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod elementwise;
+mod layout;
 mod loss;
 mod matmul;
 mod memory;

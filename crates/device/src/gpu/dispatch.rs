@@ -36,6 +36,10 @@ pub(crate) fn workgroups(k: &Kernel) -> [u32; 3] {
         Kernel::Gather { outer, inner, n_idx, .. } => per_element(outer * n_idx * inner),
         Kernel::ScatterAdd { outer, axis_len, inner, .. } => per_element(outer * axis_len * inner),
         Kernel::Fill { len, .. } | Kernel::Copy { len } => per_element(len),
+        Kernel::Im2col { win, .. } => per_element(win.cols_len()),
+        Kernel::Col2im { win } => per_element(win.image_len()),
+        Kernel::Permute(pm) => per_element(pm.len()),
+        Kernel::Window { outer, out_len, inner, .. } => per_element(outer * out_len * inner),
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) fn source(family: &str) -> &'static str {
         "loss" => include_str!("../../../../shaders/loss.wgsl"),
         "optim" => include_str!("../../../../shaders/optim.wgsl"),
         "memory" => include_str!("../../../../shaders/memory.wgsl"),
+        "conv" => include_str!("../../../../shaders/conv.wgsl"),
+        "layout" => include_str!("../../../../shaders/layout.wgsl"),
         other => unreachable!("no shader family {other}"),
     }
 }

@@ -3,9 +3,11 @@
 //! of the same name (`shaders/<family>.wgsl`). Buffers are passed separately, in the order that
 //! [`Kernel::slots`] lists them; outputs come first.
 
+mod layout;
 mod ops;
 mod shape;
 
+pub use layout::{Permute, Window2d};
 pub use ops::{erfc, sigmoid, tanh, BinaryOp, ReduceOp, Saved, UnaryOp};
 pub use shape::Broadcast;
 
@@ -159,6 +161,28 @@ pub enum Kernel {
     Copy {
         len: usize,
     },
+    /// `cols[n, (c kh + ky) kw + kx, oy ow + ox] = x[n, c, oy sh - ph + ky dh, ox sw - pw + kx dw]`,
+    /// `pad_value` where that falls outside the image (0 for convolution, -inf-like for max pooling).
+    Im2col {
+        win: Window2d,
+        pad_value: f32,
+    },
+    /// The adjoint of `Im2col`: each image element sums the column entries that read it.
+    Col2im {
+        win: Window2d,
+    },
+    /// `out = x.permute(perm)` (see [`Permute`]).
+    Permute(Permute),
+    /// `out[o, j, i] = x[o, j + offset, i]` when `0 <= j + offset < src_len`, else 0, for `j` in
+    /// `0..out_len`: a slice (offset >= 0, out_len <= src_len) or a zero pad (offset <= 0), which
+    /// are each other's adjoint. Concat is pads added together.
+    Window {
+        outer: usize,
+        src_len: usize,
+        out_len: usize,
+        inner: usize,
+        offset: i32,
+    },
 }
 
 /// How a kernel uses one of its buffers.
@@ -214,6 +238,10 @@ impl Kernel {
             Kernel::ScatterAdd { .. } => "scatter_add",
             Kernel::Fill { .. } => "fill",
             Kernel::Copy { .. } => "copy",
+            Kernel::Im2col { .. } => "im2col",
+            Kernel::Col2im { .. } => "col2im",
+            Kernel::Permute(_) => "permute",
+            Kernel::Window { .. } => "window",
         }
     }
 
@@ -235,6 +263,8 @@ impl Kernel {
             Kernel::Gather { .. } | Kernel::ScatterAdd { .. } | Kernel::Fill { .. } | Kernel::Copy { .. } => {
                 "memory"
             }
+            Kernel::Im2col { .. } | Kernel::Col2im { .. } => "conv",
+            Kernel::Permute(_) | Kernel::Window { .. } => "layout",
         }
     }
 
@@ -326,12 +356,29 @@ impl Kernel {
             ],
             Kernel::Fill { len, .. } => vec![slot(1, "out", F32, len, Write)],
             Kernel::Copy { len } => vec![slot(1, "out", F32, len, Write), slot(2, "src", F32, len, Read)],
+            Kernel::Im2col { win, .. } => {
+                vec![slot(1, "cols", F32, win.cols_len(), Write), slot(2, "x", F32, win.image_len(), Read)]
+            }
+            Kernel::Col2im { win } => {
+                vec![slot(1, "x", F32, win.image_len(), Write), slot(2, "cols", F32, win.cols_len(), Read)]
+            }
+            Kernel::Permute(pm) => {
+                vec![slot(1, "out", F32, pm.len(), Write), slot(2, "x", F32, pm.len(), Read)]
+            }
+            Kernel::Window { outer, src_len, out_len, inner, .. } => vec![
+                slot(1, "out", F32, outer * out_len * inner, Write),
+                slot(2, "x", F32, outer * src_len * inner, Read),
+            ],
         }
     }
 
     /// Rejects sizes no backend can run: zero-sized work and dimensions past u32.
     pub fn validate(&self) -> Result<()> {
+        if let Kernel::Im2col { win, .. } | Kernel::Col2im { win } = *self {
+            win.check(self.name())?;
+        }
         let dims: Vec<usize> = match *self {
+            Kernel::Window { outer, src_len, out_len, inner, .. } => vec![outer, src_len, out_len, inner],
             Kernel::Matmul(mm) => vec![mm.batch, mm.m, mm.n, mm.k],
             Kernel::Reduce { outer, len, inner, .. } => vec![outer, len, inner],
             Kernel::BiasAct { rows, cols, .. }
@@ -410,6 +457,42 @@ impl Kernel {
             }
             Kernel::Fill { len, value } => put(&[u(len), value.to_bits()]),
             Kernel::Copy { len } => put(&[u(len)]),
+            // WGSL: { n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pad_value }
+            Kernel::Im2col { win, .. } | Kernel::Col2im { win } => {
+                let pad_value = match *self {
+                    Kernel::Im2col { pad_value, .. } => pad_value,
+                    _ => 0.0,
+                };
+                let (oh, ow) = (win.oh().unwrap_or(0), win.ow().unwrap_or(0));
+                put(&[
+                    u(win.n),
+                    u(win.c),
+                    u(win.h),
+                    u(win.w),
+                    u(win.kh),
+                    u(win.kw),
+                    u(win.sh),
+                    u(win.sw),
+                    u(win.ph),
+                    u(win.pw),
+                    u(win.dh),
+                    u(win.dw),
+                    u(oh),
+                    u(ow),
+                    pad_value.to_bits(),
+                ])
+            }
+            // WGSL: { len, pad x3, out: vec4<u32>, src_strides: vec4<u32> }
+            Kernel::Permute(pm) => {
+                let mut w = vec![u(pm.len()), 0, 0, 0];
+                w.extend(pm.out.iter().map(|&d| d as u32));
+                w.extend(pm.src_strides.iter().map(|&d| d as u32));
+                put(&w)
+            }
+            // WGSL: { outer, src_len, out_len, inner, offset: i32 }
+            Kernel::Window { outer, src_len, out_len, inner, offset } => {
+                put(&[u(outer), u(src_len), u(out_len), u(inner), offset as u32])
+            }
         }
         p
     }
@@ -448,6 +531,10 @@ pub fn one_of_each() -> Vec<Kernel> {
         Kernel::ScatterAdd { outer: 2, axis_len: 5, inner: 3, n_idx: 4 },
         Kernel::Fill { len: 9, value: 1.5 },
         Kernel::Copy { len: 9 },
+        Kernel::Im2col { win: Window2d::square(2, 3, 5, 4, 3, 1, 1, 1), pad_value: 0.0 },
+        Kernel::Col2im { win: Window2d::square(2, 3, 5, 4, 3, 1, 1, 1) },
+        Kernel::Permute(Permute::new("permute", &[2, 3, 4], &[1, 0, 2]).unwrap()),
+        Kernel::Window { outer: 2, src_len: 5, out_len: 3, inner: 4, offset: 1 },
     ]);
     v
 }
