@@ -4,7 +4,7 @@
 use kiln_device::{BinaryOp, DType, ReduceOp, Saved, UnaryOp};
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, NodeId, Op, Patches};
 use crate::shape::{Batch, Fixed, Shape};
 
 /// What an op's backward reads besides the incoming gradient: its inputs, its output, or neither.
@@ -13,6 +13,7 @@ pub fn saved(op: &Op) -> Saved {
     match op {
         Op::Unary { op, .. } => op.saved(),
         Op::Binary(BinaryOp::Add | BinaryOp::Sub) | Op::Reshape => Saved::Neither,
+        Op::Im2col(_) | Op::Col2im(_) | Op::Permute { .. } | Op::Window { .. } => Saved::Neither,
         Op::Softmax { .. } => Saved::Output,
         Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } => Saved::Neither,
         // max reads its output too (to find where the maximum was); every other op its inputs.
@@ -202,6 +203,21 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         }
         // d/dsrc scatter_add(src, idx) = gather(g, idx)
         Op::ScatterAdd { axis } => vec![Some(g.gather(gy, x[1], *axis)), None],
+        // d/dx im2col(x) = col2im(g): each image element collects the columns that copied it
+        Op::Im2col(p) => one(g.col2im(gy, *p, &g.shape(x[0]))),
+        // d/dcols col2im(cols) = im2col(g), padded positions reading 0
+        Op::Col2im(p) => one(g.im2col(gy, Patches { pad_value: 0.0, ..*p })),
+        // d/dx permute(x, p) = permute(g, p^-1)
+        Op::Permute { perm } => {
+            let mut inv = vec![0; perm.len()];
+            perm.iter().enumerate().for_each(|(d, &p)| inv[p] = d);
+            one(g.permute(gy, &inv))
+        }
+        // d/dx window(x, offset) = window(g, -offset) back to x's length (slice <-> pad)
+        Op::Window { axis, offset } => {
+            let len = g.shape(x[0]).0[*axis];
+            one(g.window(gy, *axis, -offset, len))
+        }
         op @ (Op::Input { .. }
         | Op::Param { .. }
         | Op::State { .. }

@@ -3,7 +3,7 @@
 //! parameter), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use kiln_device::{Broadcast, Kernel, Matmul};
+use kiln_device::{Broadcast, Kernel, Matmul, Permute};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -303,6 +303,15 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                 Optimizer::AdamW { .. } => Kernel::Adam { len, decoupled: true },
                 Optimizer::Rmsprop { .. } => Kernel::Rmsprop { len },
             }
+        }
+        Op::Im2col(p) => Kernel::Im2col { win: p.window(&input(0)), pad_value: p.pad_value },
+        Op::Col2im(p) => Kernel::Col2im { win: p.window(&node.shape.resolve(batch)) },
+        Op::Permute { perm } => Kernel::Permute(Permute::new("permute", &input(0), perm)?),
+        Op::Window { axis, offset } => {
+            let (outer, src_len, inner) = split(&input(0), *axis);
+            let out_len = node.shape.resolve(batch)[*axis];
+            let offset = i32::try_from(*offset).map_err(|_| Error::shape("window", "offset past i32"))?;
+            Kernel::Window { outer, src_len, out_len, inner, offset }
         }
         op => return Err(Error::shape(op.name(), "has no kernel")),
     })

@@ -97,6 +97,52 @@ pub enum Op {
     },
     /// In-place optimizer step. Inputs `[param, grad, hyper, state...]`; no output.
     Update(Optimizer),
+    /// Sliding 2-D windows of an NCHW tensor as columns: `[N, C, H, W]` -> `[N, C*kh*kw, OH*OW]`.
+    Im2col(Patches),
+    /// The adjoint of `Im2col`: columns summed back into an image of the node's shape.
+    Col2im(Patches),
+    /// `x.permute(perm)` (rank <= 4): output axis `d` is input axis `perm[d]`.
+    Permute {
+        perm: Vec<usize>,
+    },
+    /// `out[.., j, ..] = x[.., j + offset, ..]` along `axis`, 0 outside `x`; the node's shape says
+    /// how long the output axis is. A slice (offset >= 0) or a zero pad (offset <= 0).
+    Window {
+        axis: usize,
+        offset: i64,
+    },
+}
+
+/// The window geometry of an `Im2col` / `Col2im` node (PyTorch's `Conv2d` / pooling arguments),
+/// `[height, width]` each. `pad_value` is what padded positions read (0, or a very negative value
+/// for max pooling).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Patches {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub pad_value: f32,
+}
+
+impl Patches {
+    /// The device geometry over an image of dims `[n, c, h, w]`.
+    pub fn window(&self, dims: &[usize]) -> kiln_device::Window2d {
+        kiln_device::Window2d {
+            n: dims[0],
+            c: dims[1],
+            h: dims[2],
+            w: dims[3],
+            kh: self.kernel[0],
+            kw: self.kernel[1],
+            sh: self.stride[0],
+            sw: self.stride[1],
+            ph: self.padding[0],
+            pw: self.padding[1],
+            dh: self.dilation[0],
+            dw: self.dilation[1],
+        }
+    }
 }
 
 impl Op {
@@ -129,6 +175,10 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
             Op::Update(opt) => opt.name(),
+            Op::Im2col(_) => "im2col",
+            Op::Col2im(_) => "col2im",
+            Op::Permute { .. } => "permute",
+            Op::Window { .. } => "window",
         }
     }
 

@@ -171,6 +171,40 @@ fn eval_node(
             }
             y
         }
+        Op::Im2col(p) => {
+            let taps = crate::layout::taps(&p.window(&dims(0)));
+            taps.iter().map(|t| t.map_or(p.pad_value as f64, |i| x(0)[i])).collect()
+        }
+        Op::Col2im(p) => {
+            let taps = crate::layout::taps(&p.window(&node.shape.resolve(batch)));
+            let mut y = vec![0.0; len];
+            for (t, v) in taps.iter().zip(x(0)) {
+                if let Some(i) = t {
+                    y[*i] += v;
+                }
+            }
+            y
+        }
+        Op::Permute { perm } => {
+            let s = dims(0);
+            (0..len).map(|i| x(0)[crate::layout::permuted_offset(&s, perm, i)]).collect()
+        }
+        Op::Window { axis, offset } => {
+            let (outer, n, inner) = split(&dims(0), *axis);
+            let m = node.shape.resolve(batch)[*axis];
+            let mut y = vec![0.0; len];
+            for o in 0..outer {
+                for j in 0..m {
+                    let s = j as i64 + offset;
+                    if (0..n as i64).contains(&s) {
+                        for i in 0..inner {
+                            y[(o * m + j) * inner + i] = x(0)[(o * n + s as usize) * inner + i];
+                        }
+                    }
+                }
+            }
+            y
+        }
         Op::ScatterAdd { axis } => {
             let (outer, n, inner) = split(&node.shape.resolve(batch), *axis);
             let k = x(1).len();

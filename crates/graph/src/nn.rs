@@ -1,0 +1,335 @@
+//! Network building blocks composed from primitives (so they need no kernels or backward rules
+//! of their own): convolution (im2col + batched matmul), pooling (im2col + reduce), layer and
+//! batch normalization, multi-head self-attention and a pre-norm transformer block.
+
+use kiln_device::ReduceOp;
+
+use crate::error::Error;
+use crate::graph::{Graph, NodeId, Patches};
+use crate::shape::{Batch, Dim, Fixed};
+
+/// `torch.nn.Conv2d`'s geometry arguments (`[height, width]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOpts {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dOpts {
+    fn default() -> Self {
+        Conv2dOpts { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// The most negative finite f32: what padded positions hold for max pooling.
+const MAX_POOL_PAD: f32 = f32::MIN;
+
+/// Multi-head self-attention weights (PyTorch `Linear` layouts: `w*` are `[dim, dim]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Attention {
+    pub heads: usize,
+    pub causal: bool,
+    pub wq: NodeId,
+    pub bq: NodeId,
+    pub wk: NodeId,
+    pub bk: NodeId,
+    pub wv: NodeId,
+    pub bv: NodeId,
+    pub wo: NodeId,
+    pub bo: NodeId,
+}
+
+/// A pre-norm transformer block: `h = x + attn(ln1(x))`, `y = h + fc2(gelu(fc1(ln2(h))))`.
+#[derive(Clone, Copy, Debug)]
+pub struct TransformerBlock {
+    pub ln1: (NodeId, NodeId),
+    pub attn: Attention,
+    pub ln2: (NodeId, NodeId),
+    pub fc1: (NodeId, NodeId),
+    pub fc2: (NodeId, NodeId),
+}
+
+impl TransformerBlock {
+    /// Declares the block's parameters as `{prefix}.ln1.weight`, `{prefix}.attn.q.weight`, ...;
+    /// `init(shape, fan_in)` gives each weight matrix its values (biases start at 0, LayerNorm
+    /// weights at 1).
+    pub fn new(
+        g: &Graph,
+        prefix: &str,
+        dim: usize,
+        heads: usize,
+        hidden: usize,
+        causal: bool,
+        init: &mut dyn FnMut(&[usize], usize) -> Vec<f32>,
+    ) -> Self {
+        let mut linear = |name: &str, out: usize, inp: usize| {
+            let w = g.param_init(&format!("{prefix}.{name}.weight"), &[out, inp], init(&[out, inp], inp));
+            let b = g.param_init(&format!("{prefix}.{name}.bias"), &[out], vec![0.0; out]);
+            (w, b)
+        };
+        let (wq, bq) = linear("attn.q", dim, dim);
+        let (wk, bk) = linear("attn.k", dim, dim);
+        let (wv, bv) = linear("attn.v", dim, dim);
+        let (wo, bo) = linear("attn.out", dim, dim);
+        let fc1 = linear("mlp.fc1", hidden, dim);
+        let fc2 = linear("mlp.fc2", dim, hidden);
+        let ln = |name: &str| {
+            (
+                g.param_init(&format!("{prefix}.{name}.weight"), &[dim], vec![1.0; dim]),
+                g.param_init(&format!("{prefix}.{name}.bias"), &[dim], vec![0.0; dim]),
+            )
+        };
+        let (ln1, ln2) = (ln("ln1"), ln("ln2"));
+        TransformerBlock {
+            ln1,
+            attn: Attention { heads, causal, wq, bq, wk, bk, wv, bv, wo, bo },
+            ln2,
+            fc1,
+            fc2,
+        }
+    }
+
+    /// Every parameter of the block.
+    pub fn params(&self) -> Vec<NodeId> {
+        let a = &self.attn;
+        vec![
+            self.ln1.0, self.ln1.1, a.wq, a.bq, a.wk, a.bk, a.wv, a.bv, a.wo, a.bo, self.ln2.0, self.ln2.1,
+            self.fc1.0, self.fc1.1, self.fc2.0, self.fc2.1,
+        ]
+    }
+}
+
+impl Graph {
+    fn dims_fixed(&self, x: NodeId, from: usize) -> Option<Vec<usize>> {
+        self.shape(x).0[from..].iter().map(|d| if let Fixed(n) = d { Some(*n) } else { None }).collect()
+    }
+
+    /// `torch.nn.functional.conv2d`: `x [N, C, H, W]`, `w [O, C/groups, kh, kw]`, `b [O]`, as
+    /// im2col + one batched matmul (groups: the group axis becomes the matmul batch).
+    pub fn conv2d(&self, x: NodeId, w: NodeId, b: Option<NodeId>, o: Conv2dOpts) -> NodeId {
+        let (sx, sw) = (self.shape(x), self.shape(w));
+        let (Some(xd), Some(wd)) = (self.dims_fixed(x, 1), self.dims_fixed(w, 0)) else {
+            return self.fail(Error::shape(
+                "conv2d",
+                format!("x {sx} and w {sw} need fixed [C, H, W] and [O, C/g, kh, kw]"),
+            ));
+        };
+        let g = o.groups.max(1);
+        if sx.rank() != 4 || wd.len() != 4 || xd[0] % g != 0 || wd[0] % g != 0 || wd[1] * g != xd[0] {
+            return self.fail(Error::shape(
+                "conv2d",
+                format!("x {sx} (NCHW) and weight {sw} ([O, C/{g}, kh, kw]) do not fit"),
+            ));
+        }
+        let (c, out, k) = (xd[0], wd[0], wd[1] * wd[2] * wd[3]);
+        let p = Patches {
+            kernel: [wd[2], wd[3]],
+            stride: o.stride,
+            padding: o.padding,
+            dilation: o.dilation,
+            pad_value: 0.0,
+        };
+        let cols = self.im2col(x, p); // [N, C*kh*kw, L]
+        let Some(Fixed(l)) = self.shape(cols).0.get(2).copied() else { return cols };
+        let win = p.window(&[1, c, xd[1], xd[2]]);
+        let (oh, ow) = (win.oh().unwrap_or(0), win.ow().unwrap_or(0));
+        let n = sx.0[0];
+        let y = if g == 1 {
+            let w2 = self.reshape(w, &[Fixed(out), Fixed(k)]);
+            self.matmul(w2, cols) // [N, O, L]
+        } else {
+            let nl = scale_dim(n, l);
+            let cols = self.reshape(cols, &[n, Fixed(g), Fixed(k), Fixed(l)]);
+            let cols = self.permute(cols, &[1, 2, 0, 3]); // [g, k, N, L]
+            let cols = self.reshape(cols, &[Fixed(g), Fixed(k), nl]);
+            let w3 = self.reshape(w, &[Fixed(g), Fixed(out / g), Fixed(k)]);
+            let y = self.matmul(w3, cols); // [g, O/g, N*L]
+            let y = self.reshape(y, &[Fixed(g), Fixed(out / g), n, Fixed(l)]);
+            self.permute(y, &[2, 0, 1, 3]) // [N, g, O/g, L]
+        };
+        let y = self.reshape(y, &[n, Fixed(out), Fixed(oh), Fixed(ow)]);
+        match b {
+            Some(b) => self.add(y, self.reshape(b, &[Fixed(out), Fixed(1), Fixed(1)])),
+            None => y,
+        }
+    }
+
+    /// Pooling of every `k x k` window of `x [N, C, H, W]`: im2col over each channel as its own
+    /// image, then a reduction over the window.
+    fn pool2d(
+        &self,
+        op: ReduceOp,
+        x: NodeId,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        pad_value: f32,
+    ) -> NodeId {
+        let name = if op == ReduceOp::Max { "max_pool2d" } else { "avg_pool2d" };
+        let s = self.shape(x);
+        let Some(d) = self.dims_fixed(x, 1).filter(|d| d.len() == 3) else {
+            return self
+                .fail(Error::shape(name, format!("expects [N, C, H, W] with fixed C, H, W, got {s}")));
+        };
+        if 2 * padding > k {
+            return self
+                .fail(Error::shape(name, format!("padding {padding} must be at most half the kernel {k}")));
+        }
+        let p = Patches {
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+            pad_value,
+        };
+        let win = p.window(&[1, 1, d[1], d[2]]);
+        let (Some(oh), Some(ow)) = (win.oh(), win.ow()) else {
+            return self.fail(Error::shape(
+                name,
+                format!("window {k} (stride {stride}, padding {padding}) larger than {s}"),
+            ));
+        };
+        let n = s.0[0];
+        let planes = self.reshape(x, &[scale_dim(n, d[0]), Fixed(1), Fixed(d[1]), Fixed(d[2])]);
+        let cols = self.im2col(planes, p); // [N*C, k*k, OH*OW]
+        let y = self.reduce(op, cols, 1, false); // [N*C, OH*OW]
+        self.reshape(y, &[n, Fixed(d[0]), Fixed(oh), Fixed(ow)])
+    }
+
+    /// `torch.nn.functional.max_pool2d(x, k, stride, padding)` (padding reads -inf). The gradient
+    /// goes to every element equal to its window's maximum (ties share it).
+    pub fn max_pool2d(&self, x: NodeId, k: usize, stride: usize, padding: usize) -> NodeId {
+        self.pool2d(ReduceOp::Max, x, k, stride, padding, MAX_POOL_PAD)
+    }
+
+    /// `torch.nn.functional.avg_pool2d(x, k, stride, padding)` (`count_include_pad=True`).
+    pub fn avg_pool2d(&self, x: NodeId, k: usize, stride: usize, padding: usize) -> NodeId {
+        self.pool2d(ReduceOp::Mean, x, k, stride, padding, 0.0)
+    }
+
+    /// `[N, C, H, W]` -> `[N, C]`: the mean over each channel's plane.
+    pub fn global_avg_pool2d(&self, x: NodeId) -> NodeId {
+        let s = self.shape(x);
+        let Some(d) = self.dims_fixed(x, 1).filter(|d| d.len() == 3) else {
+            return self.fail(Error::shape("global_avg_pool2d", format!("expects [N, C, H, W], got {s}")));
+        };
+        let flat = self.reshape(x, &[s.0[0], Fixed(d[0]), Fixed(d[1] * d[2])]);
+        self.mean(flat, 2, false)
+    }
+
+    /// `torch.nn.functional.layer_norm` over the last axis, with `weight` and `bias` of its size.
+    /// Built from primitives (mean, sub, mul, sqrt, reciprocal), so its backward is theirs.
+    pub fn layer_norm(&self, x: NodeId, weight: NodeId, bias: NodeId, eps: f32) -> NodeId {
+        let last = self.shape(x).rank().saturating_sub(1);
+        let xc = self.sub(x, self.mean(x, last, true));
+        let var = self.mean(self.mul(xc, xc), last, true); // biased, as PyTorch normalizes
+        let rstd = self.reciprocal(self.sqrt(self.add(var, self.scalar(eps))));
+        self.add(self.mul(self.mul(xc, rstd), weight), bias)
+    }
+
+    /// Batch normalization in training mode over `x [N, C]` or `[N, C, H, W]`: normalizes with the
+    /// batch statistics and returns `(y, batch_mean [C], batch_var [C])` (biased variance); the
+    /// caller updates running statistics from the last two.
+    pub fn batch_norm_train(
+        &self,
+        x: NodeId,
+        weight: NodeId,
+        bias: NodeId,
+        eps: f32,
+    ) -> (NodeId, NodeId, NodeId) {
+        let s = self.shape(x);
+        let Some(d) = self.dims_fixed(x, 1).filter(|d| d.len() == 1 || d.len() == 3) else {
+            let bad =
+                self.fail(Error::shape("batch_norm", format!("expects [N, C] or [N, C, H, W], got {s}")));
+            return (bad, bad, bad);
+        };
+        let c = d[0];
+        // [N, C, P]: statistics over axes 0 and 2
+        let xr = self.reshape(x, &[s.0[0], Fixed(c), Fixed(d.iter().skip(1).product())]);
+        let mean = self.mean(self.mean(xr, 2, true), 0, true);
+        let xc = self.sub(xr, mean);
+        let var = self.mean(self.mean(self.mul(xc, xc), 2, true), 0, true);
+        let rstd = self.reciprocal(self.sqrt(self.add(var, self.scalar(eps))));
+        let wb = |t: NodeId| self.reshape(t, &[Fixed(c), Fixed(1)]);
+        let y = self.add(self.mul(self.mul(xc, rstd), wb(weight)), wb(bias));
+        (self.reshape(y, &s.0), self.reshape(mean, &[Fixed(c)]), self.reshape(var, &[Fixed(c)]))
+    }
+
+    /// Batch normalization in evaluation mode: `(x - running_mean) / sqrt(running_var + eps) * w + b`.
+    pub fn batch_norm_eval(
+        &self,
+        x: NodeId,
+        weight: NodeId,
+        bias: NodeId,
+        running_mean: NodeId,
+        running_var: NodeId,
+        eps: f32,
+    ) -> NodeId {
+        let s = self.shape(x);
+        let Some(d) = self.dims_fixed(x, 1).filter(|d| d.len() == 1 || d.len() == 3) else {
+            return self.fail(Error::shape("batch_norm", format!("expects [N, C] or [N, C, H, W], got {s}")));
+        };
+        let c = d[0];
+        let per_c = |t: NodeId| {
+            if d.len() == 3 {
+                self.reshape(t, &[Fixed(c), Fixed(1), Fixed(1)])
+            } else {
+                t
+            }
+        };
+        let rstd = self.reciprocal(self.sqrt(self.add(running_var, self.scalar(eps))));
+        let scale = per_c(self.mul(weight, rstd));
+        self.add(self.mul(self.sub(x, per_c(running_mean)), scale), per_c(bias))
+    }
+
+    /// Multi-head self-attention over `x [B, T, dim]` with scaled dot products, an optional
+    /// causal mask (an additive constant: -1e9 above the diagonal) and an output projection.
+    pub fn self_attention(&self, x: NodeId, a: &Attention) -> NodeId {
+        let s = self.shape(x);
+        let Some(d) = self.dims_fixed(x, 1).filter(|d| d.len() == 2) else {
+            return self.fail(Error::shape("self_attention", format!("expects [B, T, dim], got {s}")));
+        };
+        let (t, dim, h) = (d[0], d[1], a.heads.max(1));
+        if dim % h != 0 {
+            return self
+                .fail(Error::shape("self_attention", format!("dim {dim} is not a multiple of {h} heads")));
+        }
+        let (b, hd) = (s.0[0], dim / h);
+        let bh = scale_dim(b, h);
+        // [B, T, dim] -> [B, T, H, hd] -> [B, H, T, hd] -> [B*H, T, hd]
+        let heads = |w: NodeId, bias: NodeId| {
+            let y = self.linear(x, w, Some(bias));
+            let y = self.permute(self.reshape(y, &[b, Fixed(t), Fixed(h), Fixed(hd)]), &[0, 2, 1, 3]);
+            self.reshape(y, &[bh, Fixed(t), Fixed(hd)])
+        };
+        let (q, k, v) = (heads(a.wq, a.bq), heads(a.wk, a.bk), heads(a.wv, a.bv));
+        let mut scores = self.scale(self.matmul_t(q, k, false, true), 1.0 / (hd as f32).sqrt()); // [B*H, T, T]
+        if a.causal {
+            let mask: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { -1e9 } else { 0.0 }).collect();
+            scores = self.add(scores, self.constant(&[t, t], mask));
+        }
+        let ctx = self.matmul(self.softmax(scores), v); // [B*H, T, hd]
+        let ctx = self.permute(self.reshape(ctx, &[b, Fixed(h), Fixed(t), Fixed(hd)]), &[0, 2, 1, 3]);
+        let ctx = self.reshape(ctx, &[b, Fixed(t), Fixed(dim)]);
+        self.linear(ctx, a.wo, Some(a.bo))
+    }
+
+    /// A pre-norm transformer block over `x [B, T, dim]` (LayerNorm eps 1e-5).
+    pub fn transformer_block(&self, x: NodeId, blk: &TransformerBlock) -> NodeId {
+        let h = self.add(x, self.self_attention(self.layer_norm(x, blk.ln1.0, blk.ln1.1, 1e-5), &blk.attn));
+        let m = self.layer_norm(h, blk.ln2.0, blk.ln2.1, 1e-5);
+        let m =
+            self.linear(self.gelu(self.linear(m, blk.fc1.0, Some(blk.fc1.1))), blk.fc2.0, Some(blk.fc2.1));
+        self.add(h, m)
+    }
+}
+
+/// `n * k` for a dimension that may hold the batch.
+fn scale_dim(n: Dim, k: usize) -> Dim {
+    match n {
+        Fixed(m) => Fixed(m * k),
+        Batch(m) => Batch(m * k),
+    }
+}
