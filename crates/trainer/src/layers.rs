@@ -109,6 +109,31 @@ pub enum Layer {
     },
     /// `[batch, a, b, ...]` to `[batch, a * b * ...]`.
     Flatten,
+    /// `nn.Conv2d(C, filters, kernel, stride, padding, groups=groups)` over `[C, H, W]`.
+    Conv2d {
+        filters: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+        kernel_init: Init,
+        bias_init: Init,
+    },
+    MaxPool2d {
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    AvgPool2d {
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    GlobalAvgPool2d,
+    /// `nn.LayerNorm` over the last axis.
+    LayerNorm {
+        eps: f32,
+    },
 }
 
 /// `Dense(units, activation)`, Keras-style, with Glorot-uniform weights and zero biases.

@@ -70,6 +70,15 @@ fn chain(
             }
             Layer::Activation(a) => h = activate(g, *a, h),
             Layer::Flatten => h = g.flatten(h),
+            other @ (Layer::Conv2d { .. }
+            | Layer::MaxPool2d { .. }
+            | Layer::AvgPool2d { .. }
+            | Layer::GlobalAvgPool2d
+            | Layer::LayerNorm { .. }) => {
+                let (out, used) = other.arch_apply(g, h, &params[p..]);
+                h = out;
+                p += used;
+            }
             Layer::Dropout { rate } => {
                 if let Some(masks) = masks.as_deref_mut() {
                     if *rate > 0.0 {

@@ -172,6 +172,9 @@ impl Sequential {
                 Layer::Dropout { rate } if !(0.0..1.0).contains(rate) => {
                     return Err(Error::Model(format!("layer {i} (Dropout): rate {rate} is not in [0, 1)")));
                 }
+                l if l.arch_output_shape(i, &shape).is_some() => {
+                    shape = l.arch_output_shape(i, &shape).expect("checked")?;
+                }
                 Layer::Activation(Activation::LeakyRelu(a)) if *a < 0.0 => {
                     return Err(Error::Model(format!(
                         "layer {i} (LeakyReLU): negative slope {a} must be >= 0"
@@ -207,7 +210,10 @@ impl Sequential {
         let mut specs = Vec::new();
         let mut fan_in: usize = self.input_shape.iter().product();
         let mut index = 0;
+        let mut input = self.input_shape.clone();
         for (layer, shape) in self.layers.iter().zip(&shapes) {
+            specs.extend(layer.arch_param_specs(index, &input));
+            input = shape.clone();
             if let Layer::Dense { units, kernel_init, bias_init, .. } = layer {
                 let spec = |suffix: &str, shape: Vec<usize>, init| ParamSpec {
                     name: format!("{index}.{suffix}"),
@@ -311,6 +317,7 @@ impl Sequential {
         let mut s = String::new();
         let mut total = 0;
         let mut fan_in: usize = self.input_shape.iter().product();
+        let mut input = self.input_shape.clone();
         let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", "index", "layer", "output shape", "params");
         let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", "", "input", shape_str(&self.input_shape), 0);
         let mut index = 0;
@@ -330,7 +337,12 @@ impl Sequential {
                 Layer::Activation(a) => row(a.torch_name().to_string(), 0),
                 Layer::Dropout { rate } => row(format!("Dropout({rate})"), 0),
                 Layer::Flatten => row("Flatten".to_string(), 0),
+                other => {
+                    let (name, params) = other.arch_summary(&input);
+                    row(name, params)
+                }
             }
+            input = shape.clone();
             fan_in = shape.iter().product();
         }
         let _ = writeln!(s, "total parameters: {total}");

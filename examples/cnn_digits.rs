@@ -1,0 +1,55 @@
+//! A LeNet-style CNN on the bundled 8x8 handwritten digits (UCI, 1,797 images), each example seen
+//! as a 1-channel image `[1, 8, 8]`: conv-relu-pool twice, then two dense layers.
+//!
+//! `cargo run --release --example cnn_digits [-- --epochs N]`
+
+use std::time::Instant;
+
+use kiln::data::{digits_train_test, Standardizer};
+use kiln::prelude::*;
+use kiln::trainer::Layer;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let epochs = args
+        .iter()
+        .position(|a| a == "--epochs")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(30);
+    let (mut train, mut test) = digits_train_test()?;
+    let scaler = Standardizer::fit_table(&train)?;
+    scaler.apply_table(&mut train)?;
+    scaler.apply_table(&mut test)?;
+
+    let mut model = Sequential::new(&[1, 8, 8])
+        .add(Conv2d(16, 3).conv(1, 1, 1)) // [16, 8, 8]
+        .add(Layer::Activation(Relu))
+        .add(MaxPool2d(2)) // [16, 4, 4]
+        .add(Conv2d(32, 3).conv(1, 1, 1)) // [32, 4, 4]
+        .add(Layer::Activation(Relu))
+        .add(MaxPool2d(2)) // [32, 2, 2]
+        .add(Flatten())
+        .add(Dense(64, Relu))
+        .add(Dense(10, Softmax))
+        .seed(7);
+    model.compile(Optimizer::adam(2e-3), Loss::CrossEntropy, &[Metric::Accuracy])?;
+    print!("{}", model.summary()?);
+    println!("device: {}", model.device().unwrap_or_default());
+
+    let opts = FitOptions { epochs, batch_size: 32, quiet: true, ..Default::default() };
+    let start = Instant::now();
+    let history = model.fit(&train, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    let steps = history.epochs.len() * train.rows.div_ceil(opts.batch_size);
+    let eval = model.evaluate(&test, 256)?;
+    println!(
+        "trained {} epochs in {secs:.1}s ({:.0} steps/s); test loss {:.4}, test accuracy {:.2}%",
+        history.epochs.len(),
+        steps as f64 / secs,
+        eval.loss,
+        100.0 * eval.get("accuracy").unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
