@@ -251,7 +251,10 @@ impl Sequential {
                 seconds,
                 steps_per_s: steps as f64 / seconds.max(1e-9),
             };
-            progress.finish(&format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s));
+            // about 20 epoch lines per run; the bar shows every epoch on a terminal
+            let every = (opts.epochs / 20).max(1);
+            let show = record.epoch == 1 || record.epoch.is_multiple_of(every) || record.epoch == opts.epochs;
+            progress.finish(&format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s), show);
             if let Some(log) = &mut log {
                 log.write(&record)?;
             }

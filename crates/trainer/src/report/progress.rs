@@ -49,11 +49,13 @@ impl Progress {
         self.start.elapsed().as_secs_f64()
     }
 
-    /// Replaces the bar with the epoch's summary line.
-    pub fn finish(self, summary: &str) {
+    /// Clears the bar and, when `show`, prints the epoch's summary line.
+    pub fn finish(self, summary: &str, show: bool) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
-            eprintln!("{} - {summary}", self.prefix);
+            if show {
+                eprintln!("{} - {summary}", self.prefix);
+            }
         }
     }
 }
