@@ -164,10 +164,8 @@ fn classify_numeric_labels_train_evaluate_predict() {
     classify_end_to_end("numeric", ["0", "1"]);
 }
 
-/// `kiln predict --help` says a target column in the CSV is ignored; with text labels it is not:
-/// the CSV is read as all-numeric and the first label is reported as "not a number".
+/// A target column in the CSV to predict on is ignored, text labels included.
 #[test]
-#[ignore = "bug in src/cli/predict.rs: a text target column is parsed as a feature"]
 fn predict_ignores_a_text_target_column() {
     let d = TempDir::new("predict-target");
     let train = d.write("train.csv", &classes_csv(60, 7, ["no", "yes"]));

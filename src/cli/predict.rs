@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use kiln_device::BackendChoice;
-use kiln_trainer::data::{check_feature_names, read_csv_unlabeled, Table, Target};
+use kiln_trainer::data::{check_feature_names, read_csv_features, read_csv_unlabeled, Table, Target};
 use kiln_trainer::{Compile, Metric, Sequential};
 
 #[derive(clap::Args)]
@@ -37,13 +37,10 @@ pub fn open_model(model: &mut Sequential, backend: Option<&str>, metrics: &[Metr
     Ok(())
 }
 
-/// The model's feature columns of `table`, in the model's order; the target column is dropped.
+/// The model's feature columns of `table` (read without the target column), in the model's order.
 fn select_features(path: &Path, table: Table, model: &Sequential) -> Result<Table> {
     let want = &model.data.features;
-    let target = model.data.target.as_deref();
-    let keep: Vec<String> =
-        table.feature_names.iter().filter(|n| Some(n.as_str()) != target).cloned().collect();
-    check_feature_names(path, &keep, want)?;
+    check_feature_names(path, &table.feature_names, want)?;
     let cols: Vec<usize> = want
         .iter()
         .map(|w| table.feature_names.iter().position(|n| n == w).expect("checked above"))
@@ -58,7 +55,10 @@ fn select_features(path: &Path, table: Table, model: &Sequential) -> Result<Tabl
 
 pub fn run(a: Args) -> Result<()> {
     let mut model = Sequential::load(&a.model)?;
-    let raw = read_csv_unlabeled(&a.data)?;
+    let raw = match model.data.target.as_deref() {
+        Some(target) => read_csv_features(&a.data, target)?,
+        None => read_csv_unlabeled(&a.data)?,
+    };
     let mut table = select_features(&a.data, raw, &model)?;
     if let Some(sc) = &model.data.standardizer {
         sc.apply_table(&mut table)?;
