@@ -1,37 +1,19 @@
-//! The `kiln` command.
+//! The `kiln` command: train, evaluate and predict on CSV files, and report the hardware.
+//! With no arguments it runs the main job: an MLP on the bundled handwritten digits.
 
-use anyhow::Result;
-use kiln_device::{gpu, open, BackendChoice};
+mod cli;
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("info") => info(),
-        Some(other) => anyhow::bail!("unknown command '{other}'; try `kiln info`"),
-        None => info(),
-    }
-}
+use clap::Parser;
 
-/// Adapters found, the backend `auto` picks, its limits and features.
-fn info() -> Result<()> {
-    let adapters = gpu::describe_all();
-    if adapters.is_empty() {
-        println!("wgpu adapters: none found (Vulkan, Metal, DX12)");
-    } else {
-        println!("wgpu adapters:");
-        for a in &adapters {
-            println!("  {a}");
-        }
+fn main() {
+    // Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" when it is unset (headless machines,
+    // CI); it is harmless but reads like an error of ours. Set before any thread exists.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    let choice = BackendChoice::from_env()?;
-    let backend = open(choice)?;
-    let info = backend.info();
-    println!("backend '{choice}' picks: {info}");
-    for (name, value) in &info.limits {
-        println!("  {name} = {value}");
+    let args = cli::Cli::parse();
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
-    if !info.features.is_empty() {
-        println!("  features: {}", info.features.join(", "));
-    }
-    Ok(())
 }

@@ -26,7 +26,7 @@ pub fn read_csv_from_reader(
     target_column: &str,
     task: TaskHint,
 ) -> Result<Table> {
-    let raw = parse(path, reader, Some(target_column))?;
+    let raw = parse(path, reader, Some(target_column), false)?;
     let target = raw.target_column(|values, lines, col| make_target(path, values, lines, col, task))?;
     Table::new(raw.features, raw.rows, raw.cols, raw.feature_names, target)
 }
@@ -39,7 +39,7 @@ pub fn read_csv_labeled(
     class_names: &[String],
 ) -> Result<Table> {
     let path = path.as_ref();
-    let raw = parse(path, open(path)?, Some(target_column))?;
+    let raw = parse(path, open(path)?, Some(target_column), false)?;
     let target = raw.target_column(|values, lines, col| {
         let index: HashMap<&str, u32> =
             class_names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
@@ -67,7 +67,15 @@ pub fn read_csv_labeled(
 /// Reads a CSV without a target (data to predict on): every column is a feature.
 pub fn read_csv_unlabeled(path: impl AsRef<Path>) -> Result<Table> {
     let path = path.as_ref();
-    let raw = parse(path, open(path)?, None)?;
+    let raw = parse(path, open(path)?, None, false)?;
+    Table::new(raw.features, raw.rows, raw.cols, raw.feature_names, Target::None)
+}
+
+/// Reads a CSV to predict on: every column is a feature except `skip` (a model's target column),
+/// which may be absent and is not parsed, so text labels in it are no error.
+pub fn read_csv_features(path: impl AsRef<Path>, skip: &str) -> Result<Table> {
+    let path = path.as_ref();
+    let raw = parse(path, open(path)?, Some(skip), true)?;
     Table::new(raw.features, raw.rows, raw.cols, raw.feature_names, Target::None)
 }
 
@@ -133,7 +141,8 @@ impl Raw {
     }
 }
 
-fn parse(path: &Path, reader: impl Read, target: Option<&str>) -> Result<Raw> {
+/// `target`: the column kept as raw text; with `optional`, a CSV without it is fine.
+fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -> Result<Raw> {
     let csv_err = |e: csv::Error| Error::Csv {
         path: path.to_path_buf(),
         line: e.position().map_or(0, |p| p.line()),
@@ -165,11 +174,17 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>) -> Result<Raw> {
     }
     let target_index = match target {
         None => None,
-        Some(t) => Some(header.iter().position(|h| h == t).ok_or_else(|| Error::MissingColumn {
-            path: path.to_path_buf(),
-            column: t.to_string(),
-            available: header.join(", "),
-        })?),
+        Some(t) => match header.iter().position(|h| h == t) {
+            Some(i) => Some(i),
+            None if optional => None,
+            None => {
+                return Err(Error::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: t.to_string(),
+                    available: header.join(", "),
+                })
+            }
+        },
     };
     let feature_names: Vec<String> =
         header.iter().enumerate().filter(|&(i, _)| Some(i) != target_index).map(|(_, h)| h.clone()).collect();

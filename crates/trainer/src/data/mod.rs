@@ -14,7 +14,8 @@ mod table;
 
 pub use self::array::Array;
 pub use self::csv::{
-    check_feature_names, read_csv, read_csv_from_reader, read_csv_labeled, read_csv_unlabeled,
+    check_feature_names, read_csv, read_csv_features, read_csv_from_reader, read_csv_labeled,
+    read_csv_unlabeled,
 };
 pub use self::dataset::{batches, epoch_order, train_val_split, Dataset, TargetBuf};
 pub use self::digits::{digits_train_test, load_digits};

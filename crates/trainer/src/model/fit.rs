@@ -172,6 +172,17 @@ impl Sequential {
         let monitor = opts.early_stopping.as_ref().map(|e| e.monitor.clone()).unwrap_or_else(|| {
             if matches!(opts.validation, Validation::None) { "loss" } else { "val_loss" }.to_string()
         });
+        let mut known = vec!["loss".to_string()];
+        known.extend(config.metrics.iter().map(|m| m.name().to_string()));
+        if !matches!(opts.validation, Validation::None) {
+            known.extend(known.clone().iter().map(|k| format!("val_{k}")));
+        }
+        if !known.contains(&monitor) {
+            return Err(Error::InvalidArgument(format!(
+                "cannot monitor '{monitor}': this fit reports {}",
+                known.join(", ")
+            )));
+        }
         let mut log = match &opts.log {
             Some(p) => Some(JsonLog::open(p, self.epochs_done > 0)?),
             None => None,
@@ -223,7 +234,11 @@ impl Sequential {
                 // the previous step's results arrive while this one runs
                 if let Some(prev) = in_flight.replace((pending, batch)) {
                     finish(c, prev, &mut tally)?;
-                    progress.step(tally.steps, Some(tally.loss()));
+                    progress.step(tally.steps, || {
+                        let mut parts = vec![format!("loss {:.4}", tally.loss())];
+                        parts.extend(tally.metric_values().iter().map(|(n, v)| format!("{n} {v:.4}")));
+                        parts.join(" - ")
+                    });
                 }
                 Ok(())
             })?;
@@ -251,7 +266,10 @@ impl Sequential {
                 seconds,
                 steps_per_s: steps as f64 / seconds.max(1e-9),
             };
-            progress.finish(&format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s));
+            // about 20 epoch lines per run; the bar shows every epoch on a terminal
+            let every = (opts.epochs / 20).max(1);
+            let show = record.epoch == 1 || record.epoch.is_multiple_of(every) || record.epoch == opts.epochs;
+            progress.finish(&format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s), show);
             if let Some(log) = &mut log {
                 log.write(&record)?;
             }

@@ -64,6 +64,9 @@ pub struct DataInfo {
     pub target: Option<String>,
 }
 
+/// A parameter's state-dict name, shape and values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// A parameter: its state-dict name, shape and where its initial values come from.
 #[derive(Clone, Debug)]
 pub(crate) struct ParamSpec {
@@ -113,6 +116,7 @@ impl Sequential {
     }
 
     /// Adds a layer (builder style): `Sequential::new(&[4]).add(Dense(8, Relu)).add(Dense(1, Sigmoid))`.
+    #[allow(clippy::should_implement_trait)] // Keras' name; `Sequential + Layer` would read worse
     pub fn add(mut self, layer: Layer) -> Self {
         self.push(layer);
         self
@@ -238,7 +242,7 @@ impl Sequential {
             return specs.iter().map(|s| Ok(c.session.get_param(&s.name)?)).collect();
         }
         if self.weights.is_none() {
-            let mut rng = SplitMix64::new(self.seed ^ 0x5EED_0F_1A7E);
+            let mut rng = SplitMix64::new(self.seed ^ 0x5EED_F1A7);
             self.weights = Some(
                 specs
                     .iter()
@@ -250,7 +254,7 @@ impl Sequential {
     }
 
     /// Every parameter as (state-dict name, shape, values).
-    pub fn weights(&mut self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn weights(&mut self) -> Result<Vec<NamedTensor>> {
         let specs = self.param_specs()?;
         let values = self.host_weights()?;
         Ok(specs.into_iter().zip(values).map(|(s, v)| (s.name, s.shape, v)).collect())

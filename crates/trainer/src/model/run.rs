@@ -136,7 +136,7 @@ impl Sequential {
     /// `predict` on raw features `[rows, input width]`.
     pub fn predict_features(&mut self, features: &[f32]) -> Result<Vec<f32>> {
         let width = self.input_shape.iter().product::<usize>();
-        if width == 0 || features.len() % width != 0 {
+        if width == 0 || !features.len().is_multiple_of(width) {
             return Err(Error::shape("predict features", format!("a multiple of {width}"), features.len()));
         }
         self.predict(&Features { data: features, width }, 256)

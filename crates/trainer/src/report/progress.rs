@@ -29,8 +29,9 @@ impl Progress {
         Progress { bar, prefix, start: now, last_draw: now }
     }
 
-    /// Reports `done` steps with the running mean loss (which lags one step on the GPU).
-    pub fn step(&mut self, done: usize, loss: Option<f64>) {
+    /// Reports `done` steps; `summary` (running loss and metrics, one step behind on the GPU) is
+    /// only formatted when the bar redraws.
+    pub fn step(&mut self, done: usize, summary: impl FnOnce() -> String) {
         let Some(bar) = &self.bar else { return };
         let now = Instant::now();
         if now.duration_since(self.last_draw) < Duration::from_millis(100) {
@@ -39,9 +40,7 @@ impl Progress {
         self.last_draw = now;
         bar.set_position(done as u64);
         let rate = done as f64 / now.duration_since(self.start).as_secs_f64().max(1e-9);
-        if let Some(l) = loss {
-            bar.set_message(format!("loss {l:.4} - {rate:.0} steps/s"));
-        }
+        bar.set_message(format!("{} - {rate:.0} steps/s", summary()));
     }
 
     /// Seconds since the epoch started.
@@ -49,11 +48,13 @@ impl Progress {
         self.start.elapsed().as_secs_f64()
     }
 
-    /// Replaces the bar with the epoch's summary line.
-    pub fn finish(self, summary: &str) {
+    /// Clears the bar and, when `show`, prints the epoch's summary line.
+    pub fn finish(self, summary: &str, show: bool) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
-            eprintln!("{} - {summary}", self.prefix);
+            if show {
+                eprintln!("{} - {summary}", self.prefix);
+            }
         }
     }
 }

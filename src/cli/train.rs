@@ -1,0 +1,262 @@
+//! `kiln train` and the main job (the bundled digits): read the data, build the MLP, fit it with
+//! early stopping, and write the model, its training log and its loss curves.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use kiln_device::BackendChoice;
+use kiln_trainer::data::{
+    check_feature_names, digits_train_test, read_csv, read_csv_labeled, train_val_split, Standardizer, Table,
+    TaskHint,
+};
+use kiln_trainer::prelude::*;
+use kiln_trainer::report::write_svg;
+use kiln_trainer::{DataInfo, History};
+
+use super::settings::{Task, TrainSettings};
+
+/// The task a table's target implies, checked against what the user asked for.
+fn resolve_task(asked: Task, table: &Table) -> Result<Task> {
+    let classes = table.target.class_names().map(<[String]>::len);
+    Ok(match (asked, classes) {
+        (Task::Regression, Some(_)) => bail!("--task regression, but the target holds class labels"),
+        (Task::Regression, None) | (Task::Auto, None) => Task::Regression,
+        (_, Some(k)) if k < 2 => bail!("the target has a single class; there is nothing to learn"),
+        (Task::Binary, Some(k)) if k != 2 => bail!("--task binary, but the target has {k} classes"),
+        (Task::Auto, Some(2)) | (Task::Binary, Some(_)) => Task::Binary,
+        (Task::Auto | Task::Multiclass, Some(_)) => Task::Multiclass,
+        (Task::Binary | Task::Multiclass, None) => bail!("a classification task needs class labels"),
+    })
+}
+
+fn optimizer(name: &str, lr: Option<f32>) -> Result<Optimizer> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "adam" => Optimizer::adam(lr.unwrap_or(1e-3)),
+        "adamw" => Optimizer::adamw(lr.unwrap_or(1e-3)),
+        "sgd" => Optimizer::sgd(lr.unwrap_or(1e-2)),
+        "rmsprop" => Optimizer::rmsprop(lr.unwrap_or(1e-3)),
+        other => bail!("unknown optimizer '{other}': expected adam, adamw, sgd or rmsprop"),
+    })
+}
+
+/// The MLP for a task: hidden layers, then the output layer and the loss that fits the task.
+fn build_model(
+    inputs: usize,
+    s: &TrainSettings,
+    task: Task,
+    classes: usize,
+) -> Result<(Sequential, Loss, Vec<Metric>)> {
+    let act_name = s.activation.as_deref().unwrap_or("relu");
+    let act = Activation::parse(act_name).filter(|a| *a != Activation::Softmax).with_context(|| {
+        format!("unknown activation '{act_name}': expected relu, leaky_relu, tanh, sigmoid or gelu")
+    })?;
+    let mut model = Sequential::new(&[inputs]).seed(s.seed.unwrap_or(0));
+    for &units in s.hidden.as_deref().unwrap_or(&[100]) {
+        if units == 0 {
+            bail!("--hidden: a layer of 0 units");
+        }
+        model = model.add(Dense(units, act));
+    }
+    Ok(match task {
+        Task::Binary => (model.add(Dense(1, Sigmoid)), Loss::BinaryCrossEntropy, vec![Metric::Accuracy]),
+        Task::Multiclass => (model.add(Dense(classes, Softmax)), Loss::CrossEntropy, vec![Metric::Accuracy]),
+        _ => (model.add(Dense(1, None)), Loss::Mse, vec![Metric::Mae]),
+    })
+}
+
+/// Training data from a CSV (a validation CSV must have the same columns and labels).
+fn read_training(s: &TrainSettings) -> Result<(Table, Option<Table>, String)> {
+    let data = s.data.as_ref().context("--data FILE.csv is required")?;
+    let target = s.target.as_ref().context("--target COLUMN is required")?;
+    let hint = match s.task.unwrap_or(Task::Auto) {
+        Task::Auto => TaskHint::Auto,
+        Task::Regression => TaskHint::Regression,
+        Task::Binary | Task::Multiclass => TaskHint::Classification,
+    };
+    let train = read_csv(data, target, hint)?;
+    let val = match &s.validation {
+        None => None,
+        Some(path) => {
+            let v = match train.target.class_names() {
+                Some(names) => read_csv_labeled(path, target, names)?,
+                None => read_csv(path, target, TaskHint::Regression)?,
+            };
+            check_feature_names(path, &v.feature_names, &train.feature_names)?;
+            Some(v)
+        }
+    };
+    Ok((train, val, target.clone()))
+}
+
+/// Writes `<out stem><suffix>` next to the model.
+fn beside(out: &Path, suffix: &str) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// Trains on `train` (validating on `val`) and saves to `out`. Returns the model and its history.
+fn fit_and_save(
+    s: &TrainSettings,
+    mut train: Table,
+    mut val: Option<Table>,
+    target: String,
+    out: &Path,
+) -> Result<(Sequential, History)> {
+    if out.is_dir() {
+        bail!("--out {} is a directory; give a file name such as model.safetensors", out.display());
+    }
+    let task = resolve_task(s.task.unwrap_or(Task::Auto), &train)?;
+    let classes = train.target.class_names().map_or(0, <[String]>::len);
+    let seed = s.seed.unwrap_or(0);
+    if let (None, Some(f)) = (&val, s.validation_split) {
+        let (t, v) = train_val_split(train.rows, f, seed ^ 0x5A11)?;
+        val = Some(train.subset(&v)?);
+        train = train.subset(&t)?;
+    }
+
+    let (mut model, loss, metrics) = if s.resume {
+        let model =
+            Sequential::load(out).with_context(|| format!("--resume: cannot read {}", out.display()))?;
+        check_feature_names(out, &train.feature_names, &model.data.features)?;
+        if model.data.labels.as_deref() != train.target.class_names() {
+            bail!("--resume: the data's labels differ from the model's ({:?})", model.data.labels);
+        }
+        let cfg = model.saved_config().context("--resume: the model file has no training state")?.clone();
+        (model, cfg.loss, cfg.metrics)
+    } else {
+        build_model(train.cols, s, task, classes)?
+    };
+    if let Some(init) = &s.init {
+        model.load_weights(init).with_context(|| format!("--init {}", init.display()))?;
+    }
+
+    // Standardize with statistics of the training rows only (a resumed model keeps its own).
+    let scaler = match (&model.data.standardizer, s.no_standardize, s.resume) {
+        (saved, _, true) => saved.clone(),
+        (_, true, _) => None,
+        _ => Some(Standardizer::fit_table(&train)?),
+    };
+    if let Some(sc) = &scaler {
+        sc.apply_table(&mut train)?;
+        if let Some(v) = &mut val {
+            sc.apply_table(v)?;
+        }
+    }
+    model.data = DataInfo {
+        features: train.feature_names.clone(),
+        labels: train.target.class_names().map(<[String]>::to_vec),
+        standardizer: scaler,
+        target: Some(target),
+    };
+
+    let backend: BackendChoice = match &s.backend {
+        Some(b) => b.parse()?,
+        None => BackendChoice::from_env()?,
+    };
+    let mut config = Compile::new(optimizer(s.optimizer.as_deref().unwrap_or("adam"), s.lr)?, loss, &metrics);
+    if s.resume {
+        let saved = model.saved_config().cloned().expect("checked above");
+        config.optimizer = if s.optimizer.is_some() || s.lr.is_some() {
+            optimizer(s.optimizer.as_deref().unwrap_or("adam"), s.lr)?
+        } else {
+            saved.optimizer
+        };
+    }
+    config.backend = backend;
+    model.compile_with(config)?;
+    if !s.quiet {
+        eprint!("{}", model.summary()?);
+        eprintln!(
+            "device: {}\ntraining on {} rows{}",
+            model.device().unwrap_or_default(),
+            train.rows,
+            val.as_ref().map(|v| format!(", validating on {}", v.rows)).unwrap_or_default()
+        );
+    }
+
+    let epochs = s.epochs.unwrap_or(200);
+    let monitor = if val.is_some() { "val_loss" } else { "loss" };
+    let log_final = beside(out, ".log.jsonl");
+    let log_part = beside(out, ".log.jsonl.part");
+    if s.resume && log_final.exists() {
+        std::fs::copy(&log_final, &log_part).with_context(|| format!("{}", log_final.display()))?;
+    }
+    let val_ref: Option<&(dyn kiln_trainer::data::Dataset + Sync)> = val.as_ref().map(|v| v as _);
+    let opts = FitOptions {
+        epochs,
+        batch_size: s.batch_size.unwrap_or(train.rows.min(200)),
+        shuffle: !s.no_shuffle,
+        validation: val_ref.map_or(Validation::None, Validation::Data),
+        early_stopping: Some(EarlyStopping {
+            monitor: monitor.into(),
+            patience: s.patience.unwrap_or(10),
+            min_delta: 1e-4,
+            restore_best: true,
+        }),
+        checkpoint_best: None,
+        log: Some(log_part.clone()),
+        quiet: s.quiet,
+    };
+    let history = model.fit(&train, &opts)?;
+    model.save(out).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::rename(&log_part, &log_final).with_context(|| format!("{}", log_final.display()))?;
+    if !history.epochs.is_empty() {
+        write_svg(&beside(out, ".curves.svg"), &history.epochs)?;
+    }
+    Ok((model, history))
+}
+
+fn report(history: &History, out: &Path, quiet: bool) {
+    if quiet {
+        return;
+    }
+    if let Some(last) = history.last() {
+        let restored =
+            history.restored_epoch.map(|e| format!("; weights of epoch {e} restored")).unwrap_or_default();
+        let why = if history.stopped_early { "early stopping" } else { "epoch limit" };
+        eprintln!("stopped after epoch {} ({why}{restored}): {}", last.epoch, last.summary());
+    }
+    eprintln!("model: {} (log: .log.jsonl, curves: .curves.svg beside it)", out.display());
+}
+
+/// `kiln train`.
+pub fn train_csv(s: TrainSettings) -> Result<()> {
+    let out = s.out.clone().context("--out MODEL.safetensors is required")?;
+    let (train, val, target) = read_training(&s)?;
+    let (_, history) = fit_and_save(&s, train, val, target, &out)?;
+    report(&history, &out, s.quiet);
+    Ok(())
+}
+
+/// The main job: an MLP on the bundled UCI digits (80/20 split), then its test accuracy.
+pub fn digits(mut s: TrainSettings) -> Result<()> {
+    let start = Instant::now();
+    let (train, mut test) = digits_train_test()?;
+    let out = s.out.clone().unwrap_or_else(|| PathBuf::from("target/kiln/digits.safetensors"));
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    s.validation_split = s.validation_split.or(Some(0.1));
+    if !s.quiet {
+        eprintln!(
+            "Kiln main job: MLP on the UCI handwritten digits ({} train / {} test images)",
+            train.rows, test.rows
+        );
+    }
+    let (mut model, history) = fit_and_save(&s, train, None, "label".into(), &out)?;
+    report(&history, &out, s.quiet);
+    if let Some(sc) = &model.data.standardizer {
+        sc.apply_table(&mut test)?;
+    }
+    let eval = model.evaluate(&test, 512)?;
+    let acc = eval.get("accuracy").unwrap_or(f64::NAN);
+    println!(
+        "test accuracy: {:.2}% ({} images), test loss {:.4}, {:.1} s",
+        100.0 * acc,
+        test.rows,
+        eval.loss,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

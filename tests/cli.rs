@@ -1,0 +1,436 @@
+//! End-to-end tests of the `kiln` binary: train, evaluate and predict on small generated CSV files,
+//! every kind of bad input (a clear message naming file, line and column; no panic), outputs that a
+//! failed run must leave untouched, and `--resume` reproducing an uninterrupted run bit for bit.
+//! Every test runs on the CPU backend in a temporary directory of its own.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use kiln_trainer::checkpoint::Checkpoint;
+use serde_json::Value;
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("kiln-cli-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+    /// Writes `text` to `file` and returns its path as a string for the command line.
+    fn write(&self, file: &str, text: &str) -> String {
+        std::fs::write(self.path(file), text).unwrap();
+        self.arg(file)
+    }
+    fn arg(&self, file: &str) -> String {
+        self.path(file).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn kiln(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_BACKEND", "cpu")
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "kiln failed: {}\nstdout: {}", stderr(&o), stdout(&o));
+    o
+}
+
+/// The command failed cleanly (non-zero, no panic) with every one of `needles` in its message.
+fn fails_with(o: Output, needles: &[&str]) {
+    let err = stderr(&o);
+    assert!(!o.status.success(), "expected a failure, got success; stdout: {}", stdout(&o));
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks '{n}': {err}");
+    }
+}
+
+/// A deterministic generator (a 64-bit LCG's top bits), uniform in [-1, 1).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// `rows` rows `x1,x2,label`, label `yes`/`no` (or the given names) by the side of x1 + x2 = 0, with
+/// a margin of 0.2 so the classes are separable.
+fn classes_csv(rows: usize, seed: u64, names: [&str; 2]) -> String {
+    let mut rng = Lcg(seed);
+    let mut s = String::from("x1,x2,label\n");
+    let mut n = 0;
+    while n < rows {
+        let (a, b) = (rng.next(), rng.next());
+        if (a + b).abs() < 0.2 {
+            continue;
+        }
+        s.push_str(&format!("{a},{b},{}\n", names[(a + b > 0.0) as usize]));
+        n += 1;
+    }
+    s
+}
+
+/// `rows` rows `x1,x2,label` with label = 2 x1 - x2 + 0.5.
+fn regression_csv(rows: usize, seed: u64) -> String {
+    let mut rng = Lcg(seed);
+    let mut s = String::from("x1,x2,label\n");
+    for _ in 0..rows {
+        let (a, b) = (rng.next(), rng.next());
+        s.push_str(&format!("{a},{b},{}\n", 2.0 * a - b + 0.5));
+    }
+    s
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+/// Trains a classifier on `names` labels and checks evaluate, predict, the log and the curves.
+fn classify_end_to_end(tag: &str, names: [&str; 2]) {
+    let d = TempDir::new(tag);
+    let train = d.write("train.csv", &classes_csv(200, 1, names));
+    let test = d.write("test.csv", &classes_csv(100, 2, names));
+    let model = d.arg("m.safetensors");
+    let flags = ["--target", "label", "--epochs", "30", "--batch-size", "20", "--quiet", "--backend", "cpu"];
+    ok(kiln(&[&["train", "--data", &train, "--out", &model][..], &flags].concat()));
+
+    let e = json(&ok(kiln(&["evaluate", "--model", &model, "--data", &test, "--target", "label", "--json"])));
+    assert!(e["loss"].as_f64().is_some_and(f64::is_finite), "{e}");
+    let accuracy = e["accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.9, "test accuracy {accuracy} <= 0.9 on separable data: {e}");
+    assert_eq!(e["rows"], 100);
+
+    // predict on the feature columns only (see predict_ignores_a_text_target_column)
+    let features: String = std::fs::read_to_string(&test)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", l.rsplit_once(',').unwrap().0))
+        .collect();
+    let features = d.write("features.csv", &features);
+    let preds = d.arg("p.csv");
+    ok(kiln(&["predict", "--model", &model, "--data", &features, "--out", &preds]));
+    let text = std::fs::read_to_string(&preds).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("prediction,"), "{text}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 100, "one prediction per input row");
+    for r in &rows {
+        let class = r.split(',').next().unwrap();
+        assert!(names.contains(&class), "'{class}' is not a class name: {r}");
+    }
+
+    let log = std::fs::read_to_string(d.path("m.log.jsonl")).expect("the training log exists");
+    let epochs: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
+    assert!(!epochs.is_empty() && epochs.len() <= 30, "{} log lines", epochs.len());
+    assert!(epochs.iter().all(|e| e.is_object() && e["loss"].is_number()), "{log}");
+    let svg = std::fs::read_to_string(d.path("m.curves.svg")).expect("the curves exist");
+    assert!(svg.contains("<svg"), "not an SVG");
+}
+
+#[test]
+fn classify_text_labels_train_evaluate_predict() {
+    classify_end_to_end("text", ["no", "yes"]);
+}
+
+#[test]
+fn classify_numeric_labels_train_evaluate_predict() {
+    classify_end_to_end("numeric", ["0", "1"]);
+}
+
+/// A target column in the CSV to predict on is ignored, text labels included.
+#[test]
+fn predict_ignores_a_text_target_column() {
+    let d = TempDir::new("predict-target");
+    let train = d.write("train.csv", &classes_csv(60, 7, ["no", "yes"]));
+    let model = d.arg("m.safetensors");
+    ok(kiln(&["train", "--data", &train, "--target", "label", "--out", &model, "--epochs", "2", "--quiet"]));
+    let out = stdout(&ok(kiln(&["predict", "--model", &model, "--data", &train])));
+    assert_eq!(out.lines().count(), 61, "{out}");
+}
+
+#[test]
+fn regression_evaluate_reports_mse_and_mae() {
+    let d = TempDir::new("regression");
+    let train = d.write("train.csv", &regression_csv(300, 3));
+    let test = d.write("test.csv", &regression_csv(100, 4));
+    let model = d.arg("r.safetensors");
+    ok(kiln(&[
+        "train",
+        "--data",
+        &train,
+        "--target",
+        "label",
+        "--out",
+        &model,
+        "--epochs",
+        "60",
+        "--batch-size",
+        "20",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "--backend",
+        "cpu",
+    ]));
+    let e = json(&ok(kiln(&["evaluate", "--model", &model, "--data", &test, "--json"])));
+    let (mse, mae) = (e["mse"].as_f64().expect("mse"), e["mae"].as_f64().expect("mae"));
+    // the target's variance is about 5/3 * 1/3 = 0.56; a linear target is learned far better
+    assert!(mse < 0.05 && mae < 0.2, "mse {mse}, mae {mae}: {e}");
+    let out = stdout(&ok(kiln(&["predict", "--model", &model, "--data", &test])));
+    assert_eq!(out.lines().count(), 101, "header + one row per input: {out}");
+}
+
+#[test]
+fn toml_config_trains_the_same_model_as_flags() {
+    let d = TempDir::new("toml");
+    let train = d.write("train.csv", &classes_csv(120, 5, ["no", "yes"]));
+    let by_flags = d.arg("flags.safetensors");
+    ok(kiln(&[
+        "train",
+        "--data",
+        &train,
+        "--target",
+        "label",
+        "--out",
+        &by_flags,
+        "--epochs",
+        "5",
+        "--hidden",
+        "8,4",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "16",
+        "--seed",
+        "9",
+        "--quiet",
+        "--backend",
+        "cpu",
+    ]));
+    let config = d.write(
+        "config.toml",
+        "data = \"train.csv\"\ntarget = \"label\"\nout = \"toml.safetensors\"\nepochs = 5\nhidden = [8, 4]\n\
+         lr = 0.01\nbatch-size = 16\nseed = 9\nquiet = true\nbackend = \"cpu\"\n",
+    );
+    ok(kiln(&["train", &config]));
+    let a = Checkpoint::read(d.path("flags.safetensors")).unwrap();
+    let b = Checkpoint::read(d.path("toml.safetensors")).unwrap();
+    assert_eq!(a.tensors, b.tensors, "the config file and the flags give different weights");
+}
+
+/// Each bad CSV: its contents and what the message must name.
+const BAD_CSV: &[(&str, &str, &[&str])] = &[
+    ("empty.csv", "", &["empty.csv", "empty"]),
+    ("header.csv", "x1,x2,label\n", &["header.csv", "no data rows"]),
+    ("ragged.csv", "x1,x2,label\n1,2,1\n3,0\n", &["ragged.csv:3", "expected 3 fields", "found 2"]),
+    ("text.csv", "x1,x2,label\n1,2,1\n3,abc,0\n", &["text.csv:3", "'x2'", "#2", "'abc'", "not a number"]),
+    ("nan.csv", "x1,x2,label\n1,2,1\nNaN,4,0\n", &["nan.csv:3", "'x1'", "#1", "not finite"]),
+    ("inf.csv", "x1,x2,label\n1,2,1\n3,4,0\n5,inf,1\n", &["inf.csv:4", "'x2'", "#2", "not finite"]),
+    ("-inf.csv", "x1,x2,label\n1,-inf,1\n3,4,0\n", &["-inf.csv:2", "'x2'", "not finite"]),
+];
+
+#[test]
+fn bad_training_data_fails_with_file_line_and_column() {
+    let d = TempDir::new("bad-train");
+    let out = d.arg("m.safetensors");
+    let missing = d.arg("missing.csv");
+    fails_with(kiln(&["train", "--data", &missing, "--target", "label", "--out", &out]), &["missing.csv"]);
+    for (file, text, needles) in BAD_CSV {
+        let data = d.write(file, text);
+        fails_with(kiln(&["train", "--data", &data, "--target", "label", "--out", &out, "--quiet"]), needles);
+    }
+    let data = d.write("no-target.csv", "x1,x2,y\n1,2,yes\n3,4,no\n");
+    fails_with(
+        kiln(&["train", "--data", &data, "--target", "label", "--out", &out, "--quiet"]),
+        &["no-target.csv", "no column named 'label'", "x1, x2, y"],
+    );
+    assert!(!d.path("m.safetensors").exists(), "a failed train wrote a model");
+}
+
+/// A small trained classifier in `d` (`m.safetensors`) and its training CSV (`train.csv`).
+fn trained(d: &TempDir) -> String {
+    let train = d.write("train.csv", &classes_csv(60, 7, ["0", "1"]));
+    let model = d.arg("m.safetensors");
+    ok(kiln(&[
+        "train",
+        "--data",
+        &train,
+        "--target",
+        "label",
+        "--out",
+        &model,
+        "--epochs",
+        "3",
+        "--hidden",
+        "4",
+        "--quiet",
+        "--backend",
+        "cpu",
+    ]));
+    model
+}
+
+#[test]
+fn bad_data_for_evaluate_and_predict_fails_cleanly() {
+    let d = TempDir::new("bad-eval");
+    let model = trained(&d);
+    for (file, text, needles) in BAD_CSV {
+        let data = d.write(file, text);
+        fails_with(kiln(&["evaluate", "--model", &model, "--data", &data]), needles);
+        fails_with(kiln(&["predict", "--model", &model, "--data", &data]), needles);
+    }
+    let other = d.write("other.csv", "x1,x3,label\n1,2,1\n3,4,0\n");
+    let needles = ["other.csv", "feature columns do not match", "'x2'", "'x3'"];
+    fails_with(kiln(&["evaluate", "--model", &model, "--data", &other]), &needles);
+    fails_with(kiln(&["predict", "--model", &model, "--data", &other]), &needles);
+    let unknown = d.write("unknown.csv", "x1,x2,label\n1,2,1\n3,4,7\n");
+    fails_with(
+        kiln(&["evaluate", "--model", &model, "--data", &unknown]),
+        &["unknown.csv:3", "'label'", "unknown class '7'"],
+    );
+    let missing = d.arg("missing.csv");
+    fails_with(kiln(&["predict", "--model", &model, "--data", &missing]), &["missing.csv"]);
+}
+
+#[test]
+fn corrupt_and_truncated_models_fail_cleanly() {
+    let d = TempDir::new("bad-model");
+    let model = trained(&d);
+    let data = d.arg("train.csv");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(d.path("half.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(d.path("garbage.safetensors"), garbage).unwrap();
+    std::fs::write(d.path("tiny.safetensors"), b"abc").unwrap();
+    for file in ["half.safetensors", "garbage.safetensors", "tiny.safetensors", "absent.safetensors"] {
+        let m = d.arg(file);
+        fails_with(kiln(&["evaluate", "--model", &m, "--data", &data]), &[file]);
+        fails_with(kiln(&["predict", "--model", &m, "--data", &data]), &[file]);
+    }
+}
+
+#[test]
+fn failed_runs_leave_existing_outputs_untouched() {
+    let d = TempDir::new("atomic");
+    let model = trained(&d);
+    let bad = d.write("bad.csv", "x1,x2,label\n1,2,1\n3,abc,0\n");
+
+    let keep = b"known bytes, not a model".to_vec();
+    std::fs::write(d.path("out.safetensors"), &keep).unwrap();
+    let out = d.arg("out.safetensors");
+    fails_with(
+        kiln(&["train", "--data", &bad, "--target", "label", "--out", &out, "--quiet"]),
+        &["bad.csv:3"],
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), keep, "a failed train changed --out");
+
+    let model_bytes = std::fs::read(&model).unwrap();
+    fails_with(
+        kiln(&["train", "--data", &bad, "--target", "label", "--out", &model, "--quiet"]),
+        &["bad.csv:3"],
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), model_bytes, "a failed train changed a real model");
+
+    std::fs::write(d.path("p.csv"), &keep).unwrap();
+    let preds = d.arg("p.csv");
+    fails_with(kiln(&["predict", "--model", &model, "--data", &bad, "--out", &preds]), &["bad.csv:3"]);
+    assert_eq!(std::fs::read(&preds).unwrap(), keep, "a failed predict changed --out");
+    let garbage = d.write("garbage.safetensors", "not a model");
+    let train = d.arg("train.csv");
+    fails_with(
+        kiln(&["predict", "--model", &garbage, "--data", &train, "--out", &preds]),
+        &["garbage.safetensors"],
+    );
+    assert_eq!(std::fs::read(&preds).unwrap(), keep, "a failed predict changed --out");
+}
+
+#[test]
+fn resume_reproduces_an_uninterrupted_run_bit_for_bit() {
+    let d = TempDir::new("resume");
+    let train = d.write("train.csv", &classes_csv(150, 11, ["no", "yes"]));
+    let run = |out: &str, epochs: &str, resume: bool| {
+        let out = d.arg(out);
+        let mut args = vec![
+            "train",
+            "--data",
+            &train,
+            "--target",
+            "label",
+            "--out",
+            &out,
+            "--epochs",
+            epochs,
+            "--hidden",
+            "16",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.01",
+            "--seed",
+            "5",
+            "--patience",
+            "1000",
+            "--quiet",
+            "--backend",
+            "cpu",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        ok(kiln(&args));
+    };
+    run("a.safetensors", "4", false);
+    run("b.safetensors", "2", false);
+    run("b.safetensors", "4", true);
+    let a = Checkpoint::read(d.path("a.safetensors")).unwrap();
+    let b = Checkpoint::read(d.path("b.safetensors")).unwrap();
+    assert!(!a.tensors.is_empty());
+    for (ta, tb) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(ta.name, tb.name);
+        let (ba, bb): (Vec<u32>, Vec<u32>) =
+            (ta.data.iter().map(|v| v.to_bits()).collect(), tb.data.iter().map(|v| v.to_bits()).collect());
+        assert_eq!(ba, bb, "tensor '{}' differs between the uninterrupted and the resumed run", ta.name);
+    }
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    let log = std::fs::read_to_string(d.path("b.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 4, "the resumed log continues the first one: {log}");
+}
+
+#[test]
+fn info_reports_the_auto_choice() {
+    // without KILN_BACKEND, so `auto` is what it reports
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("info")
+        .env_remove("KILN_BACKEND")
+        .output()
+        .expect("the kiln binary runs");
+    let o = ok(o);
+    assert!(stdout(&o).contains("backend 'auto' picks"), "{}", stdout(&o));
+}
