@@ -25,6 +25,7 @@ pub struct Window2d {
 
 impl Window2d {
     /// A square window with the same stride, padding and dilation on both axes.
+    #[allow(clippy::too_many_arguments)] // NCHW, kernel, stride, padding, dilation: the geometry itself
     pub fn square(
         n: usize,
         c: usize,
