@@ -78,8 +78,11 @@ pub fn mlp(sizes: &[usize]) -> Result<(Graph, Mlp)> {
     Ok((g, Mlp { x, y, loss }))
 }
 
+/// Batches of (inputs, labels).
+pub type Batches = Vec<(Vec<f32>, Vec<u32>)>;
+
 /// `n` batches of inputs ~ N(0,1) and labels uniform over `classes`, from a fixed seed.
-pub fn batches(n: usize, batch: usize, dim: usize, classes: u32) -> Vec<(Vec<f32>, Vec<u32>)> {
+pub fn batches(n: usize, batch: usize, dim: usize, classes: u32) -> Batches {
     let mut rng = Rng::new(42);
     (0..n)
         .map(|_| {
@@ -91,7 +94,7 @@ pub fn batches(n: usize, batch: usize, dim: usize, classes: u32) -> Vec<(Vec<f32
 }
 
 /// A session on `backend` for `spec`, plus its batches.
-pub fn session(spec: &Spec, backend: BackendChoice) -> Result<(Session, Mlp, Vec<(Vec<f32>, Vec<u32>)>)> {
+pub fn session(spec: &Spec, backend: BackendChoice) -> Result<(Session, Mlp, Batches)> {
     let (g, m) = mlp(spec.sizes)?;
     let data = batches(8, spec.batch, spec.sizes[0], *spec.sizes.last().unwrap() as u32);
     let s = Session::new(g, open(backend)?)?;
