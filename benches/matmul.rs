@@ -5,6 +5,10 @@
 //! Run: `cargo bench --bench matmul`. The NumPy peer prints the same format:
 //! `python3 benches/peers/matmul_numpy.py`. Both take sizes as arguments to run just those
 //! (`cargo bench --bench matmul -- 1024`), so runs can be interleaved on a shared machine.
+//!
+//! `--backend cpu|gpu|auto` runs one backend only (`gpu` takes any wgpu adapter, software ones
+//! included; `benches/gpu/run.sh` uses `--backend gpu 1024 2048 4096 8192`). Without it: the CPU,
+//! then the GPU when `auto` finds a hardware one. `--peak-gflops P` adds `pct_peak=` to each line.
 
 use std::time::{Duration, Instant};
 
@@ -43,13 +47,20 @@ fn time_matmul(be: &mut dyn Backend, n: usize) -> anyhow::Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-fn bench(be: &mut dyn Backend, label: &str, sizes: &[usize]) -> anyhow::Result<()> {
+fn bench(be: &mut dyn Backend, label: &str, sizes: &[usize], peak: Option<f64>) -> anyhow::Result<()> {
     for &n in sizes {
         let secs = time_matmul(be, n)?;
         let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
-        println!("bench=matmul backend={label} n={n} gflops={gflops:.1}");
+        let pct = peak.map_or(String::new(), |p| format!(" pct_peak={:.1}", 100.0 * gflops / p));
+        println!("bench=matmul backend={label} n={n} gflops={gflops:.1}{pct}");
     }
     Ok(())
+}
+
+/// The value after `name` (`--name v` or `--name=v`).
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let at = args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    at.or_else(|| args.iter().find_map(|a| a.strip_prefix(name)?.strip_prefix('=').map(String::from)))
 }
 
 /// The backend `auto` picks, if it is a hardware GPU. The GPU backend may not be built yet (its
@@ -74,18 +85,39 @@ fn hardware_gpu() -> Option<Box<dyn Backend>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Sizes from the command line (numbers only: cargo passes `--bench` too), else all of SIZES.
-    let mut sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let peak = flag(&args, "--peak-gflops").map(|p| p.parse::<f64>()).transpose()?;
+    let backend = flag(&args, "--backend");
+    // Sizes: the bare numbers on the command line (cargo passes `--bench` too), else SIZES.
+    let mut sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !matches!(args[i - 1].as_str(), "--peak-gflops" | "--backend"))
+        .filter_map(|(_, a)| a.parse().ok())
+        .collect();
     if sizes.is_empty() {
         sizes = SIZES.to_vec();
     }
+    let choice = match backend.as_deref() {
+        None => None,
+        Some("cpu") => Some(BackendChoice::Cpu),
+        Some("gpu") => Some(BackendChoice::Gpu),
+        Some("auto") => Some(BackendChoice::Auto),
+        Some(other) => anyhow::bail!("--backend {other}: expected cpu, gpu or auto"),
+    };
+    if let Some(choice) = choice {
+        let mut be = open(choice)?;
+        let label = if be.info().kind == kiln_device::DeviceKind::Cpu { "cpu" } else { "gpu" };
+        eprintln!("# {}", be.info());
+        return bench(be.as_mut(), label, &sizes, peak);
+    }
     let mut cpu = CpuBackend::new();
     eprintln!("# {}", cpu.info());
-    bench(&mut cpu, "cpu", &sizes)?;
+    bench(&mut cpu, "cpu", &sizes, peak)?;
     // The GPU lines: printed when `auto` yields a hardware GPU.
     if let Some(mut gpu) = hardware_gpu() {
         eprintln!("# {}", gpu.info());
-        bench(gpu.as_mut(), "gpu", &sizes)?;
+        bench(gpu.as_mut(), "gpu", &sizes, peak)?;
     }
     Ok(())
 }

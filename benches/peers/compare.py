@@ -152,12 +152,16 @@ class Results:
     def add(self, rnd, samples):
         self.samples.extend((rnd, s) for s in samples)
 
-    def values(self, figure, backend_prefix):
-        """Values for a figure from backends equal to, or starting with `<prefix>-`, the prefix."""
+    def values(self, figure, backend_prefix, metric=None):
+        """Values of a figure's `metric` (any, if None) from backends equal to, or starting with
+        `<prefix>-`, the prefix. Extra lines of a figure (`launches=`, `rss_bytes=`) carry other
+        metrics and must not mix into its steps/s."""
         return [
             s.value
             for _, s in self.samples
-            if s.figure == figure and (s.backend == backend_prefix or s.backend.startswith(backend_prefix + "-"))
+            if s.figure == figure
+            and (metric is None or s.metric == metric)
+            and (s.backend == backend_prefix or s.backend.startswith(backend_prefix + "-"))
         ]
 
     def figures(self):
@@ -201,20 +205,20 @@ def compare(results, kiln_backend=KILN_BACKEND, targets=TARGETS):
     figures = results.figures()
     rows, covered = [], set()
     for t in targets:
-        metric = figures.get(t.figure, t.metric)
-        kv = results.values(t.figure, kiln_backend)
-        pv = results.values(t.figure, t.peer) if t.peer else []
+        metric = t.metric
+        kv = results.values(t.figure, kiln_backend, metric)
+        pv = results.values(t.figure, t.peer, metric) if t.peer else []
         rows.append(Row(t.figure, metric, t.peer, kv, pv, t))
         covered.add((t.figure, t.peer))
     for fig, metric in figures.items():
-        kv = results.values(fig, kiln_backend)
+        kv = results.values(fig, kiln_backend, metric)
         peers = [b for b in results.backends(fig) if b != kiln_backend]
         for p in peers:
             if (fig, p) in covered or any(
                 (fig, tp) in covered and p.startswith(tp + "-") for tp in [t.peer for t in targets if t.peer]
             ):
                 continue
-            rows.append(Row(fig, metric, p, kv, results.values(fig, p)))
+            rows.append(Row(fig, metric, p, kv, results.values(fig, p, metric)))
             covered.add((fig, p))
         if not peers and kv and (fig, None) not in covered:
             rows.append(Row(fig, metric, None, kv, []))

@@ -112,6 +112,17 @@ class CompareTest(unittest.TestCase):
         cold = rows[("cold-start", "torch")]
         self.assertEqual((cold.kiln, cold.peer_med, cold.ratio, cold.status), (0.02, None, None, "PASS"))
 
+    def test_extra_metric_lines_do_not_mix(self):
+        # train_step prints a memory/launches line per model after its steps/s line
+        rounds = [
+            "bench=mlp-small backend=cpu steps_per_s=1000\n"
+            "bench=mlp-small backend=cpu peak_plan_bytes=529308 rss_bytes=5115904 launches=24\n"
+            "bench=mlp-small backend=torch steps_per_s=500",
+        ]
+        rows = by_figure(compare.compare(self.results(rounds)))
+        small = rows[("mlp-small", "torch")]
+        self.assertEqual((small.kiln_vals, small.peer_med), ([1000], 500))
+
     def test_fail_and_formatting(self):
         r = self.results(["bench=mlp-small backend=cpu steps_per_s=1000\nbench=mlp-small backend=torch steps_per_s=600"])
         r.add(1, [compare.Sample("cold-start", (), "cpu", "seconds", 0.2), compare.Sample("cold-start", (), "torch", "seconds", 4.0)])

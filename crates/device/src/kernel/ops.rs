@@ -97,6 +97,7 @@ impl UnaryOp {
         UnaryOp::ALL.iter().position(|&o| o == self).unwrap() as u32
     }
 
+    #[inline(always)]
     pub fn eval(self, x: f32, alpha: f32) -> f32 {
         match self {
             UnaryOp::Neg => -x,
@@ -120,6 +121,7 @@ impl UnaryOp {
     }
 
     /// dx given the saved value `s` (x or y, see [`UnaryOp::saved`]) and the incoming gradient.
+    #[inline(always)]
     pub fn grad(self, s: f32, dy: f32, alpha: f32) -> f32 {
         match self {
             UnaryOp::Neg => -dy,                     // d/dx -x = -1
@@ -253,6 +255,7 @@ impl BinaryOp {
         }
     }
 
+    #[inline(always)]
     pub fn eval(self, a: f32, b: f32) -> f32 {
         let flag = |c: bool| if c { 1.0 } else { 0.0 };
         match self {
