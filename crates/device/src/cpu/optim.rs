@@ -43,7 +43,14 @@ pub(crate) fn adam(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn adam_avx(decoupled: bool, p: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], hyper: &[f32]) {
+unsafe fn adam_avx(
+    decoupled: bool,
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grad: &[f32],
+    hyper: &[f32],
+) {
     adam_loop(decoupled, p, m, v, grad, hyper)
 }
 
