@@ -106,6 +106,9 @@ fn fit_and_save(
     if out.is_dir() {
         bail!("--out {} is a directory; give a file name such as model.safetensors", out.display());
     }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        bail!("--out {}: the folder {} does not exist", out.display(), dir.display());
+    }
     let task = resolve_task(s.task.unwrap_or(Task::Auto), &train)?;
     let classes = train.target.class_names().map_or(0, <[String]>::len);
     let seed = s.seed.unwrap_or(0);
