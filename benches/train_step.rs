@@ -1,11 +1,12 @@
-//! Training steps per second of the BENCHMARKS.md MLPs, built with the kiln-graph API (Graph +
+//! Training steps per second of the BENCHMARKS.md MLPs, a LeNet-style CNN and a small char-level
+//! transformer (`common/mod.rs` defines them), built with the kiln-graph API (Graph +
 //! Session) as a user embedding Kiln would. A step is forward + softmax cross-entropy + backward +
 //! Adam update + the loss back on the host. The loss is read back asynchronously, one step late:
 //! step k+1 is submitted before step k's loss is collected (on the CPU backend a submit runs the
 //! step, so this changes nothing there; on a GPU it overlaps host and device work).
 //!
 //! ```text
-//! cargo bench --bench train_step -- [--backend cpu|gpu|auto] [--model mlp-small|mlp-large]... [--quick]
+//! cargo bench --bench train_step -- [--backend cpu|gpu|auto] [--model mlp-small|mlp-large|cnn|transformer]... [--quick]
 //! ```
 //!
 //! Lines (one per model, then its memory and launches):
@@ -19,7 +20,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{Spec, MODELS};
+use common::{Spec, TRAIN_BENCHES};
 use kiln_device::HostData;
 use kiln_graph::Pending;
 
@@ -28,11 +29,11 @@ fn main() -> anyhow::Result<()> {
     let quick = common::has("--quick") || std::env::var_os("KILN_BENCH_QUICK").is_some();
     let wanted = common::flags("--model");
     for name in &wanted {
-        if !MODELS.iter().any(|m| m.name == name) {
-            anyhow::bail!("--model {name}: expected one of mlp-small, mlp-large");
+        if !TRAIN_BENCHES.iter().any(|m| m.name == name) {
+            anyhow::bail!("--model {name}: expected one of mlp-small, mlp-large, cnn, transformer");
         }
     }
-    for spec in MODELS.iter().filter(|m| wanted.is_empty() || wanted.iter().any(|w| w == m.name)) {
+    for spec in TRAIN_BENCHES.iter().filter(|m| wanted.is_empty() || wanted.iter().any(|w| w == m.name)) {
         let spec = if quick { Spec { repeats: 2, steps: spec.steps / 5, ..*spec } } else { *spec };
         run(&spec, backend)?;
     }
@@ -40,7 +41,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
-    let (mut s, m, data) = common::session(spec, backend)?;
+    let built = common::build(spec)?;
+    let (inputs, loss, data) = (built.inputs, built.loss, built.batches);
+    let mut s = kiln_graph::Session::new(built.graph, kiln_device::open(backend)?)?;
     let label = common::label(&s);
     eprintln!("# {}: {} on {}", spec.name, label, s.backend().info());
     let mut k = 0usize;
@@ -50,10 +53,11 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
     let mut steps = |s: &mut kiln_graph::Session, n: usize, host_us: &mut Vec<f64>| -> anyhow::Result<()> {
         let mut pending: Option<Pending> = None;
         for _ in 0..n {
-            let (x, y) = &data[k % data.len()];
+            let feeds: Vec<(kiln_graph::NodeId, HostData)> =
+                inputs.iter().zip(&data[k % data.len()]).map(|(&n, d)| (n, d.host())).collect();
             k += 1;
             let t0 = Instant::now();
-            let p = s.train(&[(m.x, HostData::F32(x)), (m.y, HostData::U32(y))], &[m.loss])?;
+            let p = s.train(&feeds, &[loss])?;
             host_us.push(t0.elapsed().as_secs_f64() * 1e6);
             if let Some(prev) = pending.replace(p) {
                 last_loss = s.wait(prev)?.remove(0).into_f32()?[0];
@@ -81,7 +85,7 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
         rates.iter().map(|r| (r * 10.0).round() / 10.0).collect::<Vec<_>>()
     );
     println!("bench={} backend={label} steps_per_s={:.1}", spec.name, sorted[sorted.len() / 2]);
-    let plan = s.plan(spec.batch, true, &[m.loss])?;
+    let plan = s.plan(spec.batch, true, &[loss])?;
     let (peak, launches) = (plan.peak_bytes(), plan.launches());
     println!(
         "bench={} backend={label} peak_plan_bytes={peak} rss_bytes={} launches={launches}",

@@ -33,7 +33,9 @@ KILN_BUILD_CMDS = [
     "cargo bench --no-run",
     "cargo build --release --example cold_start",
 ]
-KILN_TRAIN_CMD = "cargo bench -q --bench train_step -- --backend cpu"
+KILN_TRAIN_CMD = "cargo bench -q --bench train_step -- --backend cpu --model mlp-small --model mlp-large"
+# The CNN and transformer have no target in BENCHMARKS.md: they show as `info` rows with kiln/torch.
+KILN_MODELS_CMD = "cargo bench -q --bench train_step -- --backend cpu --model cnn --model transformer"
 KILN_MATMUL_CMD = "cargo bench -q --bench matmul"
 KILN_COLD_CMD = "target/release/examples/cold_start --backend cpu"
 
@@ -418,8 +420,9 @@ def build_kiln(results, args):
             log(f"    FAILED (exit status {p.returncode}); continuing\n{_tail(p.stderr)}")
 
 
-GROUPS = ("mlp", "matmul", "cold")
-CMD_NAMES = ("kiln-train", "kiln-matmul", "kiln-cold", "torch-mlp", "torch-matmul", "torch-cold", "numpy-matmul")
+GROUPS = ("mlp", "models", "matmul", "cold")
+CMD_NAMES = ("kiln-train", "kiln-models", "kiln-matmul", "kiln-cold", "torch-mlp", "torch-models", "torch-matmul",
+             "torch-cold", "numpy-matmul")
 
 
 def default_cmds(args):
@@ -431,9 +434,11 @@ def default_cmds(args):
         extra += " --quick"
     cmds = {
         "kiln-train": KILN_TRAIN_CMD,
+        "kiln-models": KILN_MODELS_CMD,
         "kiln-matmul": KILN_MATMUL_CMD,
         "kiln-cold": KILN_COLD_CMD,
         "torch-mlp": f"{py} {TORCH_SCRIPT} mlp-small mlp-large{extra}",
+        "torch-models": f"{py} {TORCH_SCRIPT} cnn transformer{extra}",
         "torch-matmul": f"{py} {TORCH_SCRIPT} matmul{extra}",
         "torch-cold": f"{py} {TORCH_SCRIPT} --cold-start" + (f" --threads {args.threads}" if args.threads else ""),
     }
@@ -454,6 +459,7 @@ def make_groups(args):
             cmds.pop(name, None)  # --cmd NAME= disables it
     groups = {
         "mlp": [Job(n, cmds[n]) for n in ("kiln-train", "torch-mlp") if n in cmds],
+        "models": [Job(n, cmds[n]) for n in ("kiln-models", "torch-models") if n in cmds],
         "matmul": [Job(n, cmds[n]) for n in ("kiln-matmul", "torch-matmul", "numpy-matmul") if n in cmds],
         "cold": [
             Job(n, cmds[n], "timed", "cold-start", b)

@@ -23,6 +23,13 @@ FAKE = textwrap.dedent(
         print("some log line")
         print("bench=mlp-small backend=cpu steps_per_s=1500.0")
         print("bench=mlp-large backend=cpu async=1 steps_per_s=40")
+    elif mode == "kiln-models":
+        print("bench=cnn backend=cpu steps_per_s=300")
+        print("bench=cnn backend=cpu peak_plan_bytes=3050908 rss_bytes=7708672 launches=53")
+        print("bench=transformer backend=cpu steps_per_s=40")
+    elif mode == "torch-models":
+        print("bench=cnn backend=torch steps_per_s=200")
+        print("bench=transformer backend=torch steps_per_s=50")
     elif mode == "kiln-matmul":
         for n, g in ((256, 90), (1024, 120.5), (2048, 100)):
             print(f"bench=matmul backend=cpu n={n} gflops={g}")
@@ -161,7 +168,8 @@ class EndToEndTest(unittest.TestCase):
 
     def test_all_fake(self):
         extra = []
-        for n in ("kiln-train", "kiln-matmul", "torch-mlp", "torch-matmul", "numpy-matmul"):
+        for n in ("kiln-train", "kiln-models", "kiln-matmul", "torch-mlp", "torch-models", "torch-matmul",
+                  "numpy-matmul"):
             extra += self.cmd(n)
         extra += ["--cmd", "kiln-cold=true", "--cmd", "torch-cold=sleep 0.2"]
         rc, out, err = self.run_main(extra)
@@ -175,13 +183,16 @@ class EndToEndTest(unittest.TestCase):
         self.assertRegex(out, r"matmul n=1024 \(GFLOP/s\) +120 +torch +140 +0\.86x +info")
         self.assertRegex(out, r"matmul n=256 \(GFLOP/s\) +90\.0 +torch +100 +0\.90x +info")
         self.assertRegex(out, r"cold-start \(s\) +0\.0\d+ .*torch +0\.2\d* .*<= 0.05 s +PASS")
+        # the CNN and transformer have no target: info rows with the kiln/torch ratio
+        self.assertRegex(out, r"cnn \(steps/s\) +300 +torch +200 +1\.50x +info")
+        self.assertRegex(out, r"transformer \(steps/s\) +40\.0 +torch +50\.0 +0\.80x +info")
         self.assertNotIn("Errors", out)
 
     def test_missing_and_failing_kiln(self):
         extra = ["--cmd", "kiln-train=" + f"{sys.executable} {self.fake} fail",
                  "--cmd", "kiln-matmul=/nonexistent/cargo bench",
                  "--cmd", "kiln-cold=target/release/examples/definitely_not_built",
-                 "--cmd", "numpy-matmul=",
+                 "--cmd", "numpy-matmul=", "--cmd", "kiln-models=", "--cmd", "torch-models=",
                  "--cmd", "torch-matmul=" + f"{sys.executable} {self.fake} silent"]
         extra += self.cmd("torch-mlp") + self.cmd("torch-cold", "sleep 0.01")
         rc, out, err = self.run_main(extra + ["--markdown"])

@@ -5,18 +5,21 @@ Prints one line per figure on stdout, in the same form as Kiln's benches:
 
     bench=mlp-small backend=torch steps_per_s=1234.5
     bench=mlp-large backend=torch steps_per_s=30.2
+    bench=cnn backend=torch steps_per_s=456.7
+    bench=transformer backend=torch steps_per_s=78.9
     bench=matmul backend=torch n=1024 gflops=146.0
 
 Usage:
-    torch_bench.py [mlp-small|mlp-large|matmul|all ...] [--threads N] [--quick]
+    torch_bench.py [mlp-small|mlp-large|cnn|transformer|matmul|all ...] [--threads N] [--quick]
     torch_bench.py --cold-start      # import torch, build mlp-small, one step, exit
 
 Diagnostics (thread count, versions) go to stderr, so stdout stays parseable.
 `--quick` (or KILN_PEERS_QUICK=1) shrinks repeats/steps for a smoke test; its
 numbers are not the figures BENCHMARKS.md defines.
 
-New benchmarks (a CNN, a small transformer, ...) go in BENCHMARKS below: a
-function taking the parsed args and returning the lines it printed.
+New benchmarks go in BENCHMARKS below: a function taking the parsed args and
+returning the lines it printed. `cnn` and `transformer` are the same models as
+Kiln's (benches/common/mod.rs), layer for layer.
 """
 
 import argparse
@@ -70,15 +73,19 @@ def make_data(batch, in_dim, classes, n_batches=N_BATCHES, seed=SEED):
 
 
 class Trainer:
-    """Model + CrossEntropyLoss + Adam; step() = zero_grad, forward, backward, update, loss.item()."""
+    """Model + CrossEntropyLoss + Adam; step() = zero_grad, forward, backward, update, loss.item().
 
-    def __init__(self, sizes, batch, lr=1e-3, seed=SEED):
+    `model`/`xs`/`ys` default to the MLP of `sizes` on N(0,1) inputs; the CNN and transformer
+    benchmarks pass their own (the model returns logits [..., classes], flattened for the loss).
+    """
+
+    def __init__(self, sizes, batch, lr=1e-3, seed=SEED, model=None, data=None):
         torch.manual_seed(seed)
-        self.model = make_mlp(sizes)
+        self.model = model() if model is not None else make_mlp(sizes)
         self.model.train()
         self.loss_fn = nn.CrossEntropyLoss()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
-        self.xs, self.ys = make_data(batch, sizes[0], sizes[-1])
+        self.xs, self.ys = data() if data is not None else make_data(batch, sizes[0], sizes[-1])
         self.i = 0
 
     def step(self):
@@ -86,7 +93,8 @@ class Trainer:
         y = self.ys[self.i % len(self.ys)]
         self.i += 1
         self.opt.zero_grad()
-        loss = self.loss_fn(self.model(x), y)
+        logits = self.model(x)
+        loss = self.loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         loss.backward()
         self.opt.step()
         return loss.item()  # read the loss back every step, like a logging loop
@@ -128,6 +136,112 @@ def bench_mlp_small(args):
 
 def bench_mlp_large(args):
     return bench_mlp("mlp-large", args)
+
+
+# ---------------------------------------------------------------------------
+# CNN and transformer (the same models as Kiln's benches/common/mod.rs; no targets yet)
+
+# (batch, steps, warmup, repeats), as in Kiln's train_step.rs
+CNN_SPEC = (64, 100, 10, 5)
+TRANSFORMER_SPEC = (16, 50, 10, 5)
+TF_VOCAB, TF_DIM, TF_LAYERS, TF_HEADS, TF_CONTEXT = 65, 64, 2, 4, 32
+
+
+def make_cnn():
+    """LeNet-style CNN of examples/cnn_digits.rs on [1, 8, 8]: two conv-ReLU-maxpool, two Linear."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # [16, 4, 4]
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # [32, 2, 2]
+        nn.Flatten(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+
+
+def cnn_data(batch):
+    xs, ys = make_data(batch, 64, 10)
+    return [x.reshape(batch, 1, 8, 8) for x in xs], ys
+
+
+def _transformer_classes():
+    """Defined lazily (nn is imported lazily). Mirrors kiln-graph's self_attention and
+    transformer_block: separate q/k/v Linear layers, scores scaled by 1/sqrt(head_dim), an additive
+    causal mask, softmax, output projection; pre-norm LayerNorm (eps 1e-5), GELU (erf) MLP 4x."""
+
+    class Block(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+            self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+            self.act = nn.GELU()
+
+        def attn(self, x, mask):
+            b, t, d = x.shape
+            h, hd = self.heads, d // self.heads
+            q, k, v = (f(x).view(b, t, h, hd).transpose(1, 2) for f in (self.q, self.k, self.v))
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / hd**0.5) + mask
+            ctx = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, d)
+            return self.out(ctx)
+
+        def forward(self, x, mask):
+            x = x + self.attn(self.ln1(x), mask)
+            return x + self.fc2(self.act(self.fc1(self.ln2(x))))
+
+    class CharGPT(nn.Module):
+        def __init__(self, vocab, dim, layers, heads, ctx):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(ctx, dim)
+            self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
+            self.ln_f = nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, vocab, bias=False)
+            mask = torch.triu(torch.full((ctx, ctx), -1e9), diagonal=1)
+            self.register_buffer("mask", mask)
+            self.register_buffer("pos", torch.arange(ctx))
+            # init as Kiln's: weights N(0, 1/fan_in), embeddings N(0, 1/50), biases 0
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, nn.Linear):
+                        m.weight.normal_(0.0, m.in_features**-0.5)
+                        if m.bias is not None:
+                            m.bias.zero_()
+                self.wte.weight.normal_(0.0, 50**-0.5)
+                self.wpe.weight.normal_(0.0, 50**-0.5)
+
+        def forward(self, tokens):
+            t = tokens.shape[1]
+            x = self.wte(tokens) + self.wpe(self.pos[:t])
+            for blk in self.blocks:
+                x = blk(x, self.mask[:t, :t])
+            return self.head(self.ln_f(x))
+
+    return CharGPT
+
+
+def make_transformer():
+    return _transformer_classes()(TF_VOCAB, TF_DIM, TF_LAYERS, TF_HEADS, TF_CONTEXT)
+
+
+def transformer_data(batch, n_batches=N_BATCHES, seed=SEED):
+    """Random token streams from a fixed seed; targets are the inputs shifted by one."""
+    g = torch.Generator().manual_seed(seed)
+    seqs = [torch.randint(0, TF_VOCAB, (batch, TF_CONTEXT + 1), generator=g) for _ in range(n_batches)]
+    return [s[:, :-1].contiguous() for s in seqs], [s[:, 1:].contiguous() for s in seqs]
+
+
+def bench_model(name, spec, model, data, args):
+    batch, steps, warmup, repeats = spec
+    if args.quick:
+        steps, warmup, repeats = max(steps // 10, 3), max(warmup // 5, 1), 2
+    rate = Trainer(None, batch, model=model, data=lambda: data(batch)).steps_per_s(steps, warmup, repeats)
+    return [emit(f"bench={name} backend=torch steps_per_s={rate:.1f}")]
+
+
+def bench_cnn(args):
+    return bench_model("cnn", CNN_SPEC, make_cnn, cnn_data, args)
+
+
+def bench_transformer(args):
+    return bench_model("transformer", TRANSFORMER_SPEC, make_transformer, transformer_data, args)
 
 
 # ---------------------------------------------------------------------------
@@ -177,9 +291,9 @@ def bench_matmul(args):
 BENCHMARKS = {
     "mlp-small": bench_mlp_small,
     "mlp-large": bench_mlp_large,
+    "cnn": bench_cnn,
+    "transformer": bench_transformer,
     "matmul": bench_matmul,
-    # "cnn-small": bench_cnn_small,          # later
-    # "transformer-small": bench_transformer,  # later
 }
 
 
