@@ -421,6 +421,8 @@ def build_kiln(results, args):
 
 
 GROUPS = ("mlp", "models", "matmul", "cold")
+# The group that measures each target's bench: with `--only`, targets of groups not run are left out.
+TARGET_GROUP = {"mlp-small": "mlp", "mlp-large": "mlp", "matmul": "matmul", "cold-start": "cold"}
 CMD_NAMES = ("kiln-train", "kiln-models", "kiln-matmul", "kiln-cold", "torch-mlp", "torch-models", "torch-matmul",
              "torch-cold", "numpy-matmul")
 
@@ -501,7 +503,8 @@ def main(argv=None):
         for name, jobs in groups:
             log(f"  [{name}]")
             run_group(results, rnd, jobs, args)
-    rows = compare(results, args.kiln_backend)
+    targets = [t for t in TARGETS if TARGET_GROUP.get(t.bench) in args.only]
+    rows = compare(results, args.kiln_backend, targets)
 
     if args.markdown:
         meta = (

@@ -188,6 +188,16 @@ class EndToEndTest(unittest.TestCase):
         self.assertRegex(out, r"transformer \(steps/s\) +40\.0 +torch +50\.0 +0\.80x +info")
         self.assertNotIn("Errors", out)
 
+    def test_only_models(self):
+        # --only models: the CNN/transformer info rows, and no MISSING rows for the groups not run
+        extra = self.cmd("kiln-models") + self.cmd("torch-models")
+        rc, out, err = self.run_main(extra + ["--only", "models", "--markdown"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("| cnn (steps/s) | 300 | torch | 200 | 1.50x |  | info |", out)
+        self.assertIn("| transformer (steps/s) | 40.0 | torch | 50.0 | 0.80x |  | info |", out)
+        self.assertNotIn("MISSING", out)
+        self.assertNotIn("mlp-small", out)
+
     def test_missing_and_failing_kiln(self):
         extra = ["--cmd", "kiln-train=" + f"{sys.executable} {self.fake} fail",
                  "--cmd", "kiln-matmul=/nonexistent/cargo bench",
