@@ -192,7 +192,8 @@ pub const CNN: Spec = Spec { name: "cnn", sizes: &[], batch: 64, repeats: 5, ste
 /// transformer: char-level GPT, vocab 65, dim 64, 2 pre-norm blocks (4 heads, causal, GELU MLP
 /// 64→256→64), context 32, batch 16; token + position embeddings, final LayerNorm, linear head
 /// (no bias); next-token softmax cross-entropy, Adam lr 1e-3.
-pub const TRANSFORMER: Spec = Spec { name: "transformer", sizes: &[], batch: 16, repeats: 5, steps: 50, warmup: 10 };
+pub const TRANSFORMER: Spec =
+    Spec { name: "transformer", sizes: &[], batch: 16, repeats: 5, steps: 50, warmup: 10 };
 pub const TF_VOCAB: usize = 65;
 pub const TF_DIM: usize = 64;
 pub const TF_LAYERS: usize = 2;
@@ -214,7 +215,11 @@ pub fn cnn() -> Result<Built> {
     let mut params = Vec::new();
     let mut conv = |g: &Graph, h: NodeId, name: &str, cin: usize, cout: usize| {
         let fan = cin * 9;
-        let w = g.param_init(&format!("{name}.weight"), &[cout, cin, 3, 3], uniform_init(&mut rng, cout * fan, fan));
+        let w = g.param_init(
+            &format!("{name}.weight"),
+            &[cout, cin, 3, 3],
+            uniform_init(&mut rng, cout * fan, fan),
+        );
         let b = g.param_init(&format!("{name}.bias"), &[cout], uniform_init(&mut rng, cout, fan));
         params.extend([w, b]);
         let o = kiln_graph::Conv2dOpts { padding: [1, 1], ..Default::default() };
@@ -235,7 +240,8 @@ pub fn cnn() -> Result<Built> {
     let loss = g.softmax_cross_entropy(logits, y);
     let grads = g.gradients(loss, &params)?;
     g.optimize(&params, &grads, Optimizer::adam(1e-3))?;
-    let batches = batches(8, CNN.batch, 64, 10).into_iter().map(|(x, y)| vec![D::F32(x), D::U32(y)]).collect();
+    let batches =
+        batches(8, CNN.batch, 64, 10).into_iter().map(|(x, y)| vec![D::F32(x), D::U32(y)]).collect();
     Ok(Built { graph: g, inputs: vec![x, y], loss, batches })
 }
 
@@ -255,7 +261,8 @@ pub fn transformer() -> Result<Built> {
     let mut h = g.add(g.gather(wte, x, 0), wpe);
     let mut params = vec![wte, wpe];
     for l in 0..TF_LAYERS {
-        let blk = kiln_graph::TransformerBlock::new(&g, &format!("h.{l}"), dim, TF_HEADS, 4 * dim, true, &mut init);
+        let blk =
+            kiln_graph::TransformerBlock::new(&g, &format!("h.{l}"), dim, TF_HEADS, 4 * dim, true, &mut init);
         params.extend(blk.params());
         h = g.transformer_block(h, &blk);
     }
