@@ -134,6 +134,13 @@ pub enum Layer {
     LayerNorm {
         eps: f32,
     },
+    /// `nn.BatchNorm1d` over `[C]` or `nn.BatchNorm2d` over `[C, H, W]` (per channel): batch
+    /// statistics in training (which also update the running mean and unbiased running variance
+    /// with `momentum`, as PyTorch does), the running statistics at evaluation.
+    BatchNorm {
+        eps: f32,
+        momentum: f32,
+    },
 }
 
 /// `Dense(units, activation)`, Keras-style, with Glorot-uniform weights and zero biases.

@@ -75,6 +75,9 @@ pub(crate) struct ParamSpec {
     pub fan_in: usize,
     pub fan_out: usize,
     pub init: crate::layers::Init,
+    /// A buffer (BatchNorm running statistics): saved and loaded with the parameters, but not
+    /// trained by the optimizer.
+    pub buffer: bool,
 }
 
 pub struct Sequential {
@@ -225,6 +228,7 @@ impl Sequential {
                     fan_in,
                     fan_out: *units,
                     init,
+                    buffer: false,
                 };
                 specs.push(spec("weight", vec![*units, fan_in], *kernel_init));
                 specs.push(spec("bias", vec![*units], *bias_init));
