@@ -141,6 +141,13 @@ pub enum Layer {
         eps: f32,
         momentum: f32,
     },
+    /// `nn.Embedding(vocab, dim)`, only as the first layer: the model's input becomes `[T]` token
+    /// ids (u32 on the device; data sets hold them as integer-valued f32 features, checked and
+    /// converted on the host), the output `[T, dim]`.
+    Embedding {
+        vocab: usize,
+        dim: usize,
+    },
 }
 
 /// `Dense(units, activation)`, Keras-style, with Glorot-uniform weights and zero biases.

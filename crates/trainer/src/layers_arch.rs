@@ -58,6 +58,13 @@ pub fn BatchNorm() -> Layer {
     Layer::BatchNorm { eps: 1e-5, momentum: 0.1 }
 }
 
+/// `Embedding(vocab, dim)`: PyTorch's `nn.Embedding`, weight `[vocab, dim]` drawn from N(0, 1);
+/// the first layer of a model whose input is `[T]` token ids in `0..vocab`.
+#[allow(non_snake_case)]
+pub fn Embedding(vocab: usize, dim: usize) -> Layer {
+    Layer::Embedding { vocab, dim }
+}
+
 impl Layer {
     /// Sets a `Conv2d`'s stride, padding and groups (other layers are unchanged).
     pub fn conv(mut self, stride: usize, padding: usize, groups: usize) -> Self {
@@ -133,6 +140,18 @@ impl Layer {
                 }
                 Ok(shape.to_vec())
             }
+            Layer::Embedding { vocab, dim } => {
+                if i != 0 || shape.len() != 1 {
+                    return Err(Error::Model(format!(
+                        "layer {i} (Embedding) must be the first layer, over [batch, T] token ids \
+                         (got [batch, {shape:?}])"
+                    )));
+                }
+                if vocab == 0 || dim == 0 {
+                    return Err(Error::Model(format!("layer {i} (Embedding): vocab {vocab}, dim {dim}")));
+                }
+                Ok(vec![shape[0], dim])
+            }
             _ => unreachable!("is_arch checked above"),
         })())
     }
@@ -146,6 +165,7 @@ impl Layer {
                 | Layer::GlobalAvgPool2d
                 | Layer::LayerNorm { .. }
                 | Layer::BatchNorm { .. }
+                | Layer::Embedding { .. }
         )
     }
 
@@ -186,6 +206,10 @@ impl Layer {
                     // PyTorch keeps it as int64; Kiln stores f32 (load_state_dict casts it)
                     buffer(spec("num_batches_tracked", vec![], 1, 1, Init::Zeros)),
                 ]
+            }
+            Layer::Embedding { vocab, dim } => {
+                // He-normal with fan_in 2 is N(0, 1), PyTorch's nn.Embedding init
+                vec![spec("weight", vec![vocab, dim], 2, dim, Init::HeNormal)]
             }
             _ => vec![],
         }
@@ -228,6 +252,7 @@ impl Layer {
             Layer::BatchNorm { .. } => {
                 format!("BatchNorm{}d({})", if input.len() == 3 { 2 } else { 1 }, input.first().unwrap_or(&0))
             }
+            Layer::Embedding { vocab, dim } => format!("Embedding({vocab}, {dim})"),
             _ => String::new(),
         };
         (name, n)

@@ -40,6 +40,8 @@ pub(crate) struct Built {
     pub masks: Vec<Mask>,
     pub bn: Vec<BnStats>,
     pub out_width: usize,
+    /// The input is token ids (fed as u32 from `Batch::tokens`).
+    pub tokens: bool,
 }
 
 impl Built {
@@ -113,6 +115,10 @@ fn chain(
                 };
                 p += 5; // weight, bias, running_mean, running_var, num_batches_tracked
             }
+            Layer::Embedding { .. } => {
+                h = g.gather(params[p], h, 0); // [B, T] ids -> [B, T, dim]
+                p += 1;
+            }
             Layer::Dropout { rate } => {
                 if let Some(masks) = masks.as_deref_mut() {
                     if *rate > 0.0 {
@@ -134,7 +140,10 @@ pub(crate) fn build(model: &Sequential, config: &Compile, weights: &[Vec<f32>]) 
     let g = Graph::new();
     let out_width = model.output_width()?;
     let loss = config.loss;
-    let x = g.input("x", &model.input_shape);
+    let x = match model.token_vocab() {
+        Some(_) => g.input_u32("x", &model.input_shape),
+        None => g.input("x", &model.input_shape),
+    };
     let target = match loss.target_kind() {
         TargetKind::Labels => g.input_u32("y", &[]),
         TargetKind::Values | TargetKind::OneHot => g.input("y", &[out_width]),
@@ -166,5 +175,17 @@ pub(crate) fn build(model: &Sequential, config: &Compile, weights: &[Vec<f32>]) 
         grads = g.clip_grad_norm(&grads, max_norm).0;
     }
     g.optimize(&trainable, &grads, config.optimizer)?;
-    Ok(Built { graph: Some(g), x, target, out_train, out_eval, loss_train, loss_eval, masks, bn, out_width })
+    Ok(Built {
+        graph: Some(g),
+        x,
+        target,
+        out_train,
+        out_eval,
+        loss_train,
+        loss_eval,
+        masks,
+        bn,
+        out_width,
+        tokens: model.token_vocab().is_some(),
+    })
 }

@@ -115,7 +115,8 @@ impl Tally {
 
 /// Feeds for one batch.
 pub(crate) fn feeds<'b>(built: &Built, batch: &'b Batch, prep: Prep, train: bool) -> Vec<Feed<'b>> {
-    let mut f: Vec<Feed<'b>> = vec![(built.x, HostData::F32(&batch.features))];
+    let x = if built.tokens { HostData::U32(&batch.tokens) } else { HostData::F32(&batch.features) };
+    let mut f: Vec<Feed<'b>> = vec![(built.x, x)];
     match prep {
         Prep::None => {}
         Prep::Labels => f.push((built.target, HostData::U32(&batch.labels))),
@@ -243,11 +244,13 @@ impl Sequential {
             let steps = order.len().div_ceil(opts.batch_size.max(1));
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
             let mut tally = Tally::new(self);
+            let vocab = self.token_vocab();
             let c = self.compiled.as_mut().expect("compiled above");
             let masks = MaskPlan {
                 layers: c.built.masks.iter().map(|m| (m.rate, m.width)).collect(),
                 seed: self.seed,
                 first_step: c.session.step_count(),
+                tokens: vocab,
             };
             let mut in_flight: Option<(Pending, Batch)> = None;
             let mut lr = 0.0;

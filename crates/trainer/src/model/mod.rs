@@ -202,6 +202,14 @@ impl Sequential {
         Ok(self.output_shapes()?.last().map_or(0, |s| s.iter().product()))
     }
 
+    /// The vocabulary size when the model's input is token ids (it starts with `Embedding`).
+    pub(crate) fn token_vocab(&self) -> Option<usize> {
+        match self.layers.first()? {
+            Layer::Embedding { vocab, .. } => Some(*vocab),
+            _ => None,
+        }
+    }
+
     /// The final activation, if the model ends in one.
     pub(crate) fn last_activation(&self) -> Option<Activation> {
         match self.layers.last()? {
