@@ -133,7 +133,7 @@ impl Layer {
                         "layer {i} (BatchNorm) takes [batch, C] or [batch, C, H, W], got [batch, {shape:?}]"
                     )));
                 }
-                if !(eps > 0.0) || !(0.0..=1.0).contains(&momentum) {
+                if eps.is_nan() || eps <= 0.0 || !(0.0..=1.0).contains(&momentum) {
                     return Err(Error::Model(format!(
                         "layer {i} (BatchNorm): eps {eps} must be > 0 and momentum {momentum} in [0, 1]"
                     )));
