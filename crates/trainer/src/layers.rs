@@ -134,6 +134,20 @@ pub enum Layer {
     LayerNorm {
         eps: f32,
     },
+    /// `nn.BatchNorm1d` over `[C]` or `nn.BatchNorm2d` over `[C, H, W]` (per channel): batch
+    /// statistics in training (which also update the running mean and unbiased running variance
+    /// with `momentum`, as PyTorch does), the running statistics at evaluation.
+    BatchNorm {
+        eps: f32,
+        momentum: f32,
+    },
+    /// `nn.Embedding(vocab, dim)`, only as the first layer: the model's input becomes `[T]` token
+    /// ids (u32 on the device; data sets hold them as integer-valued f32 features, checked and
+    /// converted on the host), the output `[T, dim]`.
+    Embedding {
+        vocab: usize,
+        dim: usize,
+    },
 }
 
 /// `Dense(units, activation)`, Keras-style, with Glorot-uniform weights and zero biases.

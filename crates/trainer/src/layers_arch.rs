@@ -47,6 +47,24 @@ pub fn LayerNorm() -> Layer {
     Layer::LayerNorm { eps: 1e-5 }
 }
 
+/// `BatchNorm()`: PyTorch's `BatchNorm1d(C)` after a `[C]` layer, `BatchNorm2d(C)` after a
+/// `[C, H, W]` one (eps 1e-5, momentum 0.1); weight 1, bias 0, running mean 0, running var 1.
+///
+/// The running statistics are updated on the host after each training step from the batch mean
+/// and variance the step fetches (correct, but a device read-back and write per BatchNorm layer
+/// per step).
+#[allow(non_snake_case)]
+pub fn BatchNorm() -> Layer {
+    Layer::BatchNorm { eps: 1e-5, momentum: 0.1 }
+}
+
+/// `Embedding(vocab, dim)`: PyTorch's `nn.Embedding`, weight `[vocab, dim]` drawn from N(0, 1);
+/// the first layer of a model whose input is `[T]` token ids in `0..vocab`.
+#[allow(non_snake_case)]
+pub fn Embedding(vocab: usize, dim: usize) -> Layer {
+    Layer::Embedding { vocab, dim }
+}
+
 impl Layer {
     /// Sets a `Conv2d`'s stride, padding and groups (other layers are unchanged).
     pub fn conv(mut self, stride: usize, padding: usize, groups: usize) -> Self {
@@ -109,6 +127,31 @@ impl Layer {
             }
             Layer::GlobalAvgPool2d => Ok(vec![chw("GlobalAvgPool2d")?.0]),
             Layer::LayerNorm { .. } => Ok(shape.to_vec()),
+            Layer::BatchNorm { eps, momentum } => {
+                if shape.len() != 1 && shape.len() != 3 {
+                    return Err(Error::Model(format!(
+                        "layer {i} (BatchNorm) takes [batch, C] or [batch, C, H, W], got [batch, {shape:?}]"
+                    )));
+                }
+                if eps.is_nan() || eps <= 0.0 || !(0.0..=1.0).contains(&momentum) {
+                    return Err(Error::Model(format!(
+                        "layer {i} (BatchNorm): eps {eps} must be > 0 and momentum {momentum} in [0, 1]"
+                    )));
+                }
+                Ok(shape.to_vec())
+            }
+            Layer::Embedding { vocab, dim } => {
+                if i != 0 || shape.len() != 1 {
+                    return Err(Error::Model(format!(
+                        "layer {i} (Embedding) must be the first layer, over [batch, T] token ids \
+                         (got [batch, {shape:?}])"
+                    )));
+                }
+                if vocab == 0 || dim == 0 {
+                    return Err(Error::Model(format!("layer {i} (Embedding): vocab {vocab}, dim {dim}")));
+                }
+                Ok(vec![shape[0], dim])
+            }
             _ => unreachable!("is_arch checked above"),
         })())
     }
@@ -121,6 +164,8 @@ impl Layer {
                 | Layer::AvgPool2d { .. }
                 | Layer::GlobalAvgPool2d
                 | Layer::LayerNorm { .. }
+                | Layer::BatchNorm { .. }
+                | Layer::Embedding { .. }
         )
     }
 
@@ -132,6 +177,7 @@ impl Layer {
             fan_in,
             fan_out,
             init,
+            buffer: false,
         };
         match *self {
             Layer::Conv2d { filters, kernel, groups, kernel_init, bias_init, .. } => {
@@ -148,6 +194,22 @@ impl Layer {
                     spec("weight", vec![d], d, d, Init::Constant(1.0)),
                     spec("bias", vec![d], d, d, Init::Zeros),
                 ]
+            }
+            Layer::BatchNorm { .. } => {
+                let c = input[0];
+                let buffer = |s: ParamSpec| ParamSpec { buffer: true, ..s };
+                vec![
+                    spec("weight", vec![c], c, c, Init::Constant(1.0)),
+                    spec("bias", vec![c], c, c, Init::Zeros),
+                    buffer(spec("running_mean", vec![c], c, c, Init::Zeros)),
+                    buffer(spec("running_var", vec![c], c, c, Init::Constant(1.0))),
+                    // PyTorch keeps it as int64; Kiln stores f32 (load_state_dict casts it)
+                    buffer(spec("num_batches_tracked", vec![], 1, 1, Init::Zeros)),
+                ]
+            }
+            Layer::Embedding { vocab, dim } => {
+                // He-normal with fan_in 2 is N(0, 1), PyTorch's nn.Embedding init
+                vec![spec("weight", vec![vocab, dim], 2, dim, Init::HeNormal)]
             }
             _ => vec![],
         }
@@ -171,8 +233,12 @@ impl Layer {
 
     /// The PyTorch module for `summary`, and its parameter count.
     pub(crate) fn arch_summary(&self, input: &[usize]) -> (String, usize) {
-        let n: usize =
-            self.arch_param_specs(0, input).iter().map(|s| s.shape.iter().product::<usize>()).sum();
+        let n: usize = self
+            .arch_param_specs(0, input)
+            .iter()
+            .filter(|s| !s.buffer)
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
         let name = match *self {
             Layer::Conv2d { filters, kernel, stride, padding, groups, .. } => format!(
                 "Conv2d({}, {filters}, {kernel}, s={stride}, p={padding}{})",
@@ -183,6 +249,10 @@ impl Layer {
             Layer::AvgPool2d { kernel, stride, .. } => format!("AvgPool2d({kernel}, {stride})"),
             Layer::GlobalAvgPool2d => "AdaptiveAvgPool2d(1)".into(),
             Layer::LayerNorm { .. } => format!("LayerNorm({})", input.last().unwrap_or(&0)),
+            Layer::BatchNorm { .. } => {
+                format!("BatchNorm{}d({})", if input.len() == 3 { 2 } else { 1 }, input.first().unwrap_or(&0))
+            }
+            Layer::Embedding { vocab, dim } => format!("Embedding({vocab}, {dim})"),
             _ => String::new(),
         };
         (name, n)

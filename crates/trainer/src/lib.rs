@@ -26,7 +26,7 @@ mod stream;
 pub use error::{Error, Result};
 pub use kiln_graph::Optimizer;
 pub use layers::{Activation, Dense, Dropout, Flatten, Init, Layer};
-pub use layers_arch::{AvgPool2d, Conv2d, GlobalAvgPool2d, LayerNorm, MaxPool2d};
+pub use layers_arch::{AvgPool2d, BatchNorm, Conv2d, Embedding, GlobalAvgPool2d, LayerNorm, MaxPool2d};
 pub use losses::Loss;
 pub use metrics::Metric;
 pub use model::{
@@ -40,9 +40,9 @@ pub use schedule::Schedule;
 pub mod prelude {
     pub use crate::layers::Activation::{Gelu, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
     pub use crate::{
-        Activation, AvgPool2d, Compile, Conv2d, Dense, Dropout, EarlyStopping, FitOptions, Flatten,
-        GlobalAvgPool2d, Init, LayerNorm, Loss, MaxPool2d, Metric, Optimizer, Schedule, Sequential,
-        Validation,
+        Activation, AvgPool2d, BatchNorm, Compile, Conv2d, Dense, Dropout, EarlyStopping, Embedding,
+        FitOptions, Flatten, GlobalAvgPool2d, Init, LayerNorm, Loss, MaxPool2d, Metric, Optimizer, Schedule,
+        Sequential, Validation,
     };
     pub use kiln_device::BackendChoice;
 }

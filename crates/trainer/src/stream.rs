@@ -67,6 +67,8 @@ pub(crate) struct Batch {
     pub labels: Vec<u32>,
     /// One mask per dropout layer.
     pub masks: Vec<Vec<f32>>,
+    /// The features as token ids, when the model's input is tokens (else empty).
+    pub tokens: Vec<u32>,
 }
 
 /// Dropout masks to draw for each batch: (rate, elements per example).
@@ -75,6 +77,29 @@ pub(crate) struct MaskPlan {
     pub seed: u64,
     /// Global step of the first batch (masks depend on (seed, step), so a resumed run draws the same).
     pub first_step: u64,
+    /// The vocabulary size when the model's input is token ids: each batch's features are then
+    /// checked to be integers in `0..vocab` and converted to `Batch::tokens`.
+    pub tokens: Option<usize>,
+}
+
+/// Feature values as token ids; an error names the first data-set row and column that is not an
+/// integer in `0..vocab`.
+fn to_tokens(features: &[f32], idx: &[usize], width: usize, vocab: usize) -> Result<Vec<u32>> {
+    features
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.fract() == 0.0 && v >= 0.0 && (v as f64) < vocab as f64 {
+                Ok(v as u32)
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "row {} column {}: {v} is not a token id (an integer in 0..{vocab})",
+                    idx[i / width.max(1)],
+                    i % width.max(1)
+                )))
+            }
+        })
+        .collect()
 }
 
 fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, step: u64) -> Result<Batch> {
@@ -102,7 +127,7 @@ fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, s
             }
         }
     }
-    let masks = masks
+    let drawn = masks
         .layers
         .iter()
         .enumerate()
@@ -115,7 +140,11 @@ fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, s
                 .collect()
         })
         .collect();
-    Ok(Batch { rows, features, values, labels, masks })
+    let tokens = match masks.tokens {
+        Some(vocab) => to_tokens(&features, idx, data.feature_width(), vocab)?,
+        None => Vec::new(),
+    };
+    Ok(Batch { rows, features, values, labels, masks: drawn, tokens })
 }
 
 /// Calls `consume` with each batch of `order` (chunks of `batch_size`), prepared one ahead on a

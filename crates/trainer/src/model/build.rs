@@ -16,6 +16,19 @@ pub(crate) struct Mask {
     pub width: usize,
 }
 
+/// A BatchNorm layer's batch statistics in the training chain, fetched each step to update its
+/// running statistics on the host.
+#[derive(Clone, Debug)]
+pub(crate) struct BnStats {
+    pub mean: NodeId,
+    pub var: NodeId,
+    /// `N.` of its state_dict names.
+    pub prefix: String,
+    pub momentum: f32,
+    /// Values per channel per example (H * W, or 1).
+    pub per_row: usize,
+}
+
 pub(crate) struct Built {
     graph: Option<Graph>,
     pub x: NodeId,
@@ -25,7 +38,10 @@ pub(crate) struct Built {
     pub loss_train: NodeId,
     pub loss_eval: NodeId,
     pub masks: Vec<Mask>,
+    pub bn: Vec<BnStats>,
     pub out_width: usize,
+    /// The input is token ids (fed as u32 from `Batch::tokens`).
+    pub tokens: bool,
 }
 
 impl Built {
@@ -53,10 +69,12 @@ fn chain(
     x: NodeId,
     params: &[NodeId],
     mut masks: Option<&mut Vec<Mask>>,
+    mut bn: Option<&mut Vec<BnStats>>,
 ) -> Result<(NodeId, NodeId)> {
     let shapes = model.output_shapes()?;
     let (mut h, mut pre) = (x, x);
     let (mut p, mut index) = (0, 0);
+    let mut input_shape = model.input_shape.clone();
     for (layer, shape) in model.layers.iter().zip(&shapes) {
         pre = h;
         match layer {
@@ -79,6 +97,28 @@ fn chain(
                 h = out;
                 p += used;
             }
+            Layer::BatchNorm { eps, momentum } => {
+                let (w, b) = (params[p], params[p + 1]);
+                h = match bn.as_deref_mut() {
+                    Some(bn) => {
+                        let (y, mean, var) = g.batch_norm_train(h, w, b, *eps);
+                        bn.push(BnStats {
+                            mean,
+                            var,
+                            prefix: format!("{index}."),
+                            momentum: *momentum,
+                            per_row: input_shape[1..].iter().product(),
+                        });
+                        y
+                    }
+                    None => g.batch_norm_eval(h, w, b, params[p + 2], params[p + 3], *eps),
+                };
+                p += 5; // weight, bias, running_mean, running_var, num_batches_tracked
+            }
+            Layer::Embedding { .. } => {
+                h = g.gather(params[p], h, 0); // [B, T] ids -> [B, T, dim]
+                p += 1;
+            }
             Layer::Dropout { rate } => {
                 if let Some(masks) = masks.as_deref_mut() {
                     if *rate > 0.0 {
@@ -90,6 +130,7 @@ fn chain(
             }
         }
         index += layer.torch_modules();
+        input_shape = shape.clone();
     }
     g.check()?;
     Ok((h, pre))
@@ -99,7 +140,10 @@ pub(crate) fn build(model: &Sequential, config: &Compile, weights: &[Vec<f32>]) 
     let g = Graph::new();
     let out_width = model.output_width()?;
     let loss = config.loss;
-    let x = g.input("x", &model.input_shape);
+    let x = match model.token_vocab() {
+        Some(_) => g.input_u32("x", &model.input_shape),
+        None => g.input("x", &model.input_shape),
+    };
     let target = match loss.target_kind() {
         TargetKind::Labels => g.input_u32("y", &[]),
         TargetKind::Values | TargetKind::OneHot => g.input("y", &[out_width]),
@@ -114,17 +158,34 @@ pub(crate) fn build(model: &Sequential, config: &Compile, weights: &[Vec<f32>]) 
 
     let fused = loss.fuses(model.last_activation());
     let mut masks = Vec::new();
-    let (out_train, pre_train) = chain(&g, model, x, &params, Some(&mut masks))?;
-    let (out_eval, pre_eval) = chain(&g, model, x, &params, None)?;
+    let mut bn = Vec::new();
+    let (out_train, pre_train) = chain(&g, model, x, &params, Some(&mut masks), Some(&mut bn))?;
+    let (out_eval, pre_eval) = chain(&g, model, x, &params, None, None)?;
     let logits = |out, pre| if fused { pre } else { out };
     let loss_train = loss.build(&g, out_train, logits(out_train, pre_train), target);
     let loss_eval = loss.build(&g, out_eval, logits(out_eval, pre_eval), target);
     g.check()?;
 
-    let mut grads = g.gradients(loss_train, &params)?;
+    // buffers (BatchNorm running statistics) are parameters of the graph, so they persist and
+    // save like one, but they get no gradient and no optimizer update
+    let trainable: Vec<NodeId> =
+        specs.iter().zip(&params).filter(|(s, _)| !s.buffer).map(|(_, &p)| p).collect();
+    let mut grads = g.gradients(loss_train, &trainable)?;
     if let Some(max_norm) = config.clip_norm {
         grads = g.clip_grad_norm(&grads, max_norm).0;
     }
-    g.optimize(&params, &grads, config.optimizer)?;
-    Ok(Built { graph: Some(g), x, target, out_train, out_eval, loss_train, loss_eval, masks, out_width })
+    g.optimize(&trainable, &grads, config.optimizer)?;
+    Ok(Built {
+        graph: Some(g),
+        x,
+        target,
+        out_train,
+        out_eval,
+        loss_train,
+        loss_eval,
+        masks,
+        bn,
+        out_width,
+        tokens: model.token_vocab().is_some(),
+    })
 }

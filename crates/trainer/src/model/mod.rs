@@ -75,6 +75,9 @@ pub(crate) struct ParamSpec {
     pub fan_in: usize,
     pub fan_out: usize,
     pub init: crate::layers::Init,
+    /// A buffer (BatchNorm running statistics): saved and loaded with the parameters, but not
+    /// trained by the optimizer.
+    pub buffer: bool,
 }
 
 pub struct Sequential {
@@ -199,6 +202,14 @@ impl Sequential {
         Ok(self.output_shapes()?.last().map_or(0, |s| s.iter().product()))
     }
 
+    /// The vocabulary size when the model's input is token ids (it starts with `Embedding`).
+    pub(crate) fn token_vocab(&self) -> Option<usize> {
+        match self.layers.first()? {
+            Layer::Embedding { vocab, .. } => Some(*vocab),
+            _ => None,
+        }
+    }
+
     /// The final activation, if the model ends in one.
     pub(crate) fn last_activation(&self) -> Option<Activation> {
         match self.layers.last()? {
@@ -225,6 +236,7 @@ impl Sequential {
                     fan_in,
                     fan_out: *units,
                     init,
+                    buffer: false,
                 };
                 specs.push(spec("weight", vec![*units, fan_in], *kernel_init));
                 specs.push(spec("bias", vec![*units], *bias_init));

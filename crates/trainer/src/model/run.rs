@@ -68,6 +68,7 @@ impl Sequential {
         let prep = Prep::new(data, config.loss, self.output_width()?)?;
         let mut tally = Tally::new(self);
         let logit_output = config.loss.output_is_logit();
+        let vocab = self.token_vocab();
         let c = self.compiled_mut()?;
         let fetch = [c.built.loss_eval, c.built.out_eval];
         let all: Vec<usize>;
@@ -78,18 +79,18 @@ impl Sequential {
                 &all
             }
         };
-        let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0 };
+        let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0, tokens: vocab };
         let mut in_flight: Option<(Pending, Batch)> = None;
         stream(data, order, batch_size, prep, &no_masks, |batch| {
             let pending = c.session.run(&feeds(&c.built, &batch, prep, false), &fetch)?;
             if let Some((p, b)) = in_flight.replace((pending, batch)) {
-                let (loss, pred) = collect(&mut c.session, p)?;
+                let (loss, pred, _) = collect(&mut c.session, p)?;
                 tally.add(&b, loss, &pred, c.built.out_width, logit_output);
             }
             Ok(())
         })?;
         if let Some((p, b)) = in_flight.take() {
-            let (loss, pred) = collect(&mut c.session, p)?;
+            let (loss, pred, _) = collect(&mut c.session, p)?;
             tally.add(&b, loss, &pred, c.built.out_width, logit_output);
         }
         if tally.steps == 0 {
@@ -108,10 +109,11 @@ impl Sequential {
                 self.input_shape
             )));
         }
+        let vocab = self.token_vocab();
         let c = self.compiled_mut()?;
         let fetch = [c.built.out_eval];
         let order: Vec<usize> = (0..data.len()).collect();
-        let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0 };
+        let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0, tokens: vocab };
         let mut out = Vec::with_capacity(order.len() * width);
         let mut in_flight: Option<Pending> = None;
         let take = |c: &mut super::Compiled, p: Pending, out: &mut Vec<f32>| -> Result<()> {

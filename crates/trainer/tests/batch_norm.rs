@@ -1,0 +1,253 @@
+//! BatchNorm in a `Sequential` model, on the CPU backend: the training forward against a float64
+//! reference, the running statistics against PyTorch's update rule, evaluation with the running
+//! statistics, the state_dict names, a save/load round trip, and learning on the digits.
+
+use kiln_device::BackendChoice;
+use kiln_trainer::checkpoint::Checkpoint;
+use kiln_trainer::data::{digits_train_test, Array, SplitMix64, Standardizer, Table};
+use kiln_trainer::prelude::*;
+use kiln_trainer::Layer;
+
+const EPS: f64 = 1e-5;
+
+fn uniform(rng: &mut SplitMix64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..n).map(|_| lo + (hi - lo) * ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64)).collect()
+}
+
+fn cpu(optimizer: Optimizer) -> Compile {
+    let mut c = Compile::new(optimizer, Loss::CrossEntropy, &[]);
+    c.backend = BackendChoice::Cpu;
+    c
+}
+
+/// Per-channel (mean, biased var) of rows `x` (`[n, c, p]` flattened) in float64.
+fn stats(x: &[f64], n: usize, c: usize, p: usize) -> (Vec<f64>, Vec<f64>) {
+    let at = |r: usize, ch: usize, k: usize| x[(r * c + ch) * p + k];
+    let cnt = (n * p) as f64;
+    let mean: Vec<f64> = (0..c)
+        .map(|ch| {
+            (0..n).flat_map(|r| (0..p).map(move |k| (r, k))).map(|(r, k)| at(r, ch, k)).sum::<f64>() / cnt
+        })
+        .collect();
+    let var = (0..c)
+        .map(|ch| {
+            (0..n)
+                .flat_map(|r| (0..p).map(move |k| (r, k)))
+                .map(|(r, k)| (at(r, ch, k) - mean[ch]).powi(2))
+                .sum::<f64>()
+                / cnt
+        })
+        .collect();
+    (mean, var)
+}
+
+/// `(x - mean) / sqrt(var + eps) * w + b`, per channel, float64.
+fn normalize(x: &[f64], c: usize, p: usize, mean: &[f64], var: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = (i / p) % c;
+            (v - mean[ch]) / (var[ch] + EPS).sqrt() * w[ch] + b[ch]
+        })
+        .collect()
+}
+
+/// Mean softmax cross-entropy of logits rows of `width` against `labels`.
+fn cross_entropy(logits: &[f64], width: usize, labels: &[u32]) -> f64 {
+    let total: f64 = logits
+        .chunks(width)
+        .zip(labels)
+        .map(|(z, &y)| {
+            let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() - z[y as usize]
+        })
+        .sum();
+    total / labels.len() as f64
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+}
+
+/// One case: BatchNorm (as the first layer, then Flatten for images) over input `shape`,
+/// trained for 3 steps of `batch` rows with fixed weights; checks loss, running stats, eval.
+fn check_case(shape: &[usize], batch: usize, seed: u64) {
+    let (c, p) = (shape[0], shape[1..].iter().product::<usize>());
+    let width = c * p;
+    let rows = 3 * batch;
+    let mut rng = SplitMix64::new(seed);
+    let x = uniform(&mut rng, rows * width, -2.0, 3.0);
+    let labels: Vec<u32> = (0..rows).map(|_| rng.below(width as u64) as u32).collect();
+    let w = uniform(&mut rng, c, 0.5, 1.5);
+    let b = uniform(&mut rng, c, -0.5, 0.5);
+    let mut feat_shape = vec![rows];
+    feat_shape.extend_from_slice(shape);
+    let table = Table::from_arrays(
+        Array { shape: feat_shape, data: x.iter().map(|&v| v as f32).collect() },
+        Some(Array { shape: vec![rows], data: labels.clone() }),
+    )
+    .unwrap();
+
+    let mut m = Sequential::new(shape).add(BatchNorm());
+    if shape.len() == 3 {
+        m = m.add(Flatten());
+    }
+    m.set_weight("0.weight", &w.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    m.set_weight("0.bias", &b.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    // lr 0: the weights stay as set, so every batch's loss has a float64 reference
+    m.compile_with(cpu(Optimizer::sgd(0.0))).unwrap();
+    let opts = FitOptions { epochs: 1, batch_size: batch, shuffle: false, quiet: true, ..Default::default() };
+    let h = m.fit(&table, &opts).unwrap();
+
+    let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+    let mut loss = 0.0;
+    for k in 0..3 {
+        let xb = &x[k * batch * width..(k + 1) * batch * width];
+        let (mean, var) = stats(xb, batch, c, p);
+        let y = normalize(xb, c, p, &mean, &var, &w, &b);
+        loss += cross_entropy(&y, width, &labels[k * batch..(k + 1) * batch]) / 3.0;
+        let n = (batch * p) as f64;
+        for ch in 0..c {
+            rm[ch] = 0.9 * rm[ch] + 0.1 * mean[ch];
+            rv[ch] = 0.9 * rv[ch] + 0.1 * var[ch] * n / (n - 1.0);
+        }
+    }
+    let got = h.epochs[0].loss;
+    assert!(close(got, loss, 1e-5), "{shape:?}: training loss {got} vs float64 reference {loss}");
+
+    let weights = m.weights().unwrap();
+    let get = |name: &str| weights.iter().find(|(n, _, _)| n == name).unwrap().2.clone();
+    for (name, want) in [("0.running_mean", &rm), ("0.running_var", &rv)] {
+        let have = get(name);
+        for (ch, (&h, &w)) in have.iter().zip(want.iter()).enumerate() {
+            assert!(close(h as f64, w, 1e-5), "{shape:?} {name}[{ch}]: {h} vs PyTorch rule {w}");
+        }
+    }
+    assert_eq!(get("0.num_batches_tracked"), vec![3.0]);
+
+    // predict normalizes with the running statistics
+    let pred = m.predict_features(&x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    let want = normalize(&x, c, p, &rm, &rv, &w, &b);
+    for (i, (&g, &r)) in pred.iter().zip(&want).enumerate() {
+        assert!(close(g as f64, r, 1e-4), "{shape:?} eval output {i}: {g} vs {r}");
+    }
+}
+
+#[test]
+fn training_forward_running_stats_and_eval_match_float64() {
+    check_case(&[5], 7, 1); // [B, C], as after Dense
+    check_case(&[3, 5, 3], 5, 2); // [B, C, H, W], as after Conv2d
+}
+
+#[test]
+fn buffers_are_named_saved_loaded_and_not_optimized() {
+    let mut rng = SplitMix64::new(9);
+    let rows = 24;
+    let x: Vec<f32> = uniform(&mut rng, rows * 6, 1.0, 4.0).iter().map(|&v| v as f32).collect();
+    let labels: Vec<u32> = (0..rows).map(|_| rng.below(3) as u32).collect();
+    let table = Table::from_arrays(
+        Array { shape: vec![rows, 6], data: x.clone() },
+        Some(Array { shape: vec![rows], data: labels }),
+    )
+    .unwrap();
+    let mut m = Sequential::new(&[6]).add(Dense(4, None)).add(BatchNorm()).add(Dense(3, Softmax)).seed(4);
+    let names: Vec<(String, Vec<usize>)> = m.weights().unwrap().into_iter().map(|(n, s, _)| (n, s)).collect();
+    let want: Vec<(String, Vec<usize>)> = [
+        ("0.weight", vec![4, 6]),
+        ("0.bias", vec![4]),
+        ("1.weight", vec![4]),
+        ("1.bias", vec![4]),
+        ("1.running_mean", vec![4]),
+        ("1.running_var", vec![4]),
+        ("1.num_batches_tracked", vec![]),
+        ("2.weight", vec![3, 4]),
+        ("2.bias", vec![3]),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.to_string(), s))
+    .collect();
+    assert_eq!(names, want);
+    let s = m.summary().unwrap();
+    assert!(s.contains("BatchNorm1d(4)"), "{s}");
+    assert!(s.contains("total parameters: 51"), "buffers are not counted as parameters: {s}");
+
+    // AdamW decays every parameter it updates, even with a zero gradient: the running
+    // statistics would drift from PyTorch's rule if the optimizer touched them
+    m.compile_with(cpu(Optimizer::AdamW {
+        lr: 0.05,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.5,
+    }))
+    .unwrap();
+    let opts = FitOptions { epochs: 2, batch_size: 8, shuffle: true, quiet: true, ..Default::default() };
+    m.fit(&table, &opts).unwrap();
+    let before = m.weights().unwrap();
+    let get =
+        |w: &[(String, Vec<usize>, Vec<f32>)], name: &str| w.iter().find(|t| t.0 == name).unwrap().2.clone();
+    assert_eq!(get(&before, "1.num_batches_tracked"), vec![6.0]);
+    let rm = get(&before, "1.running_mean");
+    assert!(rm.iter().any(|v| v.abs() > 1e-3), "running mean never moved: {rm:?}");
+    let pred = m.predict_features(&x).unwrap();
+
+    let dir = std::env::temp_dir().join(format!("kiln-bn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bn.safetensors");
+    m.save(&path).unwrap();
+    let optim = Checkpoint::read(kiln_trainer::optimizer_path(&path)).unwrap();
+    assert!(
+        optim
+            .tensors
+            .iter()
+            .all(|t| !t.name.starts_with("1.running") && !t.name.starts_with("1.num_batches")),
+        "buffers have no optimizer state"
+    );
+    assert!(optim.tensors.iter().any(|t| t.name.starts_with("1.weight")));
+
+    let mut loaded = Sequential::load(&path).unwrap();
+    assert_eq!(loaded.weights().unwrap(), before);
+    loaded.compile_with(cpu(Optimizer::sgd(0.1))).unwrap();
+    assert_eq!(loaded.weights().unwrap(), before);
+    assert_eq!(loaded.predict_features(&x).unwrap(), pred);
+    std::fs::remove_dir_all(&dir).ok();
+
+    // a one-row training batch has no variance to estimate (PyTorch refuses it too)
+    let one = table.subset(&[0]).unwrap();
+    let err = m.fit(&one, &FitOptions { epochs: 3, batch_size: 8, quiet: true, ..Default::default() });
+    assert!(err.unwrap_err().to_string().contains("more than 1 value per channel"));
+
+    let bad = Sequential::new(&[2, 3]).add(BatchNorm());
+    assert!(bad.output_shapes().is_err(), "[C, L] is not a BatchNorm input here");
+}
+
+#[test]
+fn a_model_with_batch_norm_learns_digits() {
+    let (mut train, _) = digits_train_test().unwrap();
+    let scaler = Standardizer::fit_table(&train).unwrap();
+    scaler.apply_table(&mut train).unwrap();
+    let train = train.subset(&(0..400).collect::<Vec<_>>()).unwrap();
+    let mut m = Sequential::new(&[1, 8, 8])
+        .add(Conv2d(6, 3).conv(1, 1, 1))
+        .add(BatchNorm())
+        .add(Layer::Activation(Relu))
+        .add(MaxPool2d(2))
+        .add(Flatten())
+        .add(Dense(32, None))
+        .add(BatchNorm())
+        .add(Layer::Activation(Relu))
+        .add(Dense(10, Softmax))
+        .seed(5);
+    let mut config = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[Metric::Accuracy]);
+    config.backend = BackendChoice::Cpu;
+    m.compile_with(config).unwrap();
+    let opts = FitOptions { epochs: 6, batch_size: 32, quiet: true, ..Default::default() };
+    let h = m.fit(&train, &opts).unwrap();
+    let (first, last) = (h.epochs[0].loss, h.epochs.last().unwrap().loss);
+    eprintln!("digits with BatchNorm: loss {first} -> {last}");
+    assert!(last < first / 4.0, "loss {first} -> {last} did not fall 4x in 6 epochs");
+    // evaluation (running statistics) agrees with training on the same rows
+    let eval = m.evaluate(&train, 64).unwrap();
+    eprintln!("eval loss with running statistics: {}", eval.loss);
+    assert!(eval.get("accuracy").unwrap() > 0.8, "{eval:?}");
+}
