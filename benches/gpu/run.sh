@@ -8,7 +8,7 @@
 #
 # On the GPU machine it needs only target/gpu-bench/ and .gl/ (both git-ignored; carry them).
 # It prints the adapter (`kiln info`), matmul GFLOP/s against the fp32 peak you pass (default: the
-# H200's ~67 TFLOP/s), mlp-small and mlp-large steps/s with the host time to encode and submit one
+# H200's ~67 TFLOP/s), mlp-small, mlp-large, cnn and transformer steps/s with the host time to encode and submit one
 # step (`bench=step-overhead backend=gpu submit_us=...`), and the cold start. Every figure is a
 # `bench=... backend=gpu ...` line (BENCHMARKS.md), so compare.py's parser reads them too.
 set -euo pipefail
@@ -77,12 +77,15 @@ done
 
 step "matmul, fp32 peak ${PEAK} GFLOP/s (target: >= 25% at n >= 4096)"
 # shellcheck disable=SC2086
-timeout 90 "$BIN/matmul" --backend gpu --peak-gflops "$PEAK" $SIZES || echo "matmul failed (rc $?)"
+timeout 75 "$BIN/matmul" --backend gpu --peak-gflops "$PEAK" $SIZES || echo "matmul failed (rc $?)"
 
 step "training steps (loss read back one step late) and host time per step (target <= 50 us)"
-# Worst case with every timeout hit: 30 + 3 x 20 + 90 + 2 x 60 = 300 s.
+# Worst case with every timeout hit: 30 + 3 x 20 + 75 + 2 x 45 + 2 x 20 = 295 s.
 for model in mlp-small mlp-large; do
-    timeout 60 "$BIN/train_step" --backend gpu --model $model || echo "train_step $model failed (rc $?)"
+    timeout 45 "$BIN/train_step" --backend gpu --model $model || echo "train_step $model failed (rc $?)"
+done
+for model in cnn transformer; do
+    timeout 20 "$BIN/train_step" --backend gpu --model $model || echo "train_step $model failed (rc $?)"
 done
 
 step "done"
