@@ -812,37 +812,11 @@ fn conv_windows() -> Vec<Window2d> {
     ]
 }
 
-/// For every column entry `(b, row, pos)` of the window, the image offset it reads (None: padding).
-/// Scatter form, written from the definition, independently of the kernels' gather form.
-fn window_taps(win: &Window2d) -> Vec<Option<usize>> {
-    let (oh, ow) = (win.oh().unwrap() as i64, win.ow().unwrap() as i64);
-    let mut taps = Vec::new();
-    for b in 0..win.n {
-        for c in 0..win.c {
-            for ky in 0..win.kh {
-                for kx in 0..win.kw {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let iy = oy * win.sh as i64 + (ky * win.dh) as i64 - win.ph as i64;
-                            let ix = ox * win.sw as i64 + (kx * win.dw) as i64 - win.pw as i64;
-                            let inside = iy >= 0 && ix >= 0 && iy < win.h as i64 && ix < win.w as i64;
-                            taps.push(
-                                inside.then(|| ((b * win.c + c) * win.h + iy as usize) * win.w + ix as usize),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-    taps
-}
-
 #[test]
 fn im2col_and_col2im_against_their_definition() {
     let mut rng = Rng::new(40);
     for win in conv_windows() {
-        let taps = window_taps(&win);
+        let taps = win.taps(); // scatter form, independent of the kernels' gather form
         assert_eq!(taps.len(), win.cols_len());
         let x = rng.normal_vec(win.image_len());
         for pad_value in [0.0f32, -7.5] {

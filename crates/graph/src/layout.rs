@@ -1,7 +1,7 @@
 //! Builder methods of the layout primitives (im2col / col2im, permute, window) and the plain
 //! f64-side index helpers the reference interpreter uses for them.
 
-use kiln_device::{DType, Window2d};
+use kiln_device::DType;
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op, Patches};
@@ -154,32 +154,6 @@ impl Graph {
         }
         acc.expect("at least one tensor")
     }
-}
-
-/// For every column entry of `win` (im2col's output order), the image offset it reads (None:
-/// padding). Written in scatter form from the definition, for the reference interpreter.
-pub(crate) fn taps(win: &Window2d) -> Vec<Option<usize>> {
-    let (oh, ow) = (win.oh().unwrap_or(0) as i64, win.ow().unwrap_or(0) as i64);
-    let mut out = Vec::with_capacity(win.cols_len());
-    for b in 0..win.n {
-        for c in 0..win.c {
-            for ky in 0..win.kh {
-                for kx in 0..win.kw {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let iy = oy * win.sh as i64 + (ky * win.dh) as i64 - win.ph as i64;
-                            let ix = ox * win.sw as i64 + (kx * win.dw) as i64 - win.pw as i64;
-                            let inside = iy >= 0 && ix >= 0 && iy < win.h as i64 && ix < win.w as i64;
-                            out.push(
-                                inside.then(|| ((b * win.c + c) * win.h + iy as usize) * win.w + ix as usize),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The offset into `x` (dims `s`) of element `i` of `x.permute(perm)`.

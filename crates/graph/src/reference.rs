@@ -172,11 +172,11 @@ fn eval_node(
             y
         }
         Op::Im2col(p) => {
-            let taps = crate::layout::taps(&p.window(&dims(0)));
+            let taps = p.window(&dims(0)).taps();
             taps.iter().map(|t| t.map_or(p.pad_value as f64, |i| x(0)[i])).collect()
         }
         Op::Col2im(p) => {
-            let taps = crate::layout::taps(&p.window(&node.shape.resolve(batch)));
+            let taps = p.window(&node.shape.resolve(batch)).taps();
             let mut y = vec![0.0; len];
             for (t, v) in taps.iter().zip(x(0)) {
                 if let Some(i) = t {

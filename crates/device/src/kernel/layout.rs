@@ -60,6 +60,36 @@ impl Window2d {
     }
 
     /// Elements of the columns `[n, c * kh * kw, oh * ow]`.
+    /// For every column entry (im2col's output order), the image offset it reads (`None`:
+    /// padding). Written in scatter form from the definition, for the reference implementations
+    /// (the graph's float64 interpreter and the device tests); the kernels use the gather form.
+    pub fn taps(&self) -> Vec<Option<usize>> {
+        let win = self;
+        let (oh, ow) = (win.oh().unwrap_or(0) as i64, win.ow().unwrap_or(0) as i64);
+        let mut out = Vec::with_capacity(win.cols_len());
+        for b in 0..win.n {
+            for c in 0..win.c {
+                for ky in 0..win.kh {
+                    for kx in 0..win.kw {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let iy = oy * win.sh as i64 + (ky * win.dh) as i64 - win.ph as i64;
+                                let ix = ox * win.sw as i64 + (kx * win.dw) as i64 - win.pw as i64;
+                                let inside = iy >= 0 && ix >= 0 && iy < win.h as i64 && ix < win.w as i64;
+                                out.push(
+                                    inside.then(|| {
+                                        ((b * win.c + c) * win.h + iy as usize) * win.w + ix as usize
+                                    }),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn cols_len(&self) -> usize {
         self.n * self.c * self.kh * self.kw * self.oh().unwrap_or(0) * self.ow().unwrap_or(0)
     }
