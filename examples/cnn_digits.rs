@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use kiln::data::{digits_train_test, Standardizer};
 use kiln::prelude::*;
-use kiln::trainer::Layer;
+use kiln::trainer::zoo::lenet_digits;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -23,17 +23,7 @@ fn main() -> anyhow::Result<()> {
     scaler.apply_table(&mut train)?;
     scaler.apply_table(&mut test)?;
 
-    let mut model = Sequential::new(&[1, 8, 8])
-        .add(Conv2d(16, 3).conv(1, 1, 1)) // [16, 8, 8]
-        .add(Layer::Activation(Relu))
-        .add(MaxPool2d(2)) // [16, 4, 4]
-        .add(Conv2d(32, 3).conv(1, 1, 1)) // [32, 4, 4]
-        .add(Layer::Activation(Relu))
-        .add(MaxPool2d(2)) // [32, 2, 2]
-        .add(Flatten())
-        .add(Dense(64, Relu))
-        .add(Dense(10, Softmax))
-        .seed(7);
+    let mut model = lenet_digits(7);
     model.compile(Optimizer::adam(2e-3), Loss::CrossEntropy, &[Metric::Accuracy])?;
     print!("{}", model.summary()?);
     println!("device: {}", model.device().unwrap_or_default());

@@ -22,6 +22,7 @@ mod model;
 pub mod report;
 pub mod schedule;
 mod stream;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use kiln_graph::Optimizer;

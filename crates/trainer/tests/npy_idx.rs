@@ -166,3 +166,31 @@ fn from_arrays_checks_row_counts() {
     let y = read_idx_u32(write(&d, "y", idx(0x08, &[2], &[0, 1]))).unwrap();
     assert_has(&err(Table::from_arrays(x, Some(y))), &["shape mismatch", "labels", "[3]", "[2]"]);
 }
+
+#[test]
+fn mnist_directory_loads_as_two_tables() {
+    use kiln_trainer::data::{load_mnist, MNIST_FILES};
+    let d = temp_dir("mnist");
+    // 3 training images of 4 x 5 pixels, 2 test images, odd values
+    let train_px: Vec<u8> = (0..60).map(|i| (i * 37 % 256) as u8).collect();
+    let test_px: Vec<u8> = (0..40).map(|i| (i * 11 + 3) as u8).collect();
+    write(&d, MNIST_FILES[0], idx(0x08, &[3, 4, 5], &train_px));
+    write(&d, MNIST_FILES[1], idx(0x08, &[3], &[9, 0, 4]));
+    write(&d, MNIST_FILES[2], idx(0x08, &[2, 4, 5], &test_px));
+    write(&d, MNIST_FILES[3], idx(0x08, &[2], &[1, 7]));
+    let (train, test) = load_mnist(&d).unwrap();
+    assert_eq!((train.rows, train.cols, test.rows, test.cols), (3, 20, 2, 20));
+    assert_eq!(train.row(2)[19], train_px[59] as f32 / 255.0);
+    assert_eq!(test.row(1)[0], test_px[20] as f32 / 255.0);
+    let ten: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+    assert_eq!(train.target, Target::Classes { ids: vec![9, 0, 4], names: ten.clone() });
+    assert_eq!(test.target, Target::Classes { ids: vec![1, 7], names: ten });
+
+    // labels that disagree with the images, a label out of range, a missing (gzipped) file
+    write(&d, MNIST_FILES[3], idx(0x08, &[3], &[1, 7, 2]));
+    assert_has(&err(load_mnist(&d)), &[MNIST_FILES[3], "[3] labels for 2 images"]);
+    write(&d, MNIST_FILES[3], idx(0x08, &[2], &[1, 10]));
+    assert_has(&err(load_mnist(&d)), &[MNIST_FILES[3], "label #1 is 10"]);
+    std::fs::rename(d.join(MNIST_FILES[0]), d.join(format!("{}.gz", MNIST_FILES[0]))).unwrap();
+    assert_has(&err(load_mnist(&d)), &[MNIST_FILES[0], "gunzip"]);
+}

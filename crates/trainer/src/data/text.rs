@@ -1,0 +1,151 @@
+//! Character-level text data for language models: the vocabulary (every distinct character of the
+//! text, sorted), the text as token ids, a held-out tail for validation, and random
+//! `(context, next-character)` batches.
+
+use std::path::Path;
+
+use super::rng::SplitMix64;
+use crate::error::{Error, Result};
+
+/// A text as character ids over its own sorted vocabulary.
+#[derive(Clone, Debug)]
+pub struct CharCorpus {
+    vocab: Vec<char>,
+    ids: Vec<u32>,
+}
+
+impl CharCorpus {
+    /// Every distinct character of `text` becomes one token. Errors on an empty text.
+    pub fn from_text(text: &str) -> Result<Self> {
+        let mut vocab: Vec<char> = text.chars().collect();
+        vocab.sort_unstable();
+        vocab.dedup();
+        if vocab.is_empty() {
+            return Err(Error::InvalidArgument("the text is empty: nothing to learn from".into()));
+        }
+        let ids = text.chars().map(|c| vocab.binary_search(&c).unwrap_or(0) as u32).collect();
+        Ok(CharCorpus { vocab, ids })
+    }
+
+    /// Reads a UTF-8 text file (errors name the file and, for bad UTF-8, the byte offset).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+        })?;
+        if text.is_empty() {
+            return Err(Error::format(path, "the file is empty: nothing to learn from"));
+        }
+        Self::from_text(&text)
+    }
+
+    /// A corpus over a vocabulary saved with a model (`vocab` as one string, sorted), so that ids
+    /// mean the same characters as when the model was trained. Characters of `text` outside the
+    /// vocabulary are an error naming the first one and its position.
+    pub fn with_vocab(text: &str, vocab: &str) -> Result<Self> {
+        let vocab: Vec<char> = vocab.chars().collect();
+        if vocab.is_empty() || vocab.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::InvalidArgument("a vocabulary must be non-empty, sorted and distinct".into()));
+        }
+        let c = CharCorpus { vocab, ids: Vec::new() };
+        let ids = c.encode(text)?;
+        Ok(CharCorpus { ids, ..c })
+    }
+
+    pub fn vocab(&self) -> &[char] {
+        &self.vocab
+    }
+
+    /// The vocabulary as one string (what a checkpoint stores).
+    pub fn vocab_string(&self) -> String {
+        self.vocab.iter().collect()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// The whole text as ids.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// `text` as ids of this vocabulary.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                self.vocab.binary_search(&c).map(|k| k as u32).map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "character {c:?} at position {i} is not in the model's vocabulary"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Ids back to text (out-of-range ids become U+FFFD).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        ids.iter().map(|&i| self.vocab.get(i as usize).copied().unwrap_or('\u{FFFD}')).collect()
+    }
+
+    /// Splits the ids into a training head and a validation tail of `fraction` of the text (as
+    /// nanoGPT does: contiguous, so no validation window overlaps the training text).
+    pub fn split(&self, fraction: f64) -> Result<(&[u32], &[u32])> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(Error::InvalidArgument(format!("validation fraction {fraction} is not in [0, 1)")));
+        }
+        let cut = self.ids.len() - (self.ids.len() as f64 * fraction) as usize;
+        Ok(self.ids.split_at(cut))
+    }
+}
+
+/// `batch` random windows of `ids`: inputs `[batch, context]` and targets shifted by one
+/// character. Errors when `ids` is not longer than the context.
+pub fn char_batch(
+    ids: &[u32],
+    context: usize,
+    batch: usize,
+    rng: &mut SplitMix64,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    if ids.len() <= context + 1 || context == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "a text of {} characters is too short for a context of {context}",
+            ids.len()
+        )));
+    }
+    let (mut xs, mut ys) = (Vec::with_capacity(batch * context), Vec::with_capacity(batch * context));
+    for _ in 0..batch {
+        let o = rng.below((ids.len() - context) as u64) as usize;
+        xs.extend_from_slice(&ids[o..o + context]);
+        ys.extend_from_slice(&ids[o + 1..o + context + 1]);
+    }
+    Ok((xs, ys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_round_trip_and_batches() {
+        let c = CharCorpus::from_text("abracadabra!").unwrap();
+        assert_eq!(c.vocab_string(), "!abcdr");
+        assert_eq!(c.decode(c.ids()), "abracadabra!");
+        assert!(c.encode("abz").unwrap_err().to_string().contains("'z' at position 2"));
+        let (x, y) = char_batch(c.ids(), 4, 3, &mut SplitMix64::new(1)).unwrap();
+        assert_eq!((x.len(), y.len()), (12, 12));
+        for r in 0..3 {
+            // y is x shifted by one character of the same text
+            assert_eq!(&x[r * 4 + 1..r * 4 + 4], &y[r * 4..r * 4 + 3]);
+            let s = c.decode(&x[r * 4..r * 4 + 4]) + &c.decode(&y[r * 4 + 3..r * 4 + 4]);
+            assert!("abracadabra!".contains(&s), "{s}");
+        }
+        assert!(char_batch(c.ids(), 11, 1, &mut SplitMix64::new(1)).is_err());
+        let (tr, va) = c.split(0.25).unwrap();
+        assert_eq!((tr.len(), va.len()), (9, 3));
+        assert!(CharCorpus::with_vocab("bad", "ab").is_err());
+        assert_eq!(CharCorpus::with_vocab("ab", "ab").unwrap().ids(), &[0, 1]);
+    }
+}
