@@ -68,8 +68,22 @@ impl Graph {
         })
     }
 
-    /// `x.permute(perm)`: output axis `d` is input axis `perm[d]` (rank <= 4).
+    /// `x.permute(perm)`: output axis `d` is input axis `perm[d]` (rank <= 4). A permutation
+    /// that keeps the order of every axis longer than 1 moves no element, so it is a reshape (no
+    /// copy, no kernel).
     pub fn permute(&self, x: NodeId, perm: &[usize]) -> NodeId {
+        let s = self.shape(x);
+        let valid = perm.len() == s.rank() && {
+            let mut sorted = perm.to_vec();
+            sorted.sort_unstable();
+            sorted.iter().enumerate().all(|(i, &p)| i == p)
+        };
+        if valid {
+            let moved: Vec<usize> = perm.iter().copied().filter(|&p| s.0[p] != Fixed(1)).collect();
+            if moved.windows(2).all(|w| w[0] < w[1]) {
+                return self.reshape(x, &perm.iter().map(|&p| s.0[p]).collect::<Vec<_>>());
+            }
+        }
         self.build(Op::Permute { perm: perm.to_vec() }, &[x], |n| {
             want_f32("permute", n[0])?;
             let s = &n[0].shape;
@@ -121,6 +135,7 @@ impl Graph {
     pub fn slice(&self, x: NodeId, axis: usize, start: usize, len: usize) -> NodeId {
         let s = self.shape(x);
         match s.0.get(axis) {
+            Some(&Fixed(n)) if start == 0 && len == n => x, // the whole axis: no copy
             Some(&Fixed(n)) if start + len <= n => self.window(x, axis, start as i64, Fixed(len)),
             _ => self.fail(Error::shape(
                 "slice",
@@ -140,6 +155,9 @@ impl Graph {
             .collect();
         if xs.is_empty() || lens.contains(&None) {
             return self.fail(Error::shape("concat", format!("needs tensors with a fixed axis {axis}")));
+        }
+        if let [x] = xs {
+            return *x; // nothing to join: no copy
         }
         let total: usize = lens.iter().flatten().sum();
         let mut start = 0i64;

@@ -131,6 +131,23 @@ fn permute_transpose_slice_concat() {
 }
 
 #[test]
+fn layout_ops_that_move_nothing_are_views() {
+    use kiln_graph::Op;
+    let mut c = Case::new(1089, 1);
+    let x = c.param(&[3, 1, 5, 1]);
+    // size-1 axes move, the others keep their order: a reshape, no kernel
+    let p = c.g.permute(x, &[1, 0, 3, 2]);
+    assert_eq!(c.g.node(p).op, Op::Reshape);
+    assert_eq!(c.g.shape(p).resolve(1), vec![1, 3, 1, 5]);
+    assert_eq!(c.g.slice(x, 2, 0, 5), x);
+    assert_eq!(c.g.concat(&[x], 0), x);
+    // a real permutation still moves data
+    assert!(matches!(c.g.node(c.g.permute(x, &[2, 1, 0, 3])).op, Op::Permute { .. }));
+    let y = c.g.permute(c.g.mul(p, p), &[1, 0, 2, 3]); // [3, 1, 1, 5], a view again
+    check("permute of size-1 axes", c, y);
+}
+
+#[test]
 fn embedding_is_gather() {
     let mut c = Case::new(1090, 3);
     let table = c.param(&[11, 4]);
