@@ -72,3 +72,33 @@ fn a_small_cnn_learns_digits_on_cpu() {
     // measured: about 1.5 -> 0.15; the bound leaves room
     assert!(last < first / 4.0, "loss {first} -> {last} did not fall 4x in 6 epochs");
 }
+
+/// Dropout after a convolution (on `[C, H, W]` feature maps) and after pooling: it trains, and
+/// evaluation and prediction are deterministic (no dropout outside training).
+#[test]
+fn dropout_between_image_layers() {
+    let (mut train, _) = digits_train_test().unwrap();
+    let scaler = Standardizer::fit_table(&train).unwrap();
+    scaler.apply_table(&mut train).unwrap();
+    let train = train.subset(&(0..300).collect::<Vec<_>>()).unwrap();
+    let mut m = Sequential::new(&[1, 8, 8])
+        .add(Conv2d(8, 3).conv(1, 1, 1))
+        .add(Dropout(0.3))
+        .add(Layer::Activation(Relu))
+        .add(MaxPool2d(2))
+        .add(Dropout(0.2))
+        .add(Flatten())
+        .add(Dense(10, Softmax))
+        .seed(9);
+    let mut config = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[Metric::Accuracy]);
+    config.backend = BackendChoice::Cpu;
+    m.compile_with(config).unwrap();
+    let opts = FitOptions { epochs: 6, batch_size: 32, quiet: true, ..Default::default() };
+    let h = m.fit(&train, &opts).unwrap();
+    let (first, last) = (h.epochs[0].loss, h.epochs.last().unwrap().loss);
+    assert!(last < first / 2.0, "loss {first} -> {last} did not halve in 6 epochs with dropout");
+    let (p1, p2) = (m.predict(&train, 64).unwrap(), m.predict(&train, 64).unwrap());
+    assert_eq!(p1, p2, "prediction must not drop units");
+    let e = m.evaluate(&train, 64).unwrap();
+    assert!(e.loss < last as f64, "evaluation without dropout {} vs training loss {last}", e.loss);
+}
