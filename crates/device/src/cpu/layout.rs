@@ -70,8 +70,23 @@ pub(crate) fn col2im(win: &Window2d, x: &mut [f32], cols: &[f32]) {
 }
 
 pub(crate) fn permute(pm: &Permute, out: &mut [f32], x: &[f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = x[pm.src_offset(i)];
+    // four nested loops with running offsets: no division per element
+    let ([n0, n1, n2, n3], [s0, s1, s2, s3]) = (pm.out, pm.src_strides);
+    let mut rows = out.chunks_exact_mut(n3.max(1));
+    for i0 in 0..n0 {
+        for i1 in 0..n1 {
+            for i2 in 0..n2 {
+                let base = i0 * s0 + i1 * s1 + i2 * s2;
+                let Some(row) = rows.next() else { return };
+                if s3 == 1 {
+                    row.copy_from_slice(&x[base..base + n3]);
+                } else {
+                    for (i3, o) in row.iter_mut().enumerate() {
+                        *o = x[base + i3 * s3];
+                    }
+                }
+            }
+        }
     }
 }
 
