@@ -269,11 +269,11 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
         }
         Op::Softmax { log } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::Softmax { rows, cols, log: *log }
+            Kernel::softmax(rows, cols, *log)
         }
         Op::SoftmaxGrad { log } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxGrad { rows, cols, log: *log }
+            Kernel::softmax_grad(rows, cols, *log)
         }
         Op::MseLoss => Kernel::MseLoss { n: input(0).iter().product() },
         Op::MseGrad => Kernel::MseGrad { n: len },
