@@ -178,8 +178,11 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
                 ReduceOp::Argmax => return Err(Error::no_grad("argmax", "integer output has no gradient")),
             }
         }
-        // d/dx softmax = y (g - sum(g y)); d/dx log_softmax = g - softmax(x) sum(g)
-        Op::Softmax { log } => one(g.softmax_grad(*log, y, gy)),
+        // d/dx softmax(s x) = s y (g - sum(g y)); d/dx log_softmax(s x) = s (g - softmax(s x) sum(g)).
+        // Causally masked entries have y = 0: no gradient, with no mask of its own.
+        Op::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, y, gy)),
+        // d/dx xhat = rstd (g - mean(g) - xhat mean(g xhat)), statistics recomputed from x
+        Op::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
         // d/dp mean((p - t)^2) = 2 (p - t) / n, d/dt = -d/dp
         Op::MseLoss => {
             let dp = g.pair_loss_grad(Op::MseGrad, x[0], x[1], gy);
@@ -227,6 +230,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         | Op::Invalid) => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
         op @ (Op::UnaryGrad { .. }
         | Op::SoftmaxGrad { .. }
+        | Op::LayerNormGrad { .. }
         | Op::MseGrad
         | Op::BceLogitsGrad
         | Op::SoftmaxCeGrad
@@ -265,6 +269,8 @@ mod tests {
             ("div", |g, x, w| g.div(x, w)),
             ("matmul", |g, x, w| g.matmul_t(x, w, false, true)),
             ("softmax", |g, x, _| g.softmax(x)),
+            ("scaled_softmax", |g, x, _| g.scaled_softmax(x, 0.5, false)),
+            ("standardize", |g, x, _| g.standardize(x, 1e-5)),
             ("sum", |g, x, _| g.sum(x, 1, false)),
             ("mean", |g, x, _| g.mean(x, 0, true)),
             ("reshape", |g, x, _| g.reshape(x, &[Fixed(12)])),
