@@ -85,6 +85,22 @@ impl Graph {
     pub fn sum_to(&self, grad: NodeId, target: &Shape) -> NodeId {
         let mut g = grad;
         let mut shape = self.shape(g);
+        // Leading axes the target lacks are summed in one reduction: `[B, T, dim]` is seen as
+        // `[B*T, dim]` (a bias's gradient is one launch, not one per axis).
+        let extra = shape.rank().saturating_sub(target.rank());
+        if extra > 1 {
+            let lead = match Shape(shape.0[..extra].to_vec()).symbolic_numel() {
+                (c, 0) => Some(Fixed(c)),
+                (c, 1) => Some(Batch(c)),
+                _ => None, // the batch twice: fold the axes one at a time below
+            };
+            if let Some(lead) = lead {
+                let mut dims = vec![lead];
+                dims.extend_from_slice(&shape.0[extra..]);
+                g = self.sum(self.reshape(g, &dims), 0, false);
+                shape = self.shape(g);
+            }
+        }
         while shape.rank() > target.rank() {
             g = self.sum(g, 0, false);
             shape = self.shape(g);

@@ -106,3 +106,22 @@ fn is_backward(k: &kiln_device::Kernel) -> bool {
         UnaryGrad { .. } | SoftmaxGrad { .. } | MseGrad { .. } | BceLogitsGrad { .. } | SoftmaxCeGrad { .. }
     )
 }
+
+#[test]
+fn a_bias_over_batch_and_time_sums_its_gradient_in_one_reduction() {
+    // x [B, 5, 7] + b [7]: b's gradient folds [B, 5] into one axis and reduces once.
+    let g = Graph::new();
+    let x = g.input("x", &[5, 7]);
+    let b = g.param("b", &[7]);
+    let loss = g.sum_all(g.mul(g.add(x, b), x));
+    let grads = g.gradients(loss, &[b]).unwrap();
+    let p = compile(&g, &[loss, grads[0]], false, 3).unwrap();
+    let reduces: Vec<_> = p.steps.iter().filter(|s| matches!(s.kernel, Kernel::Reduce { .. })).collect();
+    assert_eq!(
+        reduces.len(),
+        2,
+        "sum_all and the bias gradient: {:?}",
+        reduces.iter().map(|s| s.kernel).collect::<Vec<_>>()
+    );
+    assert!(reduces.iter().any(|s| matches!(s.kernel, Kernel::Reduce { outer: 1, len: 15, inner: 7, .. })));
+}
