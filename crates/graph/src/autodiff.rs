@@ -132,6 +132,26 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
                 (true, false) => g.matmul_t(b, gy, false, true),
                 (true, true) => g.matmul_t(b, gy, true, true),
             });
+            // A shared B under a batched, untransposed A (a Linear over [B, T, k]): the batch
+            // entries' rows stack, so dB is one matmul over all B*T rows instead of B matmuls
+            // and a sum over the batch.
+            let rows = |t: NodeId| {
+                let s = g.shape(t);
+                match Shape(s.0[..2].to_vec()).symbolic_numel() {
+                    (c, 0) => Some(g.reshape(t, &[Fixed(c), s.0[2]])),
+                    (c, 1) => Some(g.reshape(t, &[Batch(c), s.0[2]])),
+                    _ => None,
+                }
+            };
+            if w(1) && g.shape(a).rank() == 3 && g.shape(b).rank() == 2 && !trans_a {
+                if let (Some(a2), Some(gy2)) = (rows(a), rows(gy)) {
+                    let db = match trans_b {
+                        false => g.matmul_t(a2, gy2, true, false),
+                        true => g.matmul_t(gy2, a2, true, false),
+                    };
+                    return Ok(vec![da, Some(db)]);
+                }
+            }
             let db = w(1).then(|| match (trans_a, trans_b) {
                 (false, false) => g.matmul_t(a, gy, true, false),
                 (false, true) => g.matmul_t(gy, a, true, false),
