@@ -1,10 +1,14 @@
-// Softmax and log-softmax over the last axis of [rows, cols], and their backward kernels.
+// Softmax and log-softmax of scale * x over the last axis of [rows, cols], and their backward
+// kernels. With `causal` (softmax only) the rows are those of [.., T, T] score matrices, T = cols:
+// row r takes columns j <= r % T and writes exactly 0 to the others. Plain softmax: scale 1.
 // One workgroup per row; max and sum are combined through workgroup memory (deterministic).
 // CPU twin: crates/device/src/cpu (softmax).
 
 struct Params {
     rows: u32,
     cols: u32,
+    scale: f32,
+    causal: u32,
 }
 
 // binding 0: params (uniform)
@@ -43,14 +47,20 @@ fn tree_max(lid: u32, v: f32) -> f32 {
     return r;
 }
 
-// Row max and sum of exp(x - max) of row r.
-fn row_stats(r: u32, lid: u32) -> vec2<f32> {
+// How many leading columns of row r take part: all of them, or j <= r % T when causal.
+fn row_len(r: u32) -> u32 {
+    if p.causal != 0u { return r % p.cols + 1u; }
+    return p.cols;
+}
+
+// Max and sum of exp(v - max) over the first n entries v = scale * x of row r.
+fn row_stats(r: u32, n: u32, lid: u32) -> vec2<f32> {
     let base = r * p.cols;
     var m = bitcast<f32>(0xff800000u);
-    for (var j = lid; j < p.cols; j += WG) { m = max(m, a[base + j]); }
+    for (var j = lid; j < n; j += WG) { m = max(m, p.scale * a[base + j]); }
     m = tree_max(lid, m);
     var s = 0.0;
-    for (var j = lid; j < p.cols; j += WG) { s += exp(a[base + j] - m); }
+    for (var j = lid; j < n; j += WG) { s += exp(p.scale * a[base + j] - m); }
     return vec2<f32>(m, tree_sum(lid, s));
 }
 
@@ -59,9 +69,14 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * nwg.x;
     if r >= p.rows { return; }
-    let st = row_stats(r, lid);
+    let n = row_len(r);
+    let st = row_stats(r, n, lid);
     let base = r * p.cols;
-    for (var j = lid; j < p.cols; j += WG) { out[base + j] = exp(a[base + j] - st.x) / st.y; }
+    for (var j = lid; j < p.cols; j += WG) {
+        var v = 0.0;
+        if j < n { v = exp(p.scale * a[base + j] - st.x) / st.y; }
+        out[base + j] = v;
+    }
 }
 
 @compute @workgroup_size(64)
@@ -69,13 +84,13 @@ fn log_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * nwg.x;
     if r >= p.rows { return; }
-    let st = row_stats(r, lid);
+    let st = row_stats(r, p.cols, lid);
     let base = r * p.cols;
     let lse = log(st.y);
-    for (var j = lid; j < p.cols; j += WG) { out[base + j] = a[base + j] - st.x - lse; }
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = p.scale * a[base + j] - st.x - lse; }
 }
 
-// dx = y * (dy - sum(dy * y))
+// dx = scale * y * (dy - sum(dy * y))
 @compute @workgroup_size(64)
 fn softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -85,10 +100,10 @@ fn softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) { s += dy[base + j] * a[base + j]; }
     let dot = tree_sum(lid, s);
-    for (var j = lid; j < p.cols; j += WG) { out[base + j] = a[base + j] * (dy[base + j] - dot); }
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = p.scale * a[base + j] * (dy[base + j] - dot); }
 }
 
-// dx = dy - exp(y) * sum(dy)
+// dx = scale * (dy - exp(y) * sum(dy))
 @compute @workgroup_size(64)
 fn log_softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
@@ -98,5 +113,7 @@ fn log_softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) { s += dy[base + j]; }
     let total = tree_sum(lid, s);
-    for (var j = lid; j < p.cols; j += WG) { out[base + j] = dy[base + j] - exp(a[base + j]) * total; }
+    for (var j = lid; j < p.cols; j += WG) {
+        out[base + j] = p.scale * (dy[base + j] - exp(a[base + j]) * total);
+    }
 }

@@ -244,7 +244,7 @@ fn softmax_and_log_softmax() {
             let mut x: Vec<f32> = rng.normal_vec(rows * cols).iter().map(|v| 3.0 * v).collect();
             // A row of large logits: exp overflows f32 unless the kernel shifts by the max.
             x[..cols].iter_mut().for_each(|v| *v += 100.0);
-            let got = out0(Kernel::Softmax { rows, cols, log }, vec![Init::F(x.clone())]);
+            let got = out0(Kernel::softmax(rows, cols, log), vec![Init::F(x.clone())]);
             let mut want = Vec::new();
             for row in x.chunks(cols) {
                 let row = to_f64(row);
@@ -273,7 +273,7 @@ fn softmax_grads() {
                 y.extend(p.iter().map(|&v| if log { v.ln() as f32 } else { v as f32 }));
             }
             let got =
-                out0(Kernel::SoftmaxGrad { rows, cols, log }, vec![Init::F(y.clone()), Init::F(dy.clone())]);
+                out0(Kernel::softmax_grad(rows, cols, log), vec![Init::F(y.clone()), Init::F(dy.clone())]);
             let mut want = Vec::new();
             for (yr, gr) in y.chunks(cols).zip(dy.chunks(cols)) {
                 let (yr, gr) = (to_f64(yr), to_f64(gr));
@@ -287,6 +287,132 @@ fn softmax_grads() {
             }
             let name = if log { "log_softmax_grad" } else { "softmax_grad" };
             assert_close(&format!("{name} {rows}x{cols}"), &got, &want, RTOL, ATOL);
+        }
+    }
+}
+
+/// Attention's softmax over `[rows / T, T, T]` score blocks (T = cols): `scale * x`, and with
+/// `causal` only columns `j <= r % T` of row `r`, the rest exactly 0.
+#[test]
+fn scaled_and_causal_softmax() {
+    let mut rng = Rng::new(21);
+    for (rows, cols) in [(1, 1), (3, 3), (15, 3), (34, 17), (258, 129), (7, 7)] {
+        for (scale, causal) in [(0.37f32, true), (-1.3, true), (2.5, false), (1.0, true)] {
+            let mut x: Vec<f32> = rng.normal_vec(rows * cols).iter().map(|v| 3.0 * v).collect();
+            // Large masked logits: they must not take part in the max (nor overflow the sum).
+            x[..cols].iter_mut().for_each(|v| *v += 100.0 / scale);
+            let kernel = Kernel::Softmax { rows, cols, log: false, scale, causal };
+            let got = out0(kernel, vec![Init::F(x.clone())]);
+            let mut want = Vec::new();
+            for (r, row) in x.chunks(cols).enumerate() {
+                let n = if causal { r % cols + 1 } else { cols };
+                let scaled: Vec<f64> = row[..n].iter().map(|&v| (scale * v) as f64).collect();
+                want.extend(common::softmax_row(&scaled));
+                want.extend(std::iter::repeat_n(0.0, cols - n));
+            }
+            let what = format!("softmax {rows}x{cols} scale {scale} causal {causal}");
+            assert_close(&what, &got, &want, RTOL, ATOL);
+            if causal {
+                let masked = got
+                    .chunks(cols)
+                    .enumerate()
+                    .all(|(r, row)| row[r % cols + 1..].iter().all(|&v| v == 0.0));
+                assert!(masked, "{what}: a masked entry is not exactly 0");
+            }
+
+            // backward from the forward's output, scaled
+            let dy = rng.normal_vec(rows * cols);
+            let got = out0(
+                Kernel::SoftmaxGrad { rows, cols, log: false, scale },
+                vec![Init::F(got), Init::F(dy.clone())],
+            );
+            let mut want_dx = Vec::new();
+            for (yr, gr) in want.chunks(cols).zip(dy.chunks(cols)) {
+                let gr = to_f64(gr);
+                let dot: f64 = yr.iter().zip(&gr).map(|(y, g)| y * g).sum();
+                want_dx.extend(yr.iter().zip(&gr).map(|(y, g)| scale as f64 * y * (g - dot)));
+            }
+            assert_close(&format!("softmax_grad {rows}x{cols} scale {scale}"), &got, &want_dx, RTOL, ATOL);
+        }
+    }
+    // log-softmax takes a scale too
+    let (rows, cols) = (5, 17);
+    let x = rng.normal_vec(rows * cols);
+    let got =
+        out0(Kernel::Softmax { rows, cols, log: true, scale: -0.6, causal: false }, vec![Init::F(x.clone())]);
+    let mut want = Vec::new();
+    for row in x.chunks(cols) {
+        let row: Vec<f64> = row.iter().map(|&v| (-0.6f32 * v) as f64).collect();
+        want.extend(row.iter().map(|v| v - common::logsumexp(&row)));
+    }
+    assert_close("log_softmax scale -0.6", &got, &want, RTOL, ATOL);
+}
+
+#[test]
+fn causal_softmax_rejects_what_it_cannot_mask() {
+    let mut be = CpuBackend::new();
+    let (y, x) = (be.alloc(DType::F32, 12).unwrap(), be.alloc(DType::F32, 12).unwrap());
+    let bad = [
+        Kernel::Softmax { rows: 4, cols: 3, log: false, scale: 1.0, causal: true }, // 4 rows: not [.., 3, 3]
+        Kernel::Softmax { rows: 3, cols: 3, log: true, scale: 1.0, causal: true },
+        Kernel::Softmax { rows: 3, cols: 3, log: false, scale: f32::NAN, causal: false },
+        Kernel::LayerNorm { rows: 3, cols: 3, eps: -1.0 },
+    ];
+    for k in bad {
+        let err = be.compile(&[Launch::new(k, &[y, x])]).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{k:?}: {err}");
+    }
+}
+
+/// Float64 LayerNorm of one row: `(x - mean) / sqrt(var + eps)`, biased variance.
+fn layer_norm_row(x: &[f64], eps: f64) -> (Vec<f64>, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let rstd = 1.0 / (var + eps).sqrt();
+    (x.iter().map(|v| (v - mean) * rstd).collect(), rstd)
+}
+
+#[test]
+fn layer_norm_and_grad() {
+    let mut rng = Rng::new(22);
+    for (rows, cols) in [(1, 1), (3, 3), (17, 3), (5, 17), (2, 129), (3, 1000), (300, 64)] {
+        for eps in [1e-5f32, 0.25] {
+            // an offset row: a one-pass variance (E[x^2] - E[x]^2) would lose it
+            let mut x = rng.normal_vec(rows * cols);
+            x[..cols].iter_mut().for_each(|v| *v = 1000.0 + 0.01 * *v);
+            let dy = rng.normal_vec(rows * cols);
+            let got = out0(Kernel::LayerNorm { rows, cols, eps }, vec![Init::F(x.clone())]);
+            let got_dx = out0(
+                Kernel::LayerNormGrad { rows, cols, eps },
+                vec![Init::F(x.clone()), Init::F(dy.clone())],
+            );
+            let (mut want, mut want_dx) = (Vec::new(), Vec::new());
+            for (xr, gr) in x.chunks(cols).zip(dy.chunks(cols)) {
+                let (xhat, rstd) = layer_norm_row(&to_f64(xr), eps as f64);
+                // dx from the Jacobian of xhat written out: d xhat_i / d x_j = rstd (delta_ij - 1/n - xhat_i xhat_j / n)
+                let n = cols as f64;
+                let g = to_f64(gr);
+                for j in 0..cols {
+                    let d: f64 = (0..cols)
+                        .map(|i| g[i] * rstd * ((i == j) as u8 as f64 - 1.0 / n - xhat[i] * xhat[j] / n))
+                        .sum();
+                    want_dx.push(d);
+                }
+                want.extend(xhat);
+            }
+            assert_close(&format!("layer_norm {rows}x{cols} eps {eps}"), &got, &want, RTOL, ATOL);
+            // the offset row's rstd is ~100: its gradient is that much larger, so compare relative to the row scale
+            for (r, (g, w)) in got_dx.chunks(cols).zip(want_dx.chunks(cols)).enumerate() {
+                let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                assert_close(
+                    &format!("layer_norm_grad {rows}x{cols} eps {eps} row {r}"),
+                    g,
+                    w,
+                    RTOL,
+                    ATOL * scale,
+                );
+            }
         }
     }
 }
@@ -700,7 +826,8 @@ fn zero_sized_dims_are_shape_errors() {
     let cases = [
         (Kernel::Matmul(Matmul::new(2, 0, 2)), vec![y, x, x], "matmul"),
         (Kernel::Reduce { op: ReduceOp::Sum, outer: 1, len: 0, inner: 4 }, vec![y, x], "reduce_sum"),
-        (Kernel::Softmax { rows: 0, cols: 4, log: true }, vec![y, x], "log_softmax"),
+        (Kernel::softmax(0, 4, true), vec![y, x], "log_softmax"),
+        (Kernel::LayerNorm { rows: 4, cols: 0, eps: 1e-5 }, vec![y, x], "layer_norm"),
         (Kernel::Unary { op: UnaryOp::Relu, len: 0, alpha: 0.0 }, vec![y, x], "relu_forward"),
     ];
     for (kernel, bufs, op) in cases {

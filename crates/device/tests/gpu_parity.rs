@@ -72,7 +72,11 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 // the saved output of softmax is a distribution (of log-softmax, its log)
                 (Kernel::SoftmaxGrad { cols, log, .. }, "y", _) => {
                     let mut y = rng.normal_vec(n).iter().map(|x| x.exp()).collect::<Vec<f32>>();
-                    for row in y.chunks_mut(*cols) {
+                    for (r, row) in y.chunks_mut(*cols).enumerate() {
+                        // every other row causally masked, as attention's are: trailing zeros
+                        if !*log && r % 2 == 1 {
+                            row[(r * 7) % *cols + 1..].fill(0.0);
+                        }
                         let total: f32 = row.iter().sum();
                         row.iter_mut().for_each(|v| *v = if *log { (*v / total).ln() } else { *v / total });
                     }
@@ -215,8 +219,38 @@ fn softmax_and_backward_match_cpu() {
     for log in [false, true] {
         for (i, (rows, cols)) in [(1, 1), (3, 17), (33, 127), (5, 1000), (70_001, 2)].into_iter().enumerate()
         {
-            check(Kernel::Softmax { rows, cols, log }, 70 + i as u64, &[]);
-            check(Kernel::SoftmaxGrad { rows, cols, log }, 80 + i as u64, &[]);
+            check(Kernel::softmax(rows, cols, log), 70 + i as u64, &[]);
+            check(Kernel::softmax_grad(rows, cols, log), 80 + i as u64, &[]);
+        }
+    }
+}
+
+/// Attention's softmax: scaled (a negative scale too, where max(s x) is not s max(x)) and causal
+/// over `[rows / T, T, T]` score blocks, T = cols: row 0 of each block keeps one column, row T - 1
+/// all of them.
+#[test]
+fn scaled_and_causal_softmax_match_cpu() {
+    let shapes = [(1, 1), (3, 3), (15, 3), (51, 17), (258, 129), (2000, 1000), (70_001 * 2, 2)];
+    for (i, (rows, cols)) in shapes.into_iter().enumerate() {
+        for (j, (scale, causal)) in [(0.37, true), (-1.3, true), (2.5, false)].into_iter().enumerate() {
+            let seed = 300 + 10 * i as u64 + j as u64;
+            check(Kernel::Softmax { rows, cols, log: false, scale, causal }, seed, &[]);
+            check(Kernel::SoftmaxGrad { rows, cols, log: false, scale }, seed, &[]);
+        }
+        check(Kernel::Softmax { rows, cols, log: true, scale: 0.37, causal: false }, 390 + i as u64, &[]);
+        check(Kernel::SoftmaxGrad { rows, cols, log: true, scale: -1.3 }, 390 + i as u64, &[]);
+    }
+}
+
+#[test]
+fn layer_norm_and_backward_match_cpu() {
+    // short rows, rows longer than the 64-wide workgroup, and one with thousands of rows
+    let shapes = [(1, 1), (3, 3), (5, 17), (33, 64), (7, 129), (4, 1000), (3000, 17)];
+    for (i, (rows, cols)) in shapes.into_iter().enumerate() {
+        for (j, eps) in [1e-5, 0.1].into_iter().enumerate() {
+            let seed = 400 + 10 * i as u64 + j as u64;
+            check(Kernel::LayerNorm { rows, cols, eps }, seed, &[]);
+            check(Kernel::LayerNormGrad { rows, cols, eps }, seed, &[]);
         }
     }
 }

@@ -85,6 +85,22 @@ impl Graph {
     pub fn sum_to(&self, grad: NodeId, target: &Shape) -> NodeId {
         let mut g = grad;
         let mut shape = self.shape(g);
+        // Leading axes the target lacks are summed in one reduction: `[B, T, dim]` is seen as
+        // `[B*T, dim]` (a bias's gradient is one launch, not one per axis).
+        let extra = shape.rank().saturating_sub(target.rank());
+        if extra > 1 {
+            let lead = match Shape(shape.0[..extra].to_vec()).symbolic_numel() {
+                (c, 0) => Some(Fixed(c)),
+                (c, 1) => Some(Batch(c)),
+                _ => None, // the batch twice: fold the axes one at a time below
+            };
+            if let Some(lead) = lead {
+                let mut dims = vec![lead];
+                dims.extend_from_slice(&shape.0[extra..]);
+                g = self.sum(self.reshape(g, &dims), 0, false);
+                shape = self.shape(g);
+            }
+        }
         while shape.rank() > target.rank() {
             g = self.sum(g, 0, false);
             shape = self.shape(g);
@@ -116,6 +132,26 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
                 (true, false) => g.matmul_t(b, gy, false, true),
                 (true, true) => g.matmul_t(b, gy, true, true),
             });
+            // A shared B under a batched, untransposed A (a Linear over [B, T, k]): the batch
+            // entries' rows stack, so dB is one matmul over all B*T rows instead of B matmuls
+            // and a sum over the batch.
+            let rows = |t: NodeId| {
+                let s = g.shape(t);
+                match Shape(s.0[..2].to_vec()).symbolic_numel() {
+                    (c, 0) => Some(g.reshape(t, &[Fixed(c), s.0[2]])),
+                    (c, 1) => Some(g.reshape(t, &[Batch(c), s.0[2]])),
+                    _ => None,
+                }
+            };
+            if w(1) && g.shape(a).rank() == 3 && g.shape(b).rank() == 2 && !trans_a {
+                if let (Some(a2), Some(gy2)) = (rows(a), rows(gy)) {
+                    let db = match trans_b {
+                        false => g.matmul_t(a2, gy2, true, false),
+                        true => g.matmul_t(gy2, a2, true, false),
+                    };
+                    return Ok(vec![da, Some(db)]);
+                }
+            }
             let db = w(1).then(|| match (trans_a, trans_b) {
                 (false, false) => g.matmul_t(a, gy, true, false),
                 (false, true) => g.matmul_t(gy, a, true, false),
@@ -178,8 +214,11 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
                 ReduceOp::Argmax => return Err(Error::no_grad("argmax", "integer output has no gradient")),
             }
         }
-        // d/dx softmax = y (g - sum(g y)); d/dx log_softmax = g - softmax(x) sum(g)
-        Op::Softmax { log } => one(g.softmax_grad(*log, y, gy)),
+        // d/dx softmax(s x) = s y (g - sum(g y)); d/dx log_softmax(s x) = s (g - softmax(s x) sum(g)).
+        // Causally masked entries have y = 0: no gradient, with no mask of its own.
+        Op::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, y, gy)),
+        // d/dx xhat = rstd (g - mean(g) - xhat mean(g xhat)), statistics recomputed from x
+        Op::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
         // d/dp mean((p - t)^2) = 2 (p - t) / n, d/dt = -d/dp
         Op::MseLoss => {
             let dp = g.pair_loss_grad(Op::MseGrad, x[0], x[1], gy);
@@ -227,6 +266,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         | Op::Invalid) => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
         op @ (Op::UnaryGrad { .. }
         | Op::SoftmaxGrad { .. }
+        | Op::LayerNormGrad { .. }
         | Op::MseGrad
         | Op::BceLogitsGrad
         | Op::SoftmaxCeGrad
@@ -265,6 +305,8 @@ mod tests {
             ("div", |g, x, w| g.div(x, w)),
             ("matmul", |g, x, w| g.matmul_t(x, w, false, true)),
             ("softmax", |g, x, _| g.softmax(x)),
+            ("scaled_softmax", |g, x, _| g.scaled_softmax(x, 0.5, false)),
+            ("standardize", |g, x, _| g.standardize(x, 1e-5)),
             ("sum", |g, x, _| g.sum(x, 1, false)),
             ("mean", |g, x, _| g.mean(x, 0, true)),
             ("reshape", |g, x, _| g.reshape(x, &[Fixed(12)])),

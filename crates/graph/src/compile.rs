@@ -267,13 +267,21 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
             let (outer, len, inner) = split(&input(0), *axis);
             Kernel::Reduce { op: *op, outer, len, inner }
         }
-        Op::Softmax { log } => {
+        Op::Softmax { log, scale, causal } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::Softmax { rows, cols, log: *log }
+            Kernel::Softmax { rows, cols, log: *log, scale: *scale, causal: *causal }
         }
-        Op::SoftmaxGrad { log } => {
+        Op::SoftmaxGrad { log, scale } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxGrad { rows, cols, log: *log }
+            Kernel::SoftmaxGrad { rows, cols, log: *log, scale: *scale }
+        }
+        Op::LayerNorm { eps } => {
+            let (rows, cols) = rows_cols(&input(0));
+            Kernel::LayerNorm { rows, cols, eps: *eps }
+        }
+        Op::LayerNormGrad { eps } => {
+            let (rows, cols) = rows_cols(&input(0));
+            Kernel::LayerNormGrad { rows, cols, eps: *eps }
         }
         Op::MseLoss => Kernel::MseLoss { n: input(0).iter().product() },
         Op::MseGrad => Kernel::MseGrad { n: len },

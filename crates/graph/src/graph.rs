@@ -69,13 +69,25 @@ pub enum Op {
         axis: usize,
         keep: bool,
     },
-    /// Softmax or log-softmax over the last axis.
+    /// Softmax or log-softmax of `scale * x` over the last axis; with `causal` (softmax only)
+    /// over `[.., T, T]` with entry `(i, j)` exactly 0 for `j > i`.
     Softmax {
         log: bool,
+        scale: f32,
+        causal: bool,
     },
     /// Inputs `[y, dy]`.
     SoftmaxGrad {
         log: bool,
+        scale: f32,
+    },
+    /// `(x - mean) / sqrt(var + eps)` over the last axis (LayerNorm without the affine).
+    LayerNorm {
+        eps: f32,
+    },
+    /// Inputs `[x, dy]`.
+    LayerNormGrad {
+        eps: f32,
     },
     /// Inputs `[pred, target]`, scalar output.
     MseLoss,
@@ -162,10 +174,12 @@ impl Op {
             Op::UnaryGrad { op, .. } => op.grad_name(),
             Op::Binary(op) => op.name(),
             Op::Reduce { op, .. } => op.name(),
-            Op::Softmax { log: false } => "softmax",
-            Op::Softmax { log: true } => "log_softmax",
-            Op::SoftmaxGrad { log: false } => "softmax_grad",
-            Op::SoftmaxGrad { log: true } => "log_softmax_grad",
+            Op::Softmax { log: false, .. } => "softmax",
+            Op::Softmax { log: true, .. } => "log_softmax",
+            Op::SoftmaxGrad { log: false, .. } => "softmax_grad",
+            Op::SoftmaxGrad { log: true, .. } => "log_softmax_grad",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::LayerNormGrad { .. } => "layer_norm_grad",
             Op::MseLoss => "mse_loss",
             Op::MseGrad => "mse_grad",
             Op::BceLogitsLoss => "bce_logits_loss",

@@ -1,6 +1,8 @@
 //! Network building blocks composed from primitives (so they need no kernels or backward rules
 //! of their own): convolution (im2col + batched matmul), pooling (im2col + reduce), layer and
-//! batch normalization, multi-head self-attention and a pre-norm transformer block.
+//! batch normalization, multi-head self-attention and a pre-norm transformer block. LayerNorm's
+//! normalization and attention's scaled, causally masked softmax are each one fused primitive
+//! ([`Graph::standardize`], [`Graph::scaled_softmax`]).
 
 use kiln_device::ReduceOp;
 
@@ -219,14 +221,11 @@ impl Graph {
         self.mean(flat, 2, false)
     }
 
-    /// `torch.nn.functional.layer_norm` over the last axis, with `weight` and `bias` of its size.
-    /// Built from primitives (mean, sub, mul, sqrt, reciprocal), so its backward is theirs.
+    /// `torch.nn.functional.layer_norm` over the last axis, with `weight` and `bias` of its size:
+    /// the fused normalization ([`Graph::standardize`], biased variance as PyTorch's) times
+    /// `weight` plus `bias`, as broadcast ops (so their gradients are the usual row sums).
     pub fn layer_norm(&self, x: NodeId, weight: NodeId, bias: NodeId, eps: f32) -> NodeId {
-        let last = self.shape(x).rank().saturating_sub(1);
-        let xc = self.sub(x, self.mean(x, last, true));
-        let var = self.mean(self.mul(xc, xc), last, true); // biased, as PyTorch normalizes
-        let rstd = self.reciprocal(self.sqrt(self.add(var, self.scalar(eps))));
-        self.add(self.mul(self.mul(xc, rstd), weight), bias)
+        self.add(self.mul(self.standardize(x, eps), weight), bias)
     }
 
     /// Batch normalization in training mode over `x [N, C]` or `[N, C, H, W]`: normalizes with the
@@ -285,7 +284,8 @@ impl Graph {
     }
 
     /// Multi-head self-attention over `x [B, T, dim]` with scaled dot products, an optional
-    /// causal mask (an additive constant: -1e9 above the diagonal) and an output projection.
+    /// causal mask (position `i` attends to `j <= i`) and an output projection. The scale and the
+    /// mask are part of one softmax kernel ([`Graph::scaled_softmax`]).
     pub fn self_attention(&self, x: NodeId, a: &Attention) -> NodeId {
         let s = self.shape(x);
         let Some(d) = self.dims_fixed(x, 1).filter(|d| d.len() == 2) else {
@@ -305,12 +305,9 @@ impl Graph {
             self.reshape(y, &[bh, Fixed(t), Fixed(hd)])
         };
         let (q, k, v) = (heads(a.wq, a.bq), heads(a.wk, a.bk), heads(a.wv, a.bv));
-        let mut scores = self.scale(self.matmul_t(q, k, false, true), 1.0 / (hd as f32).sqrt()); // [B*H, T, T]
-        if a.causal {
-            let mask: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { -1e9 } else { 0.0 }).collect();
-            scores = self.add(scores, self.constant(&[t, t], mask));
-        }
-        let ctx = self.matmul(self.softmax(scores), v); // [B*H, T, hd]
+        let scores = self.matmul_t(q, k, false, true); // [B*H, T, T]
+        let probs = self.scaled_softmax(scores, 1.0 / (hd as f32).sqrt(), a.causal);
+        let ctx = self.matmul(probs, v); // [B*H, T, hd]
         let ctx = self.permute(self.reshape(ctx, &[b, Fixed(h), Fixed(t), Fixed(hd)]), &[0, 2, 1, 3]);
         let ctx = self.reshape(ctx, &[b, Fixed(t), Fixed(dim)]);
         self.linear(ctx, a.wo, Some(a.bo))

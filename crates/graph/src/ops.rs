@@ -246,30 +246,66 @@ impl Graph {
 
     /// Softmax over the last axis.
     pub fn softmax(&self, x: NodeId) -> NodeId {
-        self.softmax_op(x, false)
+        self.softmax_op(x, false, 1.0, false)
     }
     /// Log-softmax over the last axis.
     pub fn log_softmax(&self, x: NodeId) -> NodeId {
-        self.softmax_op(x, true)
+        self.softmax_op(x, true, 1.0, false)
     }
 
-    fn softmax_op(&self, x: NodeId, log: bool) -> NodeId {
-        let op = Op::Softmax { log };
+    /// Attention's softmax in one kernel: `softmax(scale * x)` over the last axis. With `causal`,
+    /// `x` is `[.., T, T]` and entry `(i, j)` with `j > i` is left out (its output is exactly 0),
+    /// as an additive `-inf` mask above the diagonal would do.
+    pub fn scaled_softmax(&self, x: NodeId, scale: f32, causal: bool) -> NodeId {
+        self.softmax_op(x, false, scale, causal)
+    }
+
+    fn softmax_op(&self, x: NodeId, log: bool, scale: f32, causal: bool) -> NodeId {
+        let op = Op::Softmax { log, scale, causal };
         let name = op.name();
         self.build(op, &[x], |n| {
             want(name, n[0], F32)?;
-            if n[0].shape.rank() == 0 {
+            let s = &n[0].shape;
+            if s.rank() == 0 {
                 return Err(Error::shape(name, "needs at least one axis, got a scalar"));
+            }
+            if !scale.is_finite() {
+                return Err(Error::shape(name, format!("scale must be finite, got {scale}")));
+            }
+            if causal && (s.rank() < 2 || s.0[s.rank() - 1] != s.0[s.rank() - 2]) {
+                return Err(Error::shape(name, format!("a causal mask needs [.., T, T], got {s}")));
+            }
+            Ok((s.clone(), F32))
+        })
+    }
+
+    pub(crate) fn softmax_grad(&self, log: bool, scale: f32, y: NodeId, dy: NodeId) -> NodeId {
+        let op = Op::SoftmaxGrad { log, scale };
+        let name = op.name();
+        self.build(op, &[y, dy], |n| {
+            same(name, n[0], n[1])?;
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
+    /// `(x - mean) / sqrt(var + eps)` over the last axis, biased variance: LayerNorm without its
+    /// affine (one kernel forward, one backward). [`Graph::layer_norm`] adds weight and bias.
+    pub fn standardize(&self, x: NodeId, eps: f32) -> NodeId {
+        self.build(Op::LayerNorm { eps }, &[x], |n| {
+            want("layer_norm", n[0], F32)?;
+            if n[0].shape.rank() == 0 {
+                return Err(Error::shape("layer_norm", "needs at least one axis, got a scalar"));
+            }
+            if !eps.is_finite() || eps < 0.0 {
+                return Err(Error::shape("layer_norm", format!("eps must be finite and >= 0, got {eps}")));
             }
             Ok((n[0].shape.clone(), F32))
         })
     }
 
-    pub(crate) fn softmax_grad(&self, log: bool, y: NodeId, dy: NodeId) -> NodeId {
-        let op = Op::SoftmaxGrad { log };
-        let name = op.name();
-        self.build(op, &[y, dy], |n| {
-            same(name, n[0], n[1])?;
+    pub(crate) fn layer_norm_grad(&self, eps: f32, x: NodeId, dy: NodeId) -> NodeId {
+        self.build(Op::LayerNormGrad { eps }, &[x, dy], |n| {
+            same("layer_norm_grad", n[0], n[1])?;
             Ok((n[0].shape.clone(), F32))
         })
     }

@@ -111,22 +111,47 @@ fn eval_node(
             }
             y
         }
-        Op::Softmax { log } => rows(x(0), last(&dims(0)), |r| {
-            let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let lse = m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-            r.iter().map(|v| if *log { v - lse } else { (v - lse).exp() }).collect()
-        }),
-        Op::SoftmaxGrad { log } => {
+        Op::Softmax { log, scale, causal } => {
             let cols = last(&dims(0));
+            let mut y = Vec::with_capacity(len);
+            for (i, r) in x(0).chunks(cols).enumerate() {
+                // causal: row i of each [T, T] block sees columns 0..=i
+                let n = if *causal { i % cols + 1 } else { cols };
+                let r: Vec<f64> = r[..n].iter().map(|v| *scale as f64 * v).collect();
+                let lse = lse(&r);
+                y.extend(r.iter().map(|v| if *log { v - lse } else { (v - lse).exp() }));
+                y.extend(std::iter::repeat_n(0.0, cols - n));
+            }
+            y
+        }
+        Op::SoftmaxGrad { log, scale } => {
+            let cols = last(&dims(0));
+            let s = *scale as f64;
             let mut dx = Vec::with_capacity(len);
             for (y, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
                 if *log {
-                    let s: f64 = dy.iter().sum();
-                    dx.extend(y.iter().zip(dy).map(|(y, g)| g - y.exp() * s));
+                    let t: f64 = dy.iter().sum();
+                    dx.extend(y.iter().zip(dy).map(|(y, g)| s * (g - y.exp() * t)));
                 } else {
-                    let s: f64 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
-                    dx.extend(y.iter().zip(dy).map(|(y, g)| y * (g - s)));
+                    let t: f64 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
+                    dx.extend(y.iter().zip(dy).map(|(y, g)| s * y * (g - t)));
                 }
+            }
+            dx
+        }
+        Op::LayerNorm { eps } => rows(x(0), last(&dims(0)), |r| {
+            let (mean, rstd) = norm_stats(r, *eps as f64);
+            r.iter().map(|v| (v - mean) * rstd).collect()
+        }),
+        Op::LayerNormGrad { eps } => {
+            let cols = last(&dims(0));
+            let mut dx = Vec::with_capacity(len);
+            for (r, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                let (mean, rstd) = norm_stats(r, *eps as f64);
+                let xhat: Vec<f64> = r.iter().map(|v| (v - mean) * rstd).collect();
+                let mg = dy.iter().sum::<f64>() / cols as f64;
+                let mgx = dy.iter().zip(&xhat).map(|(g, h)| g * h).sum::<f64>() / cols as f64;
+                dx.extend(dy.iter().zip(&xhat).map(|(g, h)| rstd * (g - mg - h * mgx)));
             }
             dx
         }
@@ -230,6 +255,14 @@ fn rows(x: &[f64], cols: usize, f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
 fn mean(it: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = it.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     s / n as f64
+}
+
+/// `(mean, 1 / sqrt(var + eps))` of a row, biased variance.
+fn norm_stats(r: &[f64], eps: f64) -> (f64, f64) {
+    let n = r.len() as f64;
+    let mean = r.iter().sum::<f64>() / n;
+    let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
 }
 
 fn lse(r: &[f64]) -> f64 {

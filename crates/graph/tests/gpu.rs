@@ -6,7 +6,7 @@ mod common;
 
 use common::Rng;
 use kiln_device::{open, Backend, BackendChoice, HostData};
-use kiln_graph::{Graph, NodeId, Optimizer, Session};
+use kiln_graph::{Graph, NodeId, Optimizer, Session, TransformerBlock};
 
 fn gpu() -> Option<Box<dyn Backend>> {
     match open(BackendChoice::Gpu) {
@@ -124,4 +124,75 @@ fn gpu_memory_stays_bounded() {
     assert_eq!(after.bytes_held, before.bytes_held, "bytes held");
     assert_eq!(after.pipelines_created, before.pipelines_created, "pipelines");
     assert_eq!(after.bind_groups_created, before.bind_groups_created, "bind groups");
+}
+
+/// A one-block causal char transformer (dim 12, 3 heads, T = 7), as tiny as lavapipe allows:
+/// token and position embeddings, the block, a final LayerNorm and a linear head, AdamW.
+fn tiny_transformer(seed: u64) -> Net {
+    let (vocab, dim, t, heads) = (11, 12, 7, 3);
+    let g = Graph::new();
+    let mut rng = Rng::new(seed);
+    let mut init = |shape: &[usize], fan_in: usize| -> Vec<f32> {
+        let s = 1.0 / (fan_in as f32).sqrt();
+        rng.vec(shape.iter().product()).iter().map(|v| v * s).collect()
+    };
+    let x = g.input_u32("tokens", &[t]);
+    let y = g.input_u32("targets", &[t]);
+    let wte = g.param_init("wte.weight", &[vocab, dim], init(&[vocab, dim], 4));
+    let wpe = g.param_init("wpe.weight", &[t, dim], init(&[t, dim], 4));
+    let blk = TransformerBlock::new(&g, "h.0", dim, heads, 2 * dim, true, &mut init);
+    let lnf = (
+        g.param_init("ln_f.weight", &[dim], vec![1.0; dim]),
+        g.param_init("ln_f.bias", &[dim], vec![0.0; dim]),
+    );
+    let head = g.param_init("lm_head.weight", &[vocab, dim], init(&[vocab, dim], dim));
+    let h = g.transformer_block(g.add(g.gather(wte, x, 0), wpe), &blk);
+    let logits = g.linear(g.layer_norm(h, lnf.0, lnf.1, 1e-5), head, None);
+    let loss = g.softmax_cross_entropy(logits, y);
+    // Not the key bias: it shifts every score of a row alike, which softmax ignores, so its
+    // gradient is rounding noise that Adam would blow up into +-lr steps of either sign.
+    let mut params = vec![wte, wpe];
+    params.extend(blk.params().into_iter().filter(|&p| p != blk.attn.bk));
+    params.extend([lnf.0, lnf.1, head]);
+    let grads = g.gradients(loss, &params).unwrap();
+    g.optimize(&params, &grads, Optimizer::adamw(1e-2)).unwrap();
+    Net { g, x, y, loss, grads }
+}
+
+/// The fused LayerNorm and causal softmax kernels inside a model: a few AdamW steps of the tiny
+/// transformer on both backends, losses, gradients and parameters within float32 tolerance.
+#[test]
+fn tiny_transformer_trains_alike_on_gpu_and_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let (a, b) = (tiny_transformer(5), tiny_transformer(5));
+    let mut fetch = vec![a.loss];
+    fetch.extend(&a.grads);
+    let (x, y) = (a.x, a.y);
+    let mut cpu = Session::new(a.g, open(BackendChoice::Cpu).unwrap()).unwrap();
+    let mut gpu = Session::new(b.g, gpu).unwrap();
+    let mut rng = Rng::new(6);
+    let mut losses = Vec::new();
+    for step in 0..4 {
+        let n = 3;
+        let seq: Vec<Vec<u32>> = (0..n).map(|_| rng.below(8, 11)).collect();
+        let xd: Vec<u32> = seq.iter().flat_map(|s| s[..7].to_vec()).collect();
+        let yd: Vec<u32> = seq.iter().flat_map(|s| s[1..].to_vec()).collect();
+        let feeds = [(x, HostData::U32(&xd)), (y, HostData::U32(&yd))];
+        let c = cpu.train_sync(&feeds, &fetch).unwrap();
+        let g = gpu.train_sync(&feeds, &fetch).unwrap();
+        losses.push(c[0][0]);
+        for (k, (c, g)) in c.iter().zip(&g).enumerate() {
+            let scale = c.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            for (i, (p, q)) in c.iter().zip(g).enumerate() {
+                assert!((p - q).abs() <= 1e-4 * scale, "step {step} output {k}[{i}]: cpu {p} gpu {q}");
+            }
+        }
+    }
+    for name in cpu.param_names() {
+        let (c, g) = (cpu.get_param(&name).unwrap(), gpu.get_param(&name).unwrap());
+        for (p, q) in c.iter().zip(&g) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + p.abs()), "{name}: cpu {p} gpu {q}");
+        }
+    }
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
 }

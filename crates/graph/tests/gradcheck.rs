@@ -22,6 +22,19 @@ fn matmul_every_transpose_and_batching() {
     let (a, b) = (c.param(&[2, 3, 5]), c.param(&[5, 4]));
     let y = c.g.matmul(a, b);
     check("matmul batched x shared", c, y);
+    // A shared weight under a batched operand (transposed too): dB is one matmul over the
+    // stacked rows, also when the batch is symbolic.
+    let mut c = Case::new(23, 1);
+    let (a, b) = (c.param(&[2, 3, 5]), c.param(&[4, 5]));
+    let y = c.g.matmul_t(a, b, false, true);
+    check("matmul batched x shared^T", c, y);
+    let mut c = Case::new(24, 3);
+    let x = c.input(&[3, 5]);
+    let w = c.param(&[3, 5]);
+    let a = c.g.mul(x, w);
+    let b = c.param(&[4, 5]);
+    let y = c.g.matmul_t(a, b, false, true);
+    check("matmul [B, 3, 5] x shared^T", c, y);
     let mut c = Case::new(21, 1);
     let (a, b) = (c.param(&[2, 3, 5]), c.param(&[2, 4, 5]));
     let y = c.g.matmul_t(a, b, false, true);

@@ -213,3 +213,58 @@ fn transformer_block() {
     let y = c.g.transformer_block(x, &blk);
     check("transformer block", c, y);
 }
+
+#[test]
+fn fused_layer_norm_on_odd_rows() {
+    // One column normalizes to 0 (its gradient is 0); 3 and 17 columns, over a batch.
+    for (i, cols) in [1usize, 3, 17].into_iter().enumerate() {
+        let mut c = Case::new(1120 + i as u64, 3);
+        let x = c.input(&[5, cols]);
+        let w0 = c.param(&[5, cols]);
+        let y = c.g.standardize(c.g.mul(x, w0), 1e-5);
+        check(&format!("standardize cols={cols}"), c, y);
+    }
+    // Straight from a parameter, a large eps, and the full LayerNorm with its affine.
+    let mut c = Case::new(1125, 1);
+    let x = c.param(&[4, 9]);
+    let y = c.g.standardize(x, 0.5);
+    check("standardize eps 0.5", c, y);
+    let mut c = Case::new(1126, 2);
+    let x = c.input(&[3, 13]);
+    let w0 = c.param(&[3, 13]);
+    let (w, b) = (c.param(&[13]), c.param(&[13]));
+    let y = c.g.layer_norm(c.g.mul(x, w0), w, b, 1e-5);
+    check("layer_norm [B, 3, 13]", c, y);
+}
+
+#[test]
+fn scaled_and_causal_softmax() {
+    // T = 1 (a single unmasked entry), odd T, a negative scale, and an unmasked scaled one.
+    for (i, (t, scale, causal)) in
+        [(1usize, 0.5f32, true), (5, 0.37, true), (7, -1.3, true), (4, 2.0, false)].into_iter().enumerate()
+    {
+        let mut c = Case::new(1130 + i as u64, 2);
+        let x = c.input(&[3, t, t]);
+        let w = c.param(&[3, t, t]);
+        let y = c.g.scaled_softmax(c.g.mul(x, w), scale, causal);
+        check(&format!("scaled_softmax T={t} scale={scale} causal={causal}"), c, y);
+    }
+}
+
+#[test]
+fn causal_softmax_masks_exactly_and_checks_its_shape() {
+    let g = kiln_graph::Graph::new();
+    let x = g.param_init("x", &[2, 3, 3], (0..18).map(|i| (i as f32 * 0.7).cos() * 50.0).collect());
+    let y = g.scaled_softmax(x, 0.3, true);
+    let vals = kiln_graph::reference::evaluate(&g, 1, &kiln_graph::reference::Values::new()).unwrap();
+    for (r, row) in vals[y.index()].chunks(3).enumerate() {
+        let i = r % 3;
+        assert!(row[i + 1..].iter().all(|&v| v == 0.0), "row {r}: {row:?}");
+        assert!((row[..=i].iter().sum::<f64>() - 1.0).abs() < 1e-12, "row {r}: {row:?}");
+    }
+    let g = kiln_graph::Graph::new();
+    let x = g.param("x", &[3, 4]);
+    g.scaled_softmax(x, 1.0, true);
+    let err = g.check().unwrap_err().to_string();
+    assert!(err.contains("[.., T, T]"), "{err}");
+}

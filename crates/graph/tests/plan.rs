@@ -106,3 +106,22 @@ fn is_backward(k: &kiln_device::Kernel) -> bool {
         UnaryGrad { .. } | SoftmaxGrad { .. } | MseGrad { .. } | BceLogitsGrad { .. } | SoftmaxCeGrad { .. }
     )
 }
+
+#[test]
+fn a_linear_over_batch_and_time_reduces_once_for_its_bias_and_never_for_its_weight() {
+    // x [B, 5, 7] @ w^T + b: b's gradient folds [B, 5] into one axis and reduces once; w's is one
+    // matmul over the B*5 stacked rows (not B matmuls and a sum over the batch).
+    let g = Graph::new();
+    let x = g.input("x", &[5, 7]);
+    let (w, b) = (g.param("w", &[6, 7]), g.param("b", &[6]));
+    let y = g.linear(x, w, Some(b));
+    let loss = g.sum_all(g.mul(y, y));
+    let grads = g.gradients(loss, &[w, b]).unwrap();
+    let p = compile(&g, &[loss, grads[0], grads[1]], false, 3).unwrap();
+    let reduces: Vec<Kernel> =
+        p.steps.iter().filter(|s| matches!(s.kernel, Kernel::Reduce { .. })).map(|s| s.kernel).collect();
+    assert_eq!(reduces.len(), 2, "sum_all and the bias gradient: {reduces:?}");
+    assert!(reduces.iter().any(|k| matches!(k, Kernel::Reduce { outer: 1, len: 15, inner: 6, .. })));
+    let dw = p.steps.iter().find(|s| s.node == grads[0]).unwrap().kernel;
+    assert!(matches!(dw, Kernel::Matmul(mm) if mm.batch == 1 && mm.k == 15), "{dw:?}");
+}

@@ -2,7 +2,7 @@
 
 use crate::kernel::{Kernel, ReduceOp};
 
-use super::{elementwise, layout, loss, matmul, memory, optim, reduce, Par};
+use super::{elementwise, layer_norm, layout, loss, matmul, memory, optim, reduce, Par};
 
 /// A written buffer, sliced to the length its slot needs.
 pub(crate) enum Out<'a> {
@@ -40,9 +40,17 @@ pub(crate) fn run(k: &Kernel, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         (Kernel::Reduce { op, outer, len, inner }, [O::F(y)], [I::F(x)]) => {
             reduce::reduce(par, op, outer, len, inner, y, x)
         }
-        (Kernel::Softmax { cols, log, .. }, [O::F(y)], [I::F(x)]) => reduce::softmax(par, cols, log, y, x),
-        (Kernel::SoftmaxGrad { cols, log, .. }, [O::F(dx)], [I::F(y), I::F(dy)]) => {
-            reduce::softmax_grad(par, cols, log, dx, y, dy)
+        (Kernel::Softmax { cols, log, scale, causal, .. }, [O::F(y)], [I::F(x)]) => {
+            reduce::softmax(par, cols, log, scale, causal, y, x)
+        }
+        (Kernel::SoftmaxGrad { cols, log, scale, .. }, [O::F(dx)], [I::F(y), I::F(dy)]) => {
+            reduce::softmax_grad(par, cols, log, scale, dx, y, dy)
+        }
+        (Kernel::LayerNorm { cols, eps, .. }, [O::F(y)], [I::F(x)]) => {
+            layer_norm::layer_norm(par, cols, eps, y, x)
+        }
+        (Kernel::LayerNormGrad { cols, eps, .. }, [O::F(dx)], [I::F(x), I::F(dy)]) => {
+            layer_norm::layer_norm_grad(par, cols, eps, dx, x, dy)
         }
         (Kernel::MseLoss { .. }, [O::F(l)], [I::F(p), I::F(t)]) => loss::mse(l, p, t),
         (Kernel::MseGrad { .. }, [O::F(dp)], [I::F(p), I::F(t), I::F(dl)]) => loss::mse_grad(dp, p, t, dl[0]),

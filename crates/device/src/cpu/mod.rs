@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod elementwise;
+mod layer_norm;
 mod layout;
 mod loss;
 mod matmul;

@@ -82,21 +82,25 @@ pub(crate) fn argmax(outer: usize, len: usize, inner: usize, idx: &mut [u32], x:
     }
 }
 
-/// Row-parallel helper: `f(out_row, in_row, other_row)` over rows of `cols`.
-fn rows(
+/// Row-parallel helper: `f(row_index, out_row, in_row, other_row)` over rows of `cols`.
+pub(super) fn rows(
     parallel: bool,
     cols: usize,
     out: &mut [f32],
     a: &[f32],
     b: &[f32],
-    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+    f: impl Fn(usize, &mut [f32], &[f32], &[f32]) + Sync,
 ) {
     if parallel && out.len() > cols {
         out.par_chunks_mut(cols)
             .zip(a.par_chunks(cols).zip(b.par_chunks(cols)))
-            .for_each(|(o, (a, b))| f(o, a, b));
+            .enumerate()
+            .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
     } else {
-        out.chunks_mut(cols).zip(a.chunks(cols).zip(b.chunks(cols))).for_each(|(o, (a, b))| f(o, a, b));
+        out.chunks_mut(cols)
+            .zip(a.chunks(cols).zip(b.chunks(cols)))
+            .enumerate()
+            .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
     }
 }
 
@@ -107,36 +111,46 @@ pub(crate) fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
     (m, s)
 }
 
-/// Softmax (or log-softmax) of each row of `cols`, shifted by the row max so nothing overflows.
-pub(crate) fn softmax(par: Par, cols: usize, log: bool, y: &mut [f32], x: &[f32]) {
-    rows(par.heavy(y.len()), cols, y, x, x, |y, x, _| {
-        let (m, s) = max_and_sum_exp(x);
+/// Softmax (or log-softmax) of each row of `scale * x`, shifted by the row max so nothing
+/// overflows. With `causal`, row `r` takes its first `r % cols + 1` entries and the rest are 0.
+pub(crate) fn softmax(par: Par, cols: usize, log: bool, scale: f32, causal: bool, y: &mut [f32], x: &[f32]) {
+    rows(par.heavy(y.len()), cols, y, x, x, |r, y, x, _| {
+        let n = if causal { r % cols + 1 } else { cols };
+        // scale * x goes to the output row first, then is transformed in place
+        let (y, masked) = y.split_at_mut(n);
+        y.iter_mut().zip(x).for_each(|(o, &a)| *o = scale * a);
+        let (m, s) = max_and_sum_exp(y);
         if log {
             let lse = m as f64 + s.ln();
-            for (out, &v) in y.iter_mut().zip(x) {
-                *out = (v as f64 - lse) as f32;
-            }
+            y.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
         } else {
             let inv = (1.0 / s) as f32;
-            for (out, &v) in y.iter_mut().zip(x) {
-                *out = (v - m).exp() * inv;
-            }
+            y.iter_mut().for_each(|v| *v = (*v - m).exp() * inv);
         }
+        masked.fill(0.0);
     })
 }
 
-/// Softmax: `dx = y * (dy - sum(dy * y))`; log-softmax: `dx = dy - exp(y) * sum(dy)`.
-pub(crate) fn softmax_grad(par: Par, cols: usize, log: bool, dx: &mut [f32], y: &[f32], dy: &[f32]) {
-    rows(if log { par.heavy(dx.len()) } else { par.light(dx.len()) }, cols, dx, y, dy, |dx, y, dy| {
+/// Softmax: `dx = scale * y * (dy - sum(dy * y))`; log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`.
+pub(crate) fn softmax_grad(
+    par: Par,
+    cols: usize,
+    log: bool,
+    scale: f32,
+    dx: &mut [f32],
+    y: &[f32],
+    dy: &[f32],
+) {
+    rows(if log { par.heavy(dx.len()) } else { par.light(dx.len()) }, cols, dx, y, dy, |_, dx, y, dy| {
         if log {
             let s = dy.iter().map(|&g| g as f64).sum::<f64>() as f32;
             for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
-                *out = g - yv.exp() * s;
+                *out = scale * (g - yv.exp() * s);
             }
         } else {
             let dot = y.iter().zip(dy).map(|(&yv, &g)| yv as f64 * g as f64).sum::<f64>() as f32;
             for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
-                *out = yv * (g - dot);
+                *out = scale * yv * (g - dot);
             }
         }
     })

@@ -28,6 +28,7 @@ pub(crate) fn workgroups(k: &Kernel) -> [u32; 3] {
         // one 64-wide workgroup per output element / row
         Kernel::Reduce { outer, inner, .. } => spread(outer * inner),
         Kernel::Softmax { rows, .. } | Kernel::SoftmaxGrad { rows, .. } => spread(rows),
+        Kernel::LayerNorm { rows, .. } | Kernel::LayerNormGrad { rows, .. } => spread(rows),
         Kernel::SoftmaxCeGrad { rows, .. } => spread(rows),
         // one workgroup walks everything
         Kernel::MseLoss { .. } | Kernel::BceLogitsLoss { .. } | Kernel::SoftmaxCeLoss { .. } => [1, 1, 1],

@@ -12,6 +12,7 @@ pub(crate) fn source(family: &str) -> &'static str {
         "binary" => include_str!("../../../../shaders/binary.wgsl"),
         "reduce" => include_str!("../../../../shaders/reduce.wgsl"),
         "softmax" => include_str!("../../../../shaders/softmax.wgsl"),
+        "layer_norm" => include_str!("../../../../shaders/layer_norm.wgsl"),
         "loss" => include_str!("../../../../shaders/loss.wgsl"),
         "optim" => include_str!("../../../../shaders/optim.wgsl"),
         "memory" => include_str!("../../../../shaders/memory.wgsl"),

@@ -84,18 +84,40 @@ pub enum Kernel {
         len: usize,
         inner: usize,
     },
-    /// Softmax (or log-softmax) over the last axis of `[rows, cols]`.
+    /// Softmax (or log-softmax) of `scale * x` over the last axis of `[rows, cols]`.
+    /// With `causal` (softmax only), the rows are those of `[.., T, T]` score matrices (`cols` is
+    /// `T`, `rows` a multiple of it): row `r` takes columns `j <= r % T` and writes exactly 0 to the
+    /// others (attention's causal mask, without a `-inf` constant). Plain softmax is `scale` 1,
+    /// `causal` false ([`Kernel::softmax`]).
     Softmax {
         rows: usize,
         cols: usize,
         log: bool,
+        scale: f32,
+        causal: bool,
     },
-    /// Backward of softmax from its output y: `dx = y * (dy - sum(dy * y))`;
-    /// of log-softmax: `dx = dy - exp(y) * sum(dy)`.
+    /// Backward of softmax from its output y: `dx = scale * y * (dy - sum(dy * y))`;
+    /// of log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`. Causally masked entries have y = 0,
+    /// so their gradient is 0 with no mask of its own.
     SoftmaxGrad {
         rows: usize,
         cols: usize,
         log: bool,
+        scale: f32,
+    },
+    /// LayerNorm without the affine over the last axis of `[rows, cols]`:
+    /// `y = (x - mean) / sqrt(var + eps)`, biased variance (PyTorch's).
+    LayerNorm {
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    },
+    /// Backward of `LayerNorm` from its input x (the row statistics are recomputed):
+    /// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`, `xhat = (x - mean) * rstd`.
+    LayerNormGrad {
+        rows: usize,
+        cols: usize,
+        eps: f32,
     },
     /// `loss = mean((p - t)^2)` over `n` elements, written to a 1-element buffer.
     MseLoss {
@@ -211,6 +233,16 @@ use Access::{Read, Write};
 use DType::{F32, U32};
 
 impl Kernel {
+    /// Plain softmax (or log-softmax) over the last axis: scale 1, no mask.
+    pub fn softmax(rows: usize, cols: usize, log: bool) -> Self {
+        Kernel::Softmax { rows, cols, log, scale: 1.0, causal: false }
+    }
+
+    /// The backward of [`Kernel::softmax`].
+    pub fn softmax_grad(rows: usize, cols: usize, log: bool) -> Self {
+        Kernel::SoftmaxGrad { rows, cols, log, scale: 1.0 }
+    }
+
     /// The WGSL entry point, which is also the kernel's name in errors.
     pub fn name(&self) -> &'static str {
         match self {
@@ -224,6 +256,8 @@ impl Kernel {
             Kernel::Softmax { log: true, .. } => "log_softmax",
             Kernel::SoftmaxGrad { log: false, .. } => "softmax_grad",
             Kernel::SoftmaxGrad { log: true, .. } => "log_softmax_grad",
+            Kernel::LayerNorm { .. } => "layer_norm",
+            Kernel::LayerNormGrad { .. } => "layer_norm_grad",
             Kernel::MseLoss { .. } => "mse_loss",
             Kernel::MseGrad { .. } => "mse_grad",
             Kernel::BceLogitsLoss { .. } => "bce_logits_loss",
@@ -253,6 +287,7 @@ impl Kernel {
             Kernel::Binary { .. } => "binary",
             Kernel::Reduce { .. } => "reduce",
             Kernel::Softmax { .. } | Kernel::SoftmaxGrad { .. } => "softmax",
+            Kernel::LayerNorm { .. } | Kernel::LayerNormGrad { .. } => "layer_norm",
             Kernel::MseLoss { .. }
             | Kernel::MseGrad { .. }
             | Kernel::BceLogitsLoss { .. }
@@ -301,9 +336,14 @@ impl Kernel {
             Kernel::Reduce { outer, len, inner, .. } => {
                 vec![slot(1, "y", F32, outer * inner, Write), slot(2, "x", F32, outer * len * inner, Read)]
             }
-            Kernel::Softmax { rows, cols, .. } => {
+            Kernel::Softmax { rows, cols, .. } | Kernel::LayerNorm { rows, cols, .. } => {
                 vec![slot(1, "y", F32, rows * cols, Write), slot(2, "x", F32, rows * cols, Read)]
             }
+            Kernel::LayerNormGrad { rows, cols, .. } => vec![
+                slot(1, "dx", F32, rows * cols, Write),
+                slot(2, "x", F32, rows * cols, Read),
+                slot(3, "dy", F32, rows * cols, Read),
+            ],
             Kernel::SoftmaxGrad { rows, cols, .. } => vec![
                 slot(1, "dx", F32, rows * cols, Write),
                 slot(2, "y", F32, rows * cols, Read),
@@ -384,6 +424,8 @@ impl Kernel {
             Kernel::BiasAct { rows, cols, .. }
             | Kernel::Softmax { rows, cols, .. }
             | Kernel::SoftmaxGrad { rows, cols, .. }
+            | Kernel::LayerNorm { rows, cols, .. }
+            | Kernel::LayerNormGrad { rows, cols, .. }
             | Kernel::SoftmaxCeLoss { rows, cols }
             | Kernel::SoftmaxCeGrad { rows, cols } => vec![rows, cols],
             Kernel::Gather { outer, axis_len, inner, n_idx }
@@ -400,6 +442,26 @@ impl Kernel {
         }
         if dims.contains(&0) {
             return Err(Error::shape(self.name(), format!("zero-sized dimension in {dims:?}")));
+        }
+        match *self {
+            Kernel::Softmax { scale, .. } | Kernel::SoftmaxGrad { scale, .. } if !scale.is_finite() => {
+                return Err(Error::shape(self.name(), format!("scale must be finite, got {scale}")));
+            }
+            Kernel::Softmax { causal: true, log: true, .. } => {
+                return Err(Error::shape(self.name(), "the causal mask is for softmax, not log-softmax"));
+            }
+            Kernel::Softmax { rows, cols, causal: true, .. } if rows % cols != 0 => {
+                return Err(Error::shape(
+                    self.name(),
+                    format!("causal rows ({rows}) must be whole [T, T] blocks of T = cols = {cols}"),
+                ));
+            }
+            Kernel::LayerNorm { eps, .. } | Kernel::LayerNormGrad { eps, .. }
+                if !eps.is_finite() || eps < 0.0 =>
+            {
+                return Err(Error::shape(self.name(), format!("eps must be finite and >= 0, got {eps}")));
+            }
+            _ => {}
         }
         if self.slots().iter().any(|s| s.len > u32::MAX as usize) {
             return Err(Error::shape(self.name(), "a buffer has more than 2^32 - 1 elements"));
@@ -440,8 +502,14 @@ impl Kernel {
                 put(&[u(rows * cols), alpha.to_bits(), u(cols), op.code()])
             }
             Kernel::Reduce { outer, len, inner, .. } => put(&[u(outer), u(len), u(inner)]),
-            Kernel::Softmax { rows, cols, .. } | Kernel::SoftmaxGrad { rows, cols, .. } => {
-                put(&[u(rows), u(cols)])
+            // WGSL: { rows, cols, scale, causal }
+            Kernel::Softmax { rows, cols, scale, causal, .. } => {
+                put(&[u(rows), u(cols), scale.to_bits(), causal as u32])
+            }
+            Kernel::SoftmaxGrad { rows, cols, scale, .. } => put(&[u(rows), u(cols), scale.to_bits(), 0]),
+            // WGSL: { rows, cols, eps }
+            Kernel::LayerNorm { rows, cols, eps } | Kernel::LayerNormGrad { rows, cols, eps } => {
+                put(&[u(rows), u(cols), eps.to_bits()])
             }
             Kernel::MseLoss { n }
             | Kernel::MseGrad { n }
@@ -513,9 +581,12 @@ pub fn one_of_each() -> Vec<Kernel> {
         v.push(Kernel::Reduce { op, outer: 2, len: 5, inner: 3 });
     }
     for log in [false, true] {
-        v.push(Kernel::Softmax { rows: 3, cols: 5, log });
-        v.push(Kernel::SoftmaxGrad { rows: 3, cols: 5, log });
+        v.push(Kernel::softmax(3, 5, log));
+        v.push(Kernel::softmax_grad(3, 5, log));
     }
+    v.push(Kernel::Softmax { rows: 10, cols: 5, log: false, scale: 0.5, causal: true });
+    v.push(Kernel::LayerNorm { rows: 3, cols: 5, eps: 1e-5 });
+    v.push(Kernel::LayerNormGrad { rows: 3, cols: 5, eps: 1e-5 });
     v.extend([
         Kernel::MseLoss { n: 9 },
         Kernel::MseGrad { n: 9 },
