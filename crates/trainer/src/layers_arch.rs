@@ -50,9 +50,9 @@ pub fn LayerNorm() -> Layer {
 /// `BatchNorm()`: PyTorch's `BatchNorm1d(C)` after a `[C]` layer, `BatchNorm2d(C)` after a
 /// `[C, H, W]` one (eps 1e-5, momentum 0.1); weight 1, bias 0, running mean 0, running var 1.
 ///
-/// The running statistics are updated on the host after each training step from the batch mean
-/// and variance the step fetches (correct, but a device read-back and write per BatchNorm layer
-/// per step).
+/// The running statistics and `num_batches_tracked` are updated on the device, in place, by each
+/// training step itself (no read-back), with PyTorch's rule and the unbiased variance of that
+/// step's batch (a short last batch uses its own `n / (n - 1)`).
 #[allow(non_snake_case)]
 pub fn BatchNorm() -> Layer {
     Layer::BatchNorm { eps: 1e-5, momentum: 0.1 }

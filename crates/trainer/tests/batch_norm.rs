@@ -70,11 +70,13 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 }
 
 /// One case: BatchNorm (as the first layer, then Flatten for images) over input `shape`,
-/// trained for 3 steps of `batch` rows with fixed weights; checks loss, running stats, eval.
-fn check_case(shape: &[usize], batch: usize, seed: u64) {
+/// trained for 3 steps, of `batch`, `batch` and `last` rows, with fixed weights; checks loss,
+/// running stats, eval. A short last batch has its own unbiased factor `n / (n - 1)`.
+fn check_case(shape: &[usize], batch: usize, last: usize, seed: u64) {
     let (c, p) = (shape[0], shape[1..].iter().product::<usize>());
     let width = c * p;
-    let rows = 3 * batch;
+    let sizes = [batch, batch, last];
+    let rows: usize = sizes.iter().sum();
     let mut rng = SplitMix64::new(seed);
     let x = uniform(&mut rng, rows * width, -2.0, 3.0);
     let labels: Vec<u32> = (0..rows).map(|_| rng.below(width as u64) as u32).collect();
@@ -101,12 +103,14 @@ fn check_case(shape: &[usize], batch: usize, seed: u64) {
 
     let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
     let mut loss = 0.0;
-    for k in 0..3 {
-        let xb = &x[k * batch * width..(k + 1) * batch * width];
-        let (mean, var) = stats(xb, batch, c, p);
+    for (k, &size) in sizes.iter().enumerate() {
+        let start = k * batch;
+        let xb = &x[start * width..(start + size) * width];
+        let (mean, var) = stats(xb, size, c, p);
         let y = normalize(xb, c, p, &mean, &var, &w, &b);
-        loss += cross_entropy(&y, width, &labels[k * batch..(k + 1) * batch]) / 3.0;
-        let n = (batch * p) as f64;
+        // the epoch loss is the mean over rows
+        loss += cross_entropy(&y, width, &labels[start..start + size]) * size as f64 / rows as f64;
+        let n = (size * p) as f64;
         for ch in 0..c {
             rm[ch] = 0.9 * rm[ch] + 0.1 * mean[ch];
             rv[ch] = 0.9 * rv[ch] + 0.1 * var[ch] * n / (n - 1.0);
@@ -135,8 +139,14 @@ fn check_case(shape: &[usize], batch: usize, seed: u64) {
 
 #[test]
 fn training_forward_running_stats_and_eval_match_float64() {
-    check_case(&[5], 7, 1); // [B, C], as after Dense
-    check_case(&[3, 5, 3], 5, 2); // [B, C, H, W], as after Conv2d
+    check_case(&[5], 7, 7, 1); // [B, C], as after Dense
+    check_case(&[3, 5, 3], 5, 5, 2); // [B, C, H, W], as after Conv2d
+}
+
+#[test]
+fn a_short_last_batch_gets_its_own_unbiased_factor() {
+    check_case(&[5], 7, 2, 3); // n = 7, 7, then 2: factors 7/6, 7/6, 2
+    check_case(&[3, 5, 3], 5, 1, 4); // n = 75, 75, then 15
 }
 
 #[test]
