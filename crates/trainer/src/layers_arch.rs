@@ -4,6 +4,7 @@
 
 use kiln_graph::{Conv2dOpts, Graph, NodeId};
 
+use crate::checkpoint::Dtype;
 use crate::layers::{Init, Layer};
 use crate::model::ParamSpec;
 use crate::{Error, Result};
@@ -178,6 +179,7 @@ impl Layer {
             fan_out,
             init,
             buffer: false,
+            file_dtype: Dtype::F32,
         };
         match *self {
             Layer::Conv2d { filters, kernel, groups, kernel_init, bias_init, .. } => {
@@ -203,8 +205,11 @@ impl Layer {
                     spec("bias", vec![c], c, c, Init::Zeros),
                     buffer(spec("running_mean", vec![c], c, c, Init::Zeros)),
                     buffer(spec("running_var", vec![c], c, c, Init::Constant(1.0))),
-                    // PyTorch keeps it as int64; Kiln stores f32 (load_state_dict casts it)
-                    buffer(spec("num_batches_tracked", vec![], 1, 1, Init::Zeros)),
+                    // an f32 on the device (exact to 2^24 steps), int64 in files as in PyTorch
+                    ParamSpec {
+                        file_dtype: Dtype::I64,
+                        ..buffer(spec("num_batches_tracked", vec![], 1, 1, Init::Zeros))
+                    },
                 ]
             }
             Layer::Embedding { vocab, dim } => {

@@ -2,8 +2,11 @@
 //! reference, the running statistics against PyTorch's update rule, evaluation with the running
 //! statistics, the state_dict names, a save/load round trip, and learning on the digits.
 
+mod common;
+
+use common::{f32_bytes, safetensors_bytes, temp_dir};
 use kiln_device::BackendChoice;
-use kiln_trainer::checkpoint::Checkpoint;
+use kiln_trainer::checkpoint::{Checkpoint, Dtype};
 use kiln_trainer::data::{digits_train_test, Array, SplitMix64, Standardizer, Table};
 use kiln_trainer::prelude::*;
 use kiln_trainer::Layer;
@@ -260,4 +263,70 @@ fn a_model_with_batch_norm_learns_digits() {
     let eval = m.evaluate(&train, 64).unwrap();
     eprintln!("eval loss with running statistics: {}", eval.loss);
     assert!(eval.get("accuracy").unwrap() > 0.8, "{eval:?}");
+}
+
+/// PyTorch's `state_dict` holds `num_batches_tracked` as int64: such a file loads, and Kiln writes
+/// the same dtype (read back by `load`).
+#[test]
+fn num_batches_tracked_is_int64_in_files_both_ways() {
+    let d = temp_dir("bn-int64");
+    let model = || Sequential::new(&[3]).add(BatchNorm()).add(Dense(2, None));
+    let (w, b, rm, rv) = ([1.5f32, 0.5, 2.0], [0.1f32, -0.2, 0.3], [0.25f32, -1.0, 2.0], [1.5f32, 0.75, 3.0]);
+    let (dw, db) = ([0.5f32, -0.25, 1.0, 2.0, 0.0, -1.0], [0.01f32, 0.02]);
+    // as `safetensors.torch.save_file(model.state_dict(), ...)` writes it: no metadata
+    let torch = safetensors_bytes(&[
+        ("0.weight", "F32", vec![3], f32_bytes(&w)),
+        ("0.bias", "F32", vec![3], f32_bytes(&b)),
+        ("0.running_mean", "F32", vec![3], f32_bytes(&rm)),
+        ("0.running_var", "F32", vec![3], f32_bytes(&rv)),
+        ("0.num_batches_tracked", "I64", vec![], 1234i64.to_le_bytes().to_vec()),
+        ("1.weight", "F32", vec![2, 3], f32_bytes(&dw)),
+        ("1.bias", "F32", vec![2], f32_bytes(&db)),
+    ]);
+    let path = d.join("torch.safetensors");
+    std::fs::write(&path, torch).unwrap();
+    let mut m = model();
+    m.load_weights(&path).unwrap();
+    let want: Vec<(String, Vec<usize>, Vec<f32>)> = [
+        ("0.weight", vec![3], w.to_vec()),
+        ("0.bias", vec![3], b.to_vec()),
+        ("0.running_mean", vec![3], rm.to_vec()),
+        ("0.running_var", vec![3], rv.to_vec()),
+        ("0.num_batches_tracked", vec![], vec![1234.0]),
+        ("1.weight", vec![2, 3], dw.to_vec()),
+        ("1.bias", vec![2], db.to_vec()),
+    ]
+    .into_iter()
+    .map(|(n, s, v)| (n.to_string(), s, v))
+    .collect();
+    assert_eq!(m.weights().unwrap(), want);
+
+    // training counts on from 1234; the saved file says I64 like PyTorch's
+    m.compile_with(cpu(Optimizer::sgd(0.01))).unwrap();
+    let x: Vec<f32> = (0..8 * 3).map(|i| (i as f32 * 0.37).sin()).collect();
+    let table = Table::from_arrays(
+        Array { shape: vec![8, 3], data: x },
+        Some(Array { shape: vec![8], data: vec![0, 1, 1, 0, 1, 0, 0, 1] }),
+    )
+    .unwrap();
+    m.fit(&table, &FitOptions { epochs: 1, batch_size: 4, quiet: true, ..Default::default() }).unwrap();
+    let saved = d.join("kiln.safetensors");
+    m.save(&saved).unwrap();
+    let ck = Checkpoint::read(&saved).unwrap();
+    for t in &ck.tensors {
+        let want = if t.name == "0.num_batches_tracked" { Dtype::I64 } else { Dtype::F32 };
+        assert_eq!(t.dtype, want, "{}", t.name);
+    }
+    assert_eq!(ck.get("0.num_batches_tracked").unwrap().data, vec![1236.0]);
+    // the header itself, and the 8 bytes of the value, as PyTorch reads them
+    let bytes = std::fs::read(&saved).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let entry = &header["0.num_batches_tracked"];
+    assert_eq!(entry["dtype"], "I64", "{header}");
+    let begin = 8 + n + entry["data_offsets"][0].as_u64().unwrap() as usize;
+    assert_eq!(i64::from_le_bytes(bytes[begin..begin + 8].try_into().unwrap()), 1236);
+    let mut loaded = Sequential::load(&saved).unwrap();
+    assert_eq!(loaded.weights().unwrap(), m.weights().unwrap());
+    std::fs::remove_dir_all(&d).ok();
 }
