@@ -32,6 +32,10 @@ def write_safetensors(path, tensors):
     Path(path).write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+DTYPES = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32}
+
+
 def read_safetensors(path):
     raw = Path(path).read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
@@ -42,7 +46,8 @@ def read_safetensors(path):
             continue
         begin, end = info["data_offsets"]
         buf = bytearray(raw[8 + n + begin : 8 + n + end])
-        out[name] = torch.frombuffer(buf, dtype=torch.float32).reshape(info["shape"])
+        dtype = DTYPES[info["dtype"]]  # Kiln writes F32, and I64 for BatchNorm's num_batches_tracked
+        out[name] = torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
     return out
 
 

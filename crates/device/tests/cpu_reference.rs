@@ -658,6 +658,52 @@ fn rmsprop_three_steps() {
     );
 }
 
+/// BatchNorm's running statistics over 3 steps through one compiled plan, a new batch statistic
+/// each step, against float64 PyTorch rules: the mean with momentum 0.1, the variance with the
+/// unbiased factor `n / (n - 1)` (n = 10 values per channel), and the batch counter, which must
+/// stay an exact whole number.
+#[test]
+fn running_update_three_steps_against_float64() {
+    let len = 37;
+    let (m, n) = (0.1f64, 10.0f64);
+    // (name, unbiased factor or None for the counter)
+    for (name, unbias) in [("running_mean", Some(1.0)), ("running_var", Some(n / (n - 1.0))), ("count", None)]
+    {
+        let mut rng = Rng::new(29);
+        let mut be = CpuBackend::new();
+        let r0 = match unbias {
+            Some(_) => rng.uniform_vec(len, 0.5, 2.0),
+            None => (0..len).map(|i| (i * 1000) as f32).collect(),
+        };
+        let running = be.upload(HostData::F32(&r0)).unwrap();
+        let value = be.alloc(DType::F32, len).unwrap();
+        let kernel = match unbias {
+            Some(u) => Kernel::RunningUpdate { len, keep: 1.0 - m as f32, gain: m as f32, scale: u as f32 },
+            None => Kernel::RunningUpdate { len, keep: 1.0, gain: 1.0, scale: 1.0 },
+        };
+        let plan = be.compile(&[Launch::new(kernel, &[running, value])]).unwrap();
+        let mut want = to_f64(&r0);
+        for step in 0..3 {
+            let v = if unbias.is_some() { rng.normal_vec(len) } else { vec![1.0; len] };
+            be.write(value, HostData::F32(&v)).unwrap();
+            let ticket = be.submit(plan, &[running]).unwrap();
+            let got = be.wait(ticket).unwrap().remove(0).into_f32().unwrap();
+            for (w, &v) in want.iter_mut().zip(&v) {
+                *w = match unbias {
+                    Some(u) => (1.0 - m) * *w + m * v as f64 * u,
+                    None => *w + 1.0,
+                };
+            }
+            match unbias {
+                Some(_) => assert_close(&format!("{name} step {step}"), &got, &want, RTOL, ATOL),
+                None => {
+                    assert_eq!(got, want.iter().map(|&w| w as f32).collect::<Vec<_>>(), "{name} step {step}")
+                }
+            }
+        }
+    }
+}
+
 const GATHER_SHAPES: [(usize, usize, usize, usize); 4] =
     [(1, 1, 1, 1), (3, 7, 5, 11), (2, 17, 1, 33), (1, 65, 3, 127)];
 

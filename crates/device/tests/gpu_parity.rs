@@ -62,6 +62,9 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 }
                 (Kernel::Rmsprop { .. }, "state", _) | (_, "v", _) => rng.uniform_vec(n, 0.0, 1.0),
                 (_, "state" | "m", _) => rng.normal_vec(n).iter().map(|x| 0.1 * x).collect(),
+                // in place: the running statistic is read, so it starts as data (not NaN); an
+                // element the GPU skips keeps it and differs from the CPU's result
+                (Kernel::RunningUpdate { .. }, "running", _) => rng.uniform_vec(n, 0.5, 2.0),
                 (_, _, Access::Write) => vec![f32::NAN; n],
                 (_, "hyper", _) => {
                     let mut h = hyper.to_vec();
@@ -282,6 +285,19 @@ fn optimizer_updates_match_cpu() {
         check(Kernel::Adam { len, decoupled: false }, seed, &adam);
         check(Kernel::Adam { len, decoupled: true }, seed, &adam);
         check(Kernel::Rmsprop { len }, seed, &[1e-2, 0.99, 1e-8, 0.01]);
+    }
+}
+
+#[test]
+fn running_update_matches_cpu() {
+    // (keep, gain, scale): BatchNorm's mean (momentum 0.1), its variance with the unbiased factor
+    // of n = 7 values per channel, a momentum of 1 (the batch value replaces the running one), and
+    // the batch counter (+= value)
+    let configs = [(0.9, 0.1, 1.0), (0.9, 0.1, 7.0 / 6.0), (0.0, 1.0, 1.0), (1.0, 1.0, 1.0)];
+    for (i, len) in SIZES.into_iter().enumerate() {
+        for (j, (keep, gain, scale)) in configs.into_iter().enumerate() {
+            check(Kernel::RunningUpdate { len, keep, gain, scale }, 170 + 10 * i as u64 + j as u64, &[]);
+        }
     }
 }
 

@@ -27,6 +27,7 @@ impl Graph {
     /// parameter to the loss that has no backward rule.
     pub fn gradients(&self, loss: NodeId, params: &[NodeId]) -> Result<Vec<NodeId>> {
         self.check()?;
+        self.refuse_running_targets(params, "gradients")?;
         let n = loss.index() + 1;
         // Nodes that depend on a parameter, and nodes the loss depends on; gradients flow through both.
         let mut from_param = vec![false; n];
@@ -270,7 +271,8 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         | Op::MseGrad
         | Op::BceLogitsGrad
         | Op::SoftmaxCeGrad
-        | Op::Update(_)) => {
+        | Op::Update(_)
+        | Op::RunningUpdate { .. }) => {
             return Err(Error::no_grad(op.name(), "no backward rule (second derivatives are not supported)"))
         }
     })

@@ -1,6 +1,6 @@
 //! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act`,
-//! a schedule (ascending ids, each optimizer update right after the last reader of its
-//! parameter), and buffer planning by liveness (a freed activation slot is reused by a later
+//! a schedule (ascending ids, each optimizer or running-statistic update right after the last
+//! reader of its target), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
 use kiln_device::{Broadcast, Kernel, Matmul, Permute};
@@ -10,8 +10,8 @@ use crate::graph::{Graph, Node, NodeId, Op};
 use crate::optim::Optimizer;
 use crate::plan::{Buf, Plan, Step};
 
-/// Compiles the part of `g` that `fetch` (and, when `train`, every optimizer update) needs, at
-/// batch size `batch`.
+/// Compiles the part of `g` that `fetch` (and, when `train`, every optimizer and running-statistic
+/// update) needs, at batch size `batch`.
 pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result<Plan> {
     g.check()?;
     if batch == 0 {
@@ -21,7 +21,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     let n = nodes.len();
     let mut roots: Vec<NodeId> = fetch.to_vec();
     if train {
-        roots.extend((0..n).filter(|&i| matches!(nodes[i].op, Op::Update(_))).map(|i| NodeId(i as u32)));
+        roots.extend((0..n).filter(|&i| nodes[i].op.is_update()).map(|i| NodeId(i as u32)));
     }
 
     // Dead-node elimination: keep what the roots reach.
@@ -65,7 +65,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     // Schedule: ascending ids, except that an update waits for every reader of its parameter.
     let executes = |i: usize| live[i] && !skip[i] && !is_leaf(&nodes[i].op) && nodes[i].op != Op::Reshape;
     let mut last_reader = vec![0usize; n];
-    for i in (0..n).filter(|&i| executes(i) && !matches!(nodes[i].op, Op::Update(_))) {
+    for i in (0..n).filter(|&i| executes(i) && !nodes[i].op.is_update()) {
         for x in &nodes[i].inputs {
             let r = root[x.index()];
             last_reader[r] = last_reader[r].max(i);
@@ -77,6 +77,10 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
             Op::Update(_) => {
                 let (param, grad) = (nodes[i].inputs[0], nodes[i].inputs[1]);
                 (2 * grad.index().max(last_reader[root[param.index()]]) + 1, i)
+            }
+            Op::RunningUpdate { .. } => {
+                let (target, value) = (nodes[i].inputs[0], nodes[i].inputs[1]);
+                (2 * value.index().max(last_reader[root[target.index()]]) + 1, i)
             }
             _ => (2 * i, i),
         })
@@ -144,7 +148,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         let node = &nodes[i];
         let id = NodeId(i as u32);
         let mut bufs = Vec::new();
-        if !matches!(node.op, Op::Update(_)) {
+        if !node.op.is_update() {
             let (dtype, len) = (node.dtype, node.shape.numel(batch));
             naive += len as u64;
             let fits = |s: &usize| plan.temps[*s].0 == dtype;
@@ -311,6 +315,30 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                 Optimizer::AdamW { .. } => Kernel::Adam { len, decoupled: true },
                 Optimizer::Rmsprop { .. } => Kernel::Rmsprop { len },
             }
+        }
+        Op::RunningUpdate { keep, gain, unbiased_per_row } => {
+            let target = &nodes[node.inputs[0].index()];
+            let scale = match *unbiased_per_row {
+                None => 1.0,
+                Some(per_row) => {
+                    let n = batch * per_row;
+                    if n < 2 {
+                        let name = match &target.op {
+                            Op::Param { name } | Op::State { name } => name.as_str(),
+                            _ => "?",
+                        };
+                        return Err(Error::shape(
+                            "running_update",
+                            format!(
+                                "'{name}': an unbiased variance needs more than 1 value per channel, got \
+                                 {n} (batch {batch} x {per_row})"
+                            ),
+                        ));
+                    }
+                    (n as f64 / (n as f64 - 1.0)) as f32
+                }
+            };
+            Kernel::RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale }
         }
         Op::Im2col(p) => Kernel::Im2col { win: p.window(&input(0)), pad_value: p.pad_value },
         Op::Col2im(p) => Kernel::Col2im { win: p.window(&node.shape.resolve(batch)) },

@@ -123,6 +123,16 @@ pub enum Op {
         axis: usize,
         offset: i64,
     },
+    /// In-place running statistic, run by training plans only (after the value is computed and
+    /// after every reader of the target). Inputs `[target, value]`; no output. `target = keep *
+    /// target + gain * (value * scale)`, where `scale` is 1, or with `unbiased_per_row: Some(p)`
+    /// the unbiased factor `n / (n - 1)` for `n = batch * p` (each plan is compiled for one batch
+    /// size, so a short last batch gets its own factor). See [`Graph::running_update`].
+    RunningUpdate {
+        keep: f32,
+        gain: f32,
+        unbiased_per_row: Option<usize>,
+    },
 }
 
 /// The window geometry of an `Im2col` / `Col2im` node (PyTorch's `Conv2d` / pooling arguments),
@@ -193,7 +203,14 @@ impl Op {
             Op::Col2im(_) => "col2im",
             Op::Permute { .. } => "permute",
             Op::Window { .. } => "window",
+            Op::RunningUpdate { .. } => "running_update",
         }
+    }
+
+    /// Whether the node writes a persistent tensor in place in training plans (an optimizer
+    /// update or a running statistic) instead of producing an output.
+    pub fn is_update(&self) -> bool {
+        matches!(self, Op::Update(_) | Op::RunningUpdate { .. })
     }
 
     /// Whether the node's buffer lives across steps (owned by the session, not by a plan).

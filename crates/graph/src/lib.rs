@@ -48,6 +48,7 @@ mod ops;
 mod optim;
 mod plan;
 pub mod reference;
+mod running;
 mod session;
 pub mod shape;
 

@@ -98,6 +98,7 @@ impl Graph {
         if self.nodes().iter().any(|n| n.op == Op::Hyper) {
             return Err(Error::name("optimizer", opt.name(), "the graph already has an optimizer"));
         }
+        self.refuse_running_targets(params, opt.name())?;
         let hyper = self.push(Op::Hyper, &[], Shape::fixed(&[HYPER_LEN]), DType::F32);
         let mut updates = Vec::new();
         for (&p, &gr) in params.iter().zip(grads) {

@@ -53,7 +53,7 @@ fn eval_node(
         }
         Op::Reshape => x(0).clone(),
         Op::Invalid => return Err("invalid node".into()),
-        Op::Update(_) => Vec::new(),
+        Op::Update(_) | Op::RunningUpdate { .. } => Vec::new(),
         Op::Matmul { trans_a, trans_b } => {
             let (sa, sb) = (dims(0), dims(1));
             let rc = |s: &[usize]| (s[s.len() - 2], s[s.len() - 1]);

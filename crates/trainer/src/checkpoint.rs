@@ -1,10 +1,16 @@
-//! Checkpoints: safetensors files of named f32 tensors plus a string->string metadata map.
+//! Checkpoints: safetensors files of named tensors plus a string->string metadata map.
 //!
 //! Format (https://github.com/huggingface/safetensors): 8 bytes little-endian header length `n`,
 //! `n` bytes of JSON `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
 //! "__metadata__": {"key": "value"}}` (padded with spaces to a multiple of 8), then the tensor bytes
 //! (little-endian), offsets relative to the end of the header. Written by hand: the format is this
 //! small, and doing so lets every error name the file and the tensor.
+//!
+//! Kiln holds every tensor's values as f32. The file may store F32, F64, F16, BF16, I64 or I32
+//! ([`Dtype`]): reading converts to f32 (an error names the tensor when a value does not fit: an
+//! integer f32 cannot hold exactly, a float64 past f32's range) and remembers the file's dtype;
+//! writing converts back (integers must be whole numbers in range). PyTorch stores BatchNorm's
+//! `num_batches_tracked` as int64, and so does Kiln.
 //!
 //! Tensor names and layouts follow PyTorch `nn.Sequential.state_dict()` (`0.weight` is `[out, in]`,
 //! `0.bias` is `[out]`); metadata values that are structured are JSON strings under the `kiln.*` keys.
@@ -34,12 +40,114 @@ pub const STEP: &str = "kiln.step";
 /// A header larger than this is taken as corruption (the reference implementation uses 100 MB).
 const MAX_HEADER: u64 = 100_000_000;
 
+/// The element type of a tensor in the file (safetensors' names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dtype {
+    #[default]
+    F32,
+    F64,
+    F16,
+    BF16,
+    I64,
+    I32,
+}
+
+impl Dtype {
+    pub const ALL: [Dtype; 6] = [Dtype::F32, Dtype::F64, Dtype::F16, Dtype::BF16, Dtype::I64, Dtype::I32];
+
+    /// The safetensors name (`"F32"`, `"I64"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "F32",
+            Dtype::F64 => "F64",
+            Dtype::F16 => "F16",
+            Dtype::BF16 => "BF16",
+            Dtype::I64 => "I64",
+            Dtype::I32 => "I32",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        Dtype::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F64 | Dtype::I64 => 8,
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+        }
+    }
+
+    /// One little-endian element (`bytes.len() == self.size()`) as f32, or why it does not fit.
+    fn decode(self, b: &[u8]) -> std::result::Result<f32, String> {
+        let int = |v: i64| {
+            let f = v as f32;
+            // compare in i128: `f as i64` saturates, which would pass i64::MAX off as exact
+            if f as i128 == v as i128 {
+                Ok(f)
+            } else {
+                Err(format!("{v} cannot be held exactly as f32 (integers up to 2^24 can)"))
+            }
+        };
+        match self {
+            Dtype::F32 => Ok(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            Dtype::F64 => {
+                let v = f64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                let f = v as f32;
+                if f.is_infinite() && v.is_finite() {
+                    Err(format!("{v} is outside f32's range"))
+                } else {
+                    Ok(f)
+                }
+            }
+            Dtype::F16 => Ok(half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dtype::BF16 => Ok(half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dtype::I64 => int(i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+            Dtype::I32 => int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
+        }
+    }
+
+    /// Appends `v` as one little-endian element; integers must be whole and in range (floats
+    /// round to the nearest value of the type).
+    fn encode(self, v: f32, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        // whole numbers in [-2^bits, 2^bits), both bounds exact in f64
+        let whole = |bits: i32| {
+            let (x, bound) = (v as f64, 2f64.powi(bits));
+            if x.fract() == 0.0 && x >= -bound && x < bound {
+                Ok(x)
+            } else {
+                Err(format!("{v} is not a whole number in the range of {}", self.name()))
+            }
+        };
+        match self {
+            Dtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
+            Dtype::F64 => out.extend_from_slice(&(v as f64).to_le_bytes()),
+            Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+            Dtype::BF16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+            Dtype::I64 => out.extend_from_slice(&(whole(63)? as i64).to_le_bytes()),
+            Dtype::I32 => out.extend_from_slice(&(whole(31)? as i32).to_le_bytes()),
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     pub name: String,
     pub shape: Vec<usize>,
     /// Row-major, `shape.iter().product()` values.
     pub data: Vec<f32>,
+    /// How the file stores it (F32 unless read from a file that says otherwise or pushed with
+    /// [`Checkpoint::push_as`]).
+    pub dtype: Dtype,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,10 +162,15 @@ impl Checkpoint {
         Self::default()
     }
 
-    /// Appends a tensor; `data.len()` must equal the product of `shape`.
+    /// Appends an F32 tensor; `data.len()` must equal the product of `shape`.
     pub fn push(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<()> {
+        self.push_as(name, shape, data, Dtype::F32)
+    }
+
+    /// Appends a tensor the file stores as `dtype` (values are checked when written).
+    pub fn push_as(&mut self, name: &str, shape: &[usize], data: Vec<f32>, dtype: Dtype) -> Result<()> {
         check_len(name, shape, data.len())?;
-        self.tensors.push(Tensor { name: name.to_string(), shape: shape.to_vec(), data });
+        self.tensors.push(Tensor { name: name.to_string(), shape: shape.to_vec(), data, dtype });
         Ok(())
     }
 
@@ -93,15 +206,15 @@ impl Checkpoint {
     }
 
     /// Reads and validates a file (see the module docs for the format): truncation, a bad header,
-    /// a non-F32 tensor or a tensor whose byte length mismatches its shape are errors naming the
-    /// file and the tensor.
+    /// an unsupported dtype, a value f32 cannot hold or a tensor whose byte length mismatches its
+    /// shape are errors naming the file and the tensor.
     pub fn read(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
         let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
         Checkpoint::from_bytes(path, &bytes)
     }
 
-    /// The file contents.
+    /// The file contents. A value its tensor's integer dtype cannot hold is an error naming it.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut header = Map::new();
         let mut offset = 0usize;
@@ -113,10 +226,10 @@ impl Checkpoint {
                     t.name
                 )));
             }
-            let end = offset + 4 * t.data.len();
+            let end = offset + t.dtype.size() * t.data.len();
             header.insert(
                 t.name.clone(),
-                json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
+                json!({"dtype": t.dtype.name(), "shape": t.shape, "data_offsets": [offset, end]}),
             );
             offset = end;
         }
@@ -130,8 +243,10 @@ impl Checkpoint {
         bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&text);
         for t in &self.tensors {
-            for v in &t.data {
-                bytes.extend_from_slice(&v.to_le_bytes());
+            for (i, &v) in t.data.iter().enumerate() {
+                t.dtype.encode(v, &mut bytes).map_err(|m| {
+                    Error::InvalidArgument(format!("tensor '{}' element {i} as {}: {m}", t.name, t.dtype))
+                })?;
             }
         }
         Ok(bytes)
@@ -192,22 +307,23 @@ impl Checkpoint {
                     format!("bad header entry {info} (needs dtype, shape, data_offsets [begin, end])"),
                 ));
             };
-            if dtype != "F32" {
+            let Some(dtype) = Dtype::from_name(dtype) else {
+                let known: Vec<&str> = Dtype::ALL.iter().map(|d| d.name()).collect();
                 return Err(tensor_err(
                     name,
-                    format!("dtype {dtype} is not supported (Kiln reads F32 tensors only)"),
+                    format!("dtype {dtype} is not supported (Kiln reads {})", known.join(", ")),
                 ));
-            }
+            };
             let count = shape
                 .iter()
                 .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .and_then(|c| c.checked_mul(4))
+                .and_then(|c| c.checked_mul(dtype.size()))
                 .ok_or_else(|| tensor_err(name, format!("shape {shape:?} is too large")))?;
             if end < begin || end - begin != count {
                 return Err(tensor_err(
                     name,
                     format!(
-                        "data_offsets [{begin}, {end}] hold {} bytes but shape {shape:?} of F32 needs {count}",
+                        "data_offsets [{begin}, {end}] hold {} bytes but shape {shape:?} of {dtype} needs {count}",
                         end.wrapping_sub(begin) as isize
                     ),
                 ));
@@ -222,11 +338,14 @@ impl Checkpoint {
                 ));
             }
             let values = data[begin..end]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+                .chunks_exact(dtype.size())
+                .enumerate()
+                .map(|(i, c)| {
+                    dtype.decode(c).map_err(|m| tensor_err(name, format!("{dtype} element {i}: {m}")))
+                })
+                .collect::<Result<Vec<f32>>>()?;
             spans.push((begin, end, name.clone()));
-            ck.tensors.push(Tensor { name: name.clone(), shape, data: values });
+            ck.tensors.push(Tensor { name: name.clone(), shape, data: values, dtype });
         }
         // The tensors must tile the data section exactly: no overlap, no gap, nothing after.
         spans.sort();

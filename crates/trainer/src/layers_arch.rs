@@ -4,6 +4,7 @@
 
 use kiln_graph::{Conv2dOpts, Graph, NodeId};
 
+use crate::checkpoint::Dtype;
 use crate::layers::{Init, Layer};
 use crate::model::ParamSpec;
 use crate::{Error, Result};
@@ -50,9 +51,9 @@ pub fn LayerNorm() -> Layer {
 /// `BatchNorm()`: PyTorch's `BatchNorm1d(C)` after a `[C]` layer, `BatchNorm2d(C)` after a
 /// `[C, H, W]` one (eps 1e-5, momentum 0.1); weight 1, bias 0, running mean 0, running var 1.
 ///
-/// The running statistics are updated on the host after each training step from the batch mean
-/// and variance the step fetches (correct, but a device read-back and write per BatchNorm layer
-/// per step).
+/// The running statistics and `num_batches_tracked` are updated on the device, in place, by each
+/// training step itself (no read-back), with PyTorch's rule and the unbiased variance of that
+/// step's batch (a short last batch uses its own `n / (n - 1)`).
 #[allow(non_snake_case)]
 pub fn BatchNorm() -> Layer {
     Layer::BatchNorm { eps: 1e-5, momentum: 0.1 }
@@ -178,6 +179,7 @@ impl Layer {
             fan_out,
             init,
             buffer: false,
+            file_dtype: Dtype::F32,
         };
         match *self {
             Layer::Conv2d { filters, kernel, groups, kernel_init, bias_init, .. } => {
@@ -203,8 +205,11 @@ impl Layer {
                     spec("bias", vec![c], c, c, Init::Zeros),
                     buffer(spec("running_mean", vec![c], c, c, Init::Zeros)),
                     buffer(spec("running_var", vec![c], c, c, Init::Constant(1.0))),
-                    // PyTorch keeps it as int64; Kiln stores f32 (load_state_dict casts it)
-                    buffer(spec("num_batches_tracked", vec![], 1, 1, Init::Zeros)),
+                    // an f32 on the device (exact to 2^24 steps), int64 in files as in PyTorch
+                    ParamSpec {
+                        file_dtype: Dtype::I64,
+                        ..buffer(spec("num_batches_tracked", vec![], 1, 1, Init::Zeros))
+                    },
                 ]
             }
             Layer::Embedding { vocab, dim } => {

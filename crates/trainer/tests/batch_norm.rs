@@ -2,8 +2,11 @@
 //! reference, the running statistics against PyTorch's update rule, evaluation with the running
 //! statistics, the state_dict names, a save/load round trip, and learning on the digits.
 
+mod common;
+
+use common::{f32_bytes, safetensors_bytes, temp_dir};
 use kiln_device::BackendChoice;
-use kiln_trainer::checkpoint::Checkpoint;
+use kiln_trainer::checkpoint::{Checkpoint, Dtype};
 use kiln_trainer::data::{digits_train_test, Array, SplitMix64, Standardizer, Table};
 use kiln_trainer::prelude::*;
 use kiln_trainer::Layer;
@@ -70,11 +73,13 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 }
 
 /// One case: BatchNorm (as the first layer, then Flatten for images) over input `shape`,
-/// trained for 3 steps of `batch` rows with fixed weights; checks loss, running stats, eval.
-fn check_case(shape: &[usize], batch: usize, seed: u64) {
+/// trained for 3 steps, of `batch`, `batch` and `last` rows, with fixed weights; checks loss,
+/// running stats, eval. A short last batch has its own unbiased factor `n / (n - 1)`.
+fn check_case(shape: &[usize], batch: usize, last: usize, seed: u64) {
     let (c, p) = (shape[0], shape[1..].iter().product::<usize>());
     let width = c * p;
-    let rows = 3 * batch;
+    let sizes = [batch, batch, last];
+    let rows: usize = sizes.iter().sum();
     let mut rng = SplitMix64::new(seed);
     let x = uniform(&mut rng, rows * width, -2.0, 3.0);
     let labels: Vec<u32> = (0..rows).map(|_| rng.below(width as u64) as u32).collect();
@@ -101,12 +106,14 @@ fn check_case(shape: &[usize], batch: usize, seed: u64) {
 
     let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
     let mut loss = 0.0;
-    for k in 0..3 {
-        let xb = &x[k * batch * width..(k + 1) * batch * width];
-        let (mean, var) = stats(xb, batch, c, p);
+    for (k, &size) in sizes.iter().enumerate() {
+        let start = k * batch;
+        let xb = &x[start * width..(start + size) * width];
+        let (mean, var) = stats(xb, size, c, p);
         let y = normalize(xb, c, p, &mean, &var, &w, &b);
-        loss += cross_entropy(&y, width, &labels[k * batch..(k + 1) * batch]) / 3.0;
-        let n = (batch * p) as f64;
+        // the epoch loss is the mean over rows
+        loss += cross_entropy(&y, width, &labels[start..start + size]) * size as f64 / rows as f64;
+        let n = (size * p) as f64;
         for ch in 0..c {
             rm[ch] = 0.9 * rm[ch] + 0.1 * mean[ch];
             rv[ch] = 0.9 * rv[ch] + 0.1 * var[ch] * n / (n - 1.0);
@@ -135,8 +142,14 @@ fn check_case(shape: &[usize], batch: usize, seed: u64) {
 
 #[test]
 fn training_forward_running_stats_and_eval_match_float64() {
-    check_case(&[5], 7, 1); // [B, C], as after Dense
-    check_case(&[3, 5, 3], 5, 2); // [B, C, H, W], as after Conv2d
+    check_case(&[5], 7, 7, 1); // [B, C], as after Dense
+    check_case(&[3, 5, 3], 5, 5, 2); // [B, C, H, W], as after Conv2d
+}
+
+#[test]
+fn a_short_last_batch_gets_its_own_unbiased_factor() {
+    check_case(&[5], 7, 2, 3); // n = 7, 7, then 2: factors 7/6, 7/6, 2
+    check_case(&[3, 5, 3], 5, 1, 4); // n = 75, 75, then 15
 }
 
 #[test]
@@ -250,4 +263,117 @@ fn a_model_with_batch_norm_learns_digits() {
     let eval = m.evaluate(&train, 64).unwrap();
     eprintln!("eval loss with running statistics: {}", eval.loss);
     assert!(eval.get("accuracy").unwrap() > 0.8, "{eval:?}");
+}
+
+/// PyTorch's `state_dict` holds `num_batches_tracked` as int64: such a file loads, and Kiln writes
+/// the same dtype (read back by `load`).
+#[test]
+fn num_batches_tracked_is_int64_in_files_both_ways() {
+    let d = temp_dir("bn-int64");
+    let model = || Sequential::new(&[3]).add(BatchNorm()).add(Dense(2, None));
+    let (w, b, rm, rv) = ([1.5f32, 0.5, 2.0], [0.1f32, -0.2, 0.3], [0.25f32, -1.0, 2.0], [1.5f32, 0.75, 3.0]);
+    let (dw, db) = ([0.5f32, -0.25, 1.0, 2.0, 0.0, -1.0], [0.01f32, 0.02]);
+    // as `safetensors.torch.save_file(model.state_dict(), ...)` writes it: no metadata
+    let torch = safetensors_bytes(&[
+        ("0.weight", "F32", vec![3], f32_bytes(&w)),
+        ("0.bias", "F32", vec![3], f32_bytes(&b)),
+        ("0.running_mean", "F32", vec![3], f32_bytes(&rm)),
+        ("0.running_var", "F32", vec![3], f32_bytes(&rv)),
+        ("0.num_batches_tracked", "I64", vec![], 1234i64.to_le_bytes().to_vec()),
+        ("1.weight", "F32", vec![2, 3], f32_bytes(&dw)),
+        ("1.bias", "F32", vec![2], f32_bytes(&db)),
+    ]);
+    let path = d.join("torch.safetensors");
+    std::fs::write(&path, torch).unwrap();
+    let mut m = model();
+    m.load_weights(&path).unwrap();
+    let want: Vec<(String, Vec<usize>, Vec<f32>)> = [
+        ("0.weight", vec![3], w.to_vec()),
+        ("0.bias", vec![3], b.to_vec()),
+        ("0.running_mean", vec![3], rm.to_vec()),
+        ("0.running_var", vec![3], rv.to_vec()),
+        ("0.num_batches_tracked", vec![], vec![1234.0]),
+        ("1.weight", vec![2, 3], dw.to_vec()),
+        ("1.bias", vec![2], db.to_vec()),
+    ]
+    .into_iter()
+    .map(|(n, s, v)| (n.to_string(), s, v))
+    .collect();
+    assert_eq!(m.weights().unwrap(), want);
+
+    // training counts on from 1234; the saved file says I64 like PyTorch's
+    m.compile_with(cpu(Optimizer::sgd(0.01))).unwrap();
+    let x: Vec<f32> = (0..8 * 3).map(|i| (i as f32 * 0.37).sin()).collect();
+    let table = Table::from_arrays(
+        Array { shape: vec![8, 3], data: x },
+        Some(Array { shape: vec![8], data: vec![0, 1, 1, 0, 1, 0, 0, 1] }),
+    )
+    .unwrap();
+    m.fit(&table, &FitOptions { epochs: 1, batch_size: 4, quiet: true, ..Default::default() }).unwrap();
+    let saved = d.join("kiln.safetensors");
+    m.save(&saved).unwrap();
+    let ck = Checkpoint::read(&saved).unwrap();
+    for t in &ck.tensors {
+        let want = if t.name == "0.num_batches_tracked" { Dtype::I64 } else { Dtype::F32 };
+        assert_eq!(t.dtype, want, "{}", t.name);
+    }
+    assert_eq!(ck.get("0.num_batches_tracked").unwrap().data, vec![1236.0]);
+    // the header itself, and the 8 bytes of the value, as PyTorch reads them
+    let bytes = std::fs::read(&saved).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let entry = &header["0.num_batches_tracked"];
+    assert_eq!(entry["dtype"], "I64", "{header}");
+    let begin = 8 + n + entry["data_offsets"][0].as_u64().unwrap() as usize;
+    assert_eq!(i64::from_le_bytes(bytes[begin..begin + 8].try_into().unwrap()), 1236);
+    let mut loaded = Sequential::load(&saved).unwrap();
+    assert_eq!(loaded.weights().unwrap(), m.weights().unwrap());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// Training 4 epochs straight, or 2, save, load and 2 more, ends with the same weights, running
+/// statistics and `num_batches_tracked`, bit for bit (a short last batch in every epoch).
+#[test]
+fn resumed_training_with_batch_norm_is_exact() {
+    let d = temp_dir("bn-resume");
+    let mut rng = SplitMix64::new(31);
+    let rows = 22;
+    let x: Vec<f32> = uniform(&mut rng, rows * 2 * 4 * 4, -1.0, 2.0).iter().map(|&v| v as f32).collect();
+    let labels: Vec<u32> = (0..rows).map(|_| rng.below(3) as u32).collect();
+    let table = Table::from_arrays(
+        Array { shape: vec![rows, 2, 4, 4], data: x },
+        Some(Array { shape: vec![rows], data: labels }),
+    )
+    .unwrap();
+    let model = || {
+        let mut m = Sequential::new(&[2, 4, 4])
+            .add(Conv2d(3, 3).conv(1, 1, 1))
+            .add(BatchNorm())
+            .add(Layer::Activation(Relu))
+            .add(Flatten())
+            .add(Dense(8, None))
+            .add(BatchNorm())
+            .add(Dense(3, Softmax))
+            .seed(12);
+        m.compile_with(cpu(Optimizer::adam(0.01))).unwrap();
+        m
+    };
+    let opts = |epochs| FitOptions { epochs, batch_size: 8, quiet: true, ..Default::default() };
+    let mut straight = model();
+    straight.fit(&table, &opts(4)).unwrap();
+
+    let mut first = model();
+    first.fit(&table, &opts(2)).unwrap();
+    let path = d.join("half.safetensors");
+    first.save(&path).unwrap();
+    let mut resumed = Sequential::load(&path).unwrap();
+    let mut cfg = resumed.saved_config().unwrap().clone();
+    cfg.backend = BackendChoice::Cpu;
+    resumed.compile_with(cfg).unwrap();
+    resumed.fit(&table, &opts(4)).unwrap();
+    let (a, b) = (straight.weights().unwrap(), resumed.weights().unwrap());
+    assert_eq!(a, b);
+    let count = a.iter().find(|t| t.0 == "1.num_batches_tracked").unwrap();
+    assert_eq!(count.2, vec![12.0], "3 batches (8, 8, 6) per epoch");
+    std::fs::remove_dir_all(&d).ok();
 }

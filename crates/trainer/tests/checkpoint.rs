@@ -2,8 +2,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_has, err, golden, temp_dir};
-use kiln_trainer::checkpoint::{Checkpoint, LABELS, STANDARDIZER, STEP};
+use common::{assert_has, err, f32_bytes, golden, safetensors_bytes, temp_dir};
+use kiln_trainer::checkpoint::{Checkpoint, Dtype, LABELS, STANDARDIZER, STEP};
 use kiln_trainer::data::Standardizer;
 
 #[test]
@@ -117,9 +117,12 @@ fn corrupt_files_name_the_file_and_tensor() {
     let mut b = g.clone();
     b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert_has(&read_err(&b), &["bad.safetensors", "implausible"]);
-    // Not F32.
+    // A dtype Kiln does not read (F16 and others are read, see below).
+    let b = patched("\"0.bias\":{\"dtype\":\"F32\"", "\"0.bias\":{\"dtype\":\"I16\"");
+    assert_has(&read_err(&b), &["tensor '0.bias'", "dtype I16 is not supported", "I64"]);
+    // A dtype whose element size does not match the byte length: [2] of F16 is 4 bytes, not 8.
     let b = patched("\"0.bias\":{\"dtype\":\"F32\"", "\"0.bias\":{\"dtype\":\"F16\"");
-    assert_has(&read_err(&b), &["tensor '0.bias'", "dtype F16"]);
+    assert_has(&read_err(&b), &["tensor '0.bias'", "hold 8 bytes", "of F16 needs 4"]);
     // Byte length does not match the shape.
     let b = patched("\"shape\":[2],", "\"shape\":[3],");
     assert_has(&read_err(&b), &["tensor '0.bias'", "hold 8 bytes", "[3]", "needs 12"]);
@@ -135,4 +138,79 @@ fn corrupt_files_name_the_file_and_tensor() {
     assert_has(&read_err(&b), &["'kiln.step' is not a string"]);
     // Missing file.
     assert_has(&err(Checkpoint::read("/nonexistent/kiln.safetensors")), &["/nonexistent/kiln.safetensors"]);
+}
+
+fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn reads_int_and_other_float_dtypes_as_f32() {
+    let f16 = |bits: &[u16]| bits.iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>();
+    let bytes = safetensors_bytes(&[
+        ("1.num_batches_tracked", "I64", vec![], i64_bytes(&[7])),
+        ("w", "F32", vec![2], f32_bytes(&[0.5, -1.25])),
+        ("count32", "I32", vec![3], [-5i32, 0, 1 << 24].iter().flat_map(|x| x.to_le_bytes()).collect()),
+        ("f64", "F64", vec![2], [0.1f64, -3.5].iter().flat_map(|x| x.to_le_bytes()).collect()),
+        ("half", "F16", vec![2], f16(&[0x3E00, 0xC000])), // 1.5, -2.0
+        ("brain", "BF16", vec![2], f16(&[0x3F80, 0xBF00])), // 1.0, -0.5
+        ("ints", "I64", vec![2, 2], i64_bytes(&[-(1 << 24), 3, 1 << 40, 0])),
+    ]);
+    let ck = Checkpoint::from_bytes(Path::new("torch.safetensors"), &bytes).unwrap();
+    let get = |n: &str| ck.get(n).unwrap();
+    assert_eq!(get("1.num_batches_tracked").data, vec![7.0]);
+    assert_eq!(get("1.num_batches_tracked").shape, Vec::<usize>::new());
+    assert_eq!(get("1.num_batches_tracked").dtype, Dtype::I64);
+    assert_eq!(get("w").dtype, Dtype::F32);
+    assert_eq!(get("count32").data, vec![-5.0, 0.0, 16_777_216.0]);
+    assert_eq!(get("f64").data, vec![0.1f64 as f32, -3.5]);
+    assert_eq!(get("half").data, vec![1.5, -2.0]);
+    assert_eq!(get("brain").data, vec![1.0, -0.5]);
+    assert_eq!(get("ints").data, vec![-16_777_216.0, 3.0, (1u64 << 40) as f32, 0.0]);
+    let names: Vec<&str> = ck.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["1.num_batches_tracked", "w", "count32", "f64", "half", "brain", "ints"]);
+
+    // written back in the same dtypes, and read back equal
+    let again = ck.to_bytes().unwrap();
+    let back = Checkpoint::from_bytes(Path::new("again.safetensors"), &again).unwrap();
+    assert_eq!(back, ck);
+    assert_eq!(again.len(), bytes.len(), "same dtypes, same sizes");
+}
+
+#[test]
+fn values_f32_cannot_hold_are_errors_naming_the_tensor() {
+    let read = |dtype: &str, data: Vec<u8>, n: usize| {
+        read_err(&safetensors_bytes(&[
+            ("ok", "F32", vec![1], f32_bytes(&[1.0])),
+            ("big", dtype, vec![n], data),
+        ]))
+    };
+    // 2^24 + 1 is the first integer f32 rounds
+    let e = read("I64", i64_bytes(&[1, (1 << 24) + 1]), 2);
+    assert_has(&e, &["bad.safetensors", "tensor 'big'", "I64 element 1", "16777217", "exactly"]);
+    let e = read("I32", ((1i32 << 24) + 1).to_le_bytes().to_vec(), 1);
+    assert_has(&e, &["tensor 'big'", "I32 element 0", "16777217"]);
+    // i64::MAX rounds to 2^63 in f32, which is not i64::MAX (a saturating check would miss it)
+    let e = read("I64", i64_bytes(&[i64::MAX]), 1);
+    assert_has(&e, &["tensor 'big'", "9223372036854775807"]);
+    let e = read("F64", 1e300f64.to_le_bytes().to_vec(), 1);
+    assert_has(&e, &["tensor 'big'", "F64 element 0", "outside f32's range"]);
+    // a wrong byte length for the dtype: 1 element of I64 is 8 bytes
+    let e = read("I64", vec![0; 4], 1);
+    assert_has(&e, &["tensor 'big'", "of I64 needs 8"]);
+
+    // writing: an integer dtype takes whole numbers in range only
+    for bad in [1.5, f32::NAN, 2f32.powi(63), 2f32.powi(31)] {
+        let dtype = if bad == 2f32.powi(31) { Dtype::I32 } else { Dtype::I64 };
+        let mut ck = Checkpoint::new();
+        ck.push_as("count", &[2], vec![3.0, bad], dtype).unwrap();
+        let d = temp_dir("ck-int-write");
+        let e = err(ck.write(d.join("m.safetensors")));
+        assert_has(&e, &["tensor 'count'", "element 1", "not a whole number"]);
+    }
+    let mut ck = Checkpoint::new();
+    ck.push_as("count", &[3], vec![-(2f32.powi(63)), 0.0, 2f32.powi(62)], Dtype::I64).unwrap();
+    // the ends of i64's range that f32 holds exactly round-trip
+    let back = Checkpoint::from_bytes(Path::new("x"), &ck.to_bytes().unwrap()).unwrap();
+    assert_eq!(back, ck);
 }

@@ -85,6 +85,9 @@ pub(crate) fn run(k: &Kernel, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         (Kernel::Window { outer, src_len, out_len, inner, offset }, [O::F(out)], [I::F(x)]) => {
             layout::window(outer, src_len, out_len, inner, offset, out, x)
         }
+        (Kernel::RunningUpdate { keep, gain, scale, .. }, [O::F(running)], [I::F(value)]) => {
+            optim::running_update(keep, gain, scale, running, value)
+        }
         (k, _, _) => unreachable!("{}: buffers do not match its slots", k.name()),
     }
 }

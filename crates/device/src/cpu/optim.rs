@@ -78,3 +78,11 @@ pub(crate) fn rmsprop(p: &mut [f32], sq: &mut [f32], grad: &[f32], hyper: &[f32]
         *p -= lr * g / (sq.sqrt() + eps);
     }
 }
+
+/// A running average or counter, in place: `running = keep * running + gain * (value * scale)`
+/// (BatchNorm's running statistics; see `Kernel::RunningUpdate`).
+pub(crate) fn running_update(keep: f32, gain: f32, scale: f32, running: &mut [f32], value: &[f32]) {
+    for (r, &v) in running.iter_mut().zip(value) {
+        *r = keep * *r + gain * (v * scale);
+    }
+}

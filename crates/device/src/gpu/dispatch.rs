@@ -41,6 +41,7 @@ pub(crate) fn workgroups(k: &Kernel) -> [u32; 3] {
         Kernel::Col2im { win } => per_element(win.image_len()),
         Kernel::Permute(pm) => per_element(pm.len()),
         Kernel::Window { outer, out_len, inner, .. } => per_element(outer * out_len * inner),
+        Kernel::RunningUpdate { len, .. } => per_element(len),
     }
 }
 

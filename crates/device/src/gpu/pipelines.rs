@@ -18,6 +18,7 @@ pub(crate) fn source(family: &str) -> &'static str {
         "memory" => include_str!("../../../../shaders/memory.wgsl"),
         "conv" => include_str!("../../../../shaders/conv.wgsl"),
         "layout" => include_str!("../../../../shaders/layout.wgsl"),
+        "running" => include_str!("../../../../shaders/running.wgsl"),
         other => unreachable!("no shader family {other}"),
     }
 }

@@ -205,6 +205,16 @@ pub enum Kernel {
         inner: usize,
         offset: i32,
     },
+    /// In place: `running = keep * running + gain * (value * scale)`. A running average (BatchNorm's
+    /// running statistics: `keep = 1 - momentum`, `gain = momentum`, `scale` 1 for the mean and
+    /// the unbiased factor `n / (n - 1)` for the variance) or a counter (`keep = gain = scale = 1`
+    /// over a value of ones).
+    RunningUpdate {
+        len: usize,
+        keep: f32,
+        gain: f32,
+        scale: f32,
+    },
 }
 
 /// How a kernel uses one of its buffers.
@@ -276,6 +286,7 @@ impl Kernel {
             Kernel::Col2im { .. } => "col2im",
             Kernel::Permute(_) => "permute",
             Kernel::Window { .. } => "window",
+            Kernel::RunningUpdate { .. } => "running_update",
         }
     }
 
@@ -300,6 +311,7 @@ impl Kernel {
             }
             Kernel::Im2col { .. } | Kernel::Col2im { .. } => "conv",
             Kernel::Permute(_) | Kernel::Window { .. } => "layout",
+            Kernel::RunningUpdate { .. } => "running",
         }
     }
 
@@ -409,6 +421,9 @@ impl Kernel {
                 slot(1, "out", F32, outer * out_len * inner, Write),
                 slot(2, "x", F32, outer * src_len * inner, Read),
             ],
+            Kernel::RunningUpdate { len, .. } => {
+                vec![slot(1, "running", F32, len, Write), slot(2, "value", F32, len, Read)]
+            }
         }
     }
 
@@ -561,6 +576,10 @@ impl Kernel {
             Kernel::Window { outer, src_len, out_len, inner, offset } => {
                 put(&[u(outer), u(src_len), u(out_len), u(inner), offset as u32])
             }
+            // WGSL: { len, keep, gain, scale }
+            Kernel::RunningUpdate { len, keep, gain, scale } => {
+                put(&[u(len), keep.to_bits(), gain.to_bits(), scale.to_bits()])
+            }
         }
         p
     }
@@ -606,6 +625,7 @@ pub fn one_of_each() -> Vec<Kernel> {
         Kernel::Col2im { win: Window2d::square(2, 3, 5, 4, 3, 1, 1, 1) },
         Kernel::Permute(Permute::new("permute", &[2, 3, 4], &[1, 0, 2]).unwrap()),
         Kernel::Window { outer: 2, src_len: 5, out_len: 3, inner: 4, offset: 1 },
+        Kernel::RunningUpdate { len: 9, keep: 0.9, gain: 0.1, scale: 1.25 },
     ]);
     v
 }

@@ -16,15 +16,13 @@ pub(crate) struct Mask {
     pub width: usize,
 }
 
-/// A BatchNorm layer's batch statistics in the training chain, fetched each step to update its
-/// running statistics on the host.
+/// A BatchNorm layer of the training chain. Its running statistics and `num_batches_tracked` are
+/// updated on the device by the training plan itself (`Graph::running_update`); the host only
+/// checks that a batch has more than one value per channel, which the unbiased variance needs.
 #[derive(Clone, Debug)]
-pub(crate) struct BnStats {
-    pub mean: NodeId,
-    pub var: NodeId,
+pub(crate) struct BnLayer {
     /// `N.` of its state_dict names.
     pub prefix: String,
-    pub momentum: f32,
     /// Values per channel per example (H * W, or 1).
     pub per_row: usize,
 }
@@ -38,7 +36,7 @@ pub(crate) struct Built {
     pub loss_train: NodeId,
     pub loss_eval: NodeId,
     pub masks: Vec<Mask>,
-    pub bn: Vec<BnStats>,
+    pub bn: Vec<BnLayer>,
     pub out_width: usize,
     /// The input is token ids (fed as u32 from `Batch::tokens`).
     pub tokens: bool,
@@ -69,7 +67,7 @@ fn chain(
     x: NodeId,
     params: &[NodeId],
     mut masks: Option<&mut Vec<Mask>>,
-    mut bn: Option<&mut Vec<BnStats>>,
+    mut bn: Option<&mut Vec<BnLayer>>,
 ) -> Result<(NodeId, NodeId)> {
     let shapes = model.output_shapes()?;
     let (mut h, mut pre) = (x, x);
@@ -98,20 +96,21 @@ fn chain(
                 p += used;
             }
             Layer::BatchNorm { eps, momentum } => {
-                let (w, b) = (params[p], params[p + 1]);
+                let (w, b, running_mean, running_var, count) =
+                    (params[p], params[p + 1], params[p + 2], params[p + 3], params[p + 4]);
                 h = match bn.as_deref_mut() {
                     Some(bn) => {
+                        // PyTorch's rule, in place in every training step: running = (1 - m)
+                        // running + m batch, with the unbiased batch variance
                         let (y, mean, var) = g.batch_norm_train(h, w, b, *eps);
-                        bn.push(BnStats {
-                            mean,
-                            var,
-                            prefix: format!("{index}."),
-                            momentum: *momentum,
-                            per_row: input_shape[1..].iter().product(),
-                        });
+                        let per_row: usize = input_shape[1..].iter().product();
+                        g.running_update(running_mean, mean, *momentum, None);
+                        g.running_update(running_var, var, *momentum, Some(per_row));
+                        g.count_steps(count);
+                        bn.push(BnLayer { prefix: format!("{index}."), per_row });
                         y
                     }
-                    None => g.batch_norm_eval(h, w, b, params[p + 2], params[p + 3], *eps),
+                    None => g.batch_norm_eval(h, w, b, running_mean, running_var, *eps),
                 };
                 p += 5; // weight, bias, running_mean, running_var, num_batches_tracked
             }

@@ -128,25 +128,20 @@ pub(crate) fn feeds<'b>(built: &Built, batch: &'b Batch, prep: Prep, train: bool
     f
 }
 
-/// Waits for a step and returns (loss, predictions, any further fetched outputs).
-pub(crate) fn collect(session: &mut Session, pending: Pending) -> Result<(f32, Vec<f32>, Vec<Vec<f32>>)> {
+/// Waits for a step and returns (loss, predictions).
+pub(crate) fn collect(session: &mut Session, pending: Pending) -> Result<(f32, Vec<f32>)> {
     let mut out = session.wait(pending)?.into_iter();
     let loss =
         out.next().map(|v| v.into_f32()).transpose()?.and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
     let pred = out.next().map(|v| v.into_f32()).transpose()?.unwrap_or_default();
-    let rest = out.map(|v| Ok(v.into_f32()?)).collect::<Result<Vec<_>>>()?;
-    Ok((loss, pred, rest))
+    Ok((loss, pred))
 }
 
-/// After a training step of `rows` examples: blends each BatchNorm layer's batch mean and
-/// variance (`stats`, mean then var per layer) into its running statistics as PyTorch does,
-/// `running = (1 - momentum) running + momentum batch`, with the unbiased batch variance
-/// (`n / (n - 1)`, n = values per channel), and counts the batch in `num_batches_tracked`.
-fn update_running_stats(c: &mut super::Compiled, stats: &[Vec<f32>], rows: usize) -> Result<()> {
-    for (k, bn) in c.built.bn.iter().enumerate() {
-        let (Some(mean), Some(var)) = (stats.get(2 * k), stats.get(2 * k + 1)) else {
-            return Err(Error::Model(format!("BatchNorm {}: batch statistics were not fetched", bn.prefix)));
-        };
+/// Before a training step of `rows` examples: each BatchNorm layer's unbiased batch variance
+/// (which the step blends into the running variance on the device) needs more than one value per
+/// channel. The plan would refuse to compile too; this names the layer and says what to do.
+fn check_bn_batch(c: &super::Compiled, rows: usize) -> Result<()> {
+    for bn in &c.built.bn {
         let n = rows * bn.per_row;
         if n < 2 {
             return Err(Error::Model(format!(
@@ -155,23 +150,6 @@ fn update_running_stats(c: &mut super::Compiled, stats: &[Vec<f32>], rows: usize
                 bn.prefix.trim_end_matches('.')
             )));
         }
-        let m = bn.momentum as f64;
-        let unbias = n as f64 / (n as f64 - 1.0);
-        let name = |s: &str| format!("{}{s}", bn.prefix);
-        let blend = |run: &mut [f32], batch: &[f32], scale: f64| {
-            for (r, &b) in run.iter_mut().zip(batch) {
-                *r = ((1.0 - m) * *r as f64 + m * b as f64 * scale) as f32;
-            }
-        };
-        let mut rm = c.session.get_param(&name("running_mean"))?;
-        let mut rv = c.session.get_param(&name("running_var"))?;
-        let mut count = c.session.get_param(&name("num_batches_tracked"))?;
-        blend(&mut rm, mean, 1.0);
-        blend(&mut rv, var, unbias);
-        count.iter_mut().for_each(|t| *t += 1.0);
-        c.session.set_param(&name("running_mean"), &rm)?;
-        c.session.set_param(&name("running_var"), &rv)?;
-        c.session.set_param(&name("num_batches_tracked"), &count)?;
     }
     Ok(())
 }
@@ -256,7 +234,7 @@ impl Sequential {
             let mut lr = 0.0;
             let finish =
                 |c: &mut super::Compiled, (p, b): (Pending, Batch), tally: &mut Tally| -> Result<()> {
-                    let (loss, pred, bn_stats) = collect(&mut c.session, p)?;
+                    let (loss, pred) = collect(&mut c.session, p)?;
                     if !loss.is_finite() {
                         return Err(Error::NonFiniteLoss {
                             loss,
@@ -265,15 +243,14 @@ impl Sequential {
                             global_step: c.session.step_count(),
                         });
                     }
-                    update_running_stats(c, &bn_stats, b.rows)?;
                     tally.add(&b, loss, &pred, c.built.out_width, logit_output);
                     Ok(())
                 };
             stream(data, &order, opts.batch_size, prep, &masks, |batch| {
                 lr = config.schedule.lr(config.optimizer.lr(), c.session.step_count());
                 c.session.set_lr(lr);
-                let mut fetch = vec![c.built.loss_train, c.built.out_train];
-                fetch.extend(c.built.bn.iter().flat_map(|s| [s.mean, s.var]));
+                check_bn_batch(c, batch.rows)?;
+                let fetch = [c.built.loss_train, c.built.out_train];
                 let pending = c.session.train(&feeds(&c.built, &batch, prep, true), &fetch)?;
                 // the previous step's results arrive while this one runs
                 if let Some(prev) = in_flight.replace((pending, batch)) {

@@ -78,6 +78,8 @@ pub(crate) struct ParamSpec {
     /// A buffer (BatchNorm running statistics): saved and loaded with the parameters, but not
     /// trained by the optimizer.
     pub buffer: bool,
+    /// How a saved file stores it (PyTorch's dtype: I64 for `num_batches_tracked`, else F32).
+    pub file_dtype: crate::checkpoint::Dtype,
 }
 
 pub struct Sequential {
@@ -237,6 +239,7 @@ impl Sequential {
                     fan_out: *units,
                     init,
                     buffer: false,
+                    file_dtype: Default::default(),
                 };
                 specs.push(spec("weight", vec![*units, fan_in], *kernel_init));
                 specs.push(spec("bias", vec![*units], *bias_init));

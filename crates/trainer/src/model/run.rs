@@ -84,13 +84,13 @@ impl Sequential {
         stream(data, order, batch_size, prep, &no_masks, |batch| {
             let pending = c.session.run(&feeds(&c.built, &batch, prep, false), &fetch)?;
             if let Some((p, b)) = in_flight.replace((pending, batch)) {
-                let (loss, pred, _) = collect(&mut c.session, p)?;
+                let (loss, pred) = collect(&mut c.session, p)?;
                 tally.add(&b, loss, &pred, c.built.out_width, logit_output);
             }
             Ok(())
         })?;
         if let Some((p, b)) = in_flight.take() {
-            let (loss, pred, _) = collect(&mut c.session, p)?;
+            let (loss, pred) = collect(&mut c.session, p)?;
             tally.add(&b, loss, &pred, c.built.out_width, logit_output);
         }
         if tally.steps == 0 {

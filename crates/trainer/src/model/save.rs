@@ -108,8 +108,9 @@ impl Sequential {
     pub fn save(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut ck = Checkpoint::new();
-        for (name, shape, data) in self.weights()? {
-            ck.push(&name, &shape, data)?;
+        let dtypes = self.param_specs()?.into_iter().map(|s| s.file_dtype);
+        for ((name, shape, data), dtype) in self.weights()?.into_iter().zip(dtypes) {
+            ck.push_as(&name, &shape, data, dtype)?;
         }
         let arch = Architecture {
             format: 1,

@@ -32,3 +32,31 @@ pub fn assert_has(msg: &str, parts: &[&str]) {
         assert!(msg.contains(p), "message {msg:?} lacks {p:?}");
     }
 }
+
+/// A safetensors file built by hand (not by Kiln's writer), as another library would write it:
+/// `(name, dtype, shape, little-endian bytes)` in file order, no metadata.
+pub fn safetensors_bytes(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    let mut data = Vec::new();
+    for (name, dtype, shape, bytes) in tensors {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        entries.push(format!(
+            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            dims.join(","),
+            data.len(),
+            data.len() + bytes.len()
+        ));
+        data.extend_from_slice(bytes);
+    }
+    let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend(data);
+    out
+}
+
+/// Little-endian bytes of f32 values.
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
