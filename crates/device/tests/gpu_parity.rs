@@ -321,6 +321,7 @@ fn windows() -> Vec<Window2d> {
         Window2d::square(1, 1, 1, 1, 1, 1, 0, 1),
         Window2d::square(2, 3, 7, 5, 3, 1, 1, 1),
         Window2d { n: 3, c: 2, h: 9, w: 11, kh: 3, kw: 2, sh: 2, sw: 3, ph: 1, pw: 2, dh: 2, dw: 1 },
+        Window2d { n: 2, c: 1, h: 4, w: 3, kh: 3, kw: 3, sh: 1, sw: 2, ph: 2, pw: 2, dh: 3, dw: 1 },
         Window2d::square(5, 3, 8, 8, 2, 2, 0, 1),
         Window2d::square(33, 4, 13, 13, 5, 1, 2, 1),
     ]

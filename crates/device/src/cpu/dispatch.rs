@@ -78,9 +78,9 @@ pub(crate) fn run(k: &Kernel, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         (Kernel::Fill { value, .. }, [O::F(out)], []) => out.fill(value),
         (Kernel::Copy { .. }, [O::F(out)], [I::F(src)]) => out.copy_from_slice(src),
         (Kernel::Im2col { win, pad_value }, [O::F(cols)], [I::F(x)]) => {
-            layout::im2col(&win, pad_value, cols, x)
+            layout::im2col(par, &win, pad_value, cols, x)
         }
-        (Kernel::Col2im { win }, [O::F(x)], [I::F(cols)]) => layout::col2im(&win, x, cols),
+        (Kernel::Col2im { win }, [O::F(x)], [I::F(cols)]) => layout::col2im(par, &win, x, cols),
         (Kernel::Permute(pm), [O::F(out)], [I::F(x)]) => layout::permute(&pm, out, x),
         (Kernel::Window { outer, src_len, out_len, inner, offset }, [O::F(out)], [I::F(x)]) => {
             layout::window(outer, src_len, out_len, inner, offset, out, x)

@@ -1,41 +1,64 @@
 //! Data-layout kernels: im2col / col2im (convolution and pooling), permute, and axis windows
-//! (slice / pad). CPU twins of `shaders/conv.wgsl` and `shaders/layout.wgsl`, same loop order.
+//! (slice / pad). CPU twins of `shaders/conv.wgsl` and `shaders/layout.wgsl`.
 
+use rayon::prelude::*;
+
+use super::Par;
 use crate::kernel::{Permute, Window2d};
 
-/// Image row `iy` (or column) read by output position `o` at kernel tap `k`, if inside the image.
+/// Image planes per rayon task.
+const PLANES_PER_TASK: usize = 8;
+
+/// The output positions `o` in `0..out_len` whose tap `k` lands inside an image axis of `len`
+/// (`o * stride + k * dil - pad` in `0..len`): a contiguous range, found without a division per
+/// element.
 #[inline]
-fn tap(o: usize, k: usize, stride: usize, pad: usize, dil: usize, len: usize) -> Option<usize> {
-    (o * stride + k * dil).checked_sub(pad).filter(|&i| i < len)
+fn inside(k: usize, stride: usize, pad: usize, dil: usize, len: usize, out_len: usize) -> (usize, usize) {
+    let off = k * dil; // image position = o * stride + off - pad
+    let lo = if off >= pad { 0 } else { (pad - off).div_ceil(stride) };
+    let hi = if len + pad > off { (len + pad - off).div_ceil(stride) } else { 0 };
+    (lo.min(out_len), hi.clamp(lo.min(out_len), out_len))
 }
 
-/// The output position whose tap `k` reads image position `i`, if any (the inverse of `tap`).
-#[inline]
-fn untap(i: usize, k: usize, stride: usize, pad: usize, dil: usize, out_len: usize) -> Option<usize> {
-    let t = (i + pad).checked_sub(k * dil)?;
-    (t % stride == 0 && t / stride < out_len).then_some(t / stride)
+/// `cols [n, c*kh*kw, oh*ow]` from `x [n, c, h, w]`; outside the image reads `pad_value`. Image
+/// planes are independent, so large inputs split over threads a few planes per task.
+pub(crate) fn im2col(par: Par, win: &Window2d, pad_value: f32, cols: &mut [f32], x: &[f32]) {
+    let (plane_cols, plane) = (win.cols_len() / (win.n * win.c).max(1), win.h * win.w);
+    let one = |(dst, img): (&mut [f32], &[f32])| im2col_plane(win, pad_value, dst, img);
+    if plane_cols == 0 || plane == 0 {
+        return;
+    }
+    if par.light(cols.len()) {
+        cols.par_chunks_mut(plane_cols).zip(x.par_chunks(plane)).with_min_len(PLANES_PER_TASK).for_each(one);
+    } else {
+        cols.chunks_exact_mut(plane_cols).zip(x.chunks_exact(plane)).for_each(one);
+    }
 }
 
-/// `cols [n, c*kh*kw, oh*ow]` from `x [n, c, h, w]`; outside the image reads `pad_value`.
-pub(crate) fn im2col(win: &Window2d, pad_value: f32, cols: &mut [f32], x: &[f32]) {
-    let Window2d { n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw } = *win;
+/// One image plane's columns, a kernel row at a time: padding, then a copy (stride 1) or a
+/// strided gather of the image row, then padding.
+fn im2col_plane(win: &Window2d, pad_value: f32, dst_plane: &mut [f32], img: &[f32]) {
+    let Window2d { h, w, kh, kw, sh, sw, ph, pw, dh, dw, .. } = *win;
     let (oh, ow) = (win.oh().expect("validated"), win.ow().expect("validated"));
     let l = oh * ow;
-    for b in 0..n {
-        for ch in 0..c {
-            let img = &x[(b * c + ch) * h * w..][..h * w];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let row = (ch * kh + ky) * kw + kx;
-                    let dst = &mut cols[(b * c * kh * kw + row) * l..][..l];
-                    for oy in 0..oh {
-                        let iy = tap(oy, ky, sh, ph, dh, h);
-                        for ox in 0..ow {
-                            dst[oy * ow + ox] = match (iy, tap(ox, kx, sw, pw, dw, w)) {
-                                (Some(iy), Some(ix)) => img[iy * w + ix],
-                                _ => pad_value,
-                            };
-                        }
+    for ky in 0..kh {
+        let (y0, y1) = inside(ky, sh, ph, dh, h, oh);
+        for kx in 0..kw {
+            let (x0, x1) = inside(kx, sw, pw, dw, w, ow);
+            let dst = &mut dst_plane[(ky * kw + kx) * l..][..l];
+            dst[..y0 * ow].fill(pad_value);
+            dst[y1 * ow..].fill(pad_value);
+            for oy in y0..y1 {
+                let src = &img[(oy * sh + ky * dh - ph) * w..][..w];
+                let row = &mut dst[oy * ow..][..ow];
+                row[..x0].fill(pad_value);
+                row[x1..].fill(pad_value);
+                let ix0 = x0 * sw + kx * dw - pw;
+                if sw == 1 {
+                    row[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
+                } else {
+                    for (j, v) in row[x0..x1].iter_mut().enumerate() {
+                        *v = src[ix0 + j * sw];
                     }
                 }
             }
@@ -43,26 +66,44 @@ pub(crate) fn im2col(win: &Window2d, pad_value: f32, cols: &mut [f32], x: &[f32]
     }
 }
 
-/// `x [n, c, h, w]` as the sum of the column entries that read each element (gather form: no
-/// write conflicts, and the same summation order as the WGSL kernel).
-pub(crate) fn col2im(win: &Window2d, x: &mut [f32], cols: &[f32]) {
-    let Window2d { n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw } = *win;
+/// `x [n, c, h, w]` as the sum of the column entries that read each element.
+pub(crate) fn col2im(par: Par, win: &Window2d, x: &mut [f32], cols: &[f32]) {
+    let (plane_cols, plane) = (win.cols_len() / (win.n * win.c).max(1), win.h * win.w);
+    let one = |(img, src): (&mut [f32], &[f32])| col2im_plane(win, img, src);
+    if plane_cols == 0 || plane == 0 {
+        return;
+    }
+    if par.light(cols.len()) {
+        x.par_chunks_mut(plane).zip(cols.par_chunks(plane_cols)).with_min_len(PLANES_PER_TASK).for_each(one);
+    } else {
+        x.chunks_exact_mut(plane).zip(cols.chunks_exact(plane_cols)).for_each(one);
+    }
+}
+
+/// Scatter form within one image plane (no write conflicts): every element receives its terms in
+/// kernel-tap order (ky, then kx), the same summation order as the WGSL kernel's gather.
+fn col2im_plane(win: &Window2d, img: &mut [f32], src_plane: &[f32]) {
+    let Window2d { h, w, kh, kw, sh, sw, ph, pw, dh, dw, .. } = *win;
     let (oh, ow) = (win.oh().expect("validated"), win.ow().expect("validated"));
     let l = oh * ow;
-    for b in 0..n {
-        for ch in 0..c {
-            for iy in 0..h {
-                for ix in 0..w {
-                    let mut acc = 0.0f32;
-                    for ky in 0..kh {
-                        let Some(oy) = untap(iy, ky, sh, ph, dh, oh) else { continue };
-                        for kx in 0..kw {
-                            let Some(ox) = untap(ix, kx, sw, pw, dw, ow) else { continue };
-                            let row = (ch * kh + ky) * kw + kx;
-                            acc += cols[(b * c * kh * kw + row) * l + oy * ow + ox];
-                        }
+    img.fill(0.0);
+    for ky in 0..kh {
+        let (y0, y1) = inside(ky, sh, ph, dh, h, oh);
+        for kx in 0..kw {
+            let (x0, x1) = inside(kx, sw, pw, dw, w, ow);
+            let src = &src_plane[(ky * kw + kx) * l..][..l];
+            for oy in y0..y1 {
+                let dst = &mut img[(oy * sh + ky * dh - ph) * w..][..w];
+                let row = &src[oy * ow + x0..oy * ow + x1];
+                let ix0 = x0 * sw + kx * dw - pw;
+                if sw == 1 {
+                    for (d, &v) in dst[ix0..ix0 + row.len()].iter_mut().zip(row) {
+                        *d += v;
                     }
-                    x[((b * c + ch) * h + iy) * w + ix] = acc;
+                } else {
+                    for (j, &v) in row.iter().enumerate() {
+                        dst[ix0 + j * sw] += v;
+                    }
                 }
             }
         }
