@@ -100,5 +100,5 @@ fn dropout_between_image_layers() {
     let (p1, p2) = (m.predict(&train, 64).unwrap(), m.predict(&train, 64).unwrap());
     assert_eq!(p1, p2, "prediction must not drop units");
     let e = m.evaluate(&train, 64).unwrap();
-    assert!(e.loss < last as f64, "evaluation without dropout {} vs training loss {last}", e.loss);
+    assert!(e.loss < last, "evaluation without dropout {} vs training loss {last}", e.loss);
 }
