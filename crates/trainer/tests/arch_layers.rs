@@ -50,12 +50,28 @@ fn shapes_names_and_layouts() {
     assert!(bad.output_shapes().is_err());
 }
 
-#[test]
-fn a_small_cnn_learns_digits_on_cpu() {
+/// The first `rows` training digits, standardized.
+fn standardized_digits(rows: usize) -> kiln_trainer::data::Table {
     let (mut train, _) = digits_train_test().unwrap();
     let scaler = Standardizer::fit_table(&train).unwrap();
     scaler.apply_table(&mut train).unwrap();
-    let train = train.subset(&(0..400).collect::<Vec<_>>()).unwrap();
+    train.subset(&(0..rows).collect::<Vec<_>>()).unwrap()
+}
+
+/// Compiles `m` for the CPU (Adam 3e-3, cross-entropy), fits 6 epochs of batches of 32 and returns
+/// the first and last epoch losses.
+fn fit_6_epochs(m: &mut Sequential, train: &kiln_trainer::data::Table) -> (f64, f64) {
+    let mut config = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[Metric::Accuracy]);
+    config.backend = BackendChoice::Cpu;
+    m.compile_with(config).unwrap();
+    let opts = FitOptions { epochs: 6, batch_size: 32, quiet: true, ..Default::default() };
+    let h = m.fit(train, &opts).unwrap();
+    (h.epochs[0].loss, h.epochs.last().unwrap().loss)
+}
+
+#[test]
+fn a_small_cnn_learns_digits_on_cpu() {
+    let train = standardized_digits(400);
     let mut m = Sequential::new(&[1, 8, 8])
         .add(Conv2d(8, 3).conv(1, 1, 1))
         .add(Layer::Activation(Relu))
@@ -63,12 +79,7 @@ fn a_small_cnn_learns_digits_on_cpu() {
         .add(Flatten())
         .add(Dense(10, Softmax))
         .seed(5);
-    let mut config = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[Metric::Accuracy]);
-    config.backend = BackendChoice::Cpu;
-    m.compile_with(config).unwrap();
-    let opts = FitOptions { epochs: 6, batch_size: 32, quiet: true, ..Default::default() };
-    let h = m.fit(&train, &opts).unwrap();
-    let (first, last) = (h.epochs[0].loss, h.epochs.last().unwrap().loss);
+    let (first, last) = fit_6_epochs(&mut m, &train);
     // measured: about 1.5 -> 0.15; the bound leaves room
     assert!(last < first / 4.0, "loss {first} -> {last} did not fall 4x in 6 epochs");
 }
@@ -77,10 +88,7 @@ fn a_small_cnn_learns_digits_on_cpu() {
 /// evaluation and prediction are deterministic (no dropout outside training).
 #[test]
 fn dropout_between_image_layers() {
-    let (mut train, _) = digits_train_test().unwrap();
-    let scaler = Standardizer::fit_table(&train).unwrap();
-    scaler.apply_table(&mut train).unwrap();
-    let train = train.subset(&(0..300).collect::<Vec<_>>()).unwrap();
+    let train = standardized_digits(300);
     let mut m = Sequential::new(&[1, 8, 8])
         .add(Conv2d(8, 3).conv(1, 1, 1))
         .add(Dropout(0.3))
@@ -90,12 +98,7 @@ fn dropout_between_image_layers() {
         .add(Flatten())
         .add(Dense(10, Softmax))
         .seed(9);
-    let mut config = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[Metric::Accuracy]);
-    config.backend = BackendChoice::Cpu;
-    m.compile_with(config).unwrap();
-    let opts = FitOptions { epochs: 6, batch_size: 32, quiet: true, ..Default::default() };
-    let h = m.fit(&train, &opts).unwrap();
-    let (first, last) = (h.epochs[0].loss, h.epochs.last().unwrap().loss);
+    let (first, last) = fit_6_epochs(&mut m, &train);
     assert!(last < first / 2.0, "loss {first} -> {last} did not halve in 6 epochs with dropout");
     let (p1, p2) = (m.predict(&train, 64).unwrap(), m.predict(&train, 64).unwrap());
     assert_eq!(p1, p2, "prediction must not drop units");
