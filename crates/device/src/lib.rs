@@ -11,6 +11,7 @@ mod error;
 pub mod gpu;
 pub mod kernel;
 mod pool;
+mod prim;
 mod select;
 
 pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
@@ -18,4 +19,5 @@ pub use error::{Error, Result};
 pub use kernel::{
     Access, BinaryOp, Broadcast, Kernel, Matmul, Permute, ReduceOp, Saved, UnaryOp, Window2d, HYPER_LEN,
 };
+pub use prim::{Patches, Prim, UpdateRule};
 pub use select::{open, BackendChoice, DeviceInfo, DeviceKind};

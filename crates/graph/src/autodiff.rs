@@ -1,21 +1,27 @@
 //! Reverse-mode autodiff as a graph-to-graph transform. Every backward rule is one match arm in
 //! [`vjp`]; broadcasting is undone once, in [`Graph::sum_to`], not in each rule.
 
-use kiln_device::{BinaryOp, DType, ReduceOp, Saved, UnaryOp};
+use kiln_device::{BinaryOp, DType, Patches, Prim, ReduceOp, Saved, UnaryOp};
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Op, Patches};
+use crate::graph::{Graph, NodeId, Op};
 use crate::shape::{Batch, Fixed, Shape};
 
 /// What an op's backward reads besides the incoming gradient: its inputs, its output, or neither.
 /// The planner frees a forward buffer after its last reader, so rules that read less free more.
 pub fn saved(op: &Op) -> Saved {
-    match op {
-        Op::Unary { op, .. } => op.saved(),
-        Op::Binary(BinaryOp::Add | BinaryOp::Sub) | Op::Reshape => Saved::Neither,
-        Op::Im2col(_) | Op::Col2im(_) | Op::Permute { .. } | Op::Window { .. } => Saved::Neither,
-        Op::Softmax { .. } => Saved::Output,
-        Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } => Saved::Neither,
+    let Op::Prim(p) = op else {
+        return match op {
+            Op::Reshape => Saved::Neither,
+            _ => Saved::Input,
+        };
+    };
+    match p {
+        Prim::Unary { op, .. } => op.saved(),
+        Prim::Binary(BinaryOp::Add | BinaryOp::Sub) => Saved::Neither,
+        Prim::Im2col(_) | Prim::Col2im(_) | Prim::Permute { .. } | Prim::Window { .. } => Saved::Neither,
+        Prim::Softmax { .. } => Saved::Output,
+        Prim::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } => Saved::Neither,
         // max reads its output too (to find where the maximum was); every other op its inputs.
         _ => Saved::Input,
     }
@@ -123,9 +129,18 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
     let x = &node.inputs;
     let w = |i: usize| wanted[i];
     let one = |a: NodeId| vec![Some(a)];
-    Ok(match &node.op {
+    let prim = match &node.op {
+        Op::Prim(p) => p,
+        // d/dx reshape(x) = reshape(g) back
+        Op::Reshape => return Ok(one(g.reshape(gy, &g.shape(x[0]).0))),
+        op @ (Op::Update(_) | Op::RunningUpdate { .. }) => {
+            return Err(Error::no_grad(op.name(), "an in-place update has no backward rule"))
+        }
+        op => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
+    };
+    Ok(match prim {
         // d/dA (A B) = G B^T, d/dB = A^T G; with transposed operands the same, transposed back.
-        Op::Matmul { trans_a, trans_b } => {
+        Prim::Matmul { trans_a, trans_b } => {
             let (a, b) = (x[0], x[1]);
             let da = w(0).then(|| match (trans_a, trans_b) {
                 (false, false) => g.matmul_t(gy, b, false, true),
@@ -162,13 +177,13 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
             vec![da, db]
         }
         // d/dx f(x) = f'(saved) * g, where saved is x or y as the op says; d/dx -x = -1.
-        Op::Unary { op, alpha } => one(match op.saved() {
+        Prim::Unary { op, alpha } => one(match op.saved() {
             Saved::Neither if *op == UnaryOp::Neg => g.neg(gy),
             Saved::Neither => return Err(Error::no_grad(op.name(), "no backward rule")),
             Saved::Input => g.unary_grad(*op, *alpha, x[0], gy),
             Saved::Output => g.unary_grad(*op, *alpha, y, gy),
         }),
-        Op::Binary(op) => {
+        Prim::Binary(op) => {
             let (a, b) = (x[0], x[1]);
             match op {
                 // d/da (a + b) = 1, d/db = 1
@@ -198,7 +213,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
                 }
             }
         }
-        Op::Reduce { op, axis, keep } => {
+        Prim::Reduce { op, axis, keep } => {
             let xs = g.shape(x[0]);
             let gk = if *keep { gy } else { g.reshape(gy, &xs.with_one(*axis).0) };
             let len = xs.0[*axis];
@@ -217,62 +232,51 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         }
         // d/dx softmax(s x) = s y (g - sum(g y)); d/dx log_softmax(s x) = s (g - softmax(s x) sum(g)).
         // Causally masked entries have y = 0: no gradient, with no mask of its own.
-        Op::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, y, gy)),
+        Prim::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, y, gy)),
         // d/dx xhat = rstd (g - mean(g) - xhat mean(g xhat)), statistics recomputed from x
-        Op::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
+        Prim::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
         // d/dp mean((p - t)^2) = 2 (p - t) / n, d/dt = -d/dp
-        Op::MseLoss => {
-            let dp = g.pair_loss_grad(Op::MseGrad, x[0], x[1], gy);
+        Prim::MseLoss => {
+            let dp = g.pair_loss_grad(Prim::MseGrad, x[0], x[1], gy);
             vec![Some(dp), w(1).then(|| g.neg(dp))]
         }
         // d/dz bce(z, t) = (sigmoid(z) - t) / n
-        Op::BceLogitsLoss => {
+        Prim::BceLogitsLoss => {
             if w(1) {
                 return Err(Error::no_grad("bce_logits_loss", "no gradient with respect to the target"));
             }
-            vec![Some(g.pair_loss_grad(Op::BceLogitsGrad, x[0], x[1], gy)), None]
+            vec![Some(g.pair_loss_grad(Prim::BceLogitsGrad, x[0], x[1], gy)), None]
         }
         // d/dz ce(z, label) = (softmax(z) - onehot(label)) / rows; labels are integers
-        Op::SoftmaxCeLoss => vec![Some(g.softmax_ce_grad(x[0], x[1], gy)), None],
-        // d/dx reshape(x) = reshape(g) back
-        Op::Reshape => one(g.reshape(gy, &g.shape(x[0]).0)),
+        Prim::SoftmaxCeLoss => vec![Some(g.softmax_ce_grad(x[0], x[1], gy)), None],
         // d/dtable gather(table, idx) = scatter_add(g, idx); indices are integers
-        Op::Gather { axis } => {
+        Prim::Gather { axis } => {
             let len = g.shape(x[0]).0[*axis];
             vec![Some(g.scatter_add(gy, x[1], *axis, len)), None]
         }
         // d/dsrc scatter_add(src, idx) = gather(g, idx)
-        Op::ScatterAdd { axis } => vec![Some(g.gather(gy, x[1], *axis)), None],
+        Prim::ScatterAdd { axis } => vec![Some(g.gather(gy, x[1], *axis)), None],
         // d/dx im2col(x) = col2im(g): each image element collects the columns that copied it
-        Op::Im2col(p) => one(g.col2im(gy, *p, &g.shape(x[0]))),
+        Prim::Im2col(p) => one(g.col2im(gy, *p, &g.shape(x[0]))),
         // d/dcols col2im(cols) = im2col(g), padded positions reading 0
-        Op::Col2im(p) => one(g.im2col(gy, Patches { pad_value: 0.0, ..*p })),
+        Prim::Col2im(p) => one(g.im2col(gy, Patches { pad_value: 0.0, ..*p })),
         // d/dx permute(x, p) = permute(g, p^-1)
-        Op::Permute { perm } => {
+        Prim::Permute { perm } => {
             let mut inv = vec![0; perm.len()];
             perm.iter().enumerate().for_each(|(d, &p)| inv[p] = d);
             one(g.permute(gy, &inv))
         }
         // d/dx window(x, offset) = window(g, -offset) back to x's length (slice <-> pad)
-        Op::Window { axis, offset } => {
+        Prim::Window { axis, offset } => {
             let len = g.shape(x[0]).0[*axis];
             one(g.window(gy, *axis, -offset, len))
         }
-        op @ (Op::Input { .. }
-        | Op::Param { .. }
-        | Op::State { .. }
-        | Op::Const
-        | Op::Hyper
-        | Op::Fill { .. }
-        | Op::Invalid) => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
-        op @ (Op::UnaryGrad { .. }
-        | Op::SoftmaxGrad { .. }
-        | Op::LayerNormGrad { .. }
-        | Op::MseGrad
-        | Op::BceLogitsGrad
-        | Op::SoftmaxCeGrad
-        | Op::Update(_)
-        | Op::RunningUpdate { .. }) => {
+        op @ (Prim::UnaryGrad { .. }
+        | Prim::SoftmaxGrad { .. }
+        | Prim::LayerNormGrad { .. }
+        | Prim::MseGrad
+        | Prim::BceLogitsGrad
+        | Prim::SoftmaxCeGrad) => {
             return Err(Error::no_grad(op.name(), "no backward rule (second derivatives are not supported)"))
         }
     })

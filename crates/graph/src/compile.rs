@@ -3,11 +3,10 @@
 //! reader of its target), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use kiln_device::{Broadcast, Kernel, Matmul, Permute};
+use kiln_device::{BinaryOp, Kernel, Prim};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
-use crate::optim::Optimizer;
 use crate::plan::{Buf, Plan, Step};
 
 /// Compiles the part of `g` that `fetch` (and, when `train`, every optimizer and running-statistic
@@ -51,9 +50,9 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     let mut fused_into: Vec<Option<(NodeId, NodeId)>> = vec![None; n];
     let mut skip = vec![false; n];
     for i in (0..n).filter(|&i| live[i]) {
-        let Op::Unary { .. } = nodes[i].op else { continue };
+        let Op::Prim(Prim::Unary { .. }) = nodes[i].op else { continue };
         let a = nodes[i].inputs[0].index();
-        if uses[a] != 1 || nodes[a].op != Op::Binary(kiln_device::BinaryOp::Add) {
+        if uses[a] != 1 || nodes[a].op != Op::Prim(Prim::Binary(BinaryOp::Add)) {
             continue;
         }
         if let Some(pair) = bias_pair(&nodes, &nodes[a]) {
@@ -215,107 +214,23 @@ fn bias_pair(nodes: &[Node], add: &Node) -> Option<(NodeId, NodeId)> {
     })
 }
 
-/// The device kernel that computes node `i` at this batch size.
+/// The device kernel that computes node `i` at this batch size: the primitive's own lowering,
+/// except for a fused bias + activation and the in-place updates.
 fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: usize) -> Result<Kernel> {
     let node = &nodes[i];
     let dims = |id: NodeId| nodes[id.index()].shape.resolve(batch);
-    let len = node.shape.numel(batch);
-    let input = |k: usize| dims(node.inputs[k]);
-    let rows_cols = |s: &[usize]| {
-        let cols = *s.last().unwrap_or(&1);
-        (s.iter().product::<usize>() / cols.max(1), cols)
-    };
-    let split = |s: &[usize], axis: usize| {
-        (s[..axis].iter().product::<usize>(), s[axis], s[axis + 1..].iter().product::<usize>())
-    };
     Ok(match &node.op {
-        Op::Matmul { trans_a, trans_b } => {
-            let (sa, sb) = (input(0), input(1));
-            let last2 = |s: &[usize], t: bool| {
-                let (x, y) = (s[s.len() - 2], s[s.len() - 1]);
-                if t {
-                    (y, x)
-                } else {
-                    (x, y)
-                }
-            };
-            let ((m, k), (_, n)) = (last2(&sa, *trans_a), last2(&sb, *trans_b));
-            let batch = if sa.len() == 3 {
-                sa[0]
-            } else if sb.len() == 3 {
-                sb[0]
-            } else {
-                1
-            };
-            Kernel::Matmul(Matmul {
-                batch,
-                m,
-                n,
-                k,
-                trans_a: *trans_a,
-                trans_b: *trans_b,
-                a_batched: sa.len() == 3,
-                b_batched: sb.len() == 3,
-            })
+        Op::Prim(Prim::Unary { op, alpha }) if fused.is_some() => {
+            let bias = fused.expect("checked").1;
+            let (len, cols) = (node.shape.numel(batch), nodes[bias.index()].shape.numel(batch));
+            Kernel::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha }
         }
-        Op::Unary { op, alpha } => match fused {
-            Some((_, bias)) => {
-                let cols = nodes[bias.index()].shape.numel(batch);
-                Kernel::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha }
-            }
-            None => Kernel::Unary { op: *op, len, alpha: *alpha },
-        },
-        Op::UnaryGrad { op, alpha } => Kernel::UnaryGrad { op: *op, len, alpha: *alpha },
-        Op::Binary(op) => Kernel::Binary { op: *op, bc: Broadcast::new(op.name(), &input(0), &input(1))? },
-        Op::Reduce { op, axis, .. } => {
-            let (outer, len, inner) = split(&input(0), *axis);
-            Kernel::Reduce { op: *op, outer, len, inner }
+        Op::Prim(p) => {
+            let inputs: Vec<Vec<usize>> = node.inputs.iter().map(|&x| dims(x)).collect();
+            let inputs: Vec<&[usize]> = inputs.iter().map(|d| d.as_slice()).collect();
+            p.lower(&inputs, &node.shape.resolve(batch))?
         }
-        Op::Softmax { log, scale, causal } => {
-            let (rows, cols) = rows_cols(&input(0));
-            Kernel::Softmax { rows, cols, log: *log, scale: *scale, causal: *causal }
-        }
-        Op::SoftmaxGrad { log, scale } => {
-            let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxGrad { rows, cols, log: *log, scale: *scale }
-        }
-        Op::LayerNorm { eps } => {
-            let (rows, cols) = rows_cols(&input(0));
-            Kernel::LayerNorm { rows, cols, eps: *eps }
-        }
-        Op::LayerNormGrad { eps } => {
-            let (rows, cols) = rows_cols(&input(0));
-            Kernel::LayerNormGrad { rows, cols, eps: *eps }
-        }
-        Op::MseLoss => Kernel::MseLoss { n: input(0).iter().product() },
-        Op::MseGrad => Kernel::MseGrad { n: len },
-        Op::BceLogitsLoss => Kernel::BceLogitsLoss { n: input(0).iter().product() },
-        Op::BceLogitsGrad => Kernel::BceLogitsGrad { n: len },
-        Op::SoftmaxCeLoss => {
-            let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxCeLoss { rows, cols }
-        }
-        Op::SoftmaxCeGrad => {
-            let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxCeGrad { rows, cols }
-        }
-        Op::Gather { axis } => {
-            let (outer, axis_len, inner) = split(&input(0), *axis);
-            Kernel::Gather { outer, axis_len, inner, n_idx: input(1).iter().product() }
-        }
-        Op::ScatterAdd { axis } => {
-            let (outer, axis_len, inner) = split(&node.shape.resolve(batch), *axis);
-            Kernel::ScatterAdd { outer, axis_len, inner, n_idx: input(1).iter().product() }
-        }
-        Op::Update(opt) => {
-            let len = nodes[node.inputs[0].index()].shape.numel(batch);
-            match opt {
-                Optimizer::Sgd { .. } => Kernel::Sgd { len },
-                Optimizer::Adam { .. } => Kernel::Adam { len, decoupled: false },
-                Optimizer::AdamW { .. } => Kernel::Adam { len, decoupled: true },
-                Optimizer::Rmsprop { .. } => Kernel::Rmsprop { len },
-            }
-        }
+        Op::Update(rule) => rule.lower(nodes[node.inputs[0].index()].shape.numel(batch)),
         Op::RunningUpdate { keep, gain, unbiased_per_row } => {
             let target = &nodes[node.inputs[0].index()];
             let scale = match *unbiased_per_row {
@@ -339,15 +254,6 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                 }
             };
             Kernel::RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale }
-        }
-        Op::Im2col(p) => Kernel::Im2col { win: p.window(&input(0)), pad_value: p.pad_value },
-        Op::Col2im(p) => Kernel::Col2im { win: p.window(&node.shape.resolve(batch)) },
-        Op::Permute { perm } => Kernel::Permute(Permute::new("permute", &input(0), perm)?),
-        Op::Window { axis, offset } => {
-            let (outer, src_len, inner) = split(&input(0), *axis);
-            let out_len = node.shape.resolve(batch)[*axis];
-            let offset = i32::try_from(*offset).map_err(|_| Error::shape("window", "offset past i32"))?;
-            Kernel::Window { outer, src_len, out_len, inner, offset }
         }
         op => return Err(Error::shape(op.name(), "has no kernel")),
     })

@@ -3,7 +3,7 @@
 
 use std::cell::{Ref, RefCell};
 
-use kiln_device::{BinaryOp, DType, ReduceOp, UnaryOp};
+use kiln_device::{DType, Prim, UpdateRule};
 
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
@@ -24,147 +24,32 @@ impl NodeId {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Fed by the caller every step; its leading dimension is the batch.
-    Input {
-        name: String,
-    },
+    Input { name: String },
     /// A trainable tensor that persists across steps.
-    Param {
-        name: String,
-    },
+    Param { name: String },
     /// Optimizer state (momentum, Adam moments): persistent, not trainable.
-    State {
-        name: String,
-    },
+    State { name: String },
     /// A persistent tensor holding the node's `init` data.
     Const,
     /// The optimizer's hyper-parameter buffer, rewritten by the session every step.
     Hyper,
     /// A tensor of one value (divided by the batch size when `per_batch`), written once per plan.
-    Fill {
-        value: f32,
-        per_batch: bool,
-    },
+    Fill { value: f32, per_batch: bool },
     /// The same data under another shape: no kernel, the buffer is shared.
     Reshape,
     /// Stands in for an op that failed to build; the graph's first error says why.
     Invalid,
-    /// `op(a) @ op(b)`, with an optional leading batch dimension on either operand.
-    Matmul {
-        trans_a: bool,
-        trans_b: bool,
-    },
-    Unary {
-        op: UnaryOp,
-        alpha: f32,
-    },
-    /// Inputs `[saved, dy]`, where `saved` is the forward input or output as `op.saved()` says.
-    UnaryGrad {
-        op: UnaryOp,
-        alpha: f32,
-    },
-    Binary(BinaryOp),
-    /// Reduces `axis`; keeps it as size 1 when `keep`.
-    Reduce {
-        op: ReduceOp,
-        axis: usize,
-        keep: bool,
-    },
-    /// Softmax or log-softmax of `scale * x` over the last axis; with `causal` (softmax only)
-    /// over `[.., T, T]` with entry `(i, j)` exactly 0 for `j > i`.
-    Softmax {
-        log: bool,
-        scale: f32,
-        causal: bool,
-    },
-    /// Inputs `[y, dy]`.
-    SoftmaxGrad {
-        log: bool,
-        scale: f32,
-    },
-    /// `(x - mean) / sqrt(var + eps)` over the last axis (LayerNorm without the affine).
-    LayerNorm {
-        eps: f32,
-    },
-    /// Inputs `[x, dy]`.
-    LayerNormGrad {
-        eps: f32,
-    },
-    /// Inputs `[pred, target]`, scalar output.
-    MseLoss,
-    /// Inputs `[pred, target, dloss]`.
-    MseGrad,
-    BceLogitsLoss,
-    BceLogitsGrad,
-    /// Inputs `[logits, labels (u32)]`.
-    SoftmaxCeLoss,
-    SoftmaxCeGrad,
-    /// Inputs `[table, index (u32)]`: selects entries of `axis`.
-    Gather {
-        axis: usize,
-    },
-    /// Inputs `[src, index (u32)]`: sums src rows into `axis` positions (the node's shape says
-    /// how many).
-    ScatterAdd {
-        axis: usize,
-    },
-    /// In-place optimizer step. Inputs `[param, grad, hyper, state...]`; no output.
-    Update(Optimizer),
-    /// Sliding 2-D windows of an NCHW tensor as columns: `[N, C, H, W]` -> `[N, C*kh*kw, OH*OW]`.
-    Im2col(Patches),
-    /// The adjoint of `Im2col`: columns summed back into an image of the node's shape.
-    Col2im(Patches),
-    /// `x.permute(perm)` (rank <= 4): output axis `d` is input axis `perm[d]`.
-    Permute {
-        perm: Vec<usize>,
-    },
-    /// `out[.., j, ..] = x[.., j + offset, ..]` along `axis`, 0 outside `x`; the node's shape says
-    /// how long the output axis is. A slice (offset >= 0) or a zero pad (offset <= 0).
-    Window {
-        axis: usize,
-        offset: i64,
-    },
+    /// A primitive: one device kernel, named, validated and lowered by `kiln_device::Prim`.
+    Prim(Prim),
+    /// In-place optimizer step. Inputs `[param, grad, hyper, state...]`; no output. The node
+    /// carries only the rule; the hyper-parameters are the session's (see [`crate::Optimizer`]).
+    Update(UpdateRule),
     /// In-place running statistic, run by training plans only (after the value is computed and
     /// after every reader of the target). Inputs `[target, value]`; no output. `target = keep *
     /// target + gain * (value * scale)`, where `scale` is 1, or with `unbiased_per_row: Some(p)`
     /// the unbiased factor `n / (n - 1)` for `n = batch * p` (each plan is compiled for one batch
     /// size, so a short last batch gets its own factor). See [`Graph::running_update`].
-    RunningUpdate {
-        keep: f32,
-        gain: f32,
-        unbiased_per_row: Option<usize>,
-    },
-}
-
-/// The window geometry of an `Im2col` / `Col2im` node (PyTorch's `Conv2d` / pooling arguments),
-/// `[height, width]` each. `pad_value` is what padded positions read (0, or a very negative value
-/// for max pooling).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Patches {
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-    pub dilation: [usize; 2],
-    pub pad_value: f32,
-}
-
-impl Patches {
-    /// The device geometry over an image of dims `[n, c, h, w]`.
-    pub fn window(&self, dims: &[usize]) -> kiln_device::Window2d {
-        kiln_device::Window2d {
-            n: dims[0],
-            c: dims[1],
-            h: dims[2],
-            w: dims[3],
-            kh: self.kernel[0],
-            kw: self.kernel[1],
-            sh: self.stride[0],
-            sw: self.stride[1],
-            ph: self.padding[0],
-            pw: self.padding[1],
-            dh: self.dilation[0],
-            dw: self.dilation[1],
-        }
-    }
+    RunningUpdate { keep: f32, gain: f32, unbiased_per_row: Option<usize> },
 }
 
 impl Op {
@@ -179,30 +64,8 @@ impl Op {
             Op::Fill { .. } => "fill",
             Op::Reshape => "reshape",
             Op::Invalid => "invalid",
-            Op::Matmul { .. } => "matmul",
-            Op::Unary { op, .. } => op.name(),
-            Op::UnaryGrad { op, .. } => op.grad_name(),
-            Op::Binary(op) => op.name(),
-            Op::Reduce { op, .. } => op.name(),
-            Op::Softmax { log: false, .. } => "softmax",
-            Op::Softmax { log: true, .. } => "log_softmax",
-            Op::SoftmaxGrad { log: false, .. } => "softmax_grad",
-            Op::SoftmaxGrad { log: true, .. } => "log_softmax_grad",
-            Op::LayerNorm { .. } => "layer_norm",
-            Op::LayerNormGrad { .. } => "layer_norm_grad",
-            Op::MseLoss => "mse_loss",
-            Op::MseGrad => "mse_grad",
-            Op::BceLogitsLoss => "bce_logits_loss",
-            Op::BceLogitsGrad => "bce_logits_grad",
-            Op::SoftmaxCeLoss => "softmax_ce_loss",
-            Op::SoftmaxCeGrad => "softmax_ce_grad",
-            Op::Gather { .. } => "gather",
-            Op::ScatterAdd { .. } => "scatter_add",
-            Op::Update(opt) => opt.name(),
-            Op::Im2col(_) => "im2col",
-            Op::Col2im(_) => "col2im",
-            Op::Permute { .. } => "permute",
-            Op::Window { .. } => "window",
+            Op::Prim(p) => p.name(),
+            Op::Update(rule) => rule.name(),
             Op::RunningUpdate { .. } => "running_update",
         }
     }
@@ -242,11 +105,23 @@ pub struct Graph {
 pub(crate) struct Inner {
     pub nodes: Vec<Node>,
     pub error: Option<Error>,
+    /// The hyper-parameters [`Graph::optimize`] was given: the session starts from them. Not
+    /// part of the IR (update nodes carry only their rule).
+    pub optimizer: Option<Optimizer>,
 }
 
 impl Graph {
     pub fn new() -> Self {
         Graph::default()
+    }
+
+    /// The optimizer settings given to [`Graph::optimize`], if it was called.
+    pub fn optimizer(&self) -> Option<Optimizer> {
+        self.inner.borrow().optimizer
+    }
+
+    pub(crate) fn set_optimizer(&self, opt: Optimizer) {
+        self.inner.borrow_mut().optimizer = Some(opt);
     }
 
     /// The first error met while building, if any.
@@ -365,5 +240,20 @@ impl Graph {
             Some(Ok((shape, dtype))) => self.push(op, inputs, shape, dtype),
             Some(Err(e)) => self.fail(e),
         }
+    }
+
+    /// Builds one primitive node: its attributes are validated by the device's vocabulary
+    /// ([`Prim::validate`]), then `rule` gives the output shape and type as in [`Graph::build`].
+    pub(crate) fn prim(
+        &self,
+        prim: Prim,
+        inputs: &[NodeId],
+        rule: impl FnOnce(&[&Node]) -> Result<(Shape, DType)>,
+    ) -> NodeId {
+        let checked = prim.validate();
+        self.build(Op::Prim(prim), inputs, |n| {
+            checked?;
+            rule(n)
+        })
     }
 }

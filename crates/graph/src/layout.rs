@@ -1,10 +1,10 @@
 //! Builder methods of the layout primitives (im2col / col2im, permute, window) and the plain
 //! f64-side index helpers the reference interpreter uses for them.
 
-use kiln_device::DType;
+use kiln_device::{DType, Patches, Prim};
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Node, NodeId, Op, Patches};
+use crate::graph::{Graph, Node, NodeId};
 use crate::shape::{Dim, Fixed, Shape};
 
 fn fixed(op: &'static str, s: &Shape, axes: std::ops::Range<usize>) -> Result<Vec<usize>> {
@@ -34,7 +34,7 @@ fn out_hw(op: &'static str, p: &Patches, chw: &[usize]) -> Result<(usize, usize)
 impl Graph {
     /// `[N, C, H, W]` -> `[N, C*kh*kw, OH*OW]`: every window of `p` as a column.
     pub fn im2col(&self, x: NodeId, p: Patches) -> NodeId {
-        self.build(Op::Im2col(p), &[x], |n| {
+        self.prim(Prim::Im2col(p), &[x], |n| {
             want_f32("im2col", n[0])?;
             let s = &n[0].shape;
             if s.rank() != 4 {
@@ -50,7 +50,7 @@ impl Graph {
     /// (`[N, C, H, W]`).
     pub fn col2im(&self, cols: NodeId, p: Patches, image: &Shape) -> NodeId {
         let image = image.clone();
-        self.build(Op::Col2im(p), &[cols], |n| {
+        self.prim(Prim::Col2im(p), &[cols], |n| {
             want_f32("col2im", n[0])?;
             if image.rank() != 4 {
                 return Err(Error::shape("col2im", format!("image must be [N, C, H, W], got {image}")));
@@ -84,7 +84,7 @@ impl Graph {
                 return self.reshape(x, &perm.iter().map(|&p| s.0[p]).collect::<Vec<_>>());
             }
         }
-        self.build(Op::Permute { perm: perm.to_vec() }, &[x], |n| {
+        self.prim(Prim::Permute { perm: perm.to_vec() }, &[x], |n| {
             want_f32("permute", n[0])?;
             let s = &n[0].shape;
             let mut seen = vec![false; s.rank()];
@@ -112,7 +112,7 @@ impl Graph {
 
     /// `out[.., j, ..] = x[.., j + offset, ..]` for `j < out_len` along `axis`, 0 outside `x`.
     pub fn window(&self, x: NodeId, axis: usize, offset: i64, out_len: Dim) -> NodeId {
-        self.build(Op::Window { axis, offset }, &[x], |n| {
+        self.prim(Prim::Window { axis, offset }, &[x], |n| {
             want_f32("window", n[0])?;
             let s = &n[0].shape;
             if axis >= s.rank() {

@@ -55,11 +55,11 @@ pub mod shape;
 pub use autodiff::saved;
 pub use compile::compile;
 pub use error::{Error, Result};
-pub use graph::{Graph, Node, NodeId, Op, Patches};
+pub use graph::{Graph, Node, NodeId, Op};
 pub use nn::{Attention, Conv2dOpts, TransformerBlock};
 pub use optim::Optimizer;
 pub use plan::{Buf, Plan, Step};
 pub use session::{Feed, Pending, Session};
 pub use shape::{Dim, Shape, B};
 
-pub use kiln_device::{BinaryOp, DType, HostData, HostVec, ReduceOp, UnaryOp};
+pub use kiln_device::{BinaryOp, DType, HostData, HostVec, Patches, Prim, ReduceOp, UnaryOp, UpdateRule};

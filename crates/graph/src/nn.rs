@@ -4,10 +4,10 @@
 //! normalization and attention's scaled, causally masked softmax are each one fused primitive
 //! ([`Graph::standardize`], [`Graph::scaled_softmax`]).
 
-use kiln_device::ReduceOp;
+use kiln_device::{Patches, ReduceOp};
 
 use crate::error::Error;
-use crate::graph::{Graph, NodeId, Patches};
+use crate::graph::{Graph, NodeId};
 use crate::shape::{Batch, Dim, Fixed};
 
 /// `torch.nn.Conv2d`'s geometry arguments (`[height, width]`).

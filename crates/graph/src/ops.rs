@@ -1,7 +1,7 @@
 //! Builder methods: one per primitive, then the ops derived from primitives. Each checks shapes at
 //! build time and names the op and both shapes when they do not fit.
 
-use kiln_device::{BinaryOp, DType, ReduceOp, UnaryOp};
+use kiln_device::{BinaryOp, DType, Prim, ReduceOp, UnaryOp};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -95,7 +95,7 @@ impl Graph {
 
     /// `op(a) @ op(b)` where `op` transposes the last two axes when asked.
     pub fn matmul_t(&self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> NodeId {
-        self.build(Op::Matmul { trans_a, trans_b }, &[a, b], |n| {
+        self.prim(Prim::Matmul { trans_a, trans_b }, &[a, b], |n| {
             let (sa, sb) = (&n[0].shape, &n[1].shape);
             let err = |why: &str| Error::shape("matmul", format!("{sa} @ {sb}{why}"));
             want("matmul", n[0], F32)?;
@@ -129,11 +129,8 @@ impl Graph {
     }
 
     pub fn unary(&self, op: UnaryOp, x: NodeId, alpha: f32) -> NodeId {
-        self.build(Op::Unary { op, alpha }, &[x], |n| {
+        self.prim(Prim::Unary { op, alpha }, &[x], |n| {
             want(op.name(), n[0], F32)?;
-            if op == UnaryOp::LeakyRelu && (alpha.is_nan() || alpha < 0.0) {
-                return Err(Error::shape("leaky_relu", format!("negative slope must be >= 0, got {alpha}")));
-            }
             Ok((n[0].shape.clone(), F32))
         })
     }
@@ -173,7 +170,7 @@ impl Graph {
     }
 
     pub(crate) fn unary_grad(&self, op: UnaryOp, alpha: f32, saved: NodeId, dy: NodeId) -> NodeId {
-        self.build(Op::UnaryGrad { op, alpha }, &[saved, dy], |n| {
+        self.prim(Prim::UnaryGrad { op, alpha }, &[saved, dy], |n| {
             same(op.grad_name(), n[0], n[1])?;
             Ok((n[0].shape.clone(), F32))
         })
@@ -181,7 +178,7 @@ impl Graph {
 
     /// `a op b` with numpy broadcasting (at most 4 dimensions).
     pub fn binary(&self, op: BinaryOp, a: NodeId, b: NodeId) -> NodeId {
-        self.build(Op::Binary(op), &[a, b], |n| {
+        self.prim(Prim::Binary(op), &[a, b], |n| {
             want(op.name(), n[0], F32)?;
             want(op.name(), n[1], F32)?;
             let (sa, sb) = (&n[0].shape, &n[1].shape);
@@ -216,7 +213,7 @@ impl Graph {
 
     /// Reduces `axis` with sum, mean or max (argmax: see [`Graph::argmax`]).
     pub fn reduce(&self, op: ReduceOp, x: NodeId, axis: usize, keep: bool) -> NodeId {
-        self.build(Op::Reduce { op, axis, keep }, &[x], |n| {
+        self.prim(Prim::Reduce { op, axis, keep }, &[x], |n| {
             want(op.name(), n[0], F32)?;
             let s = &n[0].shape;
             if axis >= s.rank() {
@@ -261,16 +258,13 @@ impl Graph {
     }
 
     fn softmax_op(&self, x: NodeId, log: bool, scale: f32, causal: bool) -> NodeId {
-        let op = Op::Softmax { log, scale, causal };
+        let op = Prim::Softmax { log, scale, causal };
         let name = op.name();
-        self.build(op, &[x], |n| {
+        self.prim(op, &[x], |n| {
             want(name, n[0], F32)?;
             let s = &n[0].shape;
             if s.rank() == 0 {
                 return Err(Error::shape(name, "needs at least one axis, got a scalar"));
-            }
-            if !scale.is_finite() {
-                return Err(Error::shape(name, format!("scale must be finite, got {scale}")));
             }
             if causal && (s.rank() < 2 || s.0[s.rank() - 1] != s.0[s.rank() - 2]) {
                 return Err(Error::shape(name, format!("a causal mask needs [.., T, T], got {s}")));
@@ -280,9 +274,9 @@ impl Graph {
     }
 
     pub(crate) fn softmax_grad(&self, log: bool, scale: f32, y: NodeId, dy: NodeId) -> NodeId {
-        let op = Op::SoftmaxGrad { log, scale };
+        let op = Prim::SoftmaxGrad { log, scale };
         let name = op.name();
-        self.build(op, &[y, dy], |n| {
+        self.prim(op, &[y, dy], |n| {
             same(name, n[0], n[1])?;
             Ok((n[0].shape.clone(), F32))
         })
@@ -291,20 +285,17 @@ impl Graph {
     /// `(x - mean) / sqrt(var + eps)` over the last axis, biased variance: LayerNorm without its
     /// affine (one kernel forward, one backward). [`Graph::layer_norm`] adds weight and bias.
     pub fn standardize(&self, x: NodeId, eps: f32) -> NodeId {
-        self.build(Op::LayerNorm { eps }, &[x], |n| {
+        self.prim(Prim::LayerNorm { eps }, &[x], |n| {
             want("layer_norm", n[0], F32)?;
             if n[0].shape.rank() == 0 {
                 return Err(Error::shape("layer_norm", "needs at least one axis, got a scalar"));
-            }
-            if !eps.is_finite() || eps < 0.0 {
-                return Err(Error::shape("layer_norm", format!("eps must be finite and >= 0, got {eps}")));
             }
             Ok((n[0].shape.clone(), F32))
         })
     }
 
     pub(crate) fn layer_norm_grad(&self, eps: f32, x: NodeId, dy: NodeId) -> NodeId {
-        self.build(Op::LayerNormGrad { eps }, &[x, dy], |n| {
+        self.prim(Prim::LayerNormGrad { eps }, &[x, dy], |n| {
             same("layer_norm_grad", n[0], n[1])?;
             Ok((n[0].shape.clone(), F32))
         })
@@ -312,17 +303,17 @@ impl Graph {
 
     /// Mean squared error over all elements (fused kernel), a scalar.
     pub fn mse_loss(&self, pred: NodeId, target: NodeId) -> NodeId {
-        self.pair_loss(Op::MseLoss, pred, target)
+        self.pair_loss(Prim::MseLoss, pred, target)
     }
 
     /// Mean binary cross-entropy from logits, targets in [0, 1] (fused kernel), a scalar.
     pub fn bce_with_logits(&self, logits: NodeId, target: NodeId) -> NodeId {
-        self.pair_loss(Op::BceLogitsLoss, logits, target)
+        self.pair_loss(Prim::BceLogitsLoss, logits, target)
     }
 
-    fn pair_loss(&self, op: Op, pred: NodeId, target: NodeId) -> NodeId {
+    fn pair_loss(&self, op: Prim, pred: NodeId, target: NodeId) -> NodeId {
         let name = op.name();
-        self.build(op, &[pred, target], |n| {
+        self.prim(op, &[pred, target], |n| {
             want(name, n[0], F32)?;
             want(name, n[1], F32)?;
             same(name, n[0], n[1])?;
@@ -330,14 +321,14 @@ impl Graph {
         })
     }
 
-    pub(crate) fn pair_loss_grad(&self, op: Op, pred: NodeId, target: NodeId, dloss: NodeId) -> NodeId {
-        self.build(op, &[pred, target, dloss], |n| Ok((n[0].shape.clone(), F32)))
+    pub(crate) fn pair_loss_grad(&self, op: Prim, pred: NodeId, target: NodeId, dloss: NodeId) -> NodeId {
+        self.prim(op, &[pred, target, dloss], |n| Ok((n[0].shape.clone(), F32)))
     }
 
     /// Mean over rows of the softmax cross-entropy of `logits: [.., C]` against u32 class
     /// `labels: [..]` (fused kernel), a scalar.
     pub fn softmax_cross_entropy(&self, logits: NodeId, labels: NodeId) -> NodeId {
-        self.build(Op::SoftmaxCeLoss, &[logits, labels], |n| {
+        self.prim(Prim::SoftmaxCeLoss, &[logits, labels], |n| {
             want("softmax_ce_loss", n[0], F32)?;
             want("softmax_ce_loss", n[1], U32)?;
             let (sl, sy) = (&n[0].shape, &n[1].shape);
@@ -352,7 +343,7 @@ impl Graph {
     }
 
     pub(crate) fn softmax_ce_grad(&self, logits: NodeId, labels: NodeId, dloss: NodeId) -> NodeId {
-        self.build(Op::SoftmaxCeGrad, &[logits, labels, dloss], |n| Ok((n[0].shape.clone(), F32)))
+        self.prim(Prim::SoftmaxCeGrad, &[logits, labels, dloss], |n| Ok((n[0].shape.clone(), F32)))
     }
 
     /// The same data seen as `shape`; the element counts must agree (symbolically).
@@ -368,7 +359,7 @@ impl Graph {
 
     /// `out = table` with `axis` replaced by the index's dimensions, picking entries by index.
     pub fn gather(&self, table: NodeId, index: NodeId, axis: usize) -> NodeId {
-        self.build(Op::Gather { axis }, &[table, index], |n| {
+        self.prim(Prim::Gather { axis }, &[table, index], |n| {
             want("gather", n[0], F32)?;
             want("gather", n[1], U32)?;
             let (st, si) = (&n[0].shape, &n[1].shape);
@@ -384,7 +375,7 @@ impl Graph {
 
     /// The adjoint of [`Graph::gather`]: sums `src` entries into `axis_len` positions of `axis`.
     pub fn scatter_add(&self, src: NodeId, index: NodeId, axis: usize, axis_len: Dim) -> NodeId {
-        self.build(Op::ScatterAdd { axis }, &[src, index], |n| {
+        self.prim(Prim::ScatterAdd { axis }, &[src, index], |n| {
             want("scatter_add", n[0], F32)?;
             want("scatter_add", n[1], U32)?;
             let (ss, si) = (&n[0].shape, &n[1].shape);

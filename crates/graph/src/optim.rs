@@ -1,8 +1,10 @@
-//! Optimizer update nodes, appended after the backward pass so forward + backward + update run as
-//! one plan. Hyper-parameters live in one small device buffer the session rewrites each step
-//! (learning rate schedules, Adam's bias correction), so a plan is never rebuilt for them.
+//! Optimizers: the typed hyper-parameters (one place), and the update nodes appended after the
+//! backward pass so forward + backward + update run as one plan. An update node carries only its
+//! rule ([`UpdateRule`], which picks the kernel); the hyper-parameters stay out of the IR. The
+//! session owns the live [`Optimizer`] (a schedule changes its learning rate) and writes it to one
+//! small device buffer every step, so a plan is never rebuilt for them.
 
-use kiln_device::{DType, HYPER_LEN};
+use kiln_device::{DType, UpdateRule, HYPER_LEN};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op};
@@ -35,13 +37,18 @@ impl Optimizer {
         Optimizer::Rmsprop { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0 }
     }
 
-    pub fn name(&self) -> &'static str {
+    /// The update rule (kernel) this optimizer runs.
+    pub fn rule(&self) -> UpdateRule {
         match self {
-            Optimizer::Sgd { .. } => "sgd",
-            Optimizer::Adam { .. } => "adam",
-            Optimizer::AdamW { .. } => "adamw",
-            Optimizer::Rmsprop { .. } => "rmsprop",
+            Optimizer::Sgd { .. } => UpdateRule::Sgd,
+            Optimizer::Adam { .. } => UpdateRule::Adam,
+            Optimizer::AdamW { .. } => UpdateRule::AdamW,
+            Optimizer::Rmsprop { .. } => UpdateRule::Rmsprop,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.rule().name()
     }
 
     pub fn lr(&self) -> f32 {
@@ -53,13 +60,20 @@ impl Optimizer {
         }
     }
 
+    /// The same optimizer at another learning rate (a schedule's value for the next step).
+    pub fn with_lr(mut self, new: f32) -> Self {
+        match &mut self {
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adam { lr, .. }
+            | Optimizer::AdamW { lr, .. }
+            | Optimizer::Rmsprop { lr, .. } => *lr = new,
+        }
+        self
+    }
+
     /// PyTorch's names for the per-parameter state (`{param}.{suffix}`), in kernel slot order.
     pub fn state_names(&self) -> &'static [&'static str] {
-        match self {
-            Optimizer::Sgd { .. } => &["momentum_buffer"],
-            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
-            Optimizer::Rmsprop { .. } => &["square_avg"],
-        }
+        self.rule().state_names()
     }
 
     /// The hyper buffer for step `t` (1-based) at learning rate `lr`, in the layout the device's
@@ -95,7 +109,7 @@ impl Graph {
                 format!("{} parameters, {} gradients", params.len(), grads.len()),
             ));
         }
-        if self.nodes().iter().any(|n| n.op == Op::Hyper) {
+        if self.optimizer().is_some() || self.nodes().iter().any(|n| n.op == Op::Hyper) {
             return Err(Error::name("optimizer", opt.name(), "the graph already has an optimizer"));
         }
         self.refuse_running_targets(params, opt.name())?;
@@ -117,8 +131,9 @@ impl Graph {
                 inputs.push(self.state(&format!("{name}.{suffix}"), shape.clone()));
             }
             self.check()?;
-            updates.push(self.push(Op::Update(opt), &inputs, Shape::scalar(), DType::F32));
+            updates.push(self.push(Op::Update(opt.rule()), &inputs, Shape::scalar(), DType::F32));
         }
+        self.set_optimizer(opt);
         Ok(updates)
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_device::{BinaryOp, Broadcast, ReduceOp, UnaryOp};
+use kiln_device::{BinaryOp, Broadcast, Prim, ReduceOp, UnaryOp};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -54,197 +54,208 @@ fn eval_node(
         Op::Reshape => x(0).clone(),
         Op::Invalid => return Err("invalid node".into()),
         Op::Update(_) | Op::RunningUpdate { .. } => Vec::new(),
-        Op::Matmul { trans_a, trans_b } => {
-            let (sa, sb) = (dims(0), dims(1));
-            let rc = |s: &[usize]| (s[s.len() - 2], s[s.len() - 1]);
-            let ((ar, ac), (br, bc)) = (rc(&sa), rc(&sb));
-            let (m, k) = if *trans_a { (ac, ar) } else { (ar, ac) };
-            let n = if *trans_b { br } else { bc };
-            let nb = len / (m * n);
-            let (sa_b, sb_b) = (if sa.len() == 3 { m * k } else { 0 }, if sb.len() == 3 { k * n } else { 0 });
-            let mut c = vec![0.0; len];
-            for b in 0..nb {
-                for i in 0..m {
-                    for j in 0..n {
-                        let mut s = 0.0;
-                        for p in 0..k {
-                            let av = x(0)[b * sa_b + if *trans_a { p * m + i } else { i * k + p }];
-                            let bv = x(1)[b * sb_b + if *trans_b { j * k + p } else { p * n + j }];
-                            s += av * bv;
+        Op::Prim(prim) => match prim {
+            Prim::Matmul { trans_a, trans_b } => {
+                let (sa, sb) = (dims(0), dims(1));
+                let rc = |s: &[usize]| (s[s.len() - 2], s[s.len() - 1]);
+                let ((ar, ac), (br, bc)) = (rc(&sa), rc(&sb));
+                let (m, k) = if *trans_a { (ac, ar) } else { (ar, ac) };
+                let n = if *trans_b { br } else { bc };
+                let nb = len / (m * n);
+                let (sa_b, sb_b) =
+                    (if sa.len() == 3 { m * k } else { 0 }, if sb.len() == 3 { k * n } else { 0 });
+                let mut c = vec![0.0; len];
+                for b in 0..nb {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut s = 0.0;
+                            for p in 0..k {
+                                let av = x(0)[b * sa_b + if *trans_a { p * m + i } else { i * k + p }];
+                                let bv = x(1)[b * sb_b + if *trans_b { j * k + p } else { p * n + j }];
+                                s += av * bv;
+                            }
+                            c[(b * m + i) * n + j] = s;
                         }
-                        c[(b * m + i) * n + j] = s;
                     }
                 }
+                c
             }
-            c
-        }
-        Op::Unary { op, alpha } => x(0).iter().map(|&v| unary(*op, v, *alpha as f64)).collect(),
-        Op::UnaryGrad { op, alpha } => {
-            x(0).iter().zip(x(1)).map(|(&s, &dy)| dy * unary_grad(*op, s, *alpha as f64)).collect()
-        }
-        Op::Binary(op) => {
-            let bc = Broadcast::new(op.name(), &dims(0), &dims(1)).map_err(|e| e.to_string())?;
-            (0..bc.len())
-                .map(|i| {
-                    let (oa, ob) = bc.offsets(i);
-                    binary(*op, x(0)[oa], x(1)[ob])
-                })
-                .collect()
-        }
-        Op::Reduce { op, axis, .. } => {
-            let (outer, n, inner) = split(&dims(0), *axis);
-            let mut y = Vec::with_capacity(outer * inner);
-            for o in 0..outer {
-                for i in 0..inner {
-                    let col = (0..n).map(|j| x(0)[(o * n + j) * inner + i]);
-                    y.push(match op {
-                        ReduceOp::Sum => col.sum(),
-                        ReduceOp::Mean => col.sum::<f64>() / n as f64,
-                        ReduceOp::Max => col.fold(f64::NEG_INFINITY, f64::max),
-                        ReduceOp::Argmax => {
-                            let v: Vec<f64> = col.collect();
-                            let best = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                            v.iter().position(|&a| a == best).unwrap_or(0) as f64
-                        }
-                    });
+            Prim::Unary { op, alpha } => x(0).iter().map(|&v| unary(*op, v, *alpha as f64)).collect(),
+            Prim::UnaryGrad { op, alpha } => {
+                x(0).iter().zip(x(1)).map(|(&s, &dy)| dy * unary_grad(*op, s, *alpha as f64)).collect()
+            }
+            Prim::Binary(op) => {
+                let bc = Broadcast::new(op.name(), &dims(0), &dims(1)).map_err(|e| e.to_string())?;
+                (0..bc.len())
+                    .map(|i| {
+                        let (oa, ob) = bc.offsets(i);
+                        binary(*op, x(0)[oa], x(1)[ob])
+                    })
+                    .collect()
+            }
+            Prim::Reduce { op, axis, .. } => {
+                let (outer, n, inner) = split(&dims(0), *axis);
+                let mut y = Vec::with_capacity(outer * inner);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let col = (0..n).map(|j| x(0)[(o * n + j) * inner + i]);
+                        y.push(match op {
+                            ReduceOp::Sum => col.sum(),
+                            ReduceOp::Mean => col.sum::<f64>() / n as f64,
+                            ReduceOp::Max => col.fold(f64::NEG_INFINITY, f64::max),
+                            ReduceOp::Argmax => {
+                                let v: Vec<f64> = col.collect();
+                                let best = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                                v.iter().position(|&a| a == best).unwrap_or(0) as f64
+                            }
+                        });
+                    }
                 }
+                y
             }
-            y
-        }
-        Op::Softmax { log, scale, causal } => {
-            let cols = last(&dims(0));
-            let mut y = Vec::with_capacity(len);
-            for (i, r) in x(0).chunks(cols).enumerate() {
-                // causal: row i of each [T, T] block sees columns 0..=i
-                let n = if *causal { i % cols + 1 } else { cols };
-                let r: Vec<f64> = r[..n].iter().map(|v| *scale as f64 * v).collect();
-                let lse = lse(&r);
-                y.extend(r.iter().map(|v| if *log { v - lse } else { (v - lse).exp() }));
-                y.extend(std::iter::repeat_n(0.0, cols - n));
-            }
-            y
-        }
-        Op::SoftmaxGrad { log, scale } => {
-            let cols = last(&dims(0));
-            let s = *scale as f64;
-            let mut dx = Vec::with_capacity(len);
-            for (y, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
-                if *log {
-                    let t: f64 = dy.iter().sum();
-                    dx.extend(y.iter().zip(dy).map(|(y, g)| s * (g - y.exp() * t)));
-                } else {
-                    let t: f64 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
-                    dx.extend(y.iter().zip(dy).map(|(y, g)| s * y * (g - t)));
+            Prim::Softmax { log, scale, causal } => {
+                let cols = last(&dims(0));
+                let mut y = Vec::with_capacity(len);
+                for (i, r) in x(0).chunks(cols).enumerate() {
+                    // causal: row i of each [T, T] block sees columns 0..=i
+                    let n = if *causal { i % cols + 1 } else { cols };
+                    let r: Vec<f64> = r[..n].iter().map(|v| *scale as f64 * v).collect();
+                    let lse = lse(&r);
+                    y.extend(r.iter().map(|v| if *log { v - lse } else { (v - lse).exp() }));
+                    y.extend(std::iter::repeat_n(0.0, cols - n));
                 }
+                y
             }
-            dx
-        }
-        Op::LayerNorm { eps } => rows(x(0), last(&dims(0)), |r| {
-            let (mean, rstd) = norm_stats(r, *eps as f64);
-            r.iter().map(|v| (v - mean) * rstd).collect()
-        }),
-        Op::LayerNormGrad { eps } => {
-            let cols = last(&dims(0));
-            let mut dx = Vec::with_capacity(len);
-            for (r, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+            Prim::SoftmaxGrad { log, scale } => {
+                let cols = last(&dims(0));
+                let s = *scale as f64;
+                let mut dx = Vec::with_capacity(len);
+                for (y, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                    if *log {
+                        let t: f64 = dy.iter().sum();
+                        dx.extend(y.iter().zip(dy).map(|(y, g)| s * (g - y.exp() * t)));
+                    } else {
+                        let t: f64 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
+                        dx.extend(y.iter().zip(dy).map(|(y, g)| s * y * (g - t)));
+                    }
+                }
+                dx
+            }
+            Prim::LayerNorm { eps } => rows(x(0), last(&dims(0)), |r| {
                 let (mean, rstd) = norm_stats(r, *eps as f64);
-                let xhat: Vec<f64> = r.iter().map(|v| (v - mean) * rstd).collect();
-                let mg = dy.iter().sum::<f64>() / cols as f64;
-                let mgx = dy.iter().zip(&xhat).map(|(g, h)| g * h).sum::<f64>() / cols as f64;
-                dx.extend(dy.iter().zip(&xhat).map(|(g, h)| rstd * (g - mg - h * mgx)));
-            }
-            dx
-        }
-        Op::MseLoss => vec![mean(x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * (p - t)))],
-        Op::MseGrad => {
-            let s = 2.0 / x(0).len() as f64 * x(2)[0];
-            x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * s).collect()
-        }
-        Op::BceLogitsLoss => {
-            vec![mean(x(0).iter().zip(x(1)).map(|(&z, &t)| z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()))]
-        }
-        Op::BceLogitsGrad => {
-            let s = x(2)[0] / x(0).len() as f64;
-            x(0).iter().zip(x(1)).map(|(&z, &t)| (sigmoid(z) - t) * s).collect()
-        }
-        Op::SoftmaxCeLoss => {
-            let cols = last(&dims(0));
-            let losses = x(0).chunks(cols).zip(x(1)).map(|(r, &l)| lse(r) - r[l as usize]);
-            vec![mean(losses)]
-        }
-        Op::SoftmaxCeGrad => {
-            let cols = last(&dims(0));
-            let s = x(2)[0] / x(1).len() as f64;
-            let mut dz = Vec::with_capacity(len);
-            for (r, &l) in x(0).chunks(cols).zip(x(1)) {
-                let m = lse(r);
-                dz.extend(
-                    r.iter().enumerate().map(|(j, v)| ((v - m).exp() - (j == l as usize) as u8 as f64) * s),
-                );
-            }
-            dz
-        }
-        Op::Gather { axis } => {
-            let (outer, n, inner) = split(&dims(0), *axis);
-            let mut y = Vec::with_capacity(len);
-            for o in 0..outer {
-                for &ix in x(1) {
-                    for i in 0..inner {
-                        y.push(if (ix as usize) < n { x(0)[(o * n + ix as usize) * inner + i] } else { 0.0 });
-                    }
+                r.iter().map(|v| (v - mean) * rstd).collect()
+            }),
+            Prim::LayerNormGrad { eps } => {
+                let cols = last(&dims(0));
+                let mut dx = Vec::with_capacity(len);
+                for (r, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                    let (mean, rstd) = norm_stats(r, *eps as f64);
+                    let xhat: Vec<f64> = r.iter().map(|v| (v - mean) * rstd).collect();
+                    let mg = dy.iter().sum::<f64>() / cols as f64;
+                    let mgx = dy.iter().zip(&xhat).map(|(g, h)| g * h).sum::<f64>() / cols as f64;
+                    dx.extend(dy.iter().zip(&xhat).map(|(g, h)| rstd * (g - mg - h * mgx)));
                 }
+                dx
             }
-            y
-        }
-        Op::Im2col(p) => {
-            let taps = p.window(&dims(0)).taps();
-            taps.iter().map(|t| t.map_or(p.pad_value as f64, |i| x(0)[i])).collect()
-        }
-        Op::Col2im(p) => {
-            let taps = p.window(&node.shape.resolve(batch)).taps();
-            let mut y = vec![0.0; len];
-            for (t, v) in taps.iter().zip(x(0)) {
-                if let Some(i) = t {
-                    y[*i] += v;
+            Prim::MseLoss => vec![mean(x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * (p - t)))],
+            Prim::MseGrad => {
+                let s = 2.0 / x(0).len() as f64 * x(2)[0];
+                x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * s).collect()
+            }
+            Prim::BceLogitsLoss => {
+                vec![mean(
+                    x(0).iter().zip(x(1)).map(|(&z, &t)| z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()),
+                )]
+            }
+            Prim::BceLogitsGrad => {
+                let s = x(2)[0] / x(0).len() as f64;
+                x(0).iter().zip(x(1)).map(|(&z, &t)| (sigmoid(z) - t) * s).collect()
+            }
+            Prim::SoftmaxCeLoss => {
+                let cols = last(&dims(0));
+                let losses = x(0).chunks(cols).zip(x(1)).map(|(r, &l)| lse(r) - r[l as usize]);
+                vec![mean(losses)]
+            }
+            Prim::SoftmaxCeGrad => {
+                let cols = last(&dims(0));
+                let s = x(2)[0] / x(1).len() as f64;
+                let mut dz = Vec::with_capacity(len);
+                for (r, &l) in x(0).chunks(cols).zip(x(1)) {
+                    let m = lse(r);
+                    dz.extend(
+                        r.iter()
+                            .enumerate()
+                            .map(|(j, v)| ((v - m).exp() - (j == l as usize) as u8 as f64) * s),
+                    );
                 }
+                dz
             }
-            y
-        }
-        Op::Permute { perm } => {
-            let s = dims(0);
-            (0..len).map(|i| x(0)[crate::layout::permuted_offset(&s, perm, i)]).collect()
-        }
-        Op::Window { axis, offset } => {
-            let (outer, n, inner) = split(&dims(0), *axis);
-            let m = node.shape.resolve(batch)[*axis];
-            let mut y = vec![0.0; len];
-            for o in 0..outer {
-                for j in 0..m {
-                    let s = j as i64 + offset;
-                    if (0..n as i64).contains(&s) {
+            Prim::Gather { axis } => {
+                let (outer, n, inner) = split(&dims(0), *axis);
+                let mut y = Vec::with_capacity(len);
+                for o in 0..outer {
+                    for &ix in x(1) {
                         for i in 0..inner {
-                            y[(o * m + j) * inner + i] = x(0)[(o * n + s as usize) * inner + i];
+                            y.push(if (ix as usize) < n {
+                                x(0)[(o * n + ix as usize) * inner + i]
+                            } else {
+                                0.0
+                            });
                         }
                     }
                 }
+                y
             }
-            y
-        }
-        Op::ScatterAdd { axis } => {
-            let (outer, n, inner) = split(&node.shape.resolve(batch), *axis);
-            let k = x(1).len();
-            let mut y = vec![0.0; len];
-            for o in 0..outer {
-                for (j, &ix) in x(1).iter().enumerate() {
-                    for i in 0..inner {
-                        if (ix as usize) < n {
-                            y[(o * n + ix as usize) * inner + i] += x(0)[(o * k + j) * inner + i];
+            Prim::Im2col(p) => {
+                let taps = p.window(&dims(0)).taps();
+                taps.iter().map(|t| t.map_or(p.pad_value as f64, |i| x(0)[i])).collect()
+            }
+            Prim::Col2im(p) => {
+                let taps = p.window(&node.shape.resolve(batch)).taps();
+                let mut y = vec![0.0; len];
+                for (t, v) in taps.iter().zip(x(0)) {
+                    if let Some(i) = t {
+                        y[*i] += v;
+                    }
+                }
+                y
+            }
+            Prim::Permute { perm } => {
+                let s = dims(0);
+                (0..len).map(|i| x(0)[crate::layout::permuted_offset(&s, perm, i)]).collect()
+            }
+            Prim::Window { axis, offset } => {
+                let (outer, n, inner) = split(&dims(0), *axis);
+                let m = node.shape.resolve(batch)[*axis];
+                let mut y = vec![0.0; len];
+                for o in 0..outer {
+                    for j in 0..m {
+                        let s = j as i64 + offset;
+                        if (0..n as i64).contains(&s) {
+                            for i in 0..inner {
+                                y[(o * m + j) * inner + i] = x(0)[(o * n + s as usize) * inner + i];
+                            }
                         }
                     }
                 }
+                y
             }
-            y
-        }
+            Prim::ScatterAdd { axis } => {
+                let (outer, n, inner) = split(&node.shape.resolve(batch), *axis);
+                let k = x(1).len();
+                let mut y = vec![0.0; len];
+                for o in 0..outer {
+                    for (j, &ix) in x(1).iter().enumerate() {
+                        for i in 0..inner {
+                            if (ix as usize) < n {
+                                y[(o * n + ix as usize) * inner + i] += x(0)[(o * k + j) * inner + i];
+                            }
+                        }
+                    }
+                }
+                y
+            }
+        },
     })
 }
 

@@ -20,8 +20,9 @@ pub struct Session {
     persistent: HashMap<NodeId, BufferId>,
     names: HashMap<String, NodeId>,
     plans: Vec<Bound>,
+    /// The live optimizer settings (a schedule changes the learning rate) and the hyper buffer
+    /// they are written to before every training step.
     optimizer: Option<(Optimizer, NodeId)>,
-    lr: f32,
     step: u64,
 }
 
@@ -53,14 +54,12 @@ impl Session {
         graph.check()?;
         let mut persistent = HashMap::new();
         let mut names = HashMap::new();
-        let mut optimizer = None;
+        let hyper = graph.nodes().iter().position(|n| n.op == Op::Hyper).map(|i| NodeId(i as u32));
+        let optimizer = graph.optimizer().zip(hyper);
         for (i, node) in graph.nodes().iter().enumerate() {
             let id = NodeId(i as u32);
             if let Op::Input { name } | Op::Param { name } | Op::State { name } = &node.op {
                 names.insert(name.clone(), id);
-            }
-            if let Op::Update(opt) = node.op {
-                optimizer = Some((opt, node.inputs[2]));
             }
             if !node.op.is_persistent() {
                 continue;
@@ -76,8 +75,7 @@ impl Session {
             };
             persistent.insert(id, backend.upload(HostData::F32(data))?);
         }
-        let lr = optimizer.map_or(0.0, |(o, _)| o.lr());
-        Ok(Session { graph, backend, persistent, names, plans: Vec::new(), optimizer, lr, step: 0 })
+        Ok(Session { graph, backend, persistent, names, plans: Vec::new(), optimizer, step: 0 })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -149,7 +147,7 @@ impl Session {
         if train {
             if let Some((opt, hyper)) = self.optimizer {
                 self.step += 1;
-                let h = opt.hyper(self.lr, self.step);
+                let h = opt.hyper(opt.lr(), self.step);
                 self.backend.write(self.persistent[&hyper], HostData::F32(&h))?;
             }
         }
@@ -314,14 +312,38 @@ impl Session {
         self.step = t;
     }
 
-    /// The learning rate the next step uses.
+    /// The optimizer settings the next training step uses (none without `Graph::optimize`).
+    pub fn optimizer(&self) -> Option<Optimizer> {
+        self.optimizer.map(|(o, _)| o)
+    }
+
+    /// Changes the hyper-parameters from the next step on; no plan is rebuilt. The update rule
+    /// is part of the graph, so `opt` must be the same kind of optimizer.
+    pub fn set_optimizer(&mut self, opt: Optimizer) -> Result<()> {
+        match &mut self.optimizer {
+            Some((o, _)) if o.rule() == opt.rule() => {
+                *o = opt;
+                Ok(())
+            }
+            Some((o, _)) => Err(Error::name(
+                "optimizer",
+                opt.name(),
+                format!("the graph's update nodes run {}", o.name()),
+            )),
+            None => Err(Error::name("optimizer", opt.name(), "the graph has no optimizer")),
+        }
+    }
+
+    /// The learning rate the next step uses (0 without an optimizer).
     pub fn lr(&self) -> f32 {
-        self.lr
+        self.optimizer.map_or(0.0, |(o, _)| o.lr())
     }
 
     /// Changes the learning rate from the next step on (schedules); no plan is rebuilt.
     pub fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
+        if let Some((o, _)) = &mut self.optimizer {
+            *o = o.with_lr(lr);
+        }
     }
 
     /// The element type of a node (for reading fetched outputs).

@@ -6,7 +6,7 @@ mod common;
 
 use common::{check, Case};
 use kiln_graph::shape::Fixed;
-use kiln_graph::{Attention, Conv2dOpts, Patches, TransformerBlock};
+use kiln_graph::{Attention, Conv2dOpts, Patches, Prim, TransformerBlock};
 
 #[test]
 fn im2col_and_col2im_primitives() {
@@ -142,7 +142,7 @@ fn layout_ops_that_move_nothing_are_views() {
     assert_eq!(c.g.slice(x, 2, 0, 5), x);
     assert_eq!(c.g.concat(&[x], 0), x);
     // a real permutation still moves data
-    assert!(matches!(c.g.node(c.g.permute(x, &[2, 1, 0, 3])).op, Op::Permute { .. }));
+    assert!(matches!(c.g.node(c.g.permute(x, &[2, 1, 0, 3])).op, Op::Prim(Prim::Permute { .. })));
     let y = c.g.permute(c.g.mul(p, p), &[1, 0, 2, 3]); // [3, 1, 1, 5], a view again
     check("permute of size-1 axes", c, y);
 }

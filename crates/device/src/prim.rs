@@ -1,0 +1,312 @@
+//! The primitive vocabulary: each primitive op as a graph names it — its kernel family and
+//! attributes, without sizes — validated and lowered to a sized [`Kernel`] here, once. The graph
+//! stores a [`Prim`] in its nodes (it keeps no mirror of this enum) and calls [`Prim::lower`] with
+//! the dense shapes of one batch size when it compiles a plan.
+
+use crate::error::{Error, Result};
+use crate::kernel::{BinaryOp, Broadcast, Kernel, Matmul, Permute, ReduceOp, UnaryOp, Window2d};
+
+/// A primitive op: the WGSL entry point (and CPU twin) it lowers to, with the attributes that do
+/// not depend on the batch size. Axes count in the tensor's own dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prim {
+    /// `op(a) @ op(b)`, with an optional leading batch dimension on either operand.
+    Matmul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Unary {
+        op: UnaryOp,
+        alpha: f32,
+    },
+    /// Inputs `[saved, dy]`, where `saved` is the forward input or output as `op.saved()` says.
+    UnaryGrad {
+        op: UnaryOp,
+        alpha: f32,
+    },
+    Binary(BinaryOp),
+    /// Reduces `axis`; keeps it as size 1 when `keep`.
+    Reduce {
+        op: ReduceOp,
+        axis: usize,
+        keep: bool,
+    },
+    /// Softmax or log-softmax of `scale * x` over the last axis; with `causal` (softmax only)
+    /// over `[.., T, T]` with entry `(i, j)` exactly 0 for `j > i`.
+    Softmax {
+        log: bool,
+        scale: f32,
+        causal: bool,
+    },
+    /// Inputs `[y, dy]`.
+    SoftmaxGrad {
+        log: bool,
+        scale: f32,
+    },
+    /// `(x - mean) / sqrt(var + eps)` over the last axis (LayerNorm without the affine).
+    LayerNorm {
+        eps: f32,
+    },
+    /// Inputs `[x, dy]`.
+    LayerNormGrad {
+        eps: f32,
+    },
+    /// Inputs `[pred, target]`, scalar output.
+    MseLoss,
+    /// Inputs `[pred, target, dloss]`.
+    MseGrad,
+    BceLogitsLoss,
+    BceLogitsGrad,
+    /// Inputs `[logits, labels (u32)]`.
+    SoftmaxCeLoss,
+    SoftmaxCeGrad,
+    /// Inputs `[table, index (u32)]`: selects entries of `axis`.
+    Gather {
+        axis: usize,
+    },
+    /// Inputs `[src, index (u32)]`: sums src rows into `axis` positions (the output's shape says
+    /// how many).
+    ScatterAdd {
+        axis: usize,
+    },
+    /// Sliding 2-D windows of an NCHW tensor as columns: `[N, C, H, W]` -> `[N, C*kh*kw, OH*OW]`.
+    Im2col(Patches),
+    /// The adjoint of `Im2col`: columns summed back into an image of the output's shape.
+    Col2im(Patches),
+    /// `x.permute(perm)` (rank <= 4): output axis `d` is input axis `perm[d]`.
+    Permute {
+        perm: Vec<usize>,
+    },
+    /// `out[.., j, ..] = x[.., j + offset, ..]` along `axis`, 0 outside `x`; the output's shape
+    /// says how long the output axis is. A slice (offset >= 0) or a zero pad (offset <= 0).
+    Window {
+        axis: usize,
+        offset: i64,
+    },
+}
+
+/// The window geometry of an `Im2col` / `Col2im` primitive (PyTorch's `Conv2d` / pooling
+/// arguments), `[height, width]` each. `pad_value` is what padded positions read (0, or a very
+/// negative value for max pooling).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Patches {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub pad_value: f32,
+}
+
+impl Patches {
+    /// The device geometry over an image of dims `[n, c, h, w]`.
+    pub fn window(&self, dims: &[usize]) -> Window2d {
+        Window2d {
+            n: dims[0],
+            c: dims[1],
+            h: dims[2],
+            w: dims[3],
+            kh: self.kernel[0],
+            kw: self.kernel[1],
+            sh: self.stride[0],
+            sw: self.stride[1],
+            ph: self.padding[0],
+            pw: self.padding[1],
+            dh: self.dilation[0],
+            dw: self.dilation[1],
+        }
+    }
+}
+
+impl Prim {
+    /// The kernel's name (its WGSL entry point), used in errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Prim::Matmul { .. } => "matmul",
+            Prim::Unary { op, .. } => op.name(),
+            Prim::UnaryGrad { op, .. } => op.grad_name(),
+            Prim::Binary(op) => op.name(),
+            Prim::Reduce { op, .. } => op.name(),
+            Prim::Softmax { log: false, .. } => "softmax",
+            Prim::Softmax { log: true, .. } => "log_softmax",
+            Prim::SoftmaxGrad { log: false, .. } => "softmax_grad",
+            Prim::SoftmaxGrad { log: true, .. } => "log_softmax_grad",
+            Prim::LayerNorm { .. } => "layer_norm",
+            Prim::LayerNormGrad { .. } => "layer_norm_grad",
+            Prim::MseLoss => "mse_loss",
+            Prim::MseGrad => "mse_grad",
+            Prim::BceLogitsLoss => "bce_logits_loss",
+            Prim::BceLogitsGrad => "bce_logits_grad",
+            Prim::SoftmaxCeLoss => "softmax_ce_loss",
+            Prim::SoftmaxCeGrad => "softmax_ce_grad",
+            Prim::Gather { .. } => "gather",
+            Prim::ScatterAdd { .. } => "scatter_add",
+            Prim::Im2col(_) => "im2col",
+            Prim::Col2im(_) => "col2im",
+            Prim::Permute { .. } => "permute",
+            Prim::Window { .. } => "window",
+        }
+    }
+
+    /// Checks the attributes that hold whatever the shapes (a slope, an epsilon, a scale): the
+    /// graph calls this when it builds the node, so a bad value is an error naming the op there.
+    pub fn validate(&self) -> Result<()> {
+        let name = self.name();
+        match *self {
+            Prim::Unary { op: UnaryOp::LeakyRelu, alpha }
+            | Prim::UnaryGrad { op: UnaryOp::LeakyRelu, alpha }
+                if alpha.is_nan() || alpha < 0.0 =>
+            {
+                Err(Error::shape(name, format!("negative slope must be >= 0, got {alpha}")))
+            }
+            Prim::Softmax { scale, .. } | Prim::SoftmaxGrad { scale, .. } if !scale.is_finite() => {
+                Err(Error::shape(name, format!("scale must be finite, got {scale}")))
+            }
+            Prim::Softmax { causal: true, log: true, .. } => {
+                Err(Error::shape(name, "the causal mask is for softmax, not log-softmax"))
+            }
+            Prim::LayerNorm { eps } | Prim::LayerNormGrad { eps } if !eps.is_finite() || eps < 0.0 => {
+                Err(Error::shape(name, format!("eps must be finite and >= 0, got {eps}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The sized kernel that computes this primitive over dense, row-major tensors: `inputs` are
+    /// the input dims in order, `output` the output's dims, all at one batch size.
+    pub fn lower(&self, inputs: &[&[usize]], output: &[usize]) -> Result<Kernel> {
+        let input = |k: usize| inputs[k];
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let rows_cols = |s: &[usize]| {
+            let cols = *s.last().unwrap_or(&1);
+            (numel(s) / cols.max(1), cols)
+        };
+        let split = |s: &[usize], axis: usize| (numel(&s[..axis]), s[axis], numel(&s[axis + 1..]));
+        Ok(match self {
+            Prim::Matmul { trans_a, trans_b } => {
+                let (sa, sb) = (input(0), input(1));
+                let last2 = |s: &[usize], t: bool| {
+                    let (x, y) = (s[s.len() - 2], s[s.len() - 1]);
+                    if t {
+                        (y, x)
+                    } else {
+                        (x, y)
+                    }
+                };
+                let ((m, k), (_, n)) = (last2(sa, *trans_a), last2(sb, *trans_b));
+                let batch = match (sa.len(), sb.len()) {
+                    (3, _) => sa[0],
+                    (_, 3) => sb[0],
+                    _ => 1,
+                };
+                Kernel::Matmul(Matmul {
+                    batch,
+                    m,
+                    n,
+                    k,
+                    trans_a: *trans_a,
+                    trans_b: *trans_b,
+                    a_batched: sa.len() == 3,
+                    b_batched: sb.len() == 3,
+                })
+            }
+            Prim::Unary { op, alpha } => Kernel::Unary { op: *op, len: numel(output), alpha: *alpha },
+            Prim::UnaryGrad { op, alpha } => Kernel::UnaryGrad { op: *op, len: numel(output), alpha: *alpha },
+            Prim::Binary(op) => {
+                Kernel::Binary { op: *op, bc: Broadcast::new(op.name(), input(0), input(1))? }
+            }
+            Prim::Reduce { op, axis, .. } => {
+                let (outer, len, inner) = split(input(0), *axis);
+                Kernel::Reduce { op: *op, outer, len, inner }
+            }
+            Prim::Softmax { log, scale, causal } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::Softmax { rows, cols, log: *log, scale: *scale, causal: *causal }
+            }
+            Prim::SoftmaxGrad { log, scale } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::SoftmaxGrad { rows, cols, log: *log, scale: *scale }
+            }
+            Prim::LayerNorm { eps } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNorm { rows, cols, eps: *eps }
+            }
+            Prim::LayerNormGrad { eps } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNormGrad { rows, cols, eps: *eps }
+            }
+            Prim::MseLoss => Kernel::MseLoss { n: numel(input(0)) },
+            Prim::MseGrad => Kernel::MseGrad { n: numel(output) },
+            Prim::BceLogitsLoss => Kernel::BceLogitsLoss { n: numel(input(0)) },
+            Prim::BceLogitsGrad => Kernel::BceLogitsGrad { n: numel(output) },
+            Prim::SoftmaxCeLoss => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::SoftmaxCeLoss { rows, cols }
+            }
+            Prim::SoftmaxCeGrad => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::SoftmaxCeGrad { rows, cols }
+            }
+            Prim::Gather { axis } => {
+                let (outer, axis_len, inner) = split(input(0), *axis);
+                Kernel::Gather { outer, axis_len, inner, n_idx: numel(input(1)) }
+            }
+            Prim::ScatterAdd { axis } => {
+                let (outer, axis_len, inner) = split(output, *axis);
+                Kernel::ScatterAdd { outer, axis_len, inner, n_idx: numel(input(1)) }
+            }
+            Prim::Im2col(p) => Kernel::Im2col { win: p.window(input(0)), pad_value: p.pad_value },
+            Prim::Col2im(p) => Kernel::Col2im { win: p.window(output) },
+            Prim::Permute { perm } => Kernel::Permute(Permute::new("permute", input(0), perm)?),
+            Prim::Window { axis, offset } => {
+                let (outer, src_len, inner) = split(input(0), *axis);
+                let offset = i32::try_from(*offset).map_err(|_| Error::shape("window", "offset past i32"))?;
+                Kernel::Window { outer, src_len, out_len: output[*axis], inner, offset }
+            }
+        })
+    }
+}
+
+/// The rule an optimizer update node runs (in place, over one parameter and its state). The
+/// rule picks the kernel; its hyper-parameters are not part of the graph but live in the
+/// session's optimizer and reach the kernel through the hyper buffer every step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateRule {
+    /// `torch.optim.SGD` (momentum, Nesterov, L2 weight decay).
+    Sgd,
+    /// `torch.optim.Adam` (L2 weight decay added to the gradient).
+    Adam,
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    AdamW,
+    /// `torch.optim.RMSprop` (no momentum, not centered).
+    Rmsprop,
+}
+
+impl UpdateRule {
+    pub fn name(&self) -> &'static str {
+        match self {
+            UpdateRule::Sgd => "sgd",
+            UpdateRule::Adam => "adam",
+            UpdateRule::AdamW => "adamw",
+            UpdateRule::Rmsprop => "rmsprop",
+        }
+    }
+
+    /// PyTorch's names for the per-parameter state (`{param}.{suffix}`), in kernel slot order.
+    pub fn state_names(&self) -> &'static [&'static str] {
+        match self {
+            UpdateRule::Sgd => &["momentum_buffer"],
+            UpdateRule::Adam | UpdateRule::AdamW => &["exp_avg", "exp_avg_sq"],
+            UpdateRule::Rmsprop => &["square_avg"],
+        }
+    }
+
+    /// The update kernel for a parameter of `len` elements.
+    pub fn lower(&self, len: usize) -> Kernel {
+        match self {
+            UpdateRule::Sgd => Kernel::Sgd { len },
+            UpdateRule::Adam => Kernel::Adam { len, decoupled: false },
+            UpdateRule::AdamW => Kernel::Adam { len, decoupled: true },
+            UpdateRule::Rmsprop => Kernel::Rmsprop { len },
+        }
+    }
+}
