@@ -312,7 +312,7 @@ mod tests {
             ("matmul", |g, x, w| g.matmul_t(x, w, false, true)),
             ("softmax", |g, x, _| g.softmax(x)),
             ("scaled_softmax", |g, x, _| g.scaled_softmax(x, 0.5, false)),
-            ("standardize", |g, x, _| g.standardize(x, 1e-5)),
+            ("layer_norm_no_affine", |g, x, _| g.layer_norm_no_affine(x, 1e-5)),
             ("sum", |g, x, _| g.sum(x, 1, false)),
             ("mean", |g, x, _| g.mean(x, 0, true)),
             ("reshape", |g, x, _| g.reshape(x, &[Fixed(12)])),

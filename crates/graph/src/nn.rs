@@ -2,7 +2,7 @@
 //! of their own): convolution (im2col + batched matmul), pooling (im2col + reduce), layer and
 //! batch normalization, multi-head self-attention and a pre-norm transformer block. LayerNorm's
 //! normalization and attention's scaled, causally masked softmax are each one fused primitive
-//! ([`Graph::standardize`], [`Graph::scaled_softmax`]).
+//! ([`Graph::layer_norm_no_affine`], [`Graph::scaled_softmax`]).
 
 use kiln_device::{Patches, ReduceOp};
 
@@ -222,10 +222,10 @@ impl Graph {
     }
 
     /// `torch.nn.functional.layer_norm` over the last axis, with `weight` and `bias` of its size:
-    /// the fused normalization ([`Graph::standardize`], biased variance as PyTorch's) times
+    /// the fused normalization ([`Graph::layer_norm_no_affine`], biased variance as PyTorch's) times
     /// `weight` plus `bias`, as broadcast ops (so their gradients are the usual row sums).
     pub fn layer_norm(&self, x: NodeId, weight: NodeId, bias: NodeId, eps: f32) -> NodeId {
-        self.add(self.mul(self.standardize(x, eps), weight), bias)
+        self.add(self.mul(self.layer_norm_no_affine(x, eps), weight), bias)
     }
 
     /// Batch normalization in training mode over `x [N, C]` or `[N, C, H, W]`: normalizes with the

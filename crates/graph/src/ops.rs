@@ -284,7 +284,7 @@ impl Graph {
 
     /// `(x - mean) / sqrt(var + eps)` over the last axis, biased variance: LayerNorm without its
     /// affine (one kernel forward, one backward). [`Graph::layer_norm`] adds weight and bias.
-    pub fn standardize(&self, x: NodeId, eps: f32) -> NodeId {
+    pub fn layer_norm_no_affine(&self, x: NodeId, eps: f32) -> NodeId {
         self.prim(Prim::LayerNorm { eps }, &[x], |n| {
             want("layer_norm", n[0], F32)?;
             if n[0].shape.rank() == 0 {

@@ -7,6 +7,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Progress {
     bar: Option<ProgressBar>,
     prefix: String,
+    /// This epoch's steps, and the epochs still to run after it (for the run's ETA).
+    steps: usize,
+    epochs_after: usize,
     start: Instant,
     last_draw: Instant,
 }
@@ -26,7 +29,14 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Progress { bar, prefix, start: now, last_draw: now }
+        Progress {
+            bar,
+            prefix,
+            steps,
+            epochs_after: epochs.saturating_sub(epoch),
+            start: now,
+            last_draw: now,
+        }
     }
 
     /// Reports `done` steps; `summary` (running loss and metrics, one step behind on the GPU) is
@@ -39,8 +49,30 @@ impl Progress {
         }
         self.last_draw = now;
         bar.set_position(done as u64);
-        let rate = done as f64 / now.duration_since(self.start).as_secs_f64().max(1e-9);
-        bar.set_message(format!("{} - {rate:.0} steps/s", summary()));
+        let elapsed = now.duration_since(self.start).as_secs_f64();
+        let rate = done as f64 / elapsed.max(1e-9);
+        bar.set_message(format!("{} - {rate:.0} steps/s - {}", summary(), self.timing(done, elapsed)));
+    }
+
+    /// `12.3s elapsed, ETA 4.1s (run 1m05s)`: this epoch's time so far, and the time left in the
+    /// epoch and in the whole run at the epoch's rate so far.
+    fn timing(&self, done: usize, elapsed: f64) -> String {
+        if done == 0 {
+            return format!("{} elapsed", duration(elapsed));
+        }
+        let per_step = elapsed / done as f64;
+        let epoch_left = per_step * self.steps.saturating_sub(done) as f64;
+        let run_left = epoch_left + per_step * (self.steps * self.epochs_after) as f64;
+        if self.epochs_after == 0 {
+            format!("{} elapsed, ETA {}", duration(elapsed), duration(epoch_left))
+        } else {
+            format!(
+                "{} elapsed, ETA {} (run {})",
+                duration(elapsed),
+                duration(epoch_left),
+                duration(run_left)
+            )
+        }
     }
 
     /// Seconds since the epoch started.
@@ -56,5 +88,42 @@ impl Progress {
                 eprintln!("{} - {summary}", self.prefix);
             }
         }
+    }
+}
+
+/// `850ms`, `12.3s`, `4m05s`, `1h02m`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1e3)
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(duration(0.85), "850ms");
+        assert_eq!(duration(12.34), "12.3s");
+        assert_eq!(duration(245.0), "4m05s");
+        assert_eq!(duration(3720.0), "1h02m");
+    }
+
+    #[test]
+    fn the_eta_covers_the_epoch_and_the_run() {
+        // Epoch 2 of 5, 100 steps, 25 done in 5 s: 15 s left in the epoch, 3 more epochs at 20 s.
+        let p = Progress::new(2, 5, 100, true);
+        assert_eq!(p.timing(25, 5.0), "5.0s elapsed, ETA 15.0s (run 1m15s)");
+        let last = Progress::new(5, 5, 100, true);
+        assert_eq!(last.timing(50, 2.0), "2.0s elapsed, ETA 2.0s");
+        assert_eq!(last.timing(0, 0.5), "500ms elapsed");
     }
 }
