@@ -3,7 +3,10 @@
 //! reader of its target), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use kiln_device::{Broadcast, Kernel, Matmul, Permute};
+use kiln_device::{
+    Binary, Broadcast, Conv, Kernel, LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute, Reduce,
+    RunningUpdate, Softmax, Unary,
+};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -261,59 +264,61 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
         Op::Unary { op, alpha } => match fused {
             Some((_, bias)) => {
                 let cols = nodes[bias.index()].shape.numel(batch);
-                Kernel::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha }
+                Kernel::Unary(Unary::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha })
             }
-            None => Kernel::Unary { op: *op, len, alpha: *alpha },
+            None => Kernel::Unary(Unary::Forward { op: *op, len, alpha: *alpha }),
         },
-        Op::UnaryGrad { op, alpha } => Kernel::UnaryGrad { op: *op, len, alpha: *alpha },
-        Op::Binary(op) => Kernel::Binary { op: *op, bc: Broadcast::new(op.name(), &input(0), &input(1))? },
+        Op::UnaryGrad { op, alpha } => Kernel::Unary(Unary::Backward { op: *op, len, alpha: *alpha }),
+        Op::Binary(op) => {
+            Kernel::Binary(Binary { op: *op, bc: Broadcast::new(op.name(), &input(0), &input(1))? })
+        }
         Op::Reduce { op, axis, .. } => {
             let (outer, len, inner) = split(&input(0), *axis);
-            Kernel::Reduce { op: *op, outer, len, inner }
+            Kernel::Reduce(Reduce { op: *op, outer, len, inner })
         }
         Op::Softmax { log, scale, causal } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::Softmax { rows, cols, log: *log, scale: *scale, causal: *causal }
+            Kernel::Softmax(Softmax::Forward { rows, cols, log: *log, scale: *scale, causal: *causal })
         }
         Op::SoftmaxGrad { log, scale } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxGrad { rows, cols, log: *log, scale: *scale }
+            Kernel::Softmax(Softmax::Backward { rows, cols, log: *log, scale: *scale })
         }
         Op::LayerNorm { eps } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::LayerNorm { rows, cols, eps: *eps }
+            Kernel::LayerNorm(LayerNorm::Forward { rows, cols, eps: *eps })
         }
         Op::LayerNormGrad { eps } => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::LayerNormGrad { rows, cols, eps: *eps }
+            Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps: *eps })
         }
-        Op::MseLoss => Kernel::MseLoss { n: input(0).iter().product() },
-        Op::MseGrad => Kernel::MseGrad { n: len },
-        Op::BceLogitsLoss => Kernel::BceLogitsLoss { n: input(0).iter().product() },
-        Op::BceLogitsGrad => Kernel::BceLogitsGrad { n: len },
+        Op::MseLoss => Kernel::Loss(Loss::MseLoss { n: input(0).iter().product() }),
+        Op::MseGrad => Kernel::Loss(Loss::MseGrad { n: len }),
+        Op::BceLogitsLoss => Kernel::Loss(Loss::BceLogitsLoss { n: input(0).iter().product() }),
+        Op::BceLogitsGrad => Kernel::Loss(Loss::BceLogitsGrad { n: len }),
         Op::SoftmaxCeLoss => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxCeLoss { rows, cols }
+            Kernel::Loss(Loss::SoftmaxCeLoss { rows, cols })
         }
         Op::SoftmaxCeGrad => {
             let (rows, cols) = rows_cols(&input(0));
-            Kernel::SoftmaxCeGrad { rows, cols }
+            Kernel::Loss(Loss::SoftmaxCeGrad { rows, cols })
         }
         Op::Gather { axis } => {
             let (outer, axis_len, inner) = split(&input(0), *axis);
-            Kernel::Gather { outer, axis_len, inner, n_idx: input(1).iter().product() }
+            Kernel::Memory(Memory::Gather { outer, axis_len, inner, n_idx: input(1).iter().product() })
         }
         Op::ScatterAdd { axis } => {
             let (outer, axis_len, inner) = split(&node.shape.resolve(batch), *axis);
-            Kernel::ScatterAdd { outer, axis_len, inner, n_idx: input(1).iter().product() }
+            Kernel::Memory(Memory::ScatterAdd { outer, axis_len, inner, n_idx: input(1).iter().product() })
         }
         Op::Update(opt) => {
             let len = nodes[node.inputs[0].index()].shape.numel(batch);
             match opt {
-                Optimizer::Sgd { .. } => Kernel::Sgd { len },
-                Optimizer::Adam { .. } => Kernel::Adam { len, decoupled: false },
-                Optimizer::AdamW { .. } => Kernel::Adam { len, decoupled: true },
-                Optimizer::Rmsprop { .. } => Kernel::Rmsprop { len },
+                Optimizer::Sgd { .. } => Kernel::Optim(Optim::Sgd { len }),
+                Optimizer::Adam { .. } => Kernel::Optim(Optim::Adam { len, decoupled: false }),
+                Optimizer::AdamW { .. } => Kernel::Optim(Optim::Adam { len, decoupled: true }),
+                Optimizer::Rmsprop { .. } => Kernel::Optim(Optim::Rmsprop { len }),
             }
         }
         Op::RunningUpdate { keep, gain, unbiased_per_row } => {
@@ -338,16 +343,16 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                     (n as f64 / (n as f64 - 1.0)) as f32
                 }
             };
-            Kernel::RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale }
+            Kernel::Running(RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale })
         }
-        Op::Im2col(p) => Kernel::Im2col { win: p.window(&input(0)), pad_value: p.pad_value },
-        Op::Col2im(p) => Kernel::Col2im { win: p.window(&node.shape.resolve(batch)) },
-        Op::Permute { perm } => Kernel::Permute(Permute::new("permute", &input(0), perm)?),
+        Op::Im2col(p) => Kernel::Conv(Conv::Im2col { win: p.window(&input(0)), pad_value: p.pad_value }),
+        Op::Col2im(p) => Kernel::Conv(Conv::Col2im { win: p.window(&node.shape.resolve(batch)) }),
+        Op::Permute { perm } => Kernel::Layout(Layout::Permute(Permute::new("permute", &input(0), perm)?)),
         Op::Window { axis, offset } => {
             let (outer, src_len, inner) = split(&input(0), *axis);
             let out_len = node.shape.resolve(batch)[*axis];
             let offset = i32::try_from(*offset).map_err(|_| Error::shape("window", "offset past i32"))?;
-            Kernel::Window { outer, src_len, out_len, inner, offset }
+            Kernel::Layout(Layout::SlicePad { outer, src_len, out_len, inner, offset })
         }
         op => return Err(Error::shape(op.name(), "has no kernel")),
     })
