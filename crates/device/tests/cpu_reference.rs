@@ -91,7 +91,7 @@ fn unary_forward_every_op() {
         for len in SIZES {
             let x = unary_input(&mut rng, op, len);
             let got = out0(Kernel::Unary(Unary::Forward { op, len, alpha: SLOPE }), vec![Init::F(x.clone())]);
-            let want: Vec<f64> = x.iter().map(|&v| common::unary(op, v as f64, SLOPE as f64)).collect();
+            let want: Vec<f64> = x.iter().map(|&v| op.eval_f64(v as f64, SLOPE as f64)).collect();
             assert_close(&format!("{} len={len}", op.name()), &got, &want, RTOL, ATOL);
         }
     }
@@ -105,20 +105,15 @@ fn unary_grad_every_op() {
             let x = unary_input(&mut rng, op, len);
             let dy = rng.normal_vec(len);
             let saved: Vec<f32> = match op.saved() {
-                Saved::Output => {
-                    x.iter().map(|&v| common::unary(op, v as f64, SLOPE as f64) as f32).collect()
-                }
+                Saved::Output => x.iter().map(|&v| op.eval_f64(v as f64, SLOPE as f64) as f32).collect(),
                 Saved::Input | Saved::Neither => x.clone(),
             };
             let got = out0(
                 Kernel::Unary(Unary::Backward { op, len, alpha: SLOPE }),
                 vec![Init::F(saved), Init::F(dy.clone())],
             );
-            let want: Vec<f64> = x
-                .iter()
-                .zip(&dy)
-                .map(|(&v, &g)| g as f64 * common::unary_deriv(op, v as f64, SLOPE as f64))
-                .collect();
+            let want: Vec<f64> =
+                x.iter().zip(&dy).map(|(&v, &g)| g as f64 * op.deriv_f64(v as f64, SLOPE as f64)).collect();
             assert_close(&format!("{} len={len}", op.grad_name()), &got, &want, RTOL, ATOL);
         }
     }
@@ -143,7 +138,7 @@ fn bias_act_every_op() {
                 for c in 0..cols {
                     // The bias add happens in f32, as the kernel's does.
                     let z = x[r * cols + c] + b[c];
-                    want[r * cols + c] = common::unary(op, z as f64, SLOPE as f64);
+                    want[r * cols + c] = op.eval_f64(z as f64, SLOPE as f64);
                 }
             }
             assert_close(&format!("bias_act {} {rows}x{cols}", op.name()), &got, &want, RTOL, ATOL);
@@ -180,7 +175,7 @@ fn binary_every_op_with_broadcasting() {
             assert_eq!(bc.out_shape(out_shape.len()), out_shape);
             let got = out0(Kernel::Binary(Binary { op, bc }), vec![Init::F(a.clone()), Init::F(b.clone())]);
             let want: Vec<f64> =
-                idx.iter().map(|&(ia, ib)| common::binary(op, a[ia] as f64, b[ib] as f64)).collect();
+                idx.iter().map(|&(ia, ib)| op.eval_f64(a[ia] as f64, b[ib] as f64)).collect();
             assert_close(&format!("{} {sa:?} x {sb:?}", op.name()), &got, &want, RTOL, ATOL);
         }
     }
@@ -469,7 +464,7 @@ fn bce_logits_loss_and_grad() {
         let want: Vec<f64> = z
             .iter()
             .zip(&t)
-            .map(|(&z, &t)| (common::sigmoid(z as f64) - t as f64) / n as f64 * DLOSS as f64)
+            .map(|(&z, &t)| (UnaryOp::Sigmoid.eval_f64(z as f64, 0.0) - t as f64) / n as f64 * DLOSS as f64)
             .collect();
         assert_close(&format!("bce_logits_grad n={n}"), &got, &want, RTOL, ATOL);
     }
@@ -1107,4 +1102,14 @@ fn a_window_larger_than_the_image_is_a_shape_error() {
     let win = Window2d::square(1, 1, 3, 3, 5, 1, 0, 1);
     assert!(Kernel::Conv(Conv::Im2col { win, pad_value: 0.0 }).validate().is_err());
     assert!(Kernel::Conv(Conv::Col2im { win: Window2d::square(1, 1, 3, 3, 3, 0, 0, 1) }).validate().is_err());
+}
+
+/// The float64 reference's erf (used by GELU's reference) against libm's.
+#[test]
+fn the_reference_erf_matches_libm() {
+    for i in -8000..=8000 {
+        let x = i as f64 / 1000.0;
+        let (got, want) = (kiln_device::kernels::unary::erf_f64(x), libm::erf(x));
+        assert!((got - want).abs() <= 1e-10, "erf({x}) = {got}, libm {want}");
+    }
 }

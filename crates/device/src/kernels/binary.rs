@@ -79,6 +79,28 @@ impl BinaryOp {
     }
 }
 
+impl BinaryOp {
+    /// `a op b` in f64: the float64 reference, written once for the device tests and the graph's
+    /// float64 interpreter (`kiln_graph::reference`).
+    pub fn eval_f64(self, a: f64, b: f64) -> f64 {
+        let flag = |c: bool| c as u8 as f64;
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+            BinaryOp::Eq => flag(a == b),
+            BinaryOp::Ne => flag(a != b),
+            BinaryOp::Lt => flag(a < b),
+            BinaryOp::Le => flag(a <= b),
+            BinaryOp::Gt => flag(a > b),
+            BinaryOp::Ge => flag(a >= b),
+        }
+    }
+}
+
 /// Calls `$body` with `$o` bound to each op as a `const` (see `for_each_unary` in `unary`).
 macro_rules! with_binary {
     ($op:expr, $o:ident => $body:expr) => {

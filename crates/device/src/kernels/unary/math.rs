@@ -96,6 +96,27 @@ pub fn erfc(x: f32) -> f32 {
     }
 }
 
+/// `erf` in f64 for the float64 references: Taylor series near 0, asymptotic series in the tails
+/// (error below 1e-10).
+pub fn erf_f64(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 4.0 {
+        let (mut term, mut sum, mut n) = (a, a, 0.0);
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -a * a / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let z = 1.0 / (a * a);
+        let tail = (-a * a).exp() / (a * std::f64::consts::PI.sqrt())
+            * (1.0 - 0.5 * z + 0.75 * z * z - 1.875 * z * z * z + 6.5625 * z.powi(4));
+        1.0 - tail
+    };
+    r.copysign(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{erfc, fast_exp};

@@ -2,14 +2,16 @@
 //! backward kernels `{op}_backward`, and `bias_act`, the bias-add + activation that follows a
 //! matmul, fused.
 //!
-//! Adding an op: one row in [`unary_table!`], its arms in [`UnaryOp::eval`] and [`UnaryOp::grad`]
-//! (the CPU twins), and the two entry points plus a case of `apply` in `shaders/unary.wgsl`.
+//! Adding an op: one row in `unary_table!`, its arms in [`UnaryOp::eval`] and [`UnaryOp::grad`]
+//! (the CPU twins) and in [`UnaryOp::eval_f64`] and [`UnaryOp::grad_f64`] (the float64 reference
+//! the tests and the graph's interpreter use), and the two entry points plus a case of `apply` in
+//! `shaders/unary.wgsl`.
 
 mod math;
 
 use rayon::prelude::*;
 
-pub use math::{erfc, fast_exp, sigmoid, tanh};
+pub use math::{erf_f64, erfc, fast_exp, sigmoid, tanh};
 use math::{sign, step};
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
@@ -169,6 +171,69 @@ impl UnaryOp {
                 dy * (cdf + s * pdf)
             }
         }
+    }
+}
+
+/// The float64 references: the plain formulas, written once for the device tests and the graph's
+/// float64 interpreter (`kiln_graph::reference`).
+impl UnaryOp {
+    /// `op(x)` in f64.
+    pub fn eval_f64(self, x: f64, alpha: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Reciprocal => 1.0 / x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::LeakyRelu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Gelu => 0.5 * x * (1.0 + erf_f64(x / std::f64::consts::SQRT_2)),
+        }
+    }
+
+    /// `d op / dx` in f64 as a function of the saved value `s` (`x` or `y`, as
+    /// [`UnaryOp::saved`] says), like the backward kernel.
+    pub fn grad_f64(self, s: f64, alpha: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -1.0,
+            UnaryOp::Exp => s,
+            UnaryOp::Log => 1.0 / s,
+            UnaryOp::Sqrt => 0.5 / s,
+            UnaryOp::Reciprocal => -s * s,
+            UnaryOp::Abs => s.signum() * (s != 0.0) as u8 as f64,
+            UnaryOp::Relu => (s > 0.0) as u8 as f64,
+            UnaryOp::LeakyRelu => {
+                if s > 0.0 {
+                    1.0
+                } else {
+                    alpha
+                }
+            }
+            UnaryOp::Sigmoid => s * (1.0 - s),
+            UnaryOp::Tanh => 1.0 - s * s,
+            UnaryOp::Gelu => {
+                let cdf = 0.5 * (1.0 + erf_f64(s / std::f64::consts::SQRT_2));
+                cdf + s * (-0.5 * s * s).exp() / (2.0 * std::f64::consts::PI).sqrt()
+            }
+        }
+    }
+
+    /// `d op / dx` in f64 at the input `x`: [`UnaryOp::grad_f64`] of the value the backward saves.
+    pub fn deriv_f64(self, x: f64, alpha: f64) -> f64 {
+        let saved = match self.saved() {
+            Saved::Output => self.eval_f64(x, alpha),
+            Saved::Input | Saved::Neither => x,
+        };
+        self.grad_f64(saved, alpha)
     }
 }
 
