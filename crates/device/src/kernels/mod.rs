@@ -279,4 +279,73 @@ mod tests {
         assert!(g[0] as usize * g[1] as usize * 256 > 256 * 70_000);
         assert_eq!(per_element(1), [1, 1, 1]);
     }
+
+    /// The typed parameter blocks give the words the hand-written layouts gave (plans unchanged).
+    #[test]
+    fn parameter_words_keep_their_layout() {
+        let words = |k: Kernel| k.params().to_vec();
+        let pad = |w: &[u32]| [w, &vec![0; 16 - w.len()]].concat();
+        assert_eq!(
+            words(Kernel::Binary(Binary { op: BinaryOp::Add, bc: Broadcast::same(9) })),
+            pad(&[9, 0, 0, 0, 1, 1, 1, 9, 0, 0, 0, 1, 0, 0, 0, 1])
+        );
+        assert_eq!(
+            words(Kernel::Unary(Unary::BiasAct { op: UnaryOp::Gelu, rows: 3, cols: 5, alpha: 0.5 })),
+            pad(&[15, 0.5f32.to_bits(), 5, 10])
+        );
+        let mm = Matmul {
+            batch: 2,
+            m: 3,
+            n: 4,
+            k: 5,
+            trans_a: true,
+            trans_b: false,
+            a_batched: true,
+            b_batched: false,
+        };
+        assert_eq!(words(Kernel::Matmul(mm)), pad(&[2, 3, 4, 5, 1, 0, 15, 0]));
+        assert_eq!(
+            words(Kernel::Layout(Layout::SlicePad {
+                outer: 2,
+                src_len: 5,
+                out_len: 3,
+                inner: 4,
+                offset: -2
+            })),
+            pad(&[2, 5, 3, 4, (-2i32) as u32])
+        );
+        assert_eq!(
+            words(Kernel::Memory(Memory::Fill { len: 7, value: -1.5 })),
+            pad(&[7, (-1.5f32).to_bits()])
+        );
+        assert_eq!(
+            words(Kernel::Softmax(Softmax::Backward { rows: 6, cols: 3, log: true, scale: 2.0 })),
+            pad(&[6, 3, 2.0f32.to_bits(), 0])
+        );
+        let win = Window2d::square(2, 3, 5, 4, 3, 1, 1, 1);
+        let mut conv = vec![2, 3, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 5, 4, 7.0f32.to_bits()];
+        assert_eq!(words(Kernel::Conv(Conv::Im2col { win, pad_value: 7.0 })), pad(&conv));
+        conv[14] = 0;
+        assert_eq!(words(Kernel::Conv(Conv::Col2im { win })), pad(&conv));
+    }
+
+    /// The typed hypers fill the words in the order the kernels used to read by position.
+    #[test]
+    fn hyper_words_keep_their_order() {
+        let adam = AdamHyper {
+            lr: 1.0,
+            beta1: 2.0,
+            beta2: 3.0,
+            eps: 4.0,
+            weight_decay: 5.0,
+            bias_correction1: 6.0,
+            bias_correction2: 7.0,
+            padding: 0.0,
+        };
+        assert_eq!(adam.words(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 0.0]);
+        let sgd = SgdHyper { lr: 1.0, momentum: 2.0, weight_decay: 3.0, nesterov: 1.0, padding: [0.0; 4] };
+        assert_eq!(sgd.words(), [1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        let rms = RmspropHyper { lr: 1.0, alpha: 2.0, eps: 3.0, weight_decay: 4.0, padding: [0.0; 4] };
+        assert_eq!(rms.words(), [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+    }
 }
