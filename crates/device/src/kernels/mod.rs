@@ -81,17 +81,29 @@ pub(crate) trait Family {
 /// and row-major; sizes are element counts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kernel {
+    /// `shaders/matmul.wgsl`: batched matmul.
     Matmul(Matmul),
+    /// `shaders/unary.wgsl`: elementwise ops, their backward, the fused bias + activation.
     Unary(Unary),
+    /// `shaders/binary.wgsl`: broadcast binary ops.
     Binary(Binary),
+    /// `shaders/reduce.wgsl`: sum, mean, max, argmax over one axis.
     Reduce(Reduce),
+    /// `shaders/softmax.wgsl`: (log-)softmax, scaled and optionally causal, and backward.
     Softmax(Softmax),
+    /// `shaders/layer_norm.wgsl`: layer norm without the affine, and backward.
     LayerNorm(LayerNorm),
+    /// `shaders/loss.wgsl`: losses and their gradients.
     Loss(Loss),
+    /// `shaders/conv.wgsl`: im2col / col2im.
     Conv(Conv),
+    /// `shaders/layout.wgsl`: permute, slice / pad.
     Layout(Layout),
+    /// `shaders/optim.wgsl`: in-place optimizer updates.
     Optim(Optim),
+    /// `shaders/memory.wgsl`: gather, scatter-add, fill, copy.
     Memory(Memory),
+    /// `shaders/running.wgsl`: in-place running statistics.
     Running(RunningUpdate),
 }
 

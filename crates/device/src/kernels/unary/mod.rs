@@ -43,6 +43,15 @@ macro_rules! unary_table {
     };
 }
 
+macro_rules! is_heavy {
+    (heavy) => {
+        true
+    };
+    (light) => {
+        false
+    };
+}
+
 macro_rules! define_unary_ops {
     (; $($v:ident $stem:literal $saved:ident $cost:ident),*) => {
         /// Unary elementwise ops. `alpha` is the negative slope of `LeakyRelu` and ignored elsewhere.
@@ -78,7 +87,7 @@ macro_rules! define_unary_ops {
             /// Transcendental (worth threads sooner) rather than memory-bound.
             fn heavy(self) -> bool {
                 match self {
-                    $(UnaryOp::$v => stringify!($cost) == "heavy",)*
+                    $(UnaryOp::$v => is_heavy!($cost),)*
                 }
             }
         }
