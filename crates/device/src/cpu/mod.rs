@@ -1,8 +1,8 @@
 //! The native CPU backend: the readable reference every GPU kernel is tested against, and the
 //! default where no hardware GPU exists.
 //!
-//! This module is only the machinery: buffers are plain `Vec`s kept in a [`Pool`]; `prepare` checks
-//! every launch once and turns it into a [`CpuLaunch`] (buffer ids with the slot each binds), so
+//! This module is only the machinery: buffers are plain `Vec`s kept in a `Pool`; `prepare` checks
+//! every launch once and turns it into a `CpuLaunch` (buffer ids with the slot each binds), so
 //! `submit` only looks buffers up and hands slices to the kernel's CPU twin (in its family module,
 //! `crate::kernels`), synchronously, with no heap allocation per launch. Read-backs are stashed
 //! under the ticket until `wait` collects them.

@@ -4,7 +4,7 @@
 //! parameter block that the shader's `Params` struct mirrors field for field, its workgroup counts,
 //! and its CPU twin (same formula, same order of operations).
 //!
-//! Each family implements the crate-private [`Family`] trait; [`Kernel`] has one variant per family
+//! Each family implements the crate-private `Family` trait; [`Kernel`] has one variant per family
 //! and delegates to it, so the backends (`crate::cpu`, `crate::gpu`) have no per-kernel code.
 //! Buffers are passed separately, in the order that [`Kernel::slots`] lists them; outputs first.
 
