@@ -27,7 +27,7 @@ fn time_matmul(be: &mut dyn Backend, n: usize) -> anyhow::Result<f64> {
     let a = be.upload(HostData::F32(&data))?;
     let b = be.upload(HostData::F32(&data))?;
     let c = be.alloc(DType::F32, n * n)?;
-    let plan = be.compile(&[Launch::new(Kernel::Matmul(Matmul::new(n, n, n)), &[c, a, b])])?;
+    let plan = be.prepare(&[Launch::new(Kernel::Matmul(Matmul::new(n, n, n)), &[c, a, b])])?;
     let run = |be: &mut dyn Backend| -> anyhow::Result<f64> {
         let start = Instant::now();
         let ticket = be.submit(plan, &[])?;

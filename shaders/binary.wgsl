@@ -1,8 +1,12 @@
 // Binary elementwise ops with numpy broadcasting; comparisons give 1.0 or 0.0.
-// CPU twin: crates/device/src/kernel/ops.rs (BinaryOp::eval) over kernel/shape.rs (Broadcast).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/binary.rs.
 
+// Mirrors BinaryParams.
 struct Params {
     len: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
     out: vec4<u32>,       // output dims, right-aligned, padded with 1
     a_strides: vec4<u32>, // 0 where a is broadcast
     b_strides: vec4<u32>,
@@ -16,12 +20,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
-
-const WG: u32 = 256u;
-
-fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
 
 // Offsets into a and b of output element i.
 fn offsets(i: u32) -> vec2<u32> {
@@ -41,7 +39,7 @@ fn flag(c: bool) -> f32 {
 
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -51,7 +49,7 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(256)
 fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -61,7 +59,7 @@ fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(256)
 fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -71,7 +69,7 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(256)
 fn div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -81,7 +79,7 @@ fn div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(256)
 fn maximum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -91,7 +89,7 @@ fn maximum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 
 @compute @workgroup_size(256)
 fn minimum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -101,7 +99,7 @@ fn minimum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 
 @compute @workgroup_size(256)
 fn eq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -111,7 +109,7 @@ fn eq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw
 
 @compute @workgroup_size(256)
 fn ne(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -121,7 +119,7 @@ fn ne(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw
 
 @compute @workgroup_size(256)
 fn lt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -131,7 +129,7 @@ fn lt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw
 
 @compute @workgroup_size(256)
 fn le(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -141,7 +139,7 @@ fn le(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw
 
 @compute @workgroup_size(256)
 fn gt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];
@@ -151,7 +149,7 @@ fn gt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw
 
 @compute @workgroup_size(256)
 fn ge(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let o = offsets(i);
     let x = a[o.x];

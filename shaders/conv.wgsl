@@ -2,8 +2,9 @@
 // as a column (so a convolution is one batched matmul), col2im is its adjoint (the convolution's
 // input gradient), written in gather form: each image element sums the entries that read it, so
 // no two invocations write the same element and no float atomics are needed.
-// CPU twin: crates/device/src/cpu/layout.rs (im2col, col2im).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/conv.rs.
 
+// Mirrors ConvParams.
 struct Params {
     n: u32,
     c: u32,
@@ -29,16 +30,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 
-const WG: u32 = 256u;
-
-fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // One invocation per column entry.
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear(gid, nwg);
+    let e = flat_index(gid, nwg);
     let l = p.oh * p.ow;
     let rows = p.c * p.kh * p.kw;
     if e >= p.n * rows * l { return; }
@@ -63,7 +58,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // One invocation per image element; taps in the same order as the CPU twin (ky, then kx).
 @compute @workgroup_size(256)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear(gid, nwg);
+    let e = flat_index(gid, nwg);
     if e >= p.n * p.c * p.h * p.w { return; }
     let ix = e % p.w;
     let iy = (e / p.w) % p.h;

@@ -3,8 +3,9 @@
 // dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the row statistics recomputed.
 // One workgroup per row; sums are combined through workgroup memory (deterministic), the variance
 // in a second pass over the centered row.
-// CPU twin: crates/device/src/cpu (layer_norm).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/layer_norm.rs.
 
+// Mirrors LayerNormParams.
 struct Params {
     rows: u32,
     cols: u32,
@@ -21,39 +22,26 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> vals: array<f32, 64>;
-
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    vals[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] += vals[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = vals[0];
-    workgroupBarrier();
-    return r;
-}
 
 // Mean and rstd of the row starting at base.
 fn row_stats(base: u32, lid: u32) -> vec2<f32> {
     let n = f32(p.cols);
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) { s += x[base + j]; }
-    let mean = tree_sum(lid, s) / n;
+    let mean = tree_sum(lid, s, WG) / n;
     var q = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
         let d = x[base + j] - mean;
         q += d * d;
     }
-    let variance = tree_sum(lid, q) / n;
+    let variance = tree_sum(lid, q, WG) / n;
     return vec2<f32>(mean, 1.0 / sqrt(variance + p.eps));
 }
 
 @compute @workgroup_size(64)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
     let base = r * p.cols;
     let st = row_stats(base, lid);
@@ -63,7 +51,7 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @compute @workgroup_size(64)
 fn layer_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
     let base = r * p.cols;
     let st = row_stats(base, lid);
@@ -75,8 +63,8 @@ fn layer_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         sg += g;
         sgx += g * (x[base + j] - st.x) * st.y;
     }
-    let mg = tree_sum(lid, sg) / n;
-    let mgx = tree_sum(lid, sgx) / n;
+    let mg = tree_sum(lid, sg, WG) / n;
+    let mgx = tree_sum(lid, sgx, WG) / n;
     for (var j = lid; j < p.cols; j += WG) {
         let xhat = (x[base + j] - st.x) * st.y;
         out[base + j] = st.y * (dy[base + j] - mg - xhat * mgx);

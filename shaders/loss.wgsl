@@ -1,8 +1,9 @@
 // Losses (mean over the batch) and their gradients. A loss kernel is one workgroup that walks
 // every element and combines partial sums in workgroup memory; a gradient kernel is elementwise
 // (or one workgroup per row for softmax cross-entropy).
-// CPU twin: crates/device/src/cpu (loss).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/loss.rs.
 
+// Mirrors LossParams.
 struct Params {
     n: u32,    // elements (mse, bce) or rows (softmax cross-entropy)
     cols: u32, // classes (softmax cross-entropy)
@@ -23,23 +24,6 @@ struct Params {
 
 const WG: u32 = 256u;
 const ROW_WG: u32 = 64u;
-var<workgroup> vals: array<f32, 256>;
-
-fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-fn tree_sum(lid: u32, v: f32, width: u32) -> f32 {
-    vals[lid] = v;
-    workgroupBarrier();
-    for (var s = width / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] += vals[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = vals[0];
-    workgroupBarrier();
-    return r;
-}
 
 fn sigmoid_f(z: f32) -> f32 {
     if z >= 0.0 { return 1.0 / (1.0 + exp(-z)); }
@@ -61,7 +45,7 @@ fn mse_loss(@builtin(local_invocation_index) lid: u32) {
 // d/dp mean((p - t)^2) = 2 (p - t) / n
 @compute @workgroup_size(256)
 fn mse_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.n { return; }
     out[i] = 2.0 * (x[i] - tgt[i]) / f32(p.n) * dloss[0];
 }
@@ -80,7 +64,7 @@ fn bce_logits_loss(@builtin(local_invocation_index) lid: u32) {
 // d/dz = (sigmoid(z) - t) / n
 @compute @workgroup_size(256)
 fn bce_logits_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.n { return; }
     out[i] = (sigmoid_f(x[i]) - tgt[i]) / f32(p.n) * dloss[0];
 }
@@ -113,21 +97,13 @@ fn softmax_ce_loss(@builtin(local_invocation_index) lid: u32) {
 @compute @workgroup_size(64)
 fn softmax_ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.n { return; }
     let base = r * p.cols;
     let label = labels[r];
     var m = bitcast<f32>(0xff800000u);
     for (var j = lid; j < p.cols; j += ROW_WG) { m = max(m, x[base + j]); }
-    // reuse the sum tree for the max: combine through max instead of +
-    vals[lid] = m;
-    workgroupBarrier();
-    for (var s = ROW_WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] = max(vals[lid], vals[lid + s]); }
-        workgroupBarrier();
-    }
-    m = vals[0];
-    workgroupBarrier();
+    m = tree_max(lid, m, ROW_WG);
     var acc = 0.0;
     for (var j = lid; j < p.cols; j += ROW_WG) { acc += exp(x[base + j] - m); }
     let total = tree_sum(lid, acc, ROW_WG);

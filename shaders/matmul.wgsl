@@ -1,11 +1,13 @@
 // Batched matmul C[b] = op(A[b]) @ op(B[b]), row-major, either operand optionally transposed.
-// CPU twin: crates/device/src/cpu (matrixmultiply sgemm over the same strides).
+// Rust side (description, parameters, CPU twin: matrixmultiply's sgemm over the same strides):
+// crates/device/src/kernels/matmul.rs.
 //
 // Each workgroup computes a 64x64 tile of C with 256 invocations; each invocation owns a 4x4 block
 // held in four vec4 accumulators (named variables, not an array: naga would spill an array to memory).
 // K advances in steps of 16 through two tiles in workgroup memory. Loads are bounds-checked and
 // zero-filled at the edges, so any M, N, K works.
 
+// Mirrors MatmulParams.
 struct Params {
     batch: u32,
     m: u32,

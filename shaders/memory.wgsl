@@ -1,6 +1,7 @@
 // Gather / scatter-add along an axis (embeddings and their backward), fill and copy.
-// CPU twin: crates/device/src/cpu (memory).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/memory.rs.
 
+// Mirrors MemoryParams.
 struct Params {
     a: u32, // gather/scatter: outer; fill/copy: len
     b: u32, // gather/scatter: axis_len; fill: value bits
@@ -17,16 +18,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read> index: array<u32>;
 
-const WG: u32 = 256u;
-
-fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 // out[o, j, i] = table[o, index[j], i]; an index out of range gives 0.
 @compute @workgroup_size(256)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear(gid, nwg);
+    let e = flat_index(gid, nwg);
     let outer = p.a;
     let axis_len = p.b;
     if e >= outer * p.n_idx * p.inner { return; }
@@ -43,7 +38,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // index list in order, so the sum is deterministic without atomics.
 @compute @workgroup_size(256)
 fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear(gid, nwg);
+    let e = flat_index(gid, nwg);
     let outer = p.a;
     let axis_len = p.b;
     if e >= outer * axis_len * p.inner { return; }
@@ -59,14 +54,14 @@ fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 
 @compute @workgroup_size(256)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear(gid, nwg);
+    let e = flat_index(gid, nwg);
     if e >= p.a { return; }
     out[e] = bitcast<f32>(p.b);
 }
 
 @compute @workgroup_size(256)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear(gid, nwg);
+    let e = flat_index(gid, nwg);
     if e >= p.a { return; }
     out[e] = src[e];
 }

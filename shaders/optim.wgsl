@@ -1,80 +1,120 @@
 // Optimizer updates, in place over flat parameter buffers (PyTorch's update rules).
-// Hyper-parameters come from a small buffer the host rewrites each step (layouts: HYPER_LEN in
-// crates/device/src/kernel/mod.rs). CPU twin: crates/device/src/cpu (optim).
+// Hyper-parameters come from a small buffer the host rewrites each step, read through the typed
+// structs below, which mirror SgdHyper, AdamHyper and RmspropHyper (HYPER_LEN = 8 words each).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/optim.rs.
 
+// Mirrors OptimParams.
 struct Params {
     len: u32,
+}
+
+struct SgdHyper {
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: f32, // 1.0 or 0.0
+    padding0: f32,
+    padding1: f32,
+    padding2: f32,
+    padding3: f32,
+}
+
+struct AdamHyper {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    bias_correction1: f32, // 1 - beta1^t
+    bias_correction2: f32, // 1 - beta2^t
+    padding: f32,
+}
+
+struct RmspropHyper {
+    lr: f32,
+    alpha: f32,
+    eps: f32,
+    weight_decay: f32,
+    padding0: f32,
+    padding1: f32,
+    padding2: f32,
+    padding3: f32,
 }
 
 // binding 0: params (uniform)
 // binding 1: param [len]  updated in place
 // binding 2: grad  [len]
-// binding 3: hyper [8]
+// binding 3: hyper [8]    one of the hyper structs, by entry point
 // binding 4: state [len]  momentum buffer (sgd), first moment (adam), square average (rmsprop)
 // binding 5: v     [len]  second moment (adam)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read> hyper: array<f32>;
+@group(0) @binding(3) var<storage, read> hyper: array<f32, 8>;
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
 
-const WG: u32 = 256u;
-
-fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
+fn sgd_hyper() -> SgdHyper {
+    return SgdHyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
 }
 
-// hyper: [lr, momentum, weight_decay, nesterov]
+fn adam_hyper() -> AdamHyper {
+    return AdamHyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
+}
+
+fn rmsprop_hyper() -> RmspropHyper {
+    return RmspropHyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
+}
+
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
-    let lr = hyper[0];
-    let momentum = hyper[1];
-    let g = grad[i] + hyper[2] * param[i];
-    let buf = momentum * state[i] + g;
+    let h = sgd_hyper();
+    let g = grad[i] + h.weight_decay * param[i];
+    let buf = h.momentum * state[i] + g;
     state[i] = buf;
     var step = g;
-    if hyper[3] != 0.0 {
-        step = g + momentum * buf;
-    } else if momentum != 0.0 {
+    if h.nesterov != 0.0 {
+        step = g + h.momentum * buf;
+    } else if h.momentum != 0.0 {
         step = buf;
     }
-    param[i] = param[i] - lr * step;
+    param[i] = param[i] - h.lr * step;
 }
 
-// hyper: [lr, beta1, beta2, eps, weight_decay, 1 - beta1^t, 1 - beta2^t]
-fn adam_step(i: u32, g: f32) {
-    let m = hyper[1] * state[i] + (1.0 - hyper[1]) * g;
-    let s = hyper[2] * v[i] + (1.0 - hyper[2]) * g * g;
+fn adam_step(i: u32, g: f32, h: AdamHyper) {
+    let m = h.beta1 * state[i] + (1.0 - h.beta1) * g;
+    let s = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
     state[i] = m;
     v[i] = s;
-    param[i] = param[i] - hyper[0] * (m / hyper[5]) / (sqrt(s / hyper[6]) + hyper[3]);
+    param[i] = param[i] - h.lr * (m / h.bias_correction1) / (sqrt(s / h.bias_correction2) + h.eps);
 }
 
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
-    adam_step(i, grad[i] + hyper[4] * param[i]);
+    let h = adam_hyper();
+    adam_step(i, grad[i] + h.weight_decay * param[i], h);
 }
 
 @compute @workgroup_size(256)
 fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
-    param[i] = param[i] * (1.0 - hyper[0] * hyper[4]);
-    adam_step(i, grad[i]);
+    let h = adam_hyper();
+    param[i] = param[i] * (1.0 - h.lr * h.weight_decay);
+    adam_step(i, grad[i], h);
 }
 
-// hyper: [lr, alpha, eps, weight_decay]
 @compute @workgroup_size(256)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
-    let g = grad[i] + hyper[3] * param[i];
-    let sq = hyper[1] * state[i] + (1.0 - hyper[1]) * g * g;
+    let h = rmsprop_hyper();
+    let g = grad[i] + h.weight_decay * param[i];
+    let sq = h.alpha * state[i] + (1.0 - h.alpha) * g * g;
     state[i] = sq;
-    param[i] = param[i] - hyper[0] * g / (sqrt(sq) + hyper[2]);
+    param[i] = param[i] - h.lr * g / (sqrt(sq) + h.eps);
 }

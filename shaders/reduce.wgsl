@@ -1,8 +1,9 @@
 // Reductions over the middle axis of [outer, len, inner] -> [outer, inner].
 // One workgroup per output element: 64 invocations stride over the axis, then a tree in workgroup
 // memory combines them (no float atomics: the result is deterministic).
-// CPU twin: crates/device/src/cpu (reduce).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/reduce.rs.
 
+// Mirrors ReduceParams.
 struct Params {
     outer: u32,
     len: u32,
@@ -19,6 +20,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> index: array<u32>;
 
 const WG: u32 = 64u;
+// argmax combines (value, index) pairs in its own tree
 var<workgroup> vals: array<f32, 64>;
 var<workgroup> idxs: array<u32, 64>;
 
@@ -33,26 +35,16 @@ fn at(w: u32, k: u32) -> f32 {
     return x[(o * p.len + k) * p.inner + i];
 }
 
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    vals[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] += vals[lid + s]; }
-        workgroupBarrier();
-    }
-    return vals[0];
-}
-
 fn sum_of(w: u32, lid: u32) -> f32 {
     var acc = 0.0;
     for (var k = lid; k < p.len; k += WG) { acc += at(w, k); }
-    return tree_sum(lid, acc);
+    return tree_sum(lid, acc, WG);
 }
 
 @compute @workgroup_size(64)
 fn reduce_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let w = wid.x + wid.y * nwg.x;
+    let w = flat_group(wid, nwg);
     if w >= p.outer * p.inner { return; }
     let s = sum_of(w, lid);
     if lid == 0u { y[w] = s; }
@@ -61,7 +53,7 @@ fn reduce_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @compute @workgroup_size(64)
 fn reduce_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let w = wid.x + wid.y * nwg.x;
+    let w = flat_group(wid, nwg);
     if w >= p.outer * p.inner { return; }
     let s = sum_of(w, lid);
     if lid == 0u { y[w] = s / f32(p.len); }
@@ -70,24 +62,19 @@ fn reduce_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn reduce_max(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let w = wid.x + wid.y * nwg.x;
+    let w = flat_group(wid, nwg);
     if w >= p.outer * p.inner { return; }
     var m = neg_inf();
     for (var k = lid; k < p.len; k += WG) { m = max(m, at(w, k)); }
-    vals[lid] = m;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] = max(vals[lid], vals[lid + s]); }
-        workgroupBarrier();
-    }
-    if lid == 0u { y[w] = vals[0]; }
+    let r = tree_max(lid, m, WG);
+    if lid == 0u { y[w] = r; }
 }
 
 // Index of the first maximum.
 @compute @workgroup_size(64)
 fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let w = wid.x + wid.y * nwg.x;
+    let w = flat_group(wid, nwg);
     if w >= p.outer * p.inner { return; }
     var m = neg_inf();
     var mi = 0xffffffffu;

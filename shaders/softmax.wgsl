@@ -2,8 +2,9 @@
 // kernels. With `causal` (softmax only) the rows are those of [.., T, T] score matrices, T = cols:
 // row r takes columns j <= r % T and writes exactly 0 to the others. Plain softmax: scale 1.
 // One workgroup per row; max and sum are combined through workgroup memory (deterministic).
-// CPU twin: crates/device/src/cpu (softmax).
+// Rust side (description, parameters, CPU twin): crates/device/src/kernels/softmax.rs.
 
+// Mirrors SoftmaxParams.
 struct Params {
     rows: u32,
     cols: u32,
@@ -21,31 +22,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> vals: array<f32, 64>;
-
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    vals[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] += vals[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = vals[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn tree_max(lid: u32, v: f32) -> f32 {
-    vals[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s { vals[lid] = max(vals[lid], vals[lid + s]); }
-        workgroupBarrier();
-    }
-    let r = vals[0];
-    workgroupBarrier();
-    return r;
-}
 
 // How many leading columns of row r take part: all of them, or j <= r % T when causal.
 fn row_len(r: u32) -> u32 {
@@ -58,16 +34,16 @@ fn row_stats(r: u32, n: u32, lid: u32) -> vec2<f32> {
     let base = r * p.cols;
     var m = bitcast<f32>(0xff800000u);
     for (var j = lid; j < n; j += WG) { m = max(m, p.scale * a[base + j]); }
-    m = tree_max(lid, m);
+    m = tree_max(lid, m, WG);
     var s = 0.0;
     for (var j = lid; j < n; j += WG) { s += exp(p.scale * a[base + j] - m); }
-    return vec2<f32>(m, tree_sum(lid, s));
+    return vec2<f32>(m, tree_sum(lid, s, WG));
 }
 
 @compute @workgroup_size(64)
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
     let n = row_len(r);
     let st = row_stats(r, n, lid);
@@ -82,7 +58,7 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(64)
 fn log_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
     let st = row_stats(r, p.cols, lid);
     let base = r * p.cols;
@@ -94,12 +70,12 @@ fn log_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
     let base = r * p.cols;
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) { s += dy[base + j] * a[base + j]; }
-    let dot = tree_sum(lid, s);
+    let dot = tree_sum(lid, s, WG);
     for (var j = lid; j < p.cols; j += WG) { out[base + j] = p.scale * a[base + j] * (dy[base + j] - dot); }
 }
 
@@ -107,12 +83,12 @@ fn softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(64)
 fn log_softmax_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
     let base = r * p.cols;
     var s = 0.0;
     for (var j = lid; j < p.cols; j += WG) { s += dy[base + j]; }
-    let total = tree_sum(lid, s);
+    let total = tree_sum(lid, s, WG);
     for (var j = lid; j < p.cols; j += WG) {
         out[base + j] = p.scale * (dy[base + j] - exp(a[base + j]) * total);
     }

@@ -1,6 +1,8 @@
 // Unary elementwise ops, their backward kernels, and the fused bias-add + activation.
-// CPU twins: crates/device/src/kernel/ops.rs (UnaryOp::eval / UnaryOp::grad), same formulas.
+// Rust side (description, parameters, CPU twins UnaryOp::eval / UnaryOp::grad, same formulas):
+// crates/device/src/kernels/unary/mod.rs.
 
+// Mirrors UnaryParams.
 struct Params {
     len: u32,
     alpha: f32, // negative slope of leaky_relu
@@ -16,13 +18,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
-
-const WG: u32 = 256u;
-
-// Element index of this invocation; dispatches past 65,535 workgroups are split over y.
-fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
 
 fn sigmoid_f(x: f32) -> f32 {
     if x >= 0.0 {
@@ -75,28 +70,28 @@ fn apply(op: u32, x: f32) -> f32 {
 
 @compute @workgroup_size(256)
 fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = apply(p.op, a[i] + b[i % p.cols]);
 }
 
 @compute @workgroup_size(256)
 fn neg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = -a[i];
 }
 
 @compute @workgroup_size(256)
 fn neg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = -b[i];
 }
 
 @compute @workgroup_size(256)
 fn exp_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = exp(a[i]);
 }
@@ -104,14 +99,14 @@ fn exp_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 // d/dx e^x = y
 @compute @workgroup_size(256)
 fn exp_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = b[i] * a[i];
 }
 
 @compute @workgroup_size(256)
 fn log_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = log(a[i]);
 }
@@ -119,14 +114,14 @@ fn log_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 // d/dx ln x = 1/x
 @compute @workgroup_size(256)
 fn log_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = b[i] / a[i];
 }
 
 @compute @workgroup_size(256)
 fn sqrt_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = sqrt(a[i]);
 }
@@ -134,14 +129,14 @@ fn sqrt_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // d/dx sqrt x = 1/(2y)
 @compute @workgroup_size(256)
 fn sqrt_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = b[i] * 0.5 / a[i];
 }
 
 @compute @workgroup_size(256)
 fn reciprocal_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = 1.0 / a[i];
 }
@@ -149,14 +144,14 @@ fn reciprocal_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // d/dx 1/x = -y^2
 @compute @workgroup_size(256)
 fn reciprocal_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = -b[i] * a[i] * a[i];
 }
 
 @compute @workgroup_size(256)
 fn abs_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = abs(a[i]);
 }
@@ -164,14 +159,14 @@ fn abs_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 // d/dx |x| = sign(x)
 @compute @workgroup_size(256)
 fn abs_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = b[i] * sign(a[i]);
 }
 
 @compute @workgroup_size(256)
 fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = max(a[i], 0.0);
 }
@@ -179,14 +174,14 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // d/dx relu = [y > 0]
 @compute @workgroup_size(256)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = select(0.0, 1.0, a[i] > 0.0) * b[i];
 }
 
 @compute @workgroup_size(256)
 fn leaky_relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = leaky_f(a[i]);
 }
@@ -194,14 +189,14 @@ fn leaky_relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // d/dx leaky_relu = 1 if y > 0 else alpha
 @compute @workgroup_size(256)
 fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = select(p.alpha, 1.0, a[i] > 0.0) * b[i];
 }
 
 @compute @workgroup_size(256)
 fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = sigmoid_f(a[i]);
 }
@@ -209,14 +204,14 @@ fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 // d/dx sigmoid = y (1 - y)
 @compute @workgroup_size(256)
 fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = b[i] * a[i] * (1.0 - a[i]);
 }
 
 @compute @workgroup_size(256)
 fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = tanh_f(a[i]);
 }
@@ -224,14 +219,14 @@ fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // d/dx tanh = 1 - y^2
 @compute @workgroup_size(256)
 fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = b[i] * (1.0 - a[i] * a[i]);
 }
 
 @compute @workgroup_size(256)
 fn gelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     out[i] = gelu_f(a[i]);
 }
@@ -239,7 +234,7 @@ fn gelu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // d/dx x Phi(x) = Phi(x) + x phi(x)
 @compute @workgroup_size(256)
 fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
+    let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let x = a[i];
     let cdf = 0.5 * erfc_f(-x * 0.70710677);

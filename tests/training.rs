@@ -8,16 +8,7 @@ use kiln::trainer::{History, Sequential};
 
 /// The GPU backend, or `None` with a loud note; under `KILN_REQUIRE_GPU=1` a missing adapter fails.
 fn gpu_available() -> bool {
-    match kiln::device::open(BackendChoice::Gpu) {
-        Ok(_) => true,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPED: no GPU adapter ({e}); GPU training was NOT tested.\n");
-            false
-        }
-    }
+    kiln_device::testing::gpu_or_skip("GPU training").is_some()
 }
 
 /// Two noisy interleaved half-moons, seeded: a problem a small MLP must bend a boundary for.

@@ -1,8 +1,8 @@
-//! The seam between the graph and the hardware.
+//! The seam between the graph and the hardware: the [`Backend`] trait, buffers, launches and plans.
 
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::kernel::{Access, Kernel};
-use crate::select::DeviceInfo;
+use crate::kernels::{Access, Kernel};
 
 /// Element type of a device buffer. Both are 4 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,7 +131,7 @@ pub trait Backend: Send {
 
     /// Validates launches against their buffers and prepares them to run (on the GPU: pipelines
     /// and bind groups, created here once).
-    fn compile(&mut self, launches: &[Launch]) -> Result<PlanId>;
+    fn prepare(&mut self, launches: &[Launch]) -> Result<PlanId>;
 
     fn drop_plan(&mut self, plan: PlanId) -> Result<()>;
 
@@ -146,7 +146,7 @@ pub trait Backend: Send {
 
     /// Blocking read of one buffer (tests, checkpoints).
     fn read(&mut self, id: BufferId) -> Result<HostVec> {
-        let plan = self.compile(&[])?;
+        let plan = self.prepare(&[])?;
         let ticket = self.submit(plan, &[id]);
         self.drop_plan(plan)?;
         Ok(self.wait(ticket?)?.remove(0))
@@ -154,7 +154,7 @@ pub trait Backend: Send {
 
     /// Runs one launch to completion (tests and one-off work; training compiles plans instead).
     fn run(&mut self, launch: Launch) -> Result<()> {
-        let plan = self.compile(std::slice::from_ref(&launch))?;
+        let plan = self.prepare(std::slice::from_ref(&launch))?;
         let ticket = self.submit(plan, &[]);
         self.drop_plan(plan)?;
         self.wait(ticket?).map(|_| ())

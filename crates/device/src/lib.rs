@@ -2,22 +2,44 @@
 //!
 //! Two backends implement [`Backend`] with the same semantics: [`cpu::CpuBackend`] (native Rust,
 //! multi-threaded, the reference) and [`gpu::GpuBackend`] (wgpu + the WGSL kernels in `shaders/`).
-//! A caller allocates buffers, compiles a list of [`Launch`]es into a plan once, then submits that
+//! A caller allocates buffers, prepares a list of [`Launch`]es into a plan once, then submits that
 //! plan as often as it likes; on the GPU one submission is one command buffer.
+//!
+//! Layout of the crate:
+//! - [`kernels`]: one module per kernel family, named as its shader `shaders/<family>.wgsl`
+//!   (matmul, unary, binary, reduce, softmax, layer_norm, loss, conv, layout, optim, memory,
+//!   running). Each holds its kernels' description (the type a [`Kernel`] variant wraps), their
+//!   buffer slots, the `#[repr(C)]` parameter block its shader's `Params` struct mirrors, its
+//!   workgroup counts and its CPU twin. `shaders/common.wgsl` (shared WGSL helpers) is prepended
+//!   to every family's source.
+//! - [`cpu`] and [`gpu`]: only the backend machinery (buffers, plans, threading; adapters,
+//!   pipelines, encoding). They run any [`Kernel`] through its family, with no per-kernel code.
+//! - `backend` (the [`Backend`] trait), `device_info` ([`DeviceInfo`]), `select` (the adapter
+//!   policy, [`open`]), `pool` (buffer reuse), `error`.
+//! - `testing` (cargo feature `testing`): helpers for tests, not part of the API.
+//!
+//! The shaders are read at build time through the `shaders` link inside this crate (to the
+//! workspace's top-level `shaders/`), so `cargo package` ships them; see `build.rs`.
 
 mod backend;
 pub mod cpu;
+mod device_info;
 mod error;
 pub mod gpu;
-pub mod kernel;
+pub mod kernels;
 mod pool;
 mod prim;
 mod select;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
+pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
-pub use kernel::{
-    Access, BinaryOp, Broadcast, Kernel, Matmul, Permute, ReduceOp, Saved, UnaryOp, Window2d, HYPER_LEN,
+pub use kernels::{
+    Access, AdamHyper, Binary, BinaryOp, Broadcast, Conv, Kernel, LayerNorm, Layout, Loss, Matmul, Memory,
+    Optim, Permute, Reduce, ReduceOp, RmspropHyper, RunningUpdate, Saved, SgdHyper, Softmax, Unary, UnaryOp,
+    Window2d, HYPER_LEN,
 };
 pub use prim::{Patches, Prim, UpdateRule};
-pub use select::{open, BackendChoice, DeviceInfo, DeviceKind};
+pub use select::{open, BackendChoice};

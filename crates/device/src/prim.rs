@@ -4,7 +4,10 @@
 //! the dense shapes of one batch size when it compiles a plan.
 
 use crate::error::{Error, Result};
-use crate::kernel::{BinaryOp, Broadcast, Kernel, Matmul, Permute, ReduceOp, UnaryOp, Window2d};
+use crate::kernels::{
+    Binary, BinaryOp, Broadcast, Conv, Kernel, LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute,
+    Reduce, ReduceOp, Softmax, Unary, UnaryOp, Window2d,
+};
 
 /// A primitive op: the WGSL entry point (and CPU twin) it lowers to, with the attributes that do
 /// not depend on the batch size. Axes count in the tensor's own dimensions.
@@ -209,58 +212,64 @@ impl Prim {
                     b_batched: sb.len() == 3,
                 })
             }
-            Prim::Unary { op, alpha } => Kernel::Unary { op: *op, len: numel(output), alpha: *alpha },
-            Prim::UnaryGrad { op, alpha } => Kernel::UnaryGrad { op: *op, len: numel(output), alpha: *alpha },
+            Prim::Unary { op, alpha } => {
+                Kernel::Unary(Unary::Forward { op: *op, len: numel(output), alpha: *alpha })
+            }
+            Prim::UnaryGrad { op, alpha } => {
+                Kernel::Unary(Unary::Backward { op: *op, len: numel(output), alpha: *alpha })
+            }
             Prim::Binary(op) => {
-                Kernel::Binary { op: *op, bc: Broadcast::new(op.name(), input(0), input(1))? }
+                Kernel::Binary(Binary { op: *op, bc: Broadcast::new(op.name(), input(0), input(1))? })
             }
             Prim::Reduce { op, axis, .. } => {
                 let (outer, len, inner) = split(input(0), *axis);
-                Kernel::Reduce { op: *op, outer, len, inner }
+                Kernel::Reduce(Reduce { op: *op, outer, len, inner })
             }
             Prim::Softmax { log, scale, causal } => {
                 let (rows, cols) = rows_cols(input(0));
-                Kernel::Softmax { rows, cols, log: *log, scale: *scale, causal: *causal }
+                Kernel::Softmax(Softmax::Forward { rows, cols, log: *log, scale: *scale, causal: *causal })
             }
             Prim::SoftmaxGrad { log, scale } => {
                 let (rows, cols) = rows_cols(input(0));
-                Kernel::SoftmaxGrad { rows, cols, log: *log, scale: *scale }
+                Kernel::Softmax(Softmax::Backward { rows, cols, log: *log, scale: *scale })
             }
             Prim::LayerNorm { eps } => {
                 let (rows, cols) = rows_cols(input(0));
-                Kernel::LayerNorm { rows, cols, eps: *eps }
+                Kernel::LayerNorm(LayerNorm::Forward { rows, cols, eps: *eps })
             }
             Prim::LayerNormGrad { eps } => {
                 let (rows, cols) = rows_cols(input(0));
-                Kernel::LayerNormGrad { rows, cols, eps: *eps }
+                Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps: *eps })
             }
-            Prim::MseLoss => Kernel::MseLoss { n: numel(input(0)) },
-            Prim::MseGrad => Kernel::MseGrad { n: numel(output) },
-            Prim::BceLogitsLoss => Kernel::BceLogitsLoss { n: numel(input(0)) },
-            Prim::BceLogitsGrad => Kernel::BceLogitsGrad { n: numel(output) },
+            Prim::MseLoss => Kernel::Loss(Loss::MseLoss { n: numel(input(0)) }),
+            Prim::MseGrad => Kernel::Loss(Loss::MseGrad { n: numel(output) }),
+            Prim::BceLogitsLoss => Kernel::Loss(Loss::BceLogitsLoss { n: numel(input(0)) }),
+            Prim::BceLogitsGrad => Kernel::Loss(Loss::BceLogitsGrad { n: numel(output) }),
             Prim::SoftmaxCeLoss => {
                 let (rows, cols) = rows_cols(input(0));
-                Kernel::SoftmaxCeLoss { rows, cols }
+                Kernel::Loss(Loss::SoftmaxCeLoss { rows, cols })
             }
             Prim::SoftmaxCeGrad => {
                 let (rows, cols) = rows_cols(input(0));
-                Kernel::SoftmaxCeGrad { rows, cols }
+                Kernel::Loss(Loss::SoftmaxCeGrad { rows, cols })
             }
             Prim::Gather { axis } => {
                 let (outer, axis_len, inner) = split(input(0), *axis);
-                Kernel::Gather { outer, axis_len, inner, n_idx: numel(input(1)) }
+                Kernel::Memory(Memory::Gather { outer, axis_len, inner, n_idx: numel(input(1)) })
             }
             Prim::ScatterAdd { axis } => {
                 let (outer, axis_len, inner) = split(output, *axis);
-                Kernel::ScatterAdd { outer, axis_len, inner, n_idx: numel(input(1)) }
+                Kernel::Memory(Memory::ScatterAdd { outer, axis_len, inner, n_idx: numel(input(1)) })
             }
-            Prim::Im2col(p) => Kernel::Im2col { win: p.window(input(0)), pad_value: p.pad_value },
-            Prim::Col2im(p) => Kernel::Col2im { win: p.window(output) },
-            Prim::Permute { perm } => Kernel::Permute(Permute::new("permute", input(0), perm)?),
+            Prim::Im2col(p) => Kernel::Conv(Conv::Im2col { win: p.window(input(0)), pad_value: p.pad_value }),
+            Prim::Col2im(p) => Kernel::Conv(Conv::Col2im { win: p.window(output) }),
+            Prim::Permute { perm } => {
+                Kernel::Layout(Layout::Permute(Permute::new("permute", input(0), perm)?))
+            }
             Prim::Window { axis, offset } => {
                 let (outer, src_len, inner) = split(input(0), *axis);
                 let offset = i32::try_from(*offset).map_err(|_| Error::shape("window", "offset past i32"))?;
-                Kernel::Window { outer, src_len, out_len: output[*axis], inner, offset }
+                Kernel::Layout(Layout::SlicePad { outer, src_len, out_len: output[*axis], inner, offset })
             }
         })
     }
@@ -303,10 +312,10 @@ impl UpdateRule {
     /// The update kernel for a parameter of `len` elements.
     pub fn lower(&self, len: usize) -> Kernel {
         match self {
-            UpdateRule::Sgd => Kernel::Sgd { len },
-            UpdateRule::Adam => Kernel::Adam { len, decoupled: false },
-            UpdateRule::AdamW => Kernel::Adam { len, decoupled: true },
-            UpdateRule::Rmsprop => Kernel::Rmsprop { len },
+            UpdateRule::Sgd => Kernel::Optim(Optim::Sgd { len }),
+            UpdateRule::Adam => Kernel::Optim(Optim::Adam { len, decoupled: false }),
+            UpdateRule::AdamW => Kernel::Optim(Optim::Adam { len, decoupled: true }),
+            UpdateRule::Rmsprop => Kernel::Optim(Optim::Rmsprop { len }),
         }
     }
 }

@@ -90,8 +90,8 @@ fn unary_forward_every_op() {
     for op in UnaryOp::ALL {
         for len in SIZES {
             let x = unary_input(&mut rng, op, len);
-            let got = out0(Kernel::Unary { op, len, alpha: SLOPE }, vec![Init::F(x.clone())]);
-            let want: Vec<f64> = x.iter().map(|&v| common::unary(op, v as f64, SLOPE as f64)).collect();
+            let got = out0(Kernel::Unary(Unary::Forward { op, len, alpha: SLOPE }), vec![Init::F(x.clone())]);
+            let want: Vec<f64> = x.iter().map(|&v| op.eval_f64(v as f64, SLOPE as f64)).collect();
             assert_close(&format!("{} len={len}", op.name()), &got, &want, RTOL, ATOL);
         }
     }
@@ -105,18 +105,15 @@ fn unary_grad_every_op() {
             let x = unary_input(&mut rng, op, len);
             let dy = rng.normal_vec(len);
             let saved: Vec<f32> = match op.saved() {
-                Saved::Output => {
-                    x.iter().map(|&v| common::unary(op, v as f64, SLOPE as f64) as f32).collect()
-                }
+                Saved::Output => x.iter().map(|&v| op.eval_f64(v as f64, SLOPE as f64) as f32).collect(),
                 Saved::Input | Saved::Neither => x.clone(),
             };
-            let got =
-                out0(Kernel::UnaryGrad { op, len, alpha: SLOPE }, vec![Init::F(saved), Init::F(dy.clone())]);
-            let want: Vec<f64> = x
-                .iter()
-                .zip(&dy)
-                .map(|(&v, &g)| g as f64 * common::unary_deriv(op, v as f64, SLOPE as f64))
-                .collect();
+            let got = out0(
+                Kernel::Unary(Unary::Backward { op, len, alpha: SLOPE }),
+                vec![Init::F(saved), Init::F(dy.clone())],
+            );
+            let want: Vec<f64> =
+                x.iter().zip(&dy).map(|(&v, &g)| g as f64 * op.deriv_f64(v as f64, SLOPE as f64)).collect();
             assert_close(&format!("{} len={len}", op.grad_name()), &got, &want, RTOL, ATOL);
         }
     }
@@ -133,7 +130,7 @@ fn bias_act_every_op() {
                 false => (rng.normal_vec(rows * cols), rng.normal_vec(cols)),
             };
             let got = out0(
-                Kernel::BiasAct { op, rows, cols, alpha: SLOPE },
+                Kernel::Unary(Unary::BiasAct { op, rows, cols, alpha: SLOPE }),
                 vec![Init::F(x.clone()), Init::F(b.clone())],
             );
             let mut want = vec![0.0; rows * cols];
@@ -141,7 +138,7 @@ fn bias_act_every_op() {
                 for c in 0..cols {
                     // The bias add happens in f32, as the kernel's does.
                     let z = x[r * cols + c] + b[c];
-                    want[r * cols + c] = common::unary(op, z as f64, SLOPE as f64);
+                    want[r * cols + c] = op.eval_f64(z as f64, SLOPE as f64);
                 }
             }
             assert_close(&format!("bias_act {} {rows}x{cols}", op.name()), &got, &want, RTOL, ATOL);
@@ -176,9 +173,9 @@ fn binary_every_op_with_broadcasting() {
             let bc = Broadcast::new(op.name(), sa, sb).unwrap();
             let (out_shape, idx) = common::broadcast_indices(sa, sb);
             assert_eq!(bc.out_shape(out_shape.len()), out_shape);
-            let got = out0(Kernel::Binary { op, bc }, vec![Init::F(a.clone()), Init::F(b.clone())]);
+            let got = out0(Kernel::Binary(Binary { op, bc }), vec![Init::F(a.clone()), Init::F(b.clone())]);
             let want: Vec<f64> =
-                idx.iter().map(|&(ia, ib)| common::binary(op, a[ia] as f64, b[ib] as f64)).collect();
+                idx.iter().map(|&(ia, ib)| op.eval_f64(a[ia] as f64, b[ib] as f64)).collect();
             assert_close(&format!("{} {sa:?} x {sb:?}", op.name()), &got, &want, RTOL, ATOL);
         }
     }
@@ -193,7 +190,7 @@ fn reduce_sum_mean_max() {
     for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
         for (outer, len, inner) in REDUCE_SHAPES {
             let x = rng.normal_vec(outer * len * inner);
-            let got = out0(Kernel::Reduce { op, outer, len, inner }, vec![Init::F(x.clone())]);
+            let got = out0(Kernel::Reduce(Reduce { op, outer, len, inner }), vec![Init::F(x.clone())]);
             let mut want = vec![0.0; outer * inner];
             for o in 0..outer {
                 for i in 0..inner {
@@ -217,7 +214,7 @@ fn reduce_argmax_first_maximum() {
         for ties in [true, false] {
             let n = outer * len * inner;
             let x = if ties { rng.small_int_vec(n) } else { rng.normal_vec(n) };
-            let kernel = Kernel::Reduce { op: ReduceOp::Argmax, outer, len, inner };
+            let kernel = Kernel::Reduce(Reduce { op: ReduceOp::Argmax, outer, len, inner });
             let got = launch(kernel, vec![Init::Poison, Init::F(x.clone())]).remove(0).into_u32().unwrap();
             for o in 0..outer {
                 for i in 0..inner {
@@ -301,7 +298,7 @@ fn scaled_and_causal_softmax() {
             let mut x: Vec<f32> = rng.normal_vec(rows * cols).iter().map(|v| 3.0 * v).collect();
             // Large masked logits: they must not take part in the max (nor overflow the sum).
             x[..cols].iter_mut().for_each(|v| *v += 100.0 / scale);
-            let kernel = Kernel::Softmax { rows, cols, log: false, scale, causal };
+            let kernel = Kernel::Softmax(Softmax::Forward { rows, cols, log: false, scale, causal });
             let got = out0(kernel, vec![Init::F(x.clone())]);
             let mut want = Vec::new();
             for (r, row) in x.chunks(cols).enumerate() {
@@ -323,7 +320,7 @@ fn scaled_and_causal_softmax() {
             // backward from the forward's output, scaled
             let dy = rng.normal_vec(rows * cols);
             let got = out0(
-                Kernel::SoftmaxGrad { rows, cols, log: false, scale },
+                Kernel::Softmax(Softmax::Backward { rows, cols, log: false, scale }),
                 vec![Init::F(got), Init::F(dy.clone())],
             );
             let mut want_dx = Vec::new();
@@ -338,8 +335,10 @@ fn scaled_and_causal_softmax() {
     // log-softmax takes a scale too
     let (rows, cols) = (5, 17);
     let x = rng.normal_vec(rows * cols);
-    let got =
-        out0(Kernel::Softmax { rows, cols, log: true, scale: -0.6, causal: false }, vec![Init::F(x.clone())]);
+    let got = out0(
+        Kernel::Softmax(Softmax::Forward { rows, cols, log: true, scale: -0.6, causal: false }),
+        vec![Init::F(x.clone())],
+    );
     let mut want = Vec::new();
     for row in x.chunks(cols) {
         let row: Vec<f64> = row.iter().map(|&v| (-0.6f32 * v) as f64).collect();
@@ -353,13 +352,13 @@ fn causal_softmax_rejects_what_it_cannot_mask() {
     let mut be = CpuBackend::new();
     let (y, x) = (be.alloc(DType::F32, 12).unwrap(), be.alloc(DType::F32, 12).unwrap());
     let bad = [
-        Kernel::Softmax { rows: 4, cols: 3, log: false, scale: 1.0, causal: true }, // 4 rows: not [.., 3, 3]
-        Kernel::Softmax { rows: 3, cols: 3, log: true, scale: 1.0, causal: true },
-        Kernel::Softmax { rows: 3, cols: 3, log: false, scale: f32::NAN, causal: false },
-        Kernel::LayerNorm { rows: 3, cols: 3, eps: -1.0 },
+        Kernel::Softmax(Softmax::Forward { rows: 4, cols: 3, log: false, scale: 1.0, causal: true }), // 4 rows: not [.., 3, 3]
+        Kernel::Softmax(Softmax::Forward { rows: 3, cols: 3, log: true, scale: 1.0, causal: true }),
+        Kernel::Softmax(Softmax::Forward { rows: 3, cols: 3, log: false, scale: f32::NAN, causal: false }),
+        Kernel::LayerNorm(LayerNorm::Forward { rows: 3, cols: 3, eps: -1.0 }),
     ];
     for k in bad {
-        let err = be.compile(&[Launch::new(k, &[y, x])]).unwrap_err();
+        let err = be.prepare(&[Launch::new(k, &[y, x])]).unwrap_err();
         assert!(matches!(err, Error::Shape { .. }), "{k:?}: {err}");
     }
 }
@@ -382,9 +381,10 @@ fn layer_norm_and_grad() {
             let mut x = rng.normal_vec(rows * cols);
             x[..cols].iter_mut().for_each(|v| *v = 1000.0 + 0.01 * *v);
             let dy = rng.normal_vec(rows * cols);
-            let got = out0(Kernel::LayerNorm { rows, cols, eps }, vec![Init::F(x.clone())]);
+            let got =
+                out0(Kernel::LayerNorm(LayerNorm::Forward { rows, cols, eps }), vec![Init::F(x.clone())]);
             let got_dx = out0(
-                Kernel::LayerNormGrad { rows, cols, eps },
+                Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps }),
                 vec![Init::F(x.clone()), Init::F(dy.clone())],
             );
             let (mut want, mut want_dx) = (Vec::new(), Vec::new());
@@ -424,11 +424,13 @@ fn mse_loss_and_grad() {
     let mut rng = Rng::new(9);
     for n in SIZES {
         let (p, t) = (rng.normal_vec(n), rng.normal_vec(n));
-        let got = out0(Kernel::MseLoss { n }, vec![Init::F(p.clone()), Init::F(t.clone())]);
+        let got = out0(Kernel::Loss(Loss::MseLoss { n }), vec![Init::F(p.clone()), Init::F(t.clone())]);
         let want = p.iter().zip(&t).map(|(&p, &t)| (p as f64 - t as f64).powi(2)).sum::<f64>() / n as f64;
         assert_close(&format!("mse_loss n={n}"), &got, &[want], RTOL, ATOL);
-        let got =
-            out0(Kernel::MseGrad { n }, vec![Init::F(p.clone()), Init::F(t.clone()), Init::F(vec![DLOSS])]);
+        let got = out0(
+            Kernel::Loss(Loss::MseGrad { n }),
+            vec![Init::F(p.clone()), Init::F(t.clone()), Init::F(vec![DLOSS])],
+        );
         let want: Vec<f64> =
             p.iter().zip(&t).map(|(&p, &t)| 2.0 * (p as f64 - t as f64) / n as f64 * DLOSS as f64).collect();
         assert_close(&format!("mse_grad n={n}"), &got, &want, RTOL, ATOL);
@@ -442,7 +444,7 @@ fn bce_logits_loss_and_grad() {
         let mut z: Vec<f32> = rng.normal_vec(n).iter().map(|v| 4.0 * v).collect();
         z[0] = if n > 1 { 120.0 } else { -120.0 }; // exp(120) overflows f32: the formula must not
         let t = rng.uniform_vec(n, 0.0, 1.0);
-        let got = out0(Kernel::BceLogitsLoss { n }, vec![Init::F(z.clone()), Init::F(t.clone())]);
+        let got = out0(Kernel::Loss(Loss::BceLogitsLoss { n }), vec![Init::F(z.clone()), Init::F(t.clone())]);
         // -t ln(sigmoid z) - (1 - t) ln(1 - sigmoid z), with ln(sigmoid z) = -ln(1 + e^-z)
         let softplus = |x: f64| if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() };
         let want = z
@@ -456,13 +458,13 @@ fn bce_logits_loss_and_grad() {
             / n as f64;
         assert_close(&format!("bce_logits_loss n={n}"), &got, &[want], RTOL, ATOL);
         let got = out0(
-            Kernel::BceLogitsGrad { n },
+            Kernel::Loss(Loss::BceLogitsGrad { n }),
             vec![Init::F(z.clone()), Init::F(t.clone()), Init::F(vec![DLOSS])],
         );
         let want: Vec<f64> = z
             .iter()
             .zip(&t)
-            .map(|(&z, &t)| (common::sigmoid(z as f64) - t as f64) / n as f64 * DLOSS as f64)
+            .map(|(&z, &t)| (UnaryOp::Sigmoid.eval_f64(z as f64, 0.0) - t as f64) / n as f64 * DLOSS as f64)
             .collect();
         assert_close(&format!("bce_logits_grad n={n}"), &got, &want, RTOL, ATOL);
     }
@@ -485,10 +487,15 @@ fn ce_reference(z: &[f32], labels: &[u32], cols: usize, dloss: f64) -> (f64, Vec
 
 fn check_ce(rows: usize, cols: usize, z: Vec<f32>, labels: Vec<u32>, what: &str) {
     let (want_loss, want_grad) = ce_reference(&z, &labels, cols, DLOSS as f64);
-    let got = out0(Kernel::SoftmaxCeLoss { rows, cols }, vec![Init::F(z.clone()), Init::U(labels.clone())]);
+    let got = out0(
+        Kernel::Loss(Loss::SoftmaxCeLoss { rows, cols }),
+        vec![Init::F(z.clone()), Init::U(labels.clone())],
+    );
     assert_close(&format!("softmax_ce_loss {rows}x{cols} {what}"), &got, &[want_loss], RTOL, ATOL);
-    let got =
-        out0(Kernel::SoftmaxCeGrad { rows, cols }, vec![Init::F(z), Init::U(labels), Init::F(vec![DLOSS])]);
+    let got = out0(
+        Kernel::Loss(Loss::SoftmaxCeGrad { rows, cols }),
+        vec![Init::F(z), Init::U(labels), Init::F(vec![DLOSS])],
+    );
     assert_close(&format!("softmax_ce_grad {rows}x{cols} {what}"), &got, &want_grad, RTOL, ATOL);
 }
 
@@ -533,7 +540,7 @@ fn check_optimizer(
         (0..n_state).map(|_| be.upload(HostData::F32(&vec![0.0; len])).unwrap()).collect();
     let mut ids = vec![param, grad, hyper];
     ids.extend(&state);
-    let plan = be.compile(&[Launch::new(kernel, &ids)]).unwrap();
+    let plan = be.prepare(&[Launch::new(kernel, &ids)]).unwrap();
     let mut want_p = to_f64(&p0);
     let mut want_state = vec![vec![0.0; len]; n_state];
     for step in 0..3 {
@@ -571,7 +578,7 @@ fn sgd_plain_momentum_nesterov_weight_decay() {
         let lr = [0.1, 0.05, 0.02];
         check_optimizer(
             &format!("sgd momentum={mom} wd={wd} nesterov={nest}"),
-            Kernel::Sgd { len: 33 },
+            Kernel::Optim(Optim::Sgd { len: 33 }),
             1,
             |t| vec![lr[t], mom, wd, nest],
             |p, state, g, h| {
@@ -601,7 +608,7 @@ fn check_adam(decoupled: bool) {
     let mut t = 0;
     check_optimizer(
         name,
-        Kernel::Adam { len: 65, decoupled },
+        Kernel::Optim(Optim::Adam { len: 65, decoupled }),
         2,
         |step| {
             let t = step as i32 + 1;
@@ -643,7 +650,7 @@ fn rmsprop_three_steps() {
     let lr = [1e-2, 5e-3, 2e-3];
     check_optimizer(
         "rmsprop",
-        Kernel::Rmsprop { len: 17 },
+        Kernel::Optim(Optim::Rmsprop { len: 17 }),
         1,
         |step| vec![lr[step], alpha, eps, wd],
         |p, state, g, h| {
@@ -678,10 +685,12 @@ fn running_update_three_steps_against_float64() {
         let running = be.upload(HostData::F32(&r0)).unwrap();
         let value = be.alloc(DType::F32, len).unwrap();
         let kernel = match unbias {
-            Some(u) => Kernel::RunningUpdate { len, keep: 1.0 - m as f32, gain: m as f32, scale: u as f32 },
-            None => Kernel::RunningUpdate { len, keep: 1.0, gain: 1.0, scale: 1.0 },
+            Some(u) => {
+                Kernel::Running(RunningUpdate { len, keep: 1.0 - m as f32, gain: m as f32, scale: u as f32 })
+            }
+            None => Kernel::Running(RunningUpdate { len, keep: 1.0, gain: 1.0, scale: 1.0 }),
         };
-        let plan = be.compile(&[Launch::new(kernel, &[running, value])]).unwrap();
+        let plan = be.prepare(&[Launch::new(kernel, &[running, value])]).unwrap();
         let mut want = to_f64(&r0);
         for step in 0..3 {
             let v = if unbias.is_some() { rng.normal_vec(len) } else { vec![1.0; len] };
@@ -724,7 +733,7 @@ fn gather_with_out_of_range_indices() {
     for (outer, axis_len, inner, n_idx) in GATHER_SHAPES {
         let table = rng.normal_vec(outer * axis_len * inner);
         let idx = indices(&mut rng, n_idx, axis_len);
-        let kernel = Kernel::Gather { outer, axis_len, inner, n_idx };
+        let kernel = Kernel::Memory(Memory::Gather { outer, axis_len, inner, n_idx });
         let got = out0(kernel, vec![Init::F(table.clone()), Init::U(idx.clone())]);
         let mut want = vec![0.0; outer * n_idx * inner];
         for o in 0..outer {
@@ -747,7 +756,7 @@ fn scatter_add_with_repeated_and_out_of_range_indices() {
     for (outer, axis_len, inner, n_idx) in GATHER_SHAPES {
         let src = rng.normal_vec(outer * n_idx * inner);
         let idx = indices(&mut rng, n_idx, axis_len);
-        let kernel = Kernel::ScatterAdd { outer, axis_len, inner, n_idx };
+        let kernel = Kernel::Memory(Memory::ScatterAdd { outer, axis_len, inner, n_idx });
         // The output starts as NaN: scatter_add overwrites, it does not accumulate into old data.
         let got = out0(kernel, vec![Init::F(src.clone()), Init::U(idx.clone())]);
         let mut want = vec![0.0; outer * axis_len * inner];
@@ -775,10 +784,10 @@ fn scatter_add_with_repeated_and_out_of_range_indices() {
 fn fill_and_copy() {
     let mut rng = Rng::new(16);
     for len in SIZES {
-        let got = out0(Kernel::Fill { len, value: -2.5 }, vec![]);
+        let got = out0(Kernel::Memory(Memory::Fill { len, value: -2.5 }), vec![]);
         assert_close(&format!("fill len={len}"), &got, &vec![-2.5; len], RTOL, ATOL);
         let src = rng.normal_vec(len);
-        let got = out0(Kernel::Copy { len }, vec![Init::F(src.clone())]);
+        let got = out0(Kernel::Memory(Memory::Copy { len }), vec![Init::F(src.clone())]);
         assert_close(&format!("copy len={len}"), &got, &to_f64(&src), RTOL, ATOL);
     }
 }
@@ -812,14 +821,14 @@ fn matmul_transposes_batches_and_shared_operands() {
 // ---- errors ---------------------------------------------------------------------------------------
 
 fn add_kernel(len: usize) -> Kernel {
-    Kernel::Binary { op: BinaryOp::Add, bc: Broadcast::same(len) }
+    Kernel::Binary(Binary { op: BinaryOp::Add, bc: Broadcast::same(len) })
 }
 
 #[test]
 fn wrong_buffer_count_is_an_arity_error() {
     let mut be = CpuBackend::new();
     let (c, a) = (be.alloc(DType::F32, 4).unwrap(), be.alloc(DType::F32, 4).unwrap());
-    let err = be.compile(&[Launch::new(add_kernel(4), &[c, a])]).unwrap_err();
+    let err = be.prepare(&[Launch::new(add_kernel(4), &[c, a])]).unwrap_err();
     assert!(matches!(err, Error::Arity { op: "add", expected: 3, got: 2 }), "{err}");
     assert!(err.to_string().contains("add"));
 }
@@ -831,11 +840,14 @@ fn wrong_dtype_is_a_binding_error() {
     let x = be.alloc(DType::F32, 5).unwrap();
     let idx = be.alloc(DType::U32, 5).unwrap();
     let err = be
-        .compile(&[Launch::new(Kernel::Unary { op: UnaryOp::Exp, len: 5, alpha: 0.0 }, &[c, idx])])
+        .prepare(&[Launch::new(
+            Kernel::Unary(Unary::Forward { op: UnaryOp::Exp, len: 5, alpha: 0.0 }),
+            &[c, idx],
+        )])
         .unwrap_err();
     assert!(matches!(err, Error::Binding { op: "exp_forward", slot: 1, got_dtype: DType::U32, .. }), "{err}");
-    let argmax = Kernel::Reduce { op: ReduceOp::Argmax, outer: 1, len: 5, inner: 1 };
-    let err = be.compile(&[Launch::new(argmax, &[c, x])]).unwrap_err();
+    let argmax = Kernel::Reduce(Reduce { op: ReduceOp::Argmax, outer: 1, len: 5, inner: 1 });
+    let err = be.prepare(&[Launch::new(argmax, &[c, x])]).unwrap_err();
     assert!(matches!(err, Error::Binding { op: "argmax", slot: 0, got_dtype: DType::F32, .. }), "{err}");
     assert!(err.to_string().contains("argmax"));
 }
@@ -846,11 +858,11 @@ fn too_short_buffer_is_a_binding_error() {
     let c = be.alloc(DType::F32, 6).unwrap();
     let a = be.alloc(DType::F32, 6).unwrap();
     let b = be.alloc(DType::F32, 5).unwrap();
-    let err = be.compile(&[Launch::new(add_kernel(6), &[c, a, b])]).unwrap_err();
+    let err = be.prepare(&[Launch::new(add_kernel(6), &[c, a, b])]).unwrap_err();
     assert!(matches!(err, Error::Binding { op: "add", slot: 2, need: 6, got: 5, .. }), "{err}");
     // A longer buffer is fine: the kernel uses its first elements.
     let long = be.alloc(DType::F32, 9).unwrap();
-    be.compile(&[Launch::new(add_kernel(6), &[c, a, long])]).unwrap();
+    be.prepare(&[Launch::new(add_kernel(6), &[c, a, long])]).unwrap();
 }
 
 #[test]
@@ -858,10 +870,10 @@ fn aliasing_a_written_buffer_is_a_shape_error() {
     let mut be = CpuBackend::new();
     let c = be.alloc(DType::F32, 3).unwrap();
     let a = be.alloc(DType::F32, 3).unwrap();
-    let err = be.compile(&[Launch::new(add_kernel(3), &[c, a, c])]).unwrap_err();
+    let err = be.prepare(&[Launch::new(add_kernel(3), &[c, a, c])]).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "add", .. }), "{err}");
     // Reading one buffer twice is allowed.
-    be.compile(&[Launch::new(add_kernel(3), &[c, a, a])]).unwrap();
+    be.prepare(&[Launch::new(add_kernel(3), &[c, a, a])]).unwrap();
 }
 
 #[test]
@@ -871,13 +883,13 @@ fn zero_sized_dims_are_shape_errors() {
     let y = be.alloc(DType::F32, 4).unwrap();
     let cases = [
         (Kernel::Matmul(Matmul::new(2, 0, 2)), vec![y, x, x], "matmul"),
-        (Kernel::Reduce { op: ReduceOp::Sum, outer: 1, len: 0, inner: 4 }, vec![y, x], "reduce_sum"),
+        (Kernel::Reduce(Reduce { op: ReduceOp::Sum, outer: 1, len: 0, inner: 4 }), vec![y, x], "reduce_sum"),
         (Kernel::softmax(0, 4, true), vec![y, x], "log_softmax"),
-        (Kernel::LayerNorm { rows: 4, cols: 0, eps: 1e-5 }, vec![y, x], "layer_norm"),
-        (Kernel::Unary { op: UnaryOp::Relu, len: 0, alpha: 0.0 }, vec![y, x], "relu_forward"),
+        (Kernel::LayerNorm(LayerNorm::Forward { rows: 4, cols: 0, eps: 1e-5 }), vec![y, x], "layer_norm"),
+        (Kernel::Unary(Unary::Forward { op: UnaryOp::Relu, len: 0, alpha: 0.0 }), vec![y, x], "relu_forward"),
     ];
     for (kernel, bufs, op) in cases {
-        let err = be.compile(&[Launch::new(kernel, &bufs)]).unwrap_err();
+        let err = be.prepare(&[Launch::new(kernel, &bufs)]).unwrap_err();
         assert!(matches!(&err, Error::Shape { op: o, .. } if *o == op), "{op}: {err}");
         assert!(err.to_string().starts_with(op), "{err}");
     }
@@ -891,7 +903,7 @@ fn released_buffer_under_a_plan_is_an_error_not_a_panic() {
         be.alloc(DType::F32, 3).unwrap(),
         be.alloc(DType::F32, 3).unwrap(),
     );
-    let plan = be.compile(&[Launch::new(add_kernel(3), &[c, a, b])]).unwrap();
+    let plan = be.prepare(&[Launch::new(add_kernel(3), &[c, a, b])]).unwrap();
     be.release(b).unwrap();
     assert!(matches!(be.submit(plan, &[]), Err(Error::UnknownBuffer(_))));
     // Its id reused by a shorter buffer: caught too.
@@ -943,10 +955,13 @@ fn a_plan_runs_many_times_and_chains_launches() {
         be.alloc(DType::F32, 1).unwrap(),
     );
     let plan = be
-        .compile(&[
+        .prepare(&[
             Launch::new(Kernel::Matmul(Matmul::new(m, n, k)), &[h, xb, wb]),
-            Launch::new(Kernel::BiasAct { op: UnaryOp::Relu, rows: m, cols: n, alpha: 0.0 }, &[y, h, bb]),
-            Launch::new(Kernel::MseLoss { n: m * n }, &[loss, y, tb]),
+            Launch::new(
+                Kernel::Unary(Unary::BiasAct { op: UnaryOp::Relu, rows: m, cols: n, alpha: 0.0 }),
+                &[y, h, bb],
+            ),
+            Launch::new(Kernel::Loss(Loss::MseLoss { n: m * n }), &[loss, y, tb]),
         ])
         .unwrap();
     let h_ref = common::matmul(&x, &w, m, n, k, false, false);
@@ -995,12 +1010,12 @@ fn im2col_and_col2im_against_their_definition() {
         assert_eq!(taps.len(), win.cols_len());
         let x = rng.normal_vec(win.image_len());
         for pad_value in [0.0f32, -7.5] {
-            let got = out0(Kernel::Im2col { win, pad_value }, vec![Init::F(x.clone())]);
+            let got = out0(Kernel::Conv(Conv::Im2col { win, pad_value }), vec![Init::F(x.clone())]);
             let want: Vec<f64> = taps.iter().map(|t| t.map_or(pad_value as f64, |i| x[i] as f64)).collect();
             assert_close(&format!("im2col {win:?} pad {pad_value}"), &got, &want, RTOL, ATOL);
         }
         let cols = rng.normal_vec(win.cols_len());
-        let got = out0(Kernel::Col2im { win }, vec![Init::F(cols.clone())]);
+        let got = out0(Kernel::Conv(Conv::Col2im { win }), vec![Init::F(cols.clone())]);
         let mut want = vec![0.0f64; win.image_len()];
         for (t, &v) in taps.iter().zip(&cols) {
             if let Some(i) = t {
@@ -1023,7 +1038,10 @@ fn permute_against_multi_index() {
     ];
     for (shape, perm) in cases {
         let x = rng.normal_vec(shape.iter().product());
-        let got = out0(Kernel::Permute(Permute::new("test", shape, perm).unwrap()), vec![Init::F(x.clone())]);
+        let got = out0(
+            Kernel::Layout(Layout::Permute(Permute::new("test", shape, perm).unwrap())),
+            vec![Init::F(x.clone())],
+        );
         let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
         let mut want = Vec::with_capacity(x.len());
         for flat in 0..x.len() {
@@ -1053,7 +1071,10 @@ fn window_slices_and_pads() {
         [(1, 1, 1, 1, 0), (3, 17, 5, 7, 4), (2, 5, 13, 3, -6), (7, 9, 9, 65, -3), (4, 33, 20, 17, 13)]
     {
         let x = rng.normal_vec(outer * src_len * inner);
-        let got = out0(Kernel::Window { outer, src_len, out_len, inner, offset }, vec![Init::F(x.clone())]);
+        let got = out0(
+            Kernel::Layout(Layout::SlicePad { outer, src_len, out_len, inner, offset }),
+            vec![Init::F(x.clone())],
+        );
         let mut want = vec![0.0f64; outer * out_len * inner];
         for o in 0..outer {
             for j in 0..out_len {
@@ -1079,6 +1100,16 @@ fn window_slices_and_pads() {
 #[test]
 fn a_window_larger_than_the_image_is_a_shape_error() {
     let win = Window2d::square(1, 1, 3, 3, 5, 1, 0, 1);
-    assert!(Kernel::Im2col { win, pad_value: 0.0 }.validate().is_err());
-    assert!(Kernel::Col2im { win: Window2d::square(1, 1, 3, 3, 3, 0, 0, 1) }.validate().is_err());
+    assert!(Kernel::Conv(Conv::Im2col { win, pad_value: 0.0 }).validate().is_err());
+    assert!(Kernel::Conv(Conv::Col2im { win: Window2d::square(1, 1, 3, 3, 3, 0, 0, 1) }).validate().is_err());
+}
+
+/// The float64 reference's erf (used by GELU's reference) against libm's.
+#[test]
+fn the_reference_erf_matches_libm() {
+    for i in -8000..=8000 {
+        let x = i as f64 / 1000.0;
+        let (got, want) = (kiln_device::kernels::unary::erf_f64(x), libm::erf(x));
+        assert!((got - want).abs() <= 1e-10, "erf({x}) = {got}, libm {want}");
+    }
 }

@@ -11,8 +11,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
-    open, Access, Backend, BackendChoice, BinaryOp, Broadcast, DType, HostData, HostVec, Kernel, Launch,
-    Matmul, Permute, ReduceOp, UnaryOp, Window2d, HYPER_LEN,
+    Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, HostData, HostVec, Kernel, Launch, LayerNorm,
+    Layout, Loss, Matmul, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate, Softmax, Unary, UnaryOp,
+    Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -20,18 +21,10 @@ const SIZES: [usize; 7] = [1, 3, 17, 33, 65, 127, 70_001];
 
 fn gpu() -> Option<MutexGuard<'static, Box<dyn Backend>>> {
     static GPU: OnceLock<Option<Mutex<Box<dyn Backend>>>> = OnceLock::new();
-    let slot = GPU.get_or_init(|| match open(BackendChoice::Gpu) {
-        Ok(b) => {
-            eprintln!("GPU parity tests run on {}", b.info());
-            Some(Mutex::new(b))
-        }
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter could be opened: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPED: no GPU adapter ({e}).\n*** The WGSL kernels were NOT tested; set KILN_REQUIRE_GPU=1 to fail instead.\n");
-            None
-        }
+    let slot = GPU.get_or_init(|| {
+        let b = kiln_device::testing::gpu_or_skip("the WGSL kernels")?;
+        eprintln!("GPU parity tests run on {}", b.info());
+        Some(Mutex::new(b))
     });
     slot.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
 }
@@ -46,8 +39,10 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
             let n = s.len;
             if s.dtype == DType::U32 {
                 let range = match *k {
-                    Kernel::Gather { axis_len, .. } | Kernel::ScatterAdd { axis_len, .. } => axis_len,
-                    Kernel::SoftmaxCeLoss { cols, .. } | Kernel::SoftmaxCeGrad { cols, .. } => cols,
+                    Kernel::Memory(Memory::Gather { axis_len, .. })
+                    | Kernel::Memory(Memory::ScatterAdd { axis_len, .. }) => axis_len,
+                    Kernel::Loss(Loss::SoftmaxCeLoss { cols, .. })
+                    | Kernel::Loss(Loss::SoftmaxCeGrad { cols, .. }) => cols,
                     _ => 1,
                 };
                 let mut v = rng.labels(n, range);
@@ -57,14 +52,20 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 return HostVec::U32(v);
             }
             HostVec::F32(match (k, s.name, s.access) {
-                (Kernel::Sgd { .. } | Kernel::Adam { .. } | Kernel::Rmsprop { .. }, "param", _) => {
-                    rng.normal_vec(n)
+                (
+                    Kernel::Optim(Optim::Sgd { .. })
+                    | Kernel::Optim(Optim::Adam { .. })
+                    | Kernel::Optim(Optim::Rmsprop { .. }),
+                    "param",
+                    _,
+                ) => rng.normal_vec(n),
+                (Kernel::Optim(Optim::Rmsprop { .. }), "state", _) | (_, "v", _) => {
+                    rng.uniform_vec(n, 0.0, 1.0)
                 }
-                (Kernel::Rmsprop { .. }, "state", _) | (_, "v", _) => rng.uniform_vec(n, 0.0, 1.0),
                 (_, "state" | "m", _) => rng.normal_vec(n).iter().map(|x| 0.1 * x).collect(),
                 // in place: the running statistic is read, so it starts as data (not NaN); an
                 // element the GPU skips keeps it and differs from the CPU's result
-                (Kernel::RunningUpdate { .. }, "running", _) => rng.uniform_vec(n, 0.5, 2.0),
+                (Kernel::Running(RunningUpdate { .. }), "running", _) => rng.uniform_vec(n, 0.5, 2.0),
                 (_, _, Access::Write) => vec![f32::NAN; n],
                 (_, "hyper", _) => {
                     let mut h = hyper.to_vec();
@@ -73,7 +74,7 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 }
                 (_, "dloss", _) => rng.uniform_vec(1, 0.5, 2.0),
                 // the saved output of softmax is a distribution (of log-softmax, its log)
-                (Kernel::SoftmaxGrad { cols, log, .. }, "y", _) => {
+                (Kernel::Softmax(Softmax::Backward { cols, log, .. }), "y", _) => {
                     let mut y = rng.normal_vec(n).iter().map(|x| x.exp()).collect::<Vec<f32>>();
                     for (r, row) in y.chunks_mut(*cols).enumerate() {
                         // every other row causally masked, as attention's are: trailing zeros
@@ -85,18 +86,24 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                     }
                     y
                 }
-                (Kernel::BceLogitsLoss { .. } | Kernel::BceLogitsGrad { .. }, "target", _) => {
-                    rng.uniform_vec(n, 0.0, 1.0)
+                (
+                    Kernel::Loss(Loss::BceLogitsLoss { .. }) | Kernel::Loss(Loss::BceLogitsGrad { .. }),
+                    "target",
+                    _,
+                ) => rng.uniform_vec(n, 0.0, 1.0),
+                (Kernel::Unary(Unary::Forward { op, .. }), "x", _) if positive(*op) => {
+                    rng.uniform_vec(n, 0.5, 2.0)
                 }
-                (Kernel::Unary { op, .. }, "x", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
-                (Kernel::UnaryGrad { op, .. }, "saved", _) if positive(*op) => rng.uniform_vec(n, 0.5, 2.0),
-                (Kernel::Binary { op: BinaryOp::Div, .. }, "b", _) => rng
+                (Kernel::Unary(Unary::Backward { op, .. }), "saved", _) if positive(*op) => {
+                    rng.uniform_vec(n, 0.5, 2.0)
+                }
+                (Kernel::Binary(Binary { op: BinaryOp::Div, .. }), "b", _) => rng
                     .uniform_vec(n, 0.5, 2.0)
                     .iter()
                     .map(|x| if rng.unit() < 0.5 { -x } else { *x })
                     .collect(),
                 // Comparisons and max/min need ties: values on a coarse grid.
-                (Kernel::Binary { op, .. }, _, _)
+                (Kernel::Binary(Binary { op, .. }), _, _)
                     if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) =>
                 {
                     rng.normal_vec(n).iter().map(|x| (x * 2.0).round() / 2.0).collect()
@@ -169,8 +176,8 @@ fn matmul_matches_cpu() {
 fn unary_and_backward_match_cpu() {
     for op in UnaryOp::ALL {
         for (i, len) in SIZES.into_iter().enumerate() {
-            check(Kernel::Unary { op, len, alpha: 0.07 }, 10 + i as u64, &[]);
-            check(Kernel::UnaryGrad { op, len, alpha: 0.07 }, 20 + i as u64, &[]);
+            check(Kernel::Unary(Unary::Forward { op, len, alpha: 0.07 }), 10 + i as u64, &[]);
+            check(Kernel::Unary(Unary::Backward { op, len, alpha: 0.07 }), 20 + i as u64, &[]);
         }
     }
 }
@@ -182,7 +189,7 @@ fn bias_act_matches_cpu() {
             continue; // x + bias may be <= 0: undefined for these, and no model fuses them
         }
         for (rows, cols) in [(1, 1), (3, 17), (65, 33), (127, 65), (300, 257)] {
-            check(Kernel::BiasAct { op, rows, cols, alpha: 0.07 }, rows as u64, &[]);
+            check(Kernel::Unary(Unary::BiasAct { op, rows, cols, alpha: 0.07 }), rows as u64, &[]);
         }
     }
 }
@@ -201,7 +208,7 @@ fn binary_broadcast_matches_cpu() {
     for op in BinaryOp::ALL {
         for (i, (a, b)) in shapes.iter().enumerate() {
             let bc = Broadcast::new("test", a, b).unwrap();
-            check(Kernel::Binary { op, bc }, 40 + i as u64, &[]);
+            check(Kernel::Binary(Binary { op, bc }), 40 + i as u64, &[]);
         }
     }
 }
@@ -212,7 +219,7 @@ fn reductions_match_cpu() {
     let shapes = [(1, 1, 1), (3, 17, 1), (1, 127, 33), (5, 65, 3), (2, 300, 7), (70_001, 1, 1)];
     for op in ReduceOp::ALL {
         for (i, (outer, len, inner)) in shapes.into_iter().enumerate() {
-            check(Kernel::Reduce { op, outer, len, inner }, 60 + i as u64, &[]);
+            check(Kernel::Reduce(Reduce { op, outer, len, inner }), 60 + i as u64, &[]);
         }
     }
 }
@@ -237,11 +244,15 @@ fn scaled_and_causal_softmax_match_cpu() {
     for (i, (rows, cols)) in shapes.into_iter().enumerate() {
         for (j, (scale, causal)) in [(0.37, true), (-1.3, true), (2.5, false)].into_iter().enumerate() {
             let seed = 300 + 10 * i as u64 + j as u64;
-            check(Kernel::Softmax { rows, cols, log: false, scale, causal }, seed, &[]);
-            check(Kernel::SoftmaxGrad { rows, cols, log: false, scale }, seed, &[]);
+            check(Kernel::Softmax(Softmax::Forward { rows, cols, log: false, scale, causal }), seed, &[]);
+            check(Kernel::Softmax(Softmax::Backward { rows, cols, log: false, scale }), seed, &[]);
         }
-        check(Kernel::Softmax { rows, cols, log: true, scale: 0.37, causal: false }, 390 + i as u64, &[]);
-        check(Kernel::SoftmaxGrad { rows, cols, log: true, scale: -1.3 }, 390 + i as u64, &[]);
+        check(
+            Kernel::Softmax(Softmax::Forward { rows, cols, log: true, scale: 0.37, causal: false }),
+            390 + i as u64,
+            &[],
+        );
+        check(Kernel::Softmax(Softmax::Backward { rows, cols, log: true, scale: -1.3 }), 390 + i as u64, &[]);
     }
 }
 
@@ -252,8 +263,8 @@ fn layer_norm_and_backward_match_cpu() {
     for (i, (rows, cols)) in shapes.into_iter().enumerate() {
         for (j, eps) in [1e-5, 0.1].into_iter().enumerate() {
             let seed = 400 + 10 * i as u64 + j as u64;
-            check(Kernel::LayerNorm { rows, cols, eps }, seed, &[]);
-            check(Kernel::LayerNormGrad { rows, cols, eps }, seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::Forward { rows, cols, eps }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps }), seed, &[]);
         }
     }
 }
@@ -262,14 +273,14 @@ fn layer_norm_and_backward_match_cpu() {
 fn losses_and_gradients_match_cpu() {
     for (i, n) in [1, 17, 127, 1000].into_iter().enumerate() {
         let seed = 90 + i as u64;
-        check(Kernel::MseLoss { n }, seed, &[]);
-        check(Kernel::MseGrad { n }, seed, &[]);
-        check(Kernel::BceLogitsLoss { n }, seed, &[]);
-        check(Kernel::BceLogitsGrad { n }, seed, &[]);
+        check(Kernel::Loss(Loss::MseLoss { n }), seed, &[]);
+        check(Kernel::Loss(Loss::MseGrad { n }), seed, &[]);
+        check(Kernel::Loss(Loss::BceLogitsLoss { n }), seed, &[]);
+        check(Kernel::Loss(Loss::BceLogitsGrad { n }), seed, &[]);
     }
     for (i, (rows, cols)) in [(1, 3), (17, 10), (127, 65), (300, 2)].into_iter().enumerate() {
-        check(Kernel::SoftmaxCeLoss { rows, cols }, 100 + i as u64, &[]);
-        check(Kernel::SoftmaxCeGrad { rows, cols }, 100 + i as u64, &[]);
+        check(Kernel::Loss(Loss::SoftmaxCeLoss { rows, cols }), 100 + i as u64, &[]);
+        check(Kernel::Loss(Loss::SoftmaxCeGrad { rows, cols }), 100 + i as u64, &[]);
     }
 }
 
@@ -278,13 +289,13 @@ fn optimizer_updates_match_cpu() {
     for (i, len) in [1, 17, 127, 70_001].into_iter().enumerate() {
         let seed = 110 + i as u64;
         for sgd in [[0.05, 0.0, 0.0, 0.0], [0.05, 0.9, 0.0, 0.0], [0.05, 0.9, 0.01, 1.0]] {
-            check(Kernel::Sgd { len }, seed, &sgd);
+            check(Kernel::Optim(Optim::Sgd { len }), seed, &sgd);
         }
         // lr, beta1, beta2, eps, weight decay, 1 - beta1^t, 1 - beta2^t at t = 3
         let adam = [1e-3, 0.9, 0.999, 1e-8, 0.01, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
-        check(Kernel::Adam { len, decoupled: false }, seed, &adam);
-        check(Kernel::Adam { len, decoupled: true }, seed, &adam);
-        check(Kernel::Rmsprop { len }, seed, &[1e-2, 0.99, 1e-8, 0.01]);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: false }), seed, &adam);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: true }), seed, &adam);
+        check(Kernel::Optim(Optim::Rmsprop { len }), seed, &[1e-2, 0.99, 1e-8, 0.01]);
     }
 }
 
@@ -296,7 +307,11 @@ fn running_update_matches_cpu() {
     let configs = [(0.9, 0.1, 1.0), (0.9, 0.1, 7.0 / 6.0), (0.0, 1.0, 1.0), (1.0, 1.0, 1.0)];
     for (i, len) in SIZES.into_iter().enumerate() {
         for (j, (keep, gain, scale)) in configs.into_iter().enumerate() {
-            check(Kernel::RunningUpdate { len, keep, gain, scale }, 170 + 10 * i as u64 + j as u64, &[]);
+            check(
+                Kernel::Running(RunningUpdate { len, keep, gain, scale }),
+                170 + 10 * i as u64 + j as u64,
+                &[],
+            );
         }
     }
 }
@@ -306,12 +321,12 @@ fn gather_scatter_fill_copy_match_cpu() {
     for (i, (outer, axis_len, inner, n_idx)) in
         [(1, 5, 1, 3), (3, 17, 33, 65), (2, 127, 3, 17), (1, 1000, 16, 300)].into_iter().enumerate()
     {
-        check(Kernel::Gather { outer, axis_len, inner, n_idx }, 120 + i as u64, &[]);
-        check(Kernel::ScatterAdd { outer, axis_len, inner, n_idx }, 130 + i as u64, &[]);
+        check(Kernel::Memory(Memory::Gather { outer, axis_len, inner, n_idx }), 120 + i as u64, &[]);
+        check(Kernel::Memory(Memory::ScatterAdd { outer, axis_len, inner, n_idx }), 130 + i as u64, &[]);
     }
     for (i, len) in SIZES.into_iter().enumerate() {
-        check(Kernel::Fill { len, value: -1.25 }, 140 + i as u64, &[]);
-        check(Kernel::Copy { len }, 150 + i as u64, &[]);
+        check(Kernel::Memory(Memory::Fill { len, value: -1.25 }), 140 + i as u64, &[]);
+        check(Kernel::Memory(Memory::Copy { len }), 150 + i as u64, &[]);
     }
 }
 
@@ -330,9 +345,9 @@ fn windows() -> Vec<Window2d> {
 #[test]
 fn im2col_col2im_match_cpu() {
     for (i, win) in windows().into_iter().enumerate() {
-        check(Kernel::Im2col { win, pad_value: 0.0 }, 160 + i as u64, &[]);
-        check(Kernel::Im2col { win, pad_value: -3.0e38 }, 165 + i as u64, &[]);
-        check(Kernel::Col2im { win }, 170 + i as u64, &[]);
+        check(Kernel::Conv(Conv::Im2col { win, pad_value: 0.0 }), 160 + i as u64, &[]);
+        check(Kernel::Conv(Conv::Im2col { win, pad_value: -3.0e38 }), 165 + i as u64, &[]);
+        check(Kernel::Conv(Conv::Col2im { win }), 170 + i as u64, &[]);
     }
 }
 
@@ -347,13 +362,21 @@ fn permute_and_window_match_cpu() {
         (&[4, 65, 8, 33], &[0, 2, 1, 3]),
     ];
     for (i, (shape, perm)) in cases.into_iter().enumerate() {
-        check(Kernel::Permute(Permute::new("test", shape, perm).unwrap()), 180 + i as u64, &[]);
+        check(
+            Kernel::Layout(Layout::Permute(Permute::new("test", shape, perm).unwrap())),
+            180 + i as u64,
+            &[],
+        );
     }
     for (i, (outer, src_len, out_len, inner, offset)) in
         [(1, 1, 1, 1, 0), (3, 17, 5, 7, 4), (2, 5, 13, 3, -6), (7, 9, 9, 65, -3), (300, 33, 20, 17, 13)]
             .into_iter()
             .enumerate()
     {
-        check(Kernel::Window { outer, src_len, out_len, inner, offset }, 190 + i as u64, &[]);
+        check(
+            Kernel::Layout(Layout::SlicePad { outer, src_len, out_len, inner, offset }),
+            190 + i as u64,
+            &[],
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! reader of its target), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use kiln_device::{BinaryOp, Kernel, Prim};
+use kiln_device::{BinaryOp, Kernel, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -223,7 +223,7 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
         Op::Prim(Prim::Unary { op, alpha }) if fused.is_some() => {
             let bias = fused.expect("checked").1;
             let (len, cols) = (node.shape.numel(batch), nodes[bias.index()].shape.numel(batch));
-            Kernel::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha }
+            Kernel::Unary(Unary::BiasAct { op: *op, rows: len / cols, cols, alpha: *alpha })
         }
         Op::Prim(p) => {
             let inputs: Vec<Vec<usize>> = node.inputs.iter().map(|&x| dims(x)).collect();
@@ -253,7 +253,7 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                     (n as f64 / (n as f64 - 1.0)) as f32
                 }
             };
-            Kernel::RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale }
+            Kernel::Running(RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale })
         }
         op => return Err(Error::shape(op.name(), "has no kernel")),
     })

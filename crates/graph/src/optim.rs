@@ -79,22 +79,31 @@ impl Optimizer {
     /// The hyper buffer for step `t` (1-based) at learning rate `lr`, in the layout the device's
     /// update kernels read (see `kiln_device::HYPER_LEN`).
     pub fn hyper(&self, lr: f32, t: u64) -> [f32; HYPER_LEN] {
-        let mut h = [0.0; HYPER_LEN];
-        let v: Vec<f32> = match *self {
+        use kiln_device::{AdamHyper, RmspropHyper, SgdHyper};
+        match *self {
             Optimizer::Sgd { momentum, weight_decay, nesterov, .. } => {
-                vec![lr, momentum, weight_decay, nesterov as u32 as f32]
+                SgdHyper { lr, momentum, weight_decay, nesterov: nesterov as u32 as f32, padding: [0.0; 4] }
+                    .words()
             }
             Optimizer::Adam { beta1, beta2, eps, weight_decay, .. }
             | Optimizer::AdamW { beta1, beta2, eps, weight_decay, .. } => {
                 let t = t.min(i32::MAX as u64) as i32;
-                let c1 = 1.0 - (beta1 as f64).powi(t);
-                let c2 = 1.0 - (beta2 as f64).powi(t);
-                vec![lr, beta1, beta2, eps, weight_decay, c1 as f32, c2 as f32]
+                AdamHyper {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    bias_correction1: (1.0 - (beta1 as f64).powi(t)) as f32,
+                    bias_correction2: (1.0 - (beta2 as f64).powi(t)) as f32,
+                    padding: 0.0,
+                }
+                .words()
             }
-            Optimizer::Rmsprop { alpha, eps, weight_decay, .. } => vec![lr, alpha, eps, weight_decay],
-        };
-        h[..v.len()].copy_from_slice(&v);
-        h
+            Optimizer::Rmsprop { alpha, eps, weight_decay, .. } => {
+                RmspropHyper { lr, alpha, eps, weight_decay, padding: [0.0; 4] }.words()
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_device::{BinaryOp, Broadcast, Prim, ReduceOp, UnaryOp};
+use kiln_device::{Broadcast, Prim, ReduceOp, UnaryOp};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -80,16 +80,16 @@ fn eval_node(
                 }
                 c
             }
-            Prim::Unary { op, alpha } => x(0).iter().map(|&v| unary(*op, v, *alpha as f64)).collect(),
+            Prim::Unary { op, alpha } => x(0).iter().map(|&v| op.eval_f64(v, *alpha as f64)).collect(),
             Prim::UnaryGrad { op, alpha } => {
-                x(0).iter().zip(x(1)).map(|(&s, &dy)| dy * unary_grad(*op, s, *alpha as f64)).collect()
+                x(0).iter().zip(x(1)).map(|(&s, &dy)| dy * op.grad_f64(s, *alpha as f64)).collect()
             }
             Prim::Binary(op) => {
                 let bc = Broadcast::new(op.name(), &dims(0), &dims(1)).map_err(|e| e.to_string())?;
                 (0..bc.len())
                     .map(|i| {
                         let (oa, ob) = bc.offsets(i);
-                        binary(*op, x(0)[oa], x(1)[ob])
+                        op.eval_f64(x(0)[oa], x(1)[ob])
                     })
                     .collect()
             }
@@ -169,7 +169,7 @@ fn eval_node(
             }
             Prim::BceLogitsGrad => {
                 let s = x(2)[0] / x(0).len() as f64;
-                x(0).iter().zip(x(1)).map(|(&z, &t)| (sigmoid(z) - t) * s).collect()
+                x(0).iter().zip(x(1)).map(|(&z, &t)| (UnaryOp::Sigmoid.eval_f64(z, 0.0) - t) * s).collect()
             }
             Prim::SoftmaxCeLoss => {
                 let cols = last(&dims(0));
@@ -279,96 +279,6 @@ fn norm_stats(r: &[f64], eps: f64) -> (f64, f64) {
 fn lse(r: &[f64]) -> f64 {
     let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
-}
-
-pub fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// `erf` in f64: Taylor series near 0, asymptotic series in the tails (error below 1e-10).
-pub fn erf(x: f64) -> f64 {
-    let a = x.abs();
-    let r = if a < 4.0 {
-        let (mut term, mut sum, mut n) = (a, a, 0.0);
-        while term.abs() > 1e-17 * sum.abs() {
-            n += 1.0;
-            term *= -a * a / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        let z = 1.0 / (a * a);
-        let tail = (-a * a).exp() / (a * std::f64::consts::PI.sqrt())
-            * (1.0 - 0.5 * z + 0.75 * z * z - 1.875 * z * z * z + 6.5625 * z.powi(4));
-        1.0 - tail
-    };
-    r.copysign(x)
-}
-
-pub fn unary(op: UnaryOp, x: f64, alpha: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Reciprocal => 1.0 / x,
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Relu => x.max(0.0),
-        UnaryOp::LeakyRelu => {
-            if x > 0.0 {
-                x
-            } else {
-                alpha * x
-            }
-        }
-        UnaryOp::Sigmoid => sigmoid(x),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
-    }
-}
-
-/// The derivative as a function of the saved value (`x` or `y`, as `op.saved()` says).
-pub fn unary_grad(op: UnaryOp, s: f64, alpha: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -1.0,
-        UnaryOp::Exp => s,
-        UnaryOp::Log => 1.0 / s,
-        UnaryOp::Sqrt => 0.5 / s,
-        UnaryOp::Reciprocal => -s * s,
-        UnaryOp::Abs => s.signum() * (s != 0.0) as u8 as f64,
-        UnaryOp::Relu => (s > 0.0) as u8 as f64,
-        UnaryOp::LeakyRelu => {
-            if s > 0.0 {
-                1.0
-            } else {
-                alpha
-            }
-        }
-        UnaryOp::Sigmoid => s * (1.0 - s),
-        UnaryOp::Tanh => 1.0 - s * s,
-        UnaryOp::Gelu => {
-            let cdf = 0.5 * (1.0 + erf(s / std::f64::consts::SQRT_2));
-            cdf + s * (-0.5 * s * s).exp() / (2.0 * std::f64::consts::PI).sqrt()
-        }
-    }
-}
-
-pub fn binary(op: BinaryOp, a: f64, b: f64) -> f64 {
-    let flag = |c: bool| c as u8 as f64;
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
-        BinaryOp::Eq => flag(a == b),
-        BinaryOp::Ne => flag(a != b),
-        BinaryOp::Lt => flag(a < b),
-        BinaryOp::Le => flag(a <= b),
-        BinaryOp::Gt => flag(a > b),
-        BinaryOp::Ge => flag(a >= b),
-    }
 }
 
 /// Values by node for [`evaluate`].

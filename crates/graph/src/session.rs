@@ -224,7 +224,7 @@ impl Session {
             .map(|s| Launch { kernel: s.kernel, buffers: s.bufs.iter().map(|&b| resolve(b)).collect() })
             .collect();
         let reads: Vec<BufferId> = plan.fetch.iter().map(|&b| resolve(b)).collect();
-        let id = self.backend.compile(&launches)?;
+        let id = self.backend.prepare(&launches)?;
         self.plans.push(Bound { train, fetch: fetch.to_vec(), plan, id, inputs, reads, owned });
         Ok(self.plans.len() - 1)
     }

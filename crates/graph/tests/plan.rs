@@ -1,6 +1,6 @@
 //! The compiler: fusion, dead-node elimination, update placement and buffer reuse.
 
-use kiln_device::Kernel;
+use kiln_device::{Binary, Kernel, Optim, Reduce, Unary};
 use kiln_graph::{compile, Buf, Graph, NodeId, Optimizer, Plan};
 
 fn mlp(sizes: &[usize], act_fetch: bool) -> (Graph, NodeId, Vec<NodeId>) {
@@ -34,10 +34,10 @@ fn bias_add_and_activation_fuse_unless_the_sum_is_needed() {
     let (g, _, fetch) = mlp(&[64, 128, 128, 10], false);
     let p = compile(&g, &fetch, true, 64).unwrap();
     assert_eq!(p.fused, 2);
-    assert_eq!(count(&p, |k| matches!(k, Kernel::BiasAct { .. })), 2);
+    assert_eq!(count(&p, |k| matches!(k, Kernel::Unary(Unary::BiasAct { .. }))), 2);
     // The last layer has no activation: its bias-add stays a broadcast add.
-    assert_eq!(count(&p, |k| matches!(k, Kernel::Binary { .. })), 1);
-    assert_eq!(count(&p, |k| matches!(k, Kernel::Adam { .. })), 6);
+    assert_eq!(count(&p, |k| matches!(k, Kernel::Binary(Binary { .. }))), 1);
+    assert_eq!(count(&p, |k| matches!(k, Kernel::Optim(Optim::Adam { .. }))), 6);
     // Fetching a pre-activation keeps its add.
     let (g, _, fetch) = mlp(&[64, 128, 128, 10], true);
     let p = compile(&g, &fetch, true, 64).unwrap();
@@ -51,7 +51,7 @@ fn dead_nodes_are_not_run_and_forward_plans_have_no_backward() {
     let _ = unused;
     let train = compile(&g, &[loss], true, 5).unwrap();
     let eval = compile(&g, &[loss], false, 5).unwrap();
-    assert!(train.steps.iter().all(|s| !matches!(s.kernel, Kernel::Unary { len: 1000, .. })));
+    assert!(train.steps.iter().all(|s| !matches!(s.kernel, Kernel::Unary(Unary::Forward { len: 1000, .. }))));
     assert!(eval.launches() < train.launches());
     assert!(eval.steps.iter().all(|s| s.kernel.family() != "optim" && !is_backward(&s.kernel)));
     assert!(eval.persistent.iter().all(|(n, _)| g.name_of(*n).is_some_and(|s| !s.contains("exp_avg"))));
@@ -100,10 +100,12 @@ fn activations_share_buffers_and_never_alias_within_a_launch() {
 
 /// Kernels that only a backward pass launches.
 fn is_backward(k: &kiln_device::Kernel) -> bool {
-    use kiln_device::Kernel::*;
+    use kiln_device::{Kernel, Loss, Softmax, Unary};
     matches!(
         k,
-        UnaryGrad { .. } | SoftmaxGrad { .. } | MseGrad { .. } | BceLogitsGrad { .. } | SoftmaxCeGrad { .. }
+        Kernel::Unary(Unary::Backward { .. })
+            | Kernel::Softmax(Softmax::Backward { .. })
+            | Kernel::Loss(Loss::MseGrad { .. } | Loss::BceLogitsGrad { .. } | Loss::SoftmaxCeGrad { .. })
     )
 }
 
@@ -118,10 +120,14 @@ fn a_linear_over_batch_and_time_reduces_once_for_its_bias_and_never_for_its_weig
     let loss = g.sum_all(g.mul(y, y));
     let grads = g.gradients(loss, &[w, b]).unwrap();
     let p = compile(&g, &[loss, grads[0], grads[1]], false, 3).unwrap();
-    let reduces: Vec<Kernel> =
-        p.steps.iter().filter(|s| matches!(s.kernel, Kernel::Reduce { .. })).map(|s| s.kernel).collect();
+    let reduces: Vec<Kernel> = p
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kernel, Kernel::Reduce(Reduce { .. })))
+        .map(|s| s.kernel)
+        .collect();
     assert_eq!(reduces.len(), 2, "sum_all and the bias gradient: {reduces:?}");
-    assert!(reduces.iter().any(|k| matches!(k, Kernel::Reduce { outer: 1, len: 15, inner: 6, .. })));
+    assert!(reduces.iter().any(|k| matches!(k, Kernel::Reduce(Reduce { outer: 1, len: 15, inner: 6, .. }))));
     let dw = p.steps.iter().find(|s| s.node == grads[0]).unwrap().kernel;
     assert!(matches!(dw, Kernel::Matmul(mm) if mm.batch == 1 && mm.k == 15), "{dw:?}");
 }

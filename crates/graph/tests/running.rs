@@ -11,16 +11,7 @@ use kiln_device::{open, Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
 fn gpu() -> Option<Box<dyn Backend>> {
-    match open(BackendChoice::Gpu) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU backend: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n!!! SKIPPED: GPU running statistics, no GPU backend ({e}); set KILN_REQUIRE_GPU=1 to fail instead\n");
-            None
-        }
-    }
+    kiln_device::testing::gpu_or_skip("the running statistics")
 }
 
 const C: usize = 3;

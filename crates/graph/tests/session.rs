@@ -211,9 +211,11 @@ fn errors_name_the_op_and_shapes() {
 
 /// Kernels that only a backward pass launches.
 fn is_backward(k: &kiln_device::Kernel) -> bool {
-    use kiln_device::Kernel::*;
+    use kiln_device::{Kernel, Loss, Softmax, Unary};
     matches!(
         k,
-        UnaryGrad { .. } | SoftmaxGrad { .. } | MseGrad { .. } | BceLogitsGrad { .. } | SoftmaxCeGrad { .. }
+        Kernel::Unary(Unary::Backward { .. })
+            | Kernel::Softmax(Softmax::Backward { .. })
+            | Kernel::Loss(Loss::MseGrad { .. } | Loss::BceLogitsGrad { .. } | Loss::SoftmaxCeGrad { .. })
     )
 }

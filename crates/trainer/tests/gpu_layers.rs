@@ -22,16 +22,7 @@ use kiln_trainer::prelude::*;
 use kiln_trainer::{Layer, Sequential};
 
 fn gpu_available() -> bool {
-    match kiln_device::open(BackendChoice::Gpu) {
-        Ok(_) => true,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPED: no GPU adapter ({e}); the layers were NOT tested on the GPU.\n");
-            false
-        }
-    }
+    kiln_device::testing::gpu_or_skip("the layers").is_some()
 }
 
 const RTOL: f64 = 1e-4;

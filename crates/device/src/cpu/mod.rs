@@ -1,32 +1,25 @@
 //! The native CPU backend: the readable reference every GPU kernel is tested against, and the
 //! default where no hardware GPU exists.
 //!
-//! Buffers are plain `Vec`s kept in a [`Pool`]. `compile` checks every launch once and turns it into
-//! a [`Step`] (buffer ids with the slot each binds), so `submit` only looks buffers up and runs the
-//! kernels, synchronously, with no heap allocation per launch. Read-backs are stashed under the
-//! ticket until `wait` collects them.
+//! This module is only the machinery: buffers are plain `Vec`s kept in a `Pool`; `prepare` checks
+//! every launch once and turns it into a `CpuLaunch` (buffer ids with the slot each binds), so
+//! `submit` only looks buffers up and hands slices to the kernel's CPU twin (in its family module,
+//! `crate::kernels`), synchronously, with no heap allocation per launch. Read-backs are stashed
+//! under the ticket until `wait` collects them.
 
-mod dispatch;
-mod elementwise;
-mod layer_norm;
-mod layout;
-mod loss;
-mod matmul;
-mod memory;
-mod optim;
-mod reduce;
+mod threads;
 
 use std::collections::HashMap;
 
 use crate::backend::{
     check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
 };
+use crate::device_info::{DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
-use crate::kernel::{Access, Kernel, Slot};
+use crate::kernels::{Access, Kernel, Slot};
 use crate::pool::Pool;
-use crate::select::{DeviceInfo, DeviceKind};
 
-use dispatch::{In, Out};
+pub(crate) use threads::{map2, rows, Par, PAR_CHUNK};
 
 /// Default for [`CpuBackend::with_parallel_min`]. Measured on the shared 2-core dev machine (under
 /// load from other builds): splitting `exp`/`gelu` over rayon did not pay below ~64K elements, and
@@ -34,27 +27,24 @@ use dispatch::{In, Out};
 /// many-core machine before lowering it.
 pub const DEFAULT_PARALLEL_MIN: usize = 64 * 1024;
 
-/// Memory-bound work (add, relu, sums, copies) goes parallel only past this many times the minimum.
-const LIGHT_FACTOR: usize = 16;
-
-/// Elements per rayon task once a kernel does go parallel.
-pub(crate) const PAR_CHUNK: usize = 8 * 1024;
-
-/// When a kernel splits its work over rayon's threads.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Par {
-    min: usize,
+/// A written buffer, sliced to the length its slot needs.
+pub(crate) enum Out<'a> {
+    F(&'a mut [f32]),
+    U(&'a mut [u32]),
 }
 
-impl Par {
-    /// For `len` elements of transcendental work (exp, erf, softmax).
-    pub fn heavy(self, len: usize) -> bool {
-        len >= self.min
-    }
-    /// For `len` elements of memory-bound work.
-    pub fn light(self, len: usize) -> bool {
-        len >= self.min.saturating_mul(LIGHT_FACTOR)
-    }
+/// A read buffer, sliced to the length its slot needs.
+#[derive(Clone, Copy)]
+pub(crate) enum In<'a> {
+    F(&'a [f32]),
+    U(&'a [u32]),
+}
+
+/// What a CPU twin does when its buffer views do not match its slots: `prepare` checked their
+/// count, dtype and length, so this is a bug in the family module.
+#[cold]
+pub(crate) fn mismatch(kernel: &str) -> ! {
+    unreachable!("{kernel}: buffers do not match its slots")
 }
 
 /// The storage of one CPU buffer.
@@ -91,7 +81,7 @@ const MAX_WRITES: usize = 3;
 const MAX_READS: usize = 3;
 
 /// One checked launch: the kernel and, per slot, the buffer bound there.
-struct Step {
+struct CpuLaunch {
     kernel: Kernel,
     binds: Vec<(BufferId, Slot)>,
 }
@@ -100,7 +90,7 @@ struct Step {
 pub struct CpuBackend {
     info: DeviceInfo,
     pool: Pool<CpuBuf>,
-    plans: Vec<Option<Vec<Step>>>,
+    plans: Vec<Option<Vec<CpuLaunch>>>,
     free_plans: Vec<u32>,
     next_ticket: u64,
     done: HashMap<u64, Vec<HostVec>>,
@@ -142,9 +132,9 @@ impl CpuBackend {
 
     /// Runs one step. Its written buffers are taken out of the pool for the duration (a launch never
     /// reads a buffer it writes; `check_launch` forbids it), its read buffers are borrowed.
-    fn run_step(pool: &mut Pool<CpuBuf>, step: &Step, par: Par) -> Result<()> {
+    fn run_step(pool: &mut Pool<CpuBuf>, step: &CpuLaunch, par: Par) -> Result<()> {
         let op = step.kernel.name();
-        // A buffer may have been released and its id reused since compile: check again (cheap).
+        // A buffer may have been released and its id reused since prepare: check again (cheap).
         for (i, (id, s)) in step.binds.iter().enumerate() {
             let (dtype, len) = pool.describe(*id)?;
             if dtype != s.dtype || len < s.len {
@@ -186,7 +176,7 @@ impl CpuBackend {
                     }
                 }
             }
-            dispatch::run(&step.kernel, &mut outs[..w], &ins[..r], par);
+            step.kernel.run_cpu(&mut outs[..w], &ins[..r], par);
         }
         let mut loans = taken.into_iter();
         for (id, s) in &step.binds {
@@ -240,7 +230,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn compile(&mut self, launches: &[Launch]) -> Result<PlanId> {
+    fn prepare(&mut self, launches: &[Launch]) -> Result<PlanId> {
         let mut steps = Vec::with_capacity(launches.len());
         for launch in launches {
             check_launch(launch, |id| self.pool.describe(id))?;
@@ -250,7 +240,7 @@ impl Backend for CpuBackend {
                 Access::Read => (w, r + 1),
             });
             assert!(n_w <= MAX_WRITES && n_r <= MAX_READS, "{}: too many buffers", launch.kernel.name());
-            steps.push(Step {
+            steps.push(CpuLaunch {
                 kernel: launch.kernel,
                 binds: launch.buffers.iter().copied().zip(slots).collect(),
             });

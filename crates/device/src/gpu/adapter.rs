@@ -1,7 +1,7 @@
 //! Finding wgpu adapters, ranking them, and opening a device with the adapter's own limits.
 
+use crate::device_info::{DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
-use crate::select::{DeviceInfo, DeviceKind};
 
 /// Graphics APIs Kiln uses natively.
 const APIS: wgpu::Backends = wgpu::Backends::VULKAN.union(wgpu::Backends::METAL).union(wgpu::Backends::DX12);

@@ -1,11 +1,12 @@
 //! The wgpu backend: the kernels of `shaders/` on whatever adapter wgpu finds.
 //!
-//! A plan's pipelines, bind groups and parameter block are created once, in `compile`. A step is
+//! This module is only the wgpu machinery (adapter, pipeline cache, encoding): what a kernel binds,
+//! its parameter block and its workgroup counts come from its family module (`crate::kernels`).
+//! A plan's pipelines, bind groups and parameter block are created once, in `prepare`. A step is
 //! one command encoder, one compute pass, one `queue.submit`; read-backs are copied into pooled
 //! staging buffers in the same submission and mapped asynchronously, so `submit` returns at once.
 
 mod adapter;
-mod dispatch;
 mod pipelines;
 
 use std::collections::HashMap;
@@ -17,9 +18,9 @@ pub use adapter::{describe_all, has_hardware_adapter};
 use crate::backend::{
     check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
 };
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::select::DeviceInfo;
 use pipelines::{Pipelines, PARAMS_BYTES};
 
 pub struct GpuBackend {
@@ -40,14 +41,14 @@ pub struct GpuBackend {
     extra_buffers_created: u64,
 }
 
-struct Step {
+struct GpuLaunch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
 }
 
 struct Plan {
-    steps: Vec<Step>,
+    steps: Vec<GpuLaunch>,
     /// Holds every launch's parameter block; kept alive with the plan.
     _params: Option<wgpu::Buffer>,
 }
@@ -117,10 +118,10 @@ impl GpuBackend {
         })
     }
 
-    fn compile_plan(&mut self, launches: &[Launch]) -> Result<Plan> {
+    fn build_plan(&mut self, launches: &[Launch]) -> Result<Plan> {
         for l in launches {
             check_launch(l, |id| self.pool.describe(id))?;
-            dispatch::check(&l.kernel)?;
+            l.kernel.check_workgroups()?;
         }
         if launches.is_empty() {
             return Ok(Plan { steps: Vec::new(), _params: None });
@@ -165,7 +166,7 @@ impl GpuBackend {
                 layout: &pipe.layout,
                 entries: &entries,
             });
-            steps.push(Step { pipeline: pipe.pipeline.clone(), bind_group, groups: dispatch::workgroups(k) });
+            steps.push(GpuLaunch { pipeline: pipe.pipeline.clone(), bind_group, groups: k.workgroups() });
             self.bind_groups_created += 1;
         }
         Ok(Plan { steps, _params: Some(params) })
@@ -265,8 +266,8 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn compile(&mut self, launches: &[Launch]) -> Result<PlanId> {
-        let plan = self.scoped("compile", |me| me.compile_plan(launches))?;
+    fn prepare(&mut self, launches: &[Launch]) -> Result<PlanId> {
+        let plan = self.scoped("prepare", |me| me.build_plan(launches))?;
         let id = self.next_plan;
         self.next_plan += 1;
         self.plans_compiled += 1;

@@ -1,30 +1,13 @@
-//! Shader modules and compute pipelines, each created once and cached by entry point.
+//! Shader modules and compute pipelines, each created once and cached by entry point. A family's
+//! module is `shaders/common.wgsl` followed by `shaders/<family>.wgsl`: plain concatenation of
+//! two WGSL files.
 
 use std::collections::HashMap;
 
-use crate::kernel::{Access, Kernel};
-
-/// The WGSL source of a kernel family (a file in `shaders/`).
-pub(crate) fn source(family: &str) -> &'static str {
-    match family {
-        "matmul" => include_str!("../../../../shaders/matmul.wgsl"),
-        "unary" => include_str!("../../../../shaders/unary.wgsl"),
-        "binary" => include_str!("../../../../shaders/binary.wgsl"),
-        "reduce" => include_str!("../../../../shaders/reduce.wgsl"),
-        "softmax" => include_str!("../../../../shaders/softmax.wgsl"),
-        "layer_norm" => include_str!("../../../../shaders/layer_norm.wgsl"),
-        "loss" => include_str!("../../../../shaders/loss.wgsl"),
-        "optim" => include_str!("../../../../shaders/optim.wgsl"),
-        "memory" => include_str!("../../../../shaders/memory.wgsl"),
-        "conv" => include_str!("../../../../shaders/conv.wgsl"),
-        "layout" => include_str!("../../../../shaders/layout.wgsl"),
-        "running" => include_str!("../../../../shaders/running.wgsl"),
-        other => unreachable!("no shader family {other}"),
-    }
-}
+use crate::kernels::{self, Access, Kernel};
 
 /// Bytes of the uniform block every entry point reads at binding 0 (`Kernel::params`).
-pub(crate) const PARAMS_BYTES: u64 = 64;
+pub(crate) const PARAMS_BYTES: u64 = kernels::PARAMS_BYTES as u64;
 
 pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
@@ -48,7 +31,9 @@ impl Pipelines {
             let module = self.modules.entry(family).or_insert_with(|| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(family),
-                    source: wgpu::ShaderSource::Wgsl(source(family).into()),
+                    source: wgpu::ShaderSource::Wgsl(
+                        format!("{}\n{}", kernels::COMMON_WGSL, k.source()).into(),
+                    ),
                 })
             });
             let mut entries = vec![layout_entry(0, wgpu::BufferBindingType::Uniform)];

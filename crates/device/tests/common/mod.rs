@@ -1,9 +1,8 @@
 //! Helpers shared by the device tests (the CPU reference tests and the GPU parity tests): a seeded
 //! generator, float32 tolerance checks, and plain float64 reference functions written with simple
-//! loops, independently of the kernels they check.
+//! loops, independently of the kernels they check. (The scalar ops' float64 formulas are
+//! `UnaryOp::eval_f64` / `deriv_f64` and `BinaryOp::eval_f64`, shared with the graph's interpreter.)
 #![allow(dead_code)] // each test binary uses a different subset
-
-use kiln_device::{BinaryOp, UnaryOp};
 
 /// Float32-level tolerance used throughout: `|got - want| <= RTOL * |want| + ATOL`, elementwise.
 pub const RTOL: f64 = 1e-5;
@@ -102,83 +101,6 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
 }
 
 // ---- float64 references -------------------------------------------------------------------------
-
-pub fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-pub fn unary(op: UnaryOp, x: f64, alpha: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Reciprocal => 1.0 / x,
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Relu => x.max(0.0),
-        UnaryOp::LeakyRelu => {
-            if x > 0.0 {
-                x
-            } else {
-                alpha * x
-            }
-        }
-        UnaryOp::Sigmoid => sigmoid(x),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
-    }
-}
-
-/// d op / dx at `x`, written in terms of `x` itself.
-pub fn unary_deriv(op: UnaryOp, x: f64, alpha: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -1.0,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => 1.0 / x,
-        UnaryOp::Sqrt => 0.5 / x.sqrt(),
-        UnaryOp::Reciprocal => -1.0 / (x * x),
-        UnaryOp::Abs => x.signum(),
-        UnaryOp::Relu => {
-            if x > 0.0 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-        UnaryOp::LeakyRelu => {
-            if x > 0.0 {
-                1.0
-            } else {
-                alpha
-            }
-        }
-        UnaryOp::Sigmoid => sigmoid(x) * (1.0 - sigmoid(x)),
-        UnaryOp::Tanh => 1.0 - x.tanh().powi(2),
-        UnaryOp::Gelu => {
-            let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
-            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-            cdf + x * pdf
-        }
-    }
-}
-
-pub fn binary(op: BinaryOp, a: f64, b: f64) -> f64 {
-    let flag = |c: bool| if c { 1.0 } else { 0.0 };
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
-        BinaryOp::Eq => flag(a == b),
-        BinaryOp::Ne => flag(a != b),
-        BinaryOp::Lt => flag(a < b),
-        BinaryOp::Le => flag(a <= b),
-        BinaryOp::Gt => flag(a > b),
-        BinaryOp::Ge => flag(a >= b),
-    }
-}
 
 /// numpy broadcasting by multi-index: for each output element (row-major), the flat indices into
 /// `a` and `b`. Returns the output shape too.

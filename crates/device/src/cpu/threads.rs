@@ -1,0 +1,70 @@
+//! When and how the CPU twins split their work over rayon's threads.
+
+use rayon::prelude::*;
+
+/// Memory-bound work (add, relu, sums, copies) goes parallel only past this many times the minimum.
+const LIGHT_FACTOR: usize = 16;
+
+/// Elements per rayon task once a kernel does go parallel.
+pub(crate) const PAR_CHUNK: usize = 8 * 1024;
+
+/// When a kernel splits its work over rayon's threads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Par {
+    pub(super) min: usize,
+}
+
+impl Par {
+    /// For `len` elements of transcendental work (exp, erf, softmax).
+    pub fn heavy(self, len: usize) -> bool {
+        len >= self.min
+    }
+    /// For `len` elements of memory-bound work.
+    pub fn light(self, len: usize) -> bool {
+        len >= self.min.saturating_mul(LIGHT_FACTOR)
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` over equal-length slices, split over rayon when `parallel`.
+pub(crate) fn map2(
+    parallel: bool,
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    let run = |out: &mut [f32], a: &[f32], b: &[f32]| {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(PAR_CHUNK)
+            .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
+            .for_each(|(o, (a, b))| run(o, a, b));
+    } else {
+        run(out, a, b);
+    }
+}
+
+/// Row-parallel helper: `f(row_index, out_row, in_row, other_row)` over rows of `cols`.
+pub(crate) fn rows(
+    parallel: bool,
+    cols: usize,
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(usize, &mut [f32], &[f32], &[f32]) + Sync,
+) {
+    if parallel && out.len() > cols {
+        out.par_chunks_mut(cols)
+            .zip(a.par_chunks(cols).zip(b.par_chunks(cols)))
+            .enumerate()
+            .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
+    } else {
+        out.chunks_mut(cols)
+            .zip(a.chunks(cols).zip(b.chunks(cols)))
+            .enumerate()
+            .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
+    }
+}

@@ -1,0 +1,132 @@
+//! LayerNorm without the affine over the last axis of `[rows, cols]`, and its backward
+//! (`shaders/layer_norm.wgsl`). On the CPU row statistics accumulate in f64 and the variance is a
+//! second pass over the centered row, so the reference stays exact to f32 rounding however long or
+//! offset a row is.
+
+use super::{nonzero, slot, spread, Access::*, Family, Slot};
+use crate::cpu::{mismatch, rows, In, Out, Par};
+use crate::error::{Error, Result};
+use crate::DType::F32;
+
+/// The kernels of the layer-norm family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerNorm {
+    /// `y = (x - mean) / sqrt(var + eps)` per row, biased variance (PyTorch's).
+    Forward { rows: usize, cols: usize, eps: f32 },
+    /// Backward from the input x (the row statistics are recomputed):
+    /// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`, `xhat = (x - mean) * rstd`.
+    Backward { rows: usize, cols: usize, eps: f32 },
+}
+
+/// `Params` in `shaders/layer_norm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LayerNormParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    fn dims(&self) -> (usize, usize, f32) {
+        match *self {
+            LayerNorm::Forward { rows, cols, eps } | LayerNorm::Backward { rows, cols, eps } => {
+                (rows, cols, eps)
+            }
+        }
+    }
+}
+
+impl Family for LayerNorm {
+    const SHADER: &'static str = "layer_norm";
+    const SOURCE: &'static str = shader!("layer_norm");
+    type Params = LayerNormParams;
+
+    fn name(&self) -> &'static str {
+        match self {
+            LayerNorm::Forward { .. } => "layer_norm",
+            LayerNorm::Backward { .. } => "layer_norm_grad",
+        }
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        let (rows, cols, _) = self.dims();
+        match self {
+            LayerNorm::Forward { .. } => {
+                vec![slot(1, "y", F32, rows * cols, Write), slot(2, "x", F32, rows * cols, Read)]
+            }
+            LayerNorm::Backward { .. } => vec![
+                slot(1, "dx", F32, rows * cols, Write),
+                slot(2, "x", F32, rows * cols, Read),
+                slot(3, "dy", F32, rows * cols, Read),
+            ],
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (rows, cols, eps) = self.dims();
+        nonzero(self.name(), &[rows, cols])?;
+        if !eps.is_finite() || eps < 0.0 {
+            return Err(Error::shape(self.name(), format!("eps must be finite and >= 0, got {eps}")));
+        }
+        Ok(())
+    }
+
+    fn params(&self) -> LayerNormParams {
+        let (rows, cols, eps) = self.dims();
+        LayerNormParams { rows: rows as u32, cols: cols as u32, eps }
+    }
+
+    /// One 64-wide workgroup per row.
+    fn workgroups(&self) -> [u32; 3] {
+        spread(self.dims().0)
+    }
+
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
+        match (*self, outs, ins) {
+            (LayerNorm::Forward { cols, eps, .. }, [Out::F(y)], [In::F(x)]) => {
+                layer_norm(par, cols, eps, y, x)
+            }
+            (LayerNorm::Backward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
+                layer_norm_grad(par, cols, eps, dx, x, dy)
+            }
+            _ => mismatch(self.name()),
+        }
+    }
+}
+
+/// `(mean, rstd)` of one row, `rstd = 1 / sqrt(var + eps)` with the biased variance.
+fn stats(x: &[f32], eps: f32) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps as f64).sqrt())
+}
+
+/// `y = (x - mean) * rstd` for each row of `cols`.
+fn layer_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
+    rows(par.heavy(y.len()), cols, y, x, x, |_, y, x, _| {
+        let (mean, rstd) = stats(x, eps);
+        for (out, &v) in y.iter_mut().zip(x) {
+            *out = ((v as f64 - mean) * rstd) as f32;
+        }
+    })
+}
+
+/// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for each row of `cols`.
+fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32]) {
+    rows(par.heavy(dx.len()), cols, dx, x, dy, |_, dx, x, dy| {
+        let (mean, rstd) = stats(x, eps);
+        let n = cols as f64;
+        let (mut sg, mut sgx) = (0.0, 0.0);
+        for (&v, &g) in x.iter().zip(dy) {
+            sg += g as f64;
+            sgx += g as f64 * (v as f64 - mean) * rstd;
+        }
+        let (mg, mgx) = (sg / n, sgx / n);
+        for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+            let xhat = (v as f64 - mean) * rstd;
+            *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
+        }
+    })
+}

@@ -1,0 +1,142 @@
+//! Batched matmul (`shaders/matmul.wgsl`). The CPU twin runs the `matrixmultiply` crate's sgemm (its
+//! own threads for large products); it takes row and column strides, so a transposed operand is just
+//! swapped strides, never a copy.
+//!
+//! Chosen over the `gemm` crate (0.19, rayon) by measurement on the 2-core dev machine, side by side
+//! with NumPy/OpenBLAS (GFLOP/s at n = 1024 / 2048, machine shared and loaded, so noisy):
+//! matrixmultiply 40-48 / 45-47, gemm 36-39 / 36-39, NumPy 27-36 / 48-50; single-threaded:
+//! matrixmultiply 45 / 49, gemm 44 / 42, NumPy 57 / 53. Note matrixmultiply uses at most 4 threads
+//! (its `MAX_THREADS`): on many-core machines re-measure against `gemm`, which uses all of rayon's.
+
+use super::{nonzero, slot, Access::*, Family, Slot};
+use crate::cpu::{mismatch, In, Out, Par};
+use crate::error::Result;
+use crate::DType::F32;
+
+/// `C[b] = op(A[b]) @ op(B[b])`, row-major. `A` is `[m, k]` (`[k, m]` when `trans_a`), `B` is `[k, n]`
+/// (`[n, k]` when `trans_b`), `C` is `[batch, m, n]`. An operand that is not batched is shared by
+/// every batch entry (a weight matrix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Matmul {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub a_batched: bool,
+    pub b_batched: bool,
+}
+
+impl Matmul {
+    /// A plain, unbatched `[m, k] @ [k, n]`.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Matmul { batch: 1, m, n, k, trans_a: false, trans_b: false, a_batched: false, b_batched: false }
+    }
+    pub fn a_len(&self) -> usize {
+        self.m * self.k * if self.a_batched { self.batch } else { 1 }
+    }
+    pub fn b_len(&self) -> usize {
+        self.k * self.n * if self.b_batched { self.batch } else { 1 }
+    }
+}
+
+/// `Params` in `shaders/matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub batch: u32,
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    /// 1: A is stored `[k, m]`.
+    pub trans_a: u32,
+    /// 1: B is stored `[n, k]`.
+    pub trans_b: u32,
+    /// Elements between batch entries of A (0: shared by all).
+    pub a_stride: u32,
+    pub b_stride: u32,
+}
+
+impl Family for Matmul {
+    const SHADER: &'static str = "matmul";
+    const SOURCE: &'static str = shader!("matmul");
+    type Params = MatmulParams;
+
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        vec![
+            slot(1, "c", F32, self.batch * self.m * self.n, Write),
+            slot(2, "a", F32, self.a_len(), Read),
+            slot(3, "b", F32, self.b_len(), Read),
+        ]
+    }
+
+    fn validate(&self) -> Result<()> {
+        nonzero(self.name(), &[self.batch, self.m, self.n, self.k])
+    }
+
+    fn params(&self) -> MatmulParams {
+        let u = |x: usize| x as u32;
+        MatmulParams {
+            batch: u(self.batch),
+            m: u(self.m),
+            n: u(self.n),
+            k: u(self.k),
+            trans_a: self.trans_a as u32,
+            trans_b: self.trans_b as u32,
+            a_stride: if self.a_batched { u(self.m * self.k) } else { 0 },
+            b_stride: if self.b_batched { u(self.k * self.n) } else { 0 },
+        }
+    }
+
+    /// One workgroup per 64 x 64 tile of C.
+    fn workgroups(&self) -> [u32; 3] {
+        [self.n.div_ceil(64) as u32, self.m.div_ceil(64) as u32, self.batch as u32]
+    }
+
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
+        match (outs, ins) {
+            ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b),
+            _ => mismatch(self.name()),
+        }
+    }
+}
+
+/// `C[b] = op(A[b]) @ op(B[b])`, row-major; an unbatched operand is shared by every batch entry.
+fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32]) {
+    let (m, n, k) = (mm.m, mm.n, mm.k);
+    // Element (i, p) of op(A) is at i * rsa + p * csa; A is stored [m, k], or [k, m] when transposed.
+    let (rsa, csa) = if mm.trans_a { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if mm.trans_b { (1, k) } else { (n, 1) };
+    let a_stride = if mm.a_batched { m * k } else { 0 };
+    let b_stride = if mm.b_batched { k * n } else { 0 };
+    for (bi, c) in c.chunks_exact_mut(m * n).take(mm.batch).enumerate() {
+        let a = &a[bi * a_stride..][..m * k];
+        let b = &b[bi * b_stride..][..k * n];
+        // SAFETY: the slices above hold exactly the m x k, k x n and m x n elements the strides
+        // address, C is not aliased (a launch never binds its written buffer twice), and beta = 0
+        // means C is only written.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+}

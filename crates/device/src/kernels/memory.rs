@@ -1,0 +1,168 @@
+//! Data movement (`shaders/memory.wgsl`): gather and scatter-add along the middle axis of
+//! `[outer, axis, inner]` (embeddings and their backward), fill and copy.
+
+use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
+use crate::cpu::{mismatch, In, Out, Par};
+use crate::error::Result;
+use crate::DType::{F32, U32};
+
+/// The kernels of the memory family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Memory {
+    /// `out[o, j, i] = table[o, idx[j], i]`; an index out of range gives 0.
+    Gather {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        n_idx: usize,
+    },
+    /// `out[o, a, i] = sum over j with idx[j] == a of src[o, j, i]` (out is overwritten).
+    ScatterAdd {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        n_idx: usize,
+    },
+    Fill {
+        len: usize,
+        value: f32,
+    },
+    Copy {
+        len: usize,
+    },
+}
+
+/// `Params` in `shaders/memory.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MemoryParams {
+    /// gather/scatter: outer; fill/copy: len.
+    pub a: u32,
+    /// gather/scatter: axis_len; fill: the value's bits.
+    pub b: u32,
+    pub inner: u32,
+    pub n_idx: u32,
+}
+
+impl Family for Memory {
+    const SHADER: &'static str = "memory";
+    const SOURCE: &'static str = shader!("memory");
+    type Params = MemoryParams;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Memory::Gather { .. } => "gather",
+            Memory::ScatterAdd { .. } => "scatter_add",
+            Memory::Fill { .. } => "fill",
+            Memory::Copy { .. } => "copy",
+        }
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        match *self {
+            Memory::Gather { outer, axis_len, inner, n_idx } => vec![
+                slot(1, "out", F32, outer * n_idx * inner, Write),
+                slot(2, "table", F32, outer * axis_len * inner, Read),
+                slot(3, "index", U32, n_idx, Read),
+            ],
+            Memory::ScatterAdd { outer, axis_len, inner, n_idx } => vec![
+                slot(1, "out", F32, outer * axis_len * inner, Write),
+                slot(2, "src", F32, outer * n_idx * inner, Read),
+                slot(3, "index", U32, n_idx, Read),
+            ],
+            Memory::Fill { len, .. } => vec![slot(1, "out", F32, len, Write)],
+            Memory::Copy { len } => vec![slot(1, "out", F32, len, Write), slot(2, "src", F32, len, Read)],
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match *self {
+            Memory::Gather { outer, axis_len, inner, n_idx }
+            | Memory::ScatterAdd { outer, axis_len, inner, n_idx } => {
+                nonzero(self.name(), &[outer, axis_len, inner, n_idx])
+            }
+            _ => nonzero(self.name(), &slot_lens(&self.slots())),
+        }
+    }
+
+    fn params(&self) -> MemoryParams {
+        let u = |x: usize| x as u32;
+        match *self {
+            Memory::Gather { outer, axis_len, inner, n_idx }
+            | Memory::ScatterAdd { outer, axis_len, inner, n_idx } => {
+                MemoryParams { a: u(outer), b: u(axis_len), inner: u(inner), n_idx: u(n_idx) }
+            }
+            Memory::Fill { len, value } => MemoryParams { a: u(len), b: value.to_bits(), inner: 0, n_idx: 0 },
+            Memory::Copy { len } => MemoryParams { a: u(len), b: 0, inner: 0, n_idx: 0 },
+        }
+    }
+
+    fn workgroups(&self) -> [u32; 3] {
+        match *self {
+            Memory::Gather { outer, inner, n_idx, .. } => per_element(outer * n_idx * inner),
+            Memory::ScatterAdd { outer, axis_len, inner, .. } => per_element(outer * axis_len * inner),
+            Memory::Fill { len, .. } | Memory::Copy { len } => per_element(len),
+        }
+    }
+
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
+        match (*self, outs, ins) {
+            (Memory::Gather { outer, axis_len, inner, n_idx }, [Out::F(out)], [In::F(t), In::U(idx)]) => {
+                gather(outer, axis_len, inner, n_idx, out, t, idx)
+            }
+            (
+                Memory::ScatterAdd { outer, axis_len, inner, n_idx },
+                [Out::F(out)],
+                [In::F(src), In::U(idx)],
+            ) => scatter_add(outer, axis_len, inner, n_idx, out, src, idx),
+            (Memory::Fill { value, .. }, [Out::F(out)], []) => out.fill(value),
+            (Memory::Copy { .. }, [Out::F(out)], [In::F(src)]) => out.copy_from_slice(src),
+            _ => mismatch(self.name()),
+        }
+    }
+}
+
+/// `out[o, j, i] = table[o, idx[j], i]`; an index `>= axis_len` gives 0.
+fn gather(
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+    n_idx: usize,
+    out: &mut [f32],
+    table: &[f32],
+    idx: &[u32],
+) {
+    for o in 0..outer {
+        for (j, &a) in idx.iter().enumerate() {
+            let dst = &mut out[(o * n_idx + j) * inner..][..inner];
+            match (a as usize) < axis_len {
+                true => dst.copy_from_slice(&table[(o * axis_len + a as usize) * inner..][..inner]),
+                false => dst.fill(0.0),
+            }
+        }
+    }
+}
+
+/// `out[o, a, i] = sum over j with idx[j] == a of src[o, j, i]`; out is overwritten, and an index
+/// `>= axis_len` contributes nothing.
+fn scatter_add(
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+    n_idx: usize,
+    out: &mut [f32],
+    src: &[f32],
+    idx: &[u32],
+) {
+    out.fill(0.0);
+    for o in 0..outer {
+        for (j, &a) in idx.iter().enumerate() {
+            if (a as usize) < axis_len {
+                let dst = &mut out[(o * axis_len + a as usize) * inner..][..inner];
+                for (d, &s) in dst.iter_mut().zip(&src[(o * n_idx + j) * inner..][..inner]) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Softmax and log-softmax of `scale * x` over the last axis of `[rows, cols]`, optionally with
+//! attention's causal mask, and their backward kernels (`shaders/softmax.wgsl`).
+
+use super::{nonzero, slot, spread, Access::*, Family, Slot};
+use crate::cpu::{mismatch, rows, In, Out, Par};
+use crate::error::{Error, Result};
+use crate::DType::F32;
+
+/// The kernels of the softmax family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Softmax {
+    /// Softmax (or log-softmax) of `scale * x` over the last axis of `[rows, cols]`.
+    /// With `causal` (softmax only), the rows are those of `[.., T, T]` score matrices (`cols` is
+    /// `T`, `rows` a multiple of it): row `r` takes columns `j <= r % T` and writes exactly 0 to the
+    /// others (attention's causal mask, without a `-inf` constant). Plain softmax is `scale` 1,
+    /// `causal` false ([`crate::Kernel::softmax`]).
+    Forward { rows: usize, cols: usize, log: bool, scale: f32, causal: bool },
+    /// Backward of softmax from its output y: `dx = scale * y * (dy - sum(dy * y))`;
+    /// of log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`. Causally masked entries have y = 0,
+    /// so their gradient is 0 with no mask of its own.
+    Backward { rows: usize, cols: usize, log: bool, scale: f32 },
+}
+
+/// `Params` in `shaders/softmax.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SoftmaxParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub scale: f32,
+    /// 1: the causal mask (forward softmax only).
+    pub causal: u32,
+}
+
+impl Softmax {
+    fn rows_cols(&self) -> (usize, usize) {
+        match *self {
+            Softmax::Forward { rows, cols, .. } | Softmax::Backward { rows, cols, .. } => (rows, cols),
+        }
+    }
+}
+
+impl Family for Softmax {
+    const SHADER: &'static str = "softmax";
+    const SOURCE: &'static str = shader!("softmax");
+    type Params = SoftmaxParams;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Softmax::Forward { log: false, .. } => "softmax",
+            Softmax::Forward { log: true, .. } => "log_softmax",
+            Softmax::Backward { log: false, .. } => "softmax_grad",
+            Softmax::Backward { log: true, .. } => "log_softmax_grad",
+        }
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        let (rows, cols) = self.rows_cols();
+        match self {
+            Softmax::Forward { .. } => {
+                vec![slot(1, "y", F32, rows * cols, Write), slot(2, "x", F32, rows * cols, Read)]
+            }
+            Softmax::Backward { .. } => vec![
+                slot(1, "dx", F32, rows * cols, Write),
+                slot(2, "y", F32, rows * cols, Read),
+                slot(3, "dy", F32, rows * cols, Read),
+            ],
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (rows, cols) = self.rows_cols();
+        nonzero(self.name(), &[rows, cols])?;
+        match *self {
+            Softmax::Forward { scale, .. } | Softmax::Backward { scale, .. } if !scale.is_finite() => {
+                Err(Error::shape(self.name(), format!("scale must be finite, got {scale}")))
+            }
+            Softmax::Forward { causal: true, log: true, .. } => {
+                Err(Error::shape(self.name(), "the causal mask is for softmax, not log-softmax"))
+            }
+            Softmax::Forward { rows, cols, causal: true, .. } if rows % cols != 0 => Err(Error::shape(
+                self.name(),
+                format!("causal rows ({rows}) must be whole [T, T] blocks of T = cols = {cols}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn params(&self) -> SoftmaxParams {
+        let (rows, cols) = self.rows_cols();
+        let (scale, causal) = match *self {
+            Softmax::Forward { scale, causal, .. } => (scale, causal),
+            Softmax::Backward { scale, .. } => (scale, false),
+        };
+        SoftmaxParams { rows: rows as u32, cols: cols as u32, scale, causal: causal as u32 }
+    }
+
+    /// One 64-wide workgroup per row.
+    fn workgroups(&self) -> [u32; 3] {
+        spread(self.rows_cols().0)
+    }
+
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
+        match (*self, outs, ins) {
+            (Softmax::Forward { cols, log, scale, causal, .. }, [Out::F(y)], [In::F(x)]) => {
+                softmax(par, cols, log, scale, causal, y, x)
+            }
+            (Softmax::Backward { cols, log, scale, .. }, [Out::F(dx)], [In::F(y), In::F(dy)]) => {
+                softmax_grad(par, cols, log, scale, dx, y, dy)
+            }
+            _ => mismatch(self.name()),
+        }
+    }
+}
+
+/// `max(row)` and `sum(exp(row - max))`, the stable pieces of softmax and logsumexp.
+pub(crate) fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let s = row.iter().map(|&v| (v - m).exp() as f64).sum();
+    (m, s)
+}
+
+/// Softmax (or log-softmax) of each row of `scale * x`, shifted by the row max so nothing
+/// overflows. With `causal`, row `r` takes its first `r % cols + 1` entries and the rest are 0.
+fn softmax(par: Par, cols: usize, log: bool, scale: f32, causal: bool, y: &mut [f32], x: &[f32]) {
+    rows(par.heavy(y.len()), cols, y, x, x, |r, y, x, _| {
+        let n = if causal { r % cols + 1 } else { cols };
+        // scale * x goes to the output row first, then is transformed in place
+        let (y, masked) = y.split_at_mut(n);
+        y.iter_mut().zip(x).for_each(|(o, &a)| *o = scale * a);
+        let (m, s) = max_and_sum_exp(y);
+        if log {
+            let lse = m as f64 + s.ln();
+            y.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
+        } else {
+            let inv = (1.0 / s) as f32;
+            y.iter_mut().for_each(|v| *v = (*v - m).exp() * inv);
+        }
+        masked.fill(0.0);
+    })
+}
+
+/// Softmax: `dx = scale * y * (dy - sum(dy * y))`; log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`.
+fn softmax_grad(par: Par, cols: usize, log: bool, scale: f32, dx: &mut [f32], y: &[f32], dy: &[f32]) {
+    rows(if log { par.heavy(dx.len()) } else { par.light(dx.len()) }, cols, dx, y, dy, |_, dx, y, dy| {
+        if log {
+            let s = dy.iter().map(|&g| g as f64).sum::<f64>() as f32;
+            for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+                *out = scale * (g - yv.exp() * s);
+            }
+        } else {
+            let dot = y.iter().zip(dy).map(|(&yv, &g)| yv as f64 * g as f64).sum::<f64>() as f32;
+            for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+                *out = scale * yv * (g - dot);
+            }
+        }
+    })
+}
