@@ -47,6 +47,11 @@ fn gelu_f(x: f32) -> f32 {
     return 0.5 * x * erfc_f(-x * 0.70710677);
 }
 
+// SiLU (swish): x sigmoid(x)
+fn silu_f(x: f32) -> f32 {
+    return x * sigmoid_f(x);
+}
+
 fn leaky_f(x: f32) -> f32 {
     return select(p.alpha * x, x, x > 0.0);
 }
@@ -64,7 +69,8 @@ fn apply(op: u32, x: f32) -> f32 {
         case 7u: { return leaky_f(x); }
         case 8u: { return sigmoid_f(x); }
         case 9u: { return tanh_f(x); }
-        default: { return gelu_f(x); }
+        case 10u: { return gelu_f(x); }
+        default: { return silu_f(x); }
     }
 }
 
@@ -240,4 +246,21 @@ fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let cdf = 0.5 * erfc_f(-x * 0.70710677);
     let pdf = exp(-0.5 * x * x) * 0.3989423;
     out[i] = b[i] * (cdf + x * pdf);
+}
+
+@compute @workgroup_size(256)
+fn silu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= p.len { return; }
+    out[i] = silu_f(a[i]);
+}
+
+// d/dx x sigmoid(x) = sigmoid(x) (1 + x (1 - sigmoid(x)))
+@compute @workgroup_size(256)
+fn silu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= p.len { return; }
+    let x = a[i];
+    let s = sigmoid_f(x);
+    out[i] = b[i] * s * (1.0 + x * (1.0 - s));
 }

@@ -304,6 +304,7 @@ mod tests {
             ("exp", |g, x, _| g.exp(x)),
             ("log", |g, x, _| g.log(x)),
             ("gelu", |g, x, _| g.gelu(x)),
+            ("silu", |g, x, _| g.silu(x)),
             ("neg", |g, x, _| g.neg(x)),
             ("add", |g, x, w| g.add(x, w)),
             ("sub", |g, x, w| g.sub(x, w)),

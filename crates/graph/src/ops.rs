@@ -168,6 +168,10 @@ impl Graph {
     pub fn gelu(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Gelu, x, 0.0)
     }
+    /// SiLU (swish), `x * sigmoid(x)`: PyTorch's `nn.SiLU`.
+    pub fn silu(&self, x: NodeId) -> NodeId {
+        self.unary(UnaryOp::Silu, x, 0.0)
+    }
 
     pub(crate) fn unary_grad(&self, op: UnaryOp, alpha: f32, saved: NodeId, dy: NodeId) -> NodeId {
         self.prim(Prim::UnaryGrad { op, alpha }, &[saved, dy], |n| {

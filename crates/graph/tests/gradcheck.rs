@@ -203,3 +203,37 @@ fn gradient_check_detects_a_wrong_rule() {
     let (a, n) = directional(&mut c, loss, &[wrong]);
     assert!(!close(a, n, 1e-6), "a wrong gradient passed: {a} vs {n}");
 }
+
+/// SiLU (PyTorch's `nn.SiLU`) is one kernel; it must equal its composition `x * sigmoid(x)` from
+/// two other kernels, forward and backward, through compiled f32 plans on the CPU backend (the
+/// f64 check above covers the rule itself; this one ties the fused op to the definition).
+#[test]
+fn silu_equals_x_times_sigmoid() {
+    use kiln_device::{open, BackendChoice, HostData};
+    use kiln_graph::{Graph, Session};
+    let run = |fused: bool| {
+        let g = Graph::new();
+        let x = g.input("x", &[37]);
+        let w = g.param_init("w", &[37], (0..37).map(|i| 0.5 + 0.03 * i as f32).collect());
+        let a = g.mul(x, w);
+        let y = if fused { g.silu(a) } else { g.mul(a, g.sigmoid(a)) };
+        // sum(exp(y) * r): a non-uniform incoming gradient
+        let r = g.constant(&[37], (0..37).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect());
+        let loss = g.sum_all(g.mul(g.exp(y), r));
+        let grad = g.gradients(loss, &[w]).unwrap()[0];
+        let mut s = Session::new(g, open(BackendChoice::Cpu).unwrap()).unwrap();
+        let xs: Vec<f32> = (0..3 * 37).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
+        s.run_sync(&[(x, HostData::F32(&xs))], &[y, grad]).unwrap()
+    };
+    let (fused, composed) = (run(true), run(false));
+    for (k, what) in ["forward", "gradient"].iter().enumerate() {
+        for (i, (a, b)) in fused[k].iter().zip(&composed[k]).enumerate() {
+            assert!(close(*a as f64, *b as f64, 1e-5), "silu {what}[{i}]: {a} vs x*sigmoid(x) {b}");
+        }
+    }
+    // A few values of the definition, x / (1 + e^-x), as torch.nn.functional.silu gives them.
+    for (x, want) in [(-3.0f64, -0.142_277_6), (-0.5, -0.188_770_3), (0.0, 0.0), (2.5, 2.310_354_5)] {
+        assert!((UnaryOp::Silu.eval_f64(x, 0.0) - want).abs() < 1e-6, "silu({x})");
+        assert!((UnaryOp::Silu.eval(x as f32, 0.0) as f64 - want).abs() < 1e-6, "f32 silu({x})");
+    }
+}

@@ -38,7 +38,8 @@ macro_rules! unary_table {
             LeakyRelu "leaky_relu" Output light,
             Sigmoid "sigmoid" Output heavy,
             Tanh "tanh" Output heavy,
-            Gelu "gelu" Input heavy
+            Gelu "gelu" Input heavy,
+            Silu "silu" Input heavy
         }
     };
 }
@@ -156,6 +157,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => sigmoid(x),
             UnaryOp::Tanh => tanh(x),
             UnaryOp::Gelu => 0.5 * x * erfc(-x * std::f32::consts::FRAC_1_SQRT_2),
+            UnaryOp::Silu => x * sigmoid(x),
         }
     }
 
@@ -178,6 +180,11 @@ impl UnaryOp {
                 let cdf = 0.5 * erfc(-s * std::f32::consts::FRAC_1_SQRT_2);
                 let pdf = fast_exp(-0.5 * s * s) * 0.398_942_3;
                 dy * (cdf + s * pdf)
+            }
+            // d/dx x*sigmoid(x) = sigmoid(x) (1 + x (1 - sigmoid(x)))
+            UnaryOp::Silu => {
+                let sg = sigmoid(s);
+                dy * sg * (1.0 + s * (1.0 - sg))
             }
         }
     }
@@ -206,6 +213,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Gelu => 0.5 * x * (1.0 + erf_f64(x / std::f64::consts::SQRT_2)),
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
         }
     }
 
@@ -232,6 +240,10 @@ impl UnaryOp {
             UnaryOp::Gelu => {
                 let cdf = 0.5 * (1.0 + erf_f64(s / std::f64::consts::SQRT_2));
                 cdf + s * (-0.5 * s * s).exp() / (2.0 * std::f64::consts::PI).sqrt()
+            }
+            UnaryOp::Silu => {
+                let sg = 1.0 / (1.0 + (-s).exp());
+                sg * (1.0 + s * (1.0 - sg))
             }
         }
     }
