@@ -22,6 +22,7 @@ mod model;
 pub mod report;
 pub mod schedule;
 mod stream;
+pub mod validate;
 pub mod zoo;
 
 pub use error::{Error, Result};

@@ -170,6 +170,10 @@ impl Sequential {
         let config = self.compiled_mut()?.config.clone();
         let out_width = self.output_width()?;
         let prep = Prep::new(data, config.loss, out_width)?;
+        crate::validate::note_labels(&mut self.data, data)?;
+        if let Validation::Data(v) = &opts.validation {
+            crate::validate::check_labels(&self.data, *v)?;
+        }
         if data.feature_width() != self.input_shape.iter().product::<usize>() {
             return Err(Error::Model(format!(
                 "the data has {} features per row but the model takes {:?}",
