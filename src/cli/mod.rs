@@ -2,7 +2,9 @@
 
 mod evaluate;
 mod info;
+mod output;
 mod predict;
+mod run_lock;
 mod settings;
 mod train;
 

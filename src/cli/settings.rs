@@ -16,6 +16,17 @@ pub enum Task {
     Regression,
 }
 
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Auto => "auto",
+            Task::Binary => "binary classification",
+            Task::Multiclass => "multiclass classification",
+            Task::Regression => "regression",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrainSettings {
