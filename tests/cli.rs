@@ -790,3 +790,16 @@ fn no_leftovers_locked_outputs_and_kept_file_modes() {
     );
     std::fs::remove_file(d.path("m.safetensors.lock")).unwrap();
 }
+
+#[test]
+fn hidden_layers_too_large_for_memory_are_refused_before_allocating() {
+    let d = TempDir::new("hidden");
+    let data = d.write("train.csv", &classes_csv(40, 3, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    for hidden in ["4294967296", "1000000,1000000", "1000000000"] {
+        let o = train_run(&data, &out, &["--hidden", hidden, "--quiet"]);
+        assert_eq!(o.status.code(), Some(1), "not a clean error: {}", stderr(&o));
+        fails_with(o, &["--hidden", "layer", "GB"]);
+    }
+    assert!(!d.path("m.safetensors").exists());
+}

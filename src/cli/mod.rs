@@ -3,6 +3,7 @@
 mod evaluate;
 mod info;
 mod output;
+mod plan;
 mod predict;
 mod run_lock;
 mod settings;

@@ -140,8 +140,11 @@ fn build_model(
     let act = Activation::parse(act_name).filter(|a| *a != Activation::Softmax).with_context(|| {
         format!("unknown activation '{act_name}': expected relu, leaky_relu, tanh, sigmoid or gelu")
     })?;
+    let hidden = s.hidden.as_deref().unwrap_or(&[100]);
+    let outputs = if task == Task::Multiclass { classes } else { 1 };
+    super::plan::check_mlp_memory(inputs, hidden, outputs, s.batch_size.unwrap_or(200))?;
     let mut model = Sequential::new(&[inputs]).seed(s.seed.unwrap_or(0));
-    for &units in s.hidden.as_deref().unwrap_or(&[100]) {
+    for &units in hidden {
         if units == 0 {
             bail!("--hidden: a layer of 0 units");
         }
