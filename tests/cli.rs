@@ -803,3 +803,39 @@ fn hidden_layers_too_large_for_memory_are_refused_before_allocating() {
     }
     assert!(!d.path("m.safetensors").exists());
 }
+
+#[test]
+fn sigint_stops_after_the_epoch_saves_a_resumable_model_and_says_how_to_resume() {
+    let d = TempDir::new("sigint");
+    let data = d.write("train.csv", &classes_csv(2000, 5, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--data", &data, "--target", "label", "--out", &out, "--backend", "cpu"])
+        .args(["--epochs", "100000", "--patience", "100000", "--batch-size", "8", "--quiet"])
+        .env("KILN_BACKEND", "cpu")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let part = d.path("m.log.jsonl.part");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&part).map_or(true, |t| t.lines().count() < 1) {
+        assert!(start.elapsed().as_secs() < 60, "no epoch finished in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(s.success());
+    let o = child.wait_with_output().unwrap();
+    fails_with(o, &["interrupted after epoch", "m.safetensors", "--resume"]);
+    let ck = Checkpoint::read(d.path("m.safetensors")).expect("a model was saved");
+    let step: Value = serde_json::from_str(&ck.metadata["kiln.step"]).unwrap();
+    let done = step["epochs"].as_u64().unwrap();
+    assert!((1..100000).contains(&done), "{step}");
+    let more = (done + 1).to_string();
+    ok(train_run(
+        &data,
+        &out,
+        &["--epochs", &more, "--patience", "100000", "--batch-size", "8", "--resume", "--quiet"],
+    ));
+    let log = std::fs::read_to_string(d.path("m.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count() as u64, done + 1, "the log continues: {log}");
+}

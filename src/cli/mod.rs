@@ -2,6 +2,7 @@
 
 mod evaluate;
 mod info;
+mod interrupt;
 mod output;
 mod plan;
 mod predict;

@@ -307,6 +307,14 @@ fn fit_and_save(
     if !history.epochs.is_empty() {
         write_svg(&beside(out, ".curves.svg"), &history.epochs)?;
     }
+    if kiln_trainer::interrupt::stop_requested() {
+        bail!(
+            "interrupted after epoch {}: the model and its optimizer state are saved to {}; run the \
+             same command with --resume to continue",
+            model.epochs_done(),
+            out.display()
+        );
+    }
     Ok((model, history))
 }
 
@@ -344,6 +352,7 @@ pub fn train_csv(s: TrainSettings) -> Result<()> {
     check_settings(&s)?;
     check_outputs(&s, &out)?;
     let _lock = RunLock::take(&out)?;
+    super::interrupt::install();
     let (train, val, target) = read_training(&s)?;
     let (_, history) = fit_and_save(&s, train, val, target, &out)?;
     report(&history, &out, s.quiet);
@@ -362,6 +371,7 @@ pub fn digits(mut s: TrainSettings) -> Result<()> {
     check_settings(&s)?;
     check_outputs(&s, &out)?;
     let _lock = RunLock::take(&out)?;
+    super::interrupt::install();
     if !s.quiet {
         eprintln!(
             "Kiln main job: MLP on the UCI handwritten digits ({} train / {} test images)",

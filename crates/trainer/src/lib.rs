@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod interrupt;
 pub mod layers;
 mod layers_arch;
 pub mod losses;

@@ -319,6 +319,9 @@ impl Sequential {
             } else {
                 waited += 1;
             }
+            if crate::interrupt::stop_requested() {
+                break; // asked to stop (SIGINT): this epoch's weights are kept, to resume from
+            }
             if let Some(es) = &opts.early_stopping {
                 if waited > es.patience {
                     history.stopped_early = true;
@@ -326,7 +329,7 @@ impl Sequential {
                 }
             }
         }
-        if let Some(weights) = best_weights {
+        if let Some(weights) = best_weights.filter(|_| !crate::interrupt::stop_requested()) {
             if best_epoch != self.epochs_done {
                 let specs = self.param_specs()?;
                 for (s, w) in specs.iter().zip(&weights) {
