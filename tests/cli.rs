@@ -676,6 +676,13 @@ fn outputs_that_are_not_regular_files_or_are_inputs_are_refused() {
         &["not a regular file"],
     );
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    // a device node (as root, /dev/null used to be replaced by a regular file)
+    fails_with(train_run(&data, "/dev/null", &["--quiet"]), &["/dev/null", "not a regular file"]);
+    fails_with(
+        kiln(&["predict", "--model", &model, "--data", &data, "--out", "/dev/null"]),
+        &["not a regular file"],
+    );
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null was replaced");
 
     std::fs::write(d.path("target.csv"), "keep").unwrap();
     std::os::unix::fs::symlink(d.path("target.csv"), d.path("link.csv")).unwrap();

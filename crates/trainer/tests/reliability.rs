@@ -66,6 +66,11 @@ fn evaluate_refuses_data_whose_class_ids_are_not_the_models() {
     assert_has(&err(m.evaluate(&test, 8)), &["numbers its classes [a, c]", "the model's are [a, b, c]"]);
     let same = csv("x,y\n0,a\n1,b\n2,c\n");
     assert!(m.evaluate(&same, 8).is_ok());
+    let labels = m.data.labels.clone().unwrap();
+    let relabeled = test.relabel(&labels).unwrap();
+    assert_eq!(relabeled.target, Target::Classes { ids: vec![0, 2], names: labels.clone() });
+    assert!(m.evaluate(&relabeled, 8).is_ok());
+    assert_has(&err(csv("x,y\n0,a\n1,z\n").relabel(&labels)), &["class 'z'"]);
 }
 
 #[test]
