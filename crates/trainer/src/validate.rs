@@ -154,11 +154,13 @@ pub(crate) fn check_loaded(model: &Sequential, ck: &Checkpoint, path: &Path, for
     Ok(())
 }
 
-/// Data for `fit`: its class names become the model's when it has none; otherwise they must be
-/// the model's (class ids mean the same in training, evaluation and the saved file).
-pub(crate) fn note_labels(info: &mut DataInfo, data: &dyn Dataset) -> Result<()> {
+/// Data for `fit`: its class names become the model's when it has none (and they fit its
+/// `out_width` outputs: one per class, or one for two classes); otherwise they must be the
+/// model's (class ids mean the same in training, evaluation and the saved file).
+pub(crate) fn note_labels(info: &mut DataInfo, data: &dyn Dataset, out_width: usize) -> Result<()> {
     if info.labels.is_none() {
-        info.labels = data.class_names().map(<[String]>::to_vec);
+        let fits = |k: usize| k >= 2 && (k == out_width || (k == 2 && out_width == 1));
+        info.labels = data.class_names().filter(|n| fits(n.len())).map(<[String]>::to_vec);
         return Ok(());
     }
     check_labels(info, data)

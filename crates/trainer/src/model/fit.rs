@@ -170,7 +170,7 @@ impl Sequential {
         let config = self.compiled_mut()?.config.clone();
         let out_width = self.output_width()?;
         let prep = Prep::new(data, config.loss, out_width)?;
-        crate::validate::note_labels(&mut self.data, data)?;
+        crate::validate::note_labels(&mut self.data, data, out_width)?;
         if let Validation::Data(v) = &opts.validation {
             crate::validate::check_labels(&self.data, *v)?;
         }
