@@ -720,6 +720,7 @@ fn non_regular_and_oversized_inputs_are_refused_without_reading_them() {
         train_run("/dev/zero", &d.arg("z.safetensors"), &["--quiet"]),
         &["/dev/zero", "not a regular file"],
     );
+    fails_with(kiln(&["train", "/dev/zero"]), &["/dev/zero", "not a regular file"]);
     // a sparse 3 GB file whose header claims 2^62 data bytes is refused from its header
     let header = br#"{"0.weight":{"dtype":"F32","shape":[1152921504606846976],"data_offsets":[0,4611686018427387904]}}"#;
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
