@@ -434,3 +434,416 @@ fn info_reports_the_auto_choice() {
     let o = ok(o);
     assert!(stdout(&o).contains("backend 'auto' picks"), "{}", stdout(&o));
 }
+
+// ---- issue 11: reliability ----
+
+/// Trains with `extra` flags on `data` (target `label`) into `out`; returns the output.
+fn train_run(data: &str, out: &str, extra: &[&str]) -> Output {
+    let base = ["train", "--data", data, "--target", "label", "--out", out, "--backend", "cpu"];
+    kiln(&[&base[..], extra].concat())
+}
+
+/// The class labels a model file holds.
+fn model_labels(path: &std::path::Path) -> Option<Vec<String>> {
+    let ck = Checkpoint::read(path).unwrap();
+    let data: Value = serde_json::from_str(&ck.metadata["kiln.data"]).unwrap();
+    data["labels"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+}
+
+#[test]
+fn negative_zero_labels_are_the_class_zero() {
+    let d = TempDir::new("neg-zero");
+    let mut csv = String::from("x1,label\n");
+    for i in 0..60 {
+        let label = ["-1", "0", "-0", "1"][i % 4];
+        let x = match label {
+            "-1" => -1.0,
+            "1" => 1.0,
+            _ => 0.0,
+        } + (i as f32) * 1e-3;
+        csv.push_str(&format!("{x},{label}\n"));
+    }
+    let data = d.write("z.csv", &csv);
+    let out = d.arg("m.safetensors");
+    ok(train_run(&data, &out, &["--epochs", "2", "--hidden", "4", "--quiet"]));
+    assert_eq!(model_labels(&d.path("m.safetensors")).unwrap(), ["-1", "0", "1"]);
+    // -0 and 0 rows evaluate as the same class
+    let e = json(&ok(kiln(&["evaluate", "--model", &out, "--data", &data, "--json"])));
+    assert_eq!(e["rows"], 60, "{e}");
+}
+
+/// A model's metadata entry `key` rewritten by `edit`, saved as `file` in `d`.
+fn edited_model(d: &TempDir, model: &str, file: &str, edit: impl Fn(&mut Checkpoint)) -> String {
+    let mut ck = Checkpoint::read(model).unwrap();
+    edit(&mut ck);
+    ck.write(d.path(file)).unwrap();
+    d.arg(file)
+}
+
+fn edit_json(ck: &mut Checkpoint, key: &str, edit: impl Fn(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&ck.metadata[key]).unwrap();
+    edit(&mut v);
+    ck.metadata.insert(key.into(), v.to_string());
+}
+
+#[test]
+fn model_metadata_that_disagrees_with_its_tensors_is_refused_on_load() {
+    let d = TempDir::new("validate-load");
+    let model = trained(&d);
+    let data = d.arg("train.csv");
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            edited_model(&d, &model, "labels.safetensors", |ck| {
+                edit_json(ck, "kiln.data", |v| v["labels"] = serde_json::json!(["0", "1", "2"]))
+            }),
+            &["labels.safetensors", "3 class labels for a model with 1 outputs"],
+        ),
+        (
+            edited_model(&d, &model, "std0.safetensors", |ck| {
+                edit_json(ck, "kiln.data", |v| v["standardizer"]["std"][1] = serde_json::json!(0.0))
+            }),
+            &["std0.safetensors", "std of column 2 is 0"],
+        ),
+        (
+            edited_model(&d, &model, "nan.safetensors", |ck| ck.tensors[0].data[0] = f32::NAN),
+            &["nan.safetensors", "element 0 is NaN"],
+        ),
+        (
+            edited_model(&d, &model, "inf.safetensors", |ck| ck.tensors[1].data[0] = f32::INFINITY),
+            &["inf.safetensors", "element 0 is inf"],
+        ),
+        (
+            edited_model(&d, &model, "format.safetensors", |ck| {
+                edit_json(ck, "kiln.architecture", |v| v["format"] = serde_json::json!(7))
+            }),
+            &["format.safetensors", "format 7"],
+        ),
+        (
+            edited_model(&d, &model, "layers.safetensors", |ck| {
+                edit_json(ck, "kiln.architecture", |v| {
+                    let text = v.to_string().replacen("\"Relu\"", "\"Tanh\"", 1);
+                    *v = serde_json::from_str(&text).unwrap();
+                })
+            }),
+            &["layers.safetensors", "edited"],
+        ),
+    ];
+    for (m, needles) in &cases {
+        fails_with(kiln(&["predict", "--model", m, "--data", &data]), needles);
+        fails_with(kiln(&["evaluate", "--model", m, "--data", &data]), needles);
+    }
+}
+
+#[test]
+fn a_model_file_written_before_the_reliability_changes_still_loads_and_resumes() {
+    let d = TempDir::new("fixture");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for f in ["v1_model.safetensors", "v1_model.optim.safetensors", "v1_train.csv"] {
+        std::fs::copy(fixtures.join(f), d.path(f)).unwrap();
+    }
+    let (model, data) = (d.arg("v1_model.safetensors"), d.arg("v1_train.csv"));
+    let p = ok(kiln(&["predict", "--model", &model, "--data", &data]));
+    assert_eq!(stdout(&p).lines().count(), 41, "{}", stdout(&p));
+    ok(kiln(&["evaluate", "--model", &model, "--data", &data]));
+    ok(train_run(&data, &model, &["--epochs", "5", "--resume", "--quiet"]));
+}
+
+#[test]
+fn predict_quotes_labels_with_commas_quotes_and_newlines() {
+    let d = TempDir::new("quote");
+    let mut csv = String::from("x1,x2,label\n");
+    let mut rng = Lcg(3);
+    for i in 0..60 {
+        let (a, b) = (rng.next(), rng.next());
+        let label = ["\"a,b\"", "\"say \"\"hi\"\"\"", "\"two\nlines\""][i % 3];
+        csv.push_str(&format!("{a},{b},{label}\n"));
+    }
+    let data = d.write("q.csv", &csv);
+    let out = d.arg("m.safetensors");
+    ok(train_run(&data, &out, &["--epochs", "2", "--hidden", "4", "--quiet"]));
+    let preds = d.arg("p.csv");
+    ok(kiln(&["predict", "--model", &out, "--data", &data, "--out", &preds]));
+    let t = kiln_trainer::data::read_csv(&preds, "prediction", kiln_trainer::data::TaskHint::Classification)
+        .unwrap_or_else(|e| panic!("predict wrote malformed CSV: {e}"));
+    assert_eq!(t.rows, 60);
+    let known = ["a,b", "say \"hi\"", "two\nlines"];
+    for n in t.target.class_names().unwrap() {
+        assert!(known.contains(&n.as_str()), "prediction '{n}' is not a label");
+    }
+    let header = std::fs::read_to_string(&preds).unwrap();
+    assert!(header.starts_with("prediction,\"p_a,b\","), "{header}");
+}
+
+#[test]
+fn bad_learning_rates_and_zero_epochs_are_refused_and_split_zero_means_no_validation() {
+    let d = TempDir::new("flags");
+    let data = d.write("train.csv", &classes_csv(40, 3, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    for lr in ["0", "-1", "nan", "inf"] {
+        let flag = format!("--lr={lr}");
+        fails_with(train_run(&data, &out, &[&flag, "--quiet"]), &["--lr", "positive"]);
+    }
+    fails_with(train_run(&data, &out, &["--epochs", "0", "--quiet"]), &["--epochs 0"]);
+    fails_with(train_run(&data, &out, &["--validation-split", "1.5", "--quiet"]), &["--validation-split"]);
+    assert!(!d.path("m.safetensors").exists());
+    let o = ok(train_run(&data, &out, &["--validation-split", "0", "--epochs", "2"]));
+    assert!(!stderr(&o).contains("validating on"), "{}", stderr(&o));
+    let log = std::fs::read_to_string(d.path("m.log.jsonl")).unwrap();
+    assert!(!log.contains("val_loss"), "{log}");
+}
+
+#[test]
+fn the_summary_says_which_task_and_why_and_a_numeric_target_with_typos_is_an_error() {
+    let d = TempDir::new("task");
+    let data = d.write("c.csv", &classes_csv(40, 3, ["no", "yes"]));
+    let o = ok(train_run(&data, &d.arg("c.safetensors"), &["--epochs", "1"]));
+    assert!(
+        stderr(&o).contains("task: binary classification (the target holds text labels (2 classes))"),
+        "{}",
+        stderr(&o)
+    );
+    let data = d.write("r.csv", &regression_csv(40, 3));
+    let o = ok(train_run(&data, &d.arg("r.safetensors"), &["--epochs", "1"]));
+    assert!(stderr(&o).contains("task: regression (the target holds non-integer numbers)"), "{}", stderr(&o));
+
+    let mut typo = regression_csv(300, 4);
+    typo.push_str("0.5,0.5,12..5\n");
+    let data = d.write("typo.csv", &typo);
+    fails_with(
+        train_run(&data, &d.arg("t.safetensors"), &["--quiet"]),
+        &[
+            "typo.csv:302",
+            "'label'",
+            "numbers except in 1 of 301 cells",
+            "line 302 '12..5'",
+            "--task multiclass",
+        ],
+    );
+    assert!(!d.path("t.safetensors").exists());
+}
+
+#[test]
+fn errors_give_the_physical_line_for_lf_crlf_and_cr_files() {
+    let d = TempDir::new("lines");
+    let out = d.arg("m.safetensors");
+    // line 3 is blank, line 5-6 a quoted cell with a line break; the bad cell is on line 8
+    let text = "x1,x2,label\n1,2,a\n\n3,4,b\n\"5\n\",6,a\n7,8,b\n9,zz,a\n";
+    for (name, eol) in [("lf.csv", "\n"), ("crlf.csv", "\r\n"), ("cr.csv", "\r")] {
+        let data = d.write(name, &text.replace('\n', eol));
+        fails_with(train_run(&data, &out, &["--quiet"]), &[&format!("{name}:8:"), "'zz'"]);
+    }
+}
+
+#[test]
+fn a_huge_header_is_checked_in_linear_time_and_huge_cells_are_shortened() {
+    let d = TempDir::new("huge");
+    let out = d.arg("m.safetensors");
+    let mut header: Vec<String> = (0..160_000).map(|i| format!("c{i}")).collect();
+    header.push("c7".into());
+    let text = format!("{}\n", header.join(","));
+    let data = d.write("wide.csv", &text);
+    let start = std::time::Instant::now();
+    fails_with(train_run(&data, &out, &["--quiet"]), &["wide.csv:1", "'c7' appears twice (#8 and #160001)"]);
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+
+    let cell = "9".repeat(5_000_000) + "x";
+    let data = d.write("cell.csv", &format!("x1,label\n1,a\n{cell},b\n"));
+    let o = train_run(&data, &out, &["--quiet"]);
+    let err = stderr(&o);
+    fails_with(o, &["cell.csv:3", "bytes in all"]);
+    assert!(err.len() < 2_000, "{} bytes of error", err.len());
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let s = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    assert!(s.success());
+}
+
+#[test]
+fn outputs_that_are_not_regular_files_or_are_inputs_are_refused() {
+    use std::os::unix::fs::FileTypeExt;
+    let d = TempDir::new("outputs");
+    let model = trained(&d);
+    let data = d.arg("train.csv");
+    let before = std::fs::read(&data).unwrap();
+
+    let fifo = d.path("fifo");
+    mkfifo(&fifo);
+    let fifo_arg = d.arg("fifo");
+    fails_with(train_run(&data, &fifo_arg, &["--quiet"]), &["not a regular file"]);
+    fails_with(
+        kiln(&["predict", "--model", &model, "--data", &data, "--out", &fifo_arg]),
+        &["not a regular file"],
+    );
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    // a device node (as root, /dev/null used to be replaced by a regular file)
+    fails_with(train_run(&data, "/dev/null", &["--quiet"]), &["/dev/null", "not a regular file"]);
+    fails_with(
+        kiln(&["predict", "--model", &model, "--data", &data, "--out", "/dev/null"]),
+        &["not a regular file"],
+    );
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null was replaced");
+
+    std::fs::write(d.path("target.csv"), "keep").unwrap();
+    std::os::unix::fs::symlink(d.path("target.csv"), d.path("link.csv")).unwrap();
+    let link = d.arg("link.csv");
+    fails_with(kiln(&["predict", "--model", &model, "--data", &data, "--out", &link]), &["symlink"]);
+    assert!(std::fs::symlink_metadata(d.path("link.csv")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(d.path("target.csv")).unwrap(), "keep");
+
+    // the same file under another name (a hard link)
+    std::fs::hard_link(&data, d.path("alias.csv")).unwrap();
+    let alias = d.arg("alias.csv");
+    fails_with(train_run(&data, &alias, &["--quiet"]), &["same file as --data"]);
+    fails_with(
+        kiln(&["predict", "--model", &model, "--data", &data, "--out", &model]),
+        &["same file as --model"],
+    );
+    fails_with(
+        kiln(&["predict", "--model", &model, "--data", &data, "--out", &data]),
+        &["same file as --data"],
+    );
+    assert_eq!(std::fs::read(&data).unwrap(), before, "an input was overwritten");
+    ok(kiln(&["predict", "--model", &model, "--data", &data]));
+}
+
+#[test]
+fn non_regular_and_oversized_inputs_are_refused_without_reading_them() {
+    let d = TempDir::new("inputs");
+    let model = trained(&d);
+    let data = d.arg("train.csv");
+    fails_with(
+        kiln(&["predict", "--model", "/dev/zero", "--data", &data]),
+        &["/dev/zero", "not a regular file"],
+    );
+    fails_with(
+        train_run("/dev/zero", &d.arg("z.safetensors"), &["--quiet"]),
+        &["/dev/zero", "not a regular file"],
+    );
+    fails_with(kiln(&["train", "/dev/zero"]), &["/dev/zero", "not a regular file"]);
+    // a sparse 3 GB file whose header claims 2^62 data bytes is refused from its header
+    let header = br#"{"0.weight":{"dtype":"F32","shape":[1152921504606846976],"data_offsets":[0,4611686018427387904]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    std::fs::write(d.path("sparse.safetensors"), &bytes).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.path("sparse.safetensors"))
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let start = std::time::Instant::now();
+    fails_with(
+        kiln(&["predict", "--model", &d.arg("sparse.safetensors"), "--data", &data]),
+        &["sparse.safetensors", "truncated"],
+    );
+    assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+    let _ = model;
+}
+
+#[test]
+fn a_mismatched_or_missing_optimizer_file_and_changed_flags_are_errors_on_resume() {
+    let d = TempDir::new("pair");
+    let data = d.write("train.csv", &classes_csv(60, 7, ["0", "1"]));
+    let flags = ["--epochs", "2", "--hidden", "4", "--quiet", "--patience", "100"];
+    let (a, b) = (d.arg("a.safetensors"), d.arg("b.safetensors"));
+    ok(train_run(&data, &a, &flags));
+    ok(train_run(&data, &b, &[&flags[..], &["--seed", "9"]].concat()));
+    let more = ["--epochs", "4", "--resume", "--quiet"];
+    fails_with(train_run(&data, &a, &[&more[..], &["--hidden", "8"]].concat()), &["--hidden", "[8]", "[4]"]);
+    fails_with(
+        train_run(&data, &a, &[&more[..], &["--activation", "tanh"]].concat()),
+        &["--activation tanh"],
+    );
+    fails_with(train_run(&data, &a, &[&more[..], &["--optimizer", "sgd"]].concat()), &["--optimizer sgd"]);
+    // another run's optimizer file with the same step count (a save cut short between the files)
+    std::fs::copy(d.path("a.optim.safetensors"), d.path("a.optim.keep")).unwrap();
+    std::fs::copy(d.path("b.optim.safetensors"), d.path("a.optim.safetensors")).unwrap();
+    fails_with(train_run(&data, &a, &more), &["a.optim.safetensors", "does not belong to"]);
+    std::fs::remove_file(d.path("a.optim.safetensors")).unwrap();
+    fails_with(train_run(&data, &a, &more), &["a.optim.safetensors", "missing"]);
+    std::fs::rename(d.path("a.optim.keep"), d.path("a.optim.safetensors")).unwrap();
+    ok(train_run(&data, &a, &more));
+}
+
+#[test]
+fn no_leftovers_locked_outputs_and_kept_file_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new("leftovers");
+    let data = d.write("train.csv", &classes_csv(60, 7, ["0", "1"]));
+    let out = d.arg("m.safetensors");
+    // a diverging run fails; no partial log or temporary file stays
+    fails_with(train_run(&data, &out, &["--lr", "1e30", "--epochs", "50", "--quiet"]), &["the loss became"]);
+    // a killed run's temporary file is cleared by the next run
+    std::fs::write(d.path(".m.safetensors.tmp.4000000000"), "partial").unwrap();
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(&d.0)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp.") || n.ends_with(".part") || n.ends_with(".lock"))
+            .collect()
+    };
+    ok(train_run(&data, &out, &["--epochs", "2", "--hidden", "4", "--quiet"]));
+    assert!(leftovers().is_empty(), "left behind: {:?}", leftovers());
+    // an overwritten model keeps its mode
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(train_run(&data, &out, &["--epochs", "2", "--hidden", "4", "--quiet"]));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    // a second run on the same --out fails up front (the lock holds a live pid: this test's)
+    std::fs::write(d.path("m.safetensors.lock"), std::process::id().to_string()).unwrap();
+    fails_with(
+        train_run(&data, &out, &["--epochs", "2", "--quiet"]),
+        &["another kiln run", "m.safetensors.lock"],
+    );
+    std::fs::remove_file(d.path("m.safetensors.lock")).unwrap();
+}
+
+#[test]
+fn hidden_layers_too_large_for_memory_are_refused_before_allocating() {
+    let d = TempDir::new("hidden");
+    let data = d.write("train.csv", &classes_csv(40, 3, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    for hidden in ["4294967296", "1000000,1000000", "1000000000"] {
+        let o = train_run(&data, &out, &["--hidden", hidden, "--quiet"]);
+        assert_eq!(o.status.code(), Some(1), "not a clean error: {}", stderr(&o));
+        fails_with(o, &["--hidden", "layer", "GB"]);
+    }
+    assert!(!d.path("m.safetensors").exists());
+}
+
+#[test]
+fn sigint_stops_after_the_epoch_saves_a_resumable_model_and_says_how_to_resume() {
+    let d = TempDir::new("sigint");
+    let data = d.write("train.csv", &classes_csv(2000, 5, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--data", &data, "--target", "label", "--out", &out, "--backend", "cpu"])
+        .args(["--epochs", "100000", "--patience", "100000", "--batch-size", "8", "--quiet"])
+        .env("KILN_BACKEND", "cpu")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let part = d.path("m.log.jsonl.part");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&part).map_or(true, |t| t.lines().count() < 1) {
+        assert!(start.elapsed().as_secs() < 60, "no epoch finished in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(s.success());
+    let o = child.wait_with_output().unwrap();
+    fails_with(o, &["interrupted after epoch", "m.safetensors", "--resume"]);
+    let ck = Checkpoint::read(d.path("m.safetensors")).expect("a model was saved");
+    let step: Value = serde_json::from_str(&ck.metadata["kiln.step"]).unwrap();
+    let done = step["epochs"].as_u64().unwrap();
+    assert!((1..100000).contains(&done), "{step}");
+    let more = (done + 1).to_string();
+    ok(train_run(
+        &data,
+        &out,
+        &["--epochs", &more, "--patience", "100000", "--batch-size", "8", "--resume", "--quiet"],
+    ));
+    let log = std::fs::read_to_string(d.path("m.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count() as u64, done + 1, "the log continues: {log}");
+}

@@ -2,7 +2,11 @@
 
 mod evaluate;
 mod info;
+mod interrupt;
+mod output;
+mod plan;
 mod predict;
+mod run_lock;
 mod settings;
 mod train;
 

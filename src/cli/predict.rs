@@ -3,10 +3,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use kiln_device::BackendChoice;
 use kiln_trainer::data::{check_feature_names, read_csv_features, read_csv_unlabeled, Table, Target};
-use kiln_trainer::{Compile, Metric, Sequential};
+use kiln_trainer::{optimizer_path, Compile, Metric, Sequential};
+
+use super::output::{check_output, write_atomic};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,10 +43,9 @@ pub fn open_model(model: &mut Sequential, backend: Option<&str>, metrics: &[Metr
 fn select_features(path: &Path, table: Table, model: &Sequential) -> Result<Table> {
     let want = &model.data.features;
     check_feature_names(path, &table.feature_names, want)?;
-    let cols: Vec<usize> = want
-        .iter()
-        .map(|w| table.feature_names.iter().position(|n| n == w).expect("checked above"))
-        .collect();
+    let at: std::collections::HashMap<&str, usize> =
+        table.feature_names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let cols: Vec<usize> = want.iter().map(|w| at[w.as_str()]).collect();
     let mut features = Vec::with_capacity(table.rows * cols.len());
     for r in 0..table.rows {
         let row = table.row(r);
@@ -53,7 +54,26 @@ fn select_features(path: &Path, table: Table, model: &Sequential) -> Result<Tabl
     Ok(Table::new(features, table.rows, cols.len(), want.clone(), Target::None)?)
 }
 
+/// One CSV field: quoted (with `"` doubled) when it holds a comma, a quote, a line break or
+/// surrounding spaces, so any label reads back as itself.
+fn field(s: &str) -> String {
+    let plain = !s.contains([',', '"', '\n', '\r']) && s.trim() == s;
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
+    if let Some(out) = &a.out {
+        let opt = optimizer_path(&a.model);
+        check_output(
+            "--out",
+            out,
+            &[("--model", &a.model), ("--data", &a.data), ("its optimizer file", &opt)],
+        )?;
+    }
     let mut model = Sequential::load(&a.model)?;
     let raw = match model.data.target.as_deref() {
         Some(target) => read_csv_features(&a.data, target)?,
@@ -69,18 +89,19 @@ pub fn run(a: Args) -> Result<()> {
     let mut csv = String::new();
     match &model.data.labels {
         Some(names) if width == 1 => {
-            csv.push_str(&format!("prediction,p_{}\n", names.get(1).map_or("1", String::as_str)));
+            let positive = names.get(1).map_or("1", String::as_str);
+            csv.push_str(&format!("prediction,{}\n", field(&format!("p_{positive}"))));
             for p in &pred {
-                csv.push_str(&format!("{},{p}\n", names[(*p > 0.5) as usize]));
+                csv.push_str(&format!("{},{p}\n", field(&names[(*p > 0.5) as usize])));
             }
         }
         Some(names) => {
-            let header: Vec<String> = names.iter().map(|n| format!("p_{n}")).collect();
+            let header: Vec<String> = names.iter().map(|n| field(&format!("p_{n}"))).collect();
             csv.push_str(&format!("prediction,{}\n", header.join(",")));
             for row in pred.chunks(width) {
                 let best = kiln_trainer::metrics::argmax(&row[..names.len()]);
                 let probs: Vec<String> = row[..names.len()].iter().map(|p| p.to_string()).collect();
-                csv.push_str(&format!("{},{}\n", names[best], probs.join(",")));
+                csv.push_str(&format!("{},{}\n", field(&names[best]), probs.join(",")));
             }
         }
         None => {
@@ -94,14 +115,4 @@ pub fn run(a: Args) -> Result<()> {
         Some(path) => write_atomic(path, csv.as_bytes()),
         None => std::io::stdout().write_all(csv.as_bytes()).context("writing predictions"),
     }
-}
-
-/// Writes a temporary file beside `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.is_dir() {
-        bail!("--out {} is a directory", path.display());
-    }
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

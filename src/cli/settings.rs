@@ -16,6 +16,17 @@ pub enum Task {
     Regression,
 }
 
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Auto => "auto",
+            Task::Binary => "binary classification",
+            Task::Multiclass => "multiclass classification",
+            Task::Regression => "regression",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrainSettings {
@@ -85,6 +96,13 @@ pub struct TrainSettings {
 
 impl TrainSettings {
     pub fn from_toml(path: &Path) -> Result<TrainSettings> {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        if !meta.is_file() {
+            anyhow::bail!(
+                "{}: not a regular file (a device, FIFO or directory); give a TOML file",
+                path.display()
+            );
+        }
         let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
         let mut s: TrainSettings = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
         // relative paths in a config file are relative to the file

@@ -12,9 +12,98 @@ use kiln_trainer::data::{
 };
 use kiln_trainer::prelude::*;
 use kiln_trainer::report::write_svg;
-use kiln_trainer::{DataInfo, History};
+use kiln_trainer::{DataInfo, History, Layer};
 
+use super::output::check_output;
+use super::run_lock::RunLock;
 use super::settings::{Task, TrainSettings};
+
+/// Flag values that would train nothing or diverge at once, refused before any data is read.
+fn check_settings(s: &TrainSettings) -> Result<()> {
+    if let Some(lr) = s.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr {lr}: the learning rate must be a positive number");
+        }
+    }
+    if s.epochs == Some(0) {
+        bail!("--epochs 0 would write an untrained model; give at least 1");
+    }
+    if s.batch_size == Some(0) {
+        bail!("--batch-size 0: give at least 1");
+    }
+    if let Some(f) = s.validation_split {
+        if !(0.0..1.0).contains(&f) {
+            bail!("--validation-split {f}: must be in [0, 1) (0 means no validation)");
+        }
+    }
+    Ok(())
+}
+
+/// Why the target was taken as this task, for the summary.
+fn task_reason(asked: Option<Task>, table: &Table) -> String {
+    if asked.is_some_and(|t| t != Task::Auto) {
+        return "as asked with --task".into();
+    }
+    match &table.target {
+        kiln_trainer::data::Target::Classes { names, .. } => {
+            if names.iter().all(|n| n.parse::<f64>().is_ok()) {
+                format!(
+                    "the target holds {} distinct integers (at most {} make classes)",
+                    names.len(),
+                    kiln_trainer::data::MAX_AUTO_CLASSES
+                )
+            } else {
+                format!("the target holds text labels ({} classes)", names.len())
+            }
+        }
+        kiln_trainer::data::Target::Regression(v) => {
+            if v.iter().all(|x| x.fract() == 0.0) {
+                format!(
+                    "the target holds numbers with more than {} distinct values",
+                    kiln_trainer::data::MAX_AUTO_CLASSES
+                )
+            } else {
+                "the target holds non-integer numbers".into()
+            }
+        }
+        kiln_trainer::data::Target::None => String::new(),
+    }
+}
+
+/// On `--resume`, the flags that shape the model or its optimizer must agree with the saved model
+/// (`--lr` is an override: it replaces the saved learning rate).
+fn check_resume_flags(s: &TrainSettings, model: &Sequential, saved: &Optimizer) -> Result<()> {
+    let layers = model.layers();
+    let hidden: Vec<usize> = layers[..layers.len().saturating_sub(1)]
+        .iter()
+        .filter_map(|l| match l {
+            Layer::Dense { units, .. } => Some(*units),
+            _ => None,
+        })
+        .collect();
+    if let Some(h) = &s.hidden {
+        if *h != hidden {
+            bail!("--resume: --hidden {h:?} differs from the saved model's hidden layers {hidden:?}");
+        }
+    }
+    if let Some(a) = &s.activation {
+        let want = Activation::parse(a).with_context(|| format!("unknown activation '{a}'"))?;
+        let saved_act = layers.first().and_then(|l| match l {
+            Layer::Dense { activation, .. } => *activation,
+            _ => None,
+        });
+        if layers.len() > 1 && saved_act != Some(want) {
+            bail!("--resume: --activation {a} differs from the saved model's {saved_act:?}");
+        }
+    }
+    if let Some(o) = &s.optimizer {
+        let want = optimizer(o, None)?;
+        if std::mem::discriminant(&want) != std::mem::discriminant(saved) {
+            bail!("--resume: --optimizer {o} differs from the saved model's {saved:?}");
+        }
+    }
+    Ok(())
+}
 
 /// The task a table's target implies, checked against what the user asked for.
 fn resolve_task(asked: Task, table: &Table) -> Result<Task> {
@@ -51,8 +140,11 @@ fn build_model(
     let act = Activation::parse(act_name).filter(|a| *a != Activation::Softmax).with_context(|| {
         format!("unknown activation '{act_name}': expected relu, leaky_relu, tanh, sigmoid or gelu")
     })?;
+    let hidden = s.hidden.as_deref().unwrap_or(&[100]);
+    let outputs = if task == Task::Multiclass { classes } else { 1 };
+    super::plan::check_mlp_memory(inputs, hidden, outputs, s.batch_size.unwrap_or(200))?;
     let mut model = Sequential::new(&[inputs]).seed(s.seed.unwrap_or(0));
-    for &units in s.hidden.as_deref().unwrap_or(&[100]) {
+    for &units in hidden {
         if units == 0 {
             bail!("--hidden: a layer of 0 units");
         }
@@ -103,16 +195,11 @@ fn fit_and_save(
     target: String,
     out: &Path,
 ) -> Result<(Sequential, History)> {
-    if out.is_dir() {
-        bail!("--out {} is a directory; give a file name such as model.safetensors", out.display());
-    }
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        bail!("--out {}: the folder {} does not exist", out.display(), dir.display());
-    }
     let task = resolve_task(s.task.unwrap_or(Task::Auto), &train)?;
+    let why = task_reason(s.task, &train);
     let classes = train.target.class_names().map_or(0, <[String]>::len);
     let seed = s.seed.unwrap_or(0);
-    if let (None, Some(f)) = (&val, s.validation_split) {
+    if let (None, Some(f)) = (&val, s.validation_split.filter(|&f| f > 0.0)) {
         let (t, v) = train_val_split(train.rows, f, seed ^ 0x5A11)?;
         val = Some(train.subset(&v)?);
         train = train.subset(&t)?;
@@ -126,6 +213,9 @@ fn fit_and_save(
             bail!("--resume: the data's labels differ from the model's ({:?})", model.data.labels);
         }
         let cfg = model.saved_config().context("--resume: the model file has no training state")?.clone();
+        check_resume_flags(s, &model, &cfg.optimizer)?;
+        kiln_trainer::validate::require_optimizer_file(out)
+            .with_context(|| format!("--resume {}", out.display()))?;
         (model, cfg.loss, cfg.metrics)
     } else {
         build_model(train.cols, s, task, classes)?
@@ -170,6 +260,7 @@ fn fit_and_save(
     model.compile_with(config)?;
     if !s.quiet {
         eprint!("{}", model.summary()?);
+        eprintln!("task: {} ({why})", task.name());
         eprintln!(
             "device: {}\ntraining on {} rows{}",
             model.device().unwrap_or_default(),
@@ -201,11 +292,28 @@ fn fit_and_save(
         log: Some(log_part.clone()),
         quiet: s.quiet,
     };
-    let history = model.fit(&train, &opts)?;
-    model.save(out).with_context(|| format!("writing {}", out.display()))?;
+    let saved = model
+        .fit(&train, &opts)
+        .map_err(anyhow::Error::from)
+        .and_then(|h| model.save(out).with_context(|| format!("writing {}", out.display())).map(|_| h));
+    let history = match saved {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = std::fs::remove_file(&log_part); // no half-written log left behind
+            return Err(e);
+        }
+    };
     std::fs::rename(&log_part, &log_final).with_context(|| format!("{}", log_final.display()))?;
     if !history.epochs.is_empty() {
         write_svg(&beside(out, ".curves.svg"), &history.epochs)?;
+    }
+    if kiln_trainer::interrupt::stop_requested() {
+        bail!(
+            "interrupted after epoch {}: the model and its optimizer state are saved to {}; run the \
+             same command with --resume to continue",
+            model.epochs_done(),
+            out.display()
+        );
     }
     Ok((model, history))
 }
@@ -223,9 +331,28 @@ fn report(history: &History, out: &Path, quiet: bool) {
     eprintln!("model: {} (log: .log.jsonl, curves: .curves.svg beside it)", out.display());
 }
 
+/// Every file `train` writes for `out`, checked against every file it reads, before any work.
+fn check_outputs(s: &TrainSettings, out: &Path) -> Result<()> {
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    for (flag, p) in [("--data", &s.data), ("--validation", &s.validation), ("--init", &s.init)] {
+        if let Some(p) = p {
+            inputs.push((flag, p.as_path()));
+        }
+    }
+    check_output("--out", out, &inputs)?;
+    for suffix in [".log.jsonl", ".log.jsonl.part", ".curves.svg"] {
+        check_output("--out", &beside(out, suffix), &inputs)?;
+    }
+    check_output("--out", &kiln_trainer::optimizer_path(out), &inputs)
+}
+
 /// `kiln train`.
 pub fn train_csv(s: TrainSettings) -> Result<()> {
     let out = s.out.clone().context("--out MODEL.safetensors is required")?;
+    check_settings(&s)?;
+    check_outputs(&s, &out)?;
+    let _lock = RunLock::take(&out)?;
+    super::interrupt::install();
     let (train, val, target) = read_training(&s)?;
     let (_, history) = fit_and_save(&s, train, val, target, &out)?;
     report(&history, &out, s.quiet);
@@ -241,6 +368,10 @@ pub fn digits(mut s: TrainSettings) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     s.validation_split = s.validation_split.or(Some(0.1));
+    check_settings(&s)?;
+    check_outputs(&s, &out)?;
+    let _lock = RunLock::take(&out)?;
+    super::interrupt::install();
     if !s.quiet {
         eprintln!(
             "Kiln main job: MLP on the UCI handwritten digits ({} train / {} test images)",

@@ -210,7 +210,7 @@ impl Checkpoint {
     /// shape are errors naming the file and the tensor.
     pub fn read(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = read_file(path)?;
         Checkpoint::from_bytes(path, &bytes)
     }
 
@@ -372,6 +372,63 @@ impl Checkpoint {
     }
 }
 
+/// The bytes of a safetensors file, read with bounded memory: only a regular file (a device such
+/// as `/dev/zero` never ends), its header length checked against the real file size before the
+/// header is read, and the size the header declares (the largest tensor end) checked against the
+/// file size before the tensors are read, so a corrupt or sparse file is refused up front.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let bad = |m: String| Error::format(path, format!("not a valid safetensors file: {m}"));
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::format(
+            path,
+            "not a regular file (a device, FIFO or directory); give a model file",
+        ));
+    }
+    let size = meta.len();
+    if size < 8 {
+        return Err(bad(format!("truncated: {size} bytes, the header length alone takes 8")));
+    }
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER {
+        return Err(bad(format!("header length {n} is implausible")));
+    }
+    if n > size - 8 {
+        return Err(bad(format!(
+            "truncated: the header needs {n} bytes, the file has {} after the length",
+            size - 8
+        )));
+    }
+    let mut bytes = Vec::with_capacity(8 + n as usize);
+    bytes.extend_from_slice(&len);
+    (&mut f).take(n).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    // the data size the header declares: the largest end offset (from_bytes checks the rest)
+    let declared = std::str::from_utf8(&bytes[8..])
+        .ok()
+        .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
+        .map(|h| {
+            h.iter()
+                .filter(|(k, _)| *k != "__metadata__")
+                .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+                .max()
+                .unwrap_or(0)
+        });
+    if let Some(end) = declared {
+        if end > size - 8 - n {
+            return Err(bad(format!(
+                "truncated: the header declares {end} data bytes, the file holds {}",
+                size - 8 - n
+            )));
+        }
+    }
+    f.take(size - 8 - n).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
 fn check_len(name: &str, shape: &[usize], len: usize) -> Result<()> {
     let want = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if want != Some(len) {
@@ -393,11 +450,24 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    // Renaming over a device, FIFO, socket or symlink would replace it (as root, /dev/null).
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            return Err(Error::format(
+                path,
+                "not a regular file (a device, FIFO, socket, symlink or directory); refusing to replace it",
+            ));
+        }
+    }
     let tmp = dir.join(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        // an overwritten file keeps its mode
+        if let Ok(meta) = fs::metadata(path) {
+            let _ = f.set_permissions(meta.permissions());
+        }
         drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();

@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod interrupt;
 pub mod layers;
 mod layers_arch;
 pub mod losses;
@@ -22,6 +23,7 @@ mod model;
 pub mod report;
 pub mod schedule;
 mod stream;
+pub mod validate;
 pub mod zoo;
 
 pub use error::{Error, Result};

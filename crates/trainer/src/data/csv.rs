@@ -1,14 +1,15 @@
 //! CSV tables: a header line, one row per example, the target column found by name.
 //!
-//! Every error names the file, the line (1-based, the header is line 1) and the column (name and
-//! 1-based number). Quoting, embedded newlines and a UTF-8 BOM are handled by the `csv` crate;
+//! Every error names the file, the physical line (1-based, the header is line 1; `\n`, `\r\n` and a
+//! lone `\r` each end a line) and the column (name and 1-based number); long cells are shortened. Quoting, embedded newlines and a UTF-8 BOM are handled by the `csv` crate;
 //! cells are trimmed of surrounding whitespace.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use super::lines::{shorten, shorten_list, Counting};
 use super::table::{Table, Target, TaskHint, MAX_AUTO_CLASSES};
 use crate::{Error, Result};
 
@@ -51,10 +52,10 @@ pub fn read_csv_labeled(
                     Error::UnknownClass {
                         path: path.to_path_buf(),
                         line,
-                        column: col.0.to_string(),
+                        column: shorten(col.0),
                         column_number: col.1,
-                        value: v.clone(),
-                        known: class_names.join(", "),
+                        value: shorten(v),
+                        known: shorten_list(class_names),
                     }
                 })
             })
@@ -85,9 +86,11 @@ pub fn check_feature_names(path: &Path, found: &[String], expected: &[String]) -
     if found == expected {
         return Ok(());
     }
-    let quote = |v: Vec<&String>| v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-    let missing: Vec<&String> = expected.iter().filter(|e| !found.contains(e)).collect();
-    let extra: Vec<&String> = found.iter().filter(|f| !expected.contains(f)).collect();
+    let quote = |v: Vec<&String>| shorten_list(&v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>());
+    let (found_set, expected_set): (HashSet<&String>, HashSet<&String>) =
+        (found.iter().collect(), expected.iter().collect());
+    let missing: Vec<&String> = expected.iter().filter(|e| !found_set.contains(e)).collect();
+    let extra: Vec<&String> = found.iter().filter(|f| !expected_set.contains(f)).collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
         parts.push(format!("missing {}", quote(missing)));
@@ -105,9 +108,11 @@ pub fn check_feature_names(path: &Path, found: &[String], expected: &[String]) -
             .map(|(i, (f, e))| (i, (f.as_str(), e.as_str())))
             .unwrap_or((found.len().min(expected.len()), ("", "")));
         parts.push(format!(
-            "same columns in a different order: feature #{} is '{f}', the model expects '{e}' \
+            "same columns in a different order: feature #{} is '{}', the model expects '{}' \
              ({} features found, {} expected)",
             i + 1,
+            shorten(f),
+            shorten(e),
             found.len(),
             expected.len()
         ));
@@ -115,8 +120,18 @@ pub fn check_feature_names(path: &Path, found: &[String], expected: &[String]) -
     Err(Error::FeatureMismatch { path: path.to_path_buf(), detail: parts.join("; ") })
 }
 
+/// Opens a data file; only regular files are read (a device such as `/dev/zero` or a FIFO could
+/// feed the parser without end).
 fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| Error::io(path, e))
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::format(
+            path,
+            "not a regular file (a device, FIFO or directory); give a data file",
+        ));
+    }
+    Ok(file)
 }
 
 /// The features parsed, plus the raw target cells (with their line numbers) for the caller to type.
@@ -143,9 +158,11 @@ impl Raw {
 
 /// `target`: the column kept as raw text; with `optional`, a CSV without it is fine.
 fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -> Result<Raw> {
+    let (reader, lines_index) = Counting::new(reader);
+    let line_of = |p: Option<&csv::Position>| p.map_or(0, |p| lines_index.line_of(p.byte()));
     let csv_err = |e: csv::Error| Error::Csv {
         path: path.to_path_buf(),
-        line: e.position().map_or(0, |p| p.line()),
+        line: line_of(e.position()),
         message: match e.kind() {
             csv::ErrorKind::Io(io) => io.to_string(),
             csv::ErrorKind::Utf8 { err, .. } => {
@@ -163,25 +180,27 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
         return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
+    let header_line = line_of(rdr.headers().ok().and_then(|h| h.position()));
+    let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(header.len());
     for (i, name) in header.iter().enumerate() {
-        if let Some(j) = header[..i].iter().position(|h| h == name) {
+        if let Some(j) = first_seen.insert(name, i) {
             return Err(Error::Csv {
                 path: path.to_path_buf(),
-                line: 1,
-                message: format!("column name '{name}' appears twice (#{} and #{})", j + 1, i + 1),
+                line: header_line,
+                message: format!("column name '{}' appears twice (#{} and #{})", shorten(name), j + 1, i + 1),
             });
         }
     }
     let target_index = match target {
         None => None,
-        Some(t) => match header.iter().position(|h| h == t) {
+        Some(t) => match first_seen.get(t).copied() {
             Some(i) => Some(i),
             None if optional => None,
             None => {
                 return Err(Error::MissingColumn {
                     path: path.to_path_buf(),
-                    column: t.to_string(),
-                    available: header.join(", "),
+                    column: shorten(t),
+                    available: shorten_list(&header),
                 })
             }
         },
@@ -194,7 +213,7 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -
     let mut lines = Vec::new();
     let mut record = csv::StringRecord::new();
     while rdr.read_record(&mut record).map_err(csv_err)? {
-        let line = record.position().map_or(0, |p| p.line());
+        let line = line_of(record.position());
         if record.len() != header.len() {
             return Err(Error::RaggedRow {
                 path: path.to_path_buf(),
@@ -208,7 +227,7 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -
                 target_values.push(cell.to_string());
                 continue;
             }
-            let (column, column_number) = (header[i].clone(), i + 1);
+            let (column, column_number) = (shorten(&header[i]), i + 1);
             if cell.is_empty() {
                 return Err(Error::EmptyCell { path: path.to_path_buf(), line, column, column_number });
             }
@@ -217,7 +236,7 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -
                 line,
                 column: column.clone(),
                 column_number,
-                value: cell.to_string(),
+                value: shorten(cell),
             })?;
             if !v.is_finite() {
                 return Err(Error::NotFinite {
@@ -225,7 +244,7 @@ fn parse(path: &Path, reader: impl Read, target: Option<&str>, optional: bool) -
                     line,
                     column,
                     column_number,
-                    value: cell.to_string(),
+                    value: shorten(cell),
                 });
             }
             features.push(v);
@@ -256,28 +275,51 @@ fn make_target(
     (column, column_number): (&str, usize),
     task: TaskHint,
 ) -> Result<Target> {
-    let at = |i: usize| (path.to_path_buf(), lines[i], column.to_string(), column_number);
+    let at = |i: usize| (path.to_path_buf(), lines[i], shorten(column), column_number);
     if let Some(i) = values.iter().position(String::is_empty) {
         let (path, line, column, column_number) = at(i);
         return Err(Error::EmptyCell { path, line, column, column_number });
     }
-    let parsed: Vec<Option<f64>> = values.iter().map(|v| v.parse().ok()).collect();
-    let numeric = parsed.iter().all(Option::is_some);
+    // -0 is 0: one class, one value (total order would tell them apart)
+    let parsed: Vec<Option<f64>> =
+        values.iter().map(|v| v.parse::<f64>().ok().map(|x| if x == 0.0 { 0.0 } else { x })).collect();
+    let odd: Vec<usize> = (0..values.len()).filter(|&i| parsed[i].is_none()).collect();
+    let numeric = odd.is_empty();
     if task == TaskHint::Regression && !numeric {
-        let i = parsed.iter().position(Option::is_none).unwrap_or(0);
-        let (path, line, column, column_number) = at(i);
-        return Err(Error::NotNumeric { path, line, column, column_number, value: values[i].clone() });
+        let (path, line, column, column_number) = at(odd[0]);
+        return Err(Error::NotNumeric { path, line, column, column_number, value: shorten(&values[odd[0]]) });
+    }
+    if task == TaskHint::Auto && !numeric && odd.len() * MOSTLY_NUMERIC_ODDS <= values.len() {
+        // a numeric column with a few typos would silently become hundreds of classes
+        let cells: Vec<String> =
+            odd.iter().take(5).map(|&i| format!("line {} '{}'", lines[i], shorten(&values[i]))).collect();
+        let more = if odd.len() > 5 { format!(" and {} more", odd.len() - 5) } else { String::new() };
+        return Err(Error::Csv {
+            path: path.to_path_buf(),
+            line: lines[odd[0]],
+            message: format!(
+                "target column '{}' (#{column_number}) holds numbers except in {} of {} cells: {}{more}; \
+                 fix those cells, or ask for classification (--task multiclass) to take every value \
+                 as a class name",
+                shorten(column),
+                odd.len(),
+                values.len(),
+                cells.join(", ")
+            ),
+        });
     }
     if !numeric {
         // Text labels: sorted unique names, id = position in that list.
         let names: Vec<String> = values.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
-        let ids = values.iter().map(|v| names.binary_search(v).unwrap_or(0) as u32).collect();
+        let index: HashMap<&str, u32> =
+            names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+        let ids = values.iter().map(|v| index[v.as_str()]).collect();
         return Ok(Target::Classes { ids, names });
     }
     let nums: Vec<f64> = parsed.into_iter().flatten().collect();
     if let Some(i) = nums.iter().position(|v| !v.is_finite()) {
         let (path, line, column, column_number) = at(i);
-        return Err(Error::NotFinite { path, line, column, column_number, value: values[i].clone() });
+        return Err(Error::NotFinite { path, line, column, column_number, value: shorten(&values[i]) });
     }
     let mut distinct: Vec<f64> = nums.clone();
     distinct.sort_by(f64::total_cmp);
@@ -291,12 +333,20 @@ fn make_target(
     if !classes {
         return Ok(Target::Regression(nums.into_iter().map(|v| v as f32).collect()));
     }
-    // Numeric labels: sorted by value, named as the number ("3", "2.5").
-    let ids =
-        nums.iter().map(|v| distinct.binary_search_by(|d| d.total_cmp(v)).unwrap_or(0) as u32).collect();
+    // Numeric labels: sorted by value, named as the number ("3", "2.5"); every value is in
+    // `distinct` (finite, -0 folded into 0), so the search is exact.
+    let ids = nums
+        .iter()
+        .map(|v| distinct.binary_search_by(|d| d.total_cmp(v)).map(|i| i as u32))
+        .collect::<std::result::Result<Vec<u32>, usize>>()
+        .map_err(|_| Error::InvalidArgument("internal: a numeric label missing from its classes".into()))?;
     let names = distinct.iter().map(|v| format!("{v}")).collect();
     Ok(Target::Classes { ids, names })
 }
+
+/// With [`TaskHint::Auto`], a target whose non-numeric cells are at most one in this many is taken
+/// for a numeric column with typos (an error naming them), not for class names.
+const MOSTLY_NUMERIC_ODDS: usize = 10;
 
 /// A label such as "3.0" matches the saved class name "3" by value.
 fn numeric_match(value: &str, names: &[String]) -> Option<u32> {

@@ -33,6 +33,12 @@ pub trait Dataset {
     /// Whether each row has a target.
     fn has_target(&self) -> bool;
 
+    /// The class names in id order when the data knows them (a [`Table`] read from CSV), so
+    /// `fit` and `evaluate` can check they number the classes as the model does.
+    fn class_names(&self) -> Option<&[String]> {
+        None
+    }
+
     /// Gathers the rows `indices` into `features` (`[indices.len(), feature_width]`, row-major) and
     /// their targets into `targets` (`[indices.len()]`). Buffers of the wrong size, an index out of
     /// range or a target kind the data does not have are errors; the buffers are caller-owned so a
@@ -55,6 +61,10 @@ impl Dataset for Table {
 
     fn has_target(&self) -> bool {
         self.target.rows().is_some()
+    }
+
+    fn class_names(&self) -> Option<&[String]> {
+        self.target.class_names()
     }
 
     fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>) -> Result<()> {

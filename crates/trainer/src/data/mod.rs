@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod digits;
 mod elem;
 pub mod idx;
+pub(crate) mod lines;
 pub mod mnist;
 pub mod npy;
 pub mod rng;

@@ -139,6 +139,29 @@ impl Table {
         Table::new(features.data, rows, cols, names, target)
     }
 
+    /// The same table with its class ids renumbered by `names` (a model's labels), so a test set
+    /// that lacks some class still means what the model means by each id. A label not in `names`
+    /// is an error naming it; a table without classes is returned as is.
+    pub fn relabel(&self, names: &[String]) -> Result<Table> {
+        let Target::Classes { ids, names: own } = &self.target else { return Ok(self.clone()) };
+        let index: std::collections::HashMap<&str, u32> =
+            names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+        let map = own
+            .iter()
+            .map(|n| {
+                index.get(n.as_str()).copied().ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "class '{}' is not one of the model's labels",
+                        super::lines::shorten(n)
+                    ))
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let target =
+            Target::Classes { ids: ids.iter().map(|&i| map[i as usize]).collect(), names: names.to_vec() };
+        Ok(Table { target, ..self.clone() })
+    }
+
     /// Feature row `r` (`r < rows`).
     pub fn row(&self, r: usize) -> &[f32] {
         &self.features[r * self.cols..(r + 1) * self.cols]

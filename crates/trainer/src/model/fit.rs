@@ -170,6 +170,10 @@ impl Sequential {
         let config = self.compiled_mut()?.config.clone();
         let out_width = self.output_width()?;
         let prep = Prep::new(data, config.loss, out_width)?;
+        crate::validate::note_labels(&mut self.data, data, out_width)?;
+        if let Validation::Data(v) = &opts.validation {
+            crate::validate::check_labels(&self.data, *v)?;
+        }
         if data.feature_width() != self.input_shape.iter().product::<usize>() {
             return Err(Error::Model(format!(
                 "the data has {} features per row but the model takes {:?}",
@@ -315,6 +319,9 @@ impl Sequential {
             } else {
                 waited += 1;
             }
+            if crate::interrupt::stop_requested() {
+                break; // asked to stop (SIGINT): this epoch's weights are kept, to resume from
+            }
             if let Some(es) = &opts.early_stopping {
                 if waited > es.patience {
                     history.stopped_early = true;
@@ -322,7 +329,7 @@ impl Sequential {
                 }
             }
         }
-        if let Some(weights) = best_weights {
+        if let Some(weights) = best_weights.filter(|_| !crate::interrupt::stop_requested()) {
             if best_epoch != self.epochs_done {
                 let specs = self.param_specs()?;
                 for (s, w) in specs.iter().zip(&weights) {

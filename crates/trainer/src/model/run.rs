@@ -55,6 +55,7 @@ impl Dataset for Features<'_> {
 impl Sequential {
     /// Loss and compiled metrics over `data` (Keras' `evaluate`).
     pub fn evaluate(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Evaluation> {
+        crate::validate::check_labels(&self.data, data)?;
         self.evaluate_rows(data, None, batch_size)
     }
 

@@ -119,6 +119,7 @@ impl Sequential {
             seed: self.seed,
         };
         ck.set_json(ARCHITECTURE, &arch)?;
+        crate::validate::seal_architecture(&mut ck);
         ck.set_json(DATA, &self.data)?;
         let step = self.compiled.as_ref().map_or(0, |c| c.session.step_count());
         let progress = Progress { step, epochs: self.epochs_done };
@@ -139,7 +140,7 @@ impl Sequential {
                 state.push(&name, &[data.len()], data)?;
             }
             state.set_json(STEP, &progress)?;
-            state.write(optimizer_path(path))?;
+            crate::validate::write_optimizer(&state, &optimizer_path(path), &mut ck)?;
         }
         ck.write(path)
     }
@@ -155,6 +156,7 @@ impl Sequential {
             message: format!("{} has no Kiln architecture; is it a Kiln model file?", path.display()),
         };
         let arch: Architecture = ck.json(ARCHITECTURE)?.ok_or_else(|| missing(ARCHITECTURE))?;
+        let format = arch.format;
         let mut model = Sequential::new(&arch.input_shape).seed(arch.seed);
         for layer in arch.layers {
             model.push(layer);
@@ -162,6 +164,7 @@ impl Sequential {
         model.data = ck.json::<DataInfo>(DATA)?.unwrap_or_default();
         model.epochs_done = ck.json::<Progress>(STEP)?.map_or(0, |p| p.epochs);
         model.set_weights_from(&ck, path)?;
+        crate::validate::check_loaded(&model, &ck, path, format)?;
         if let Some(t) = ck.json::<Training>(OPTIMIZER)? {
             let mut cfg = Compile::new(optimizer_from_json(&t.optimizer)?, t.loss, &t.metrics);
             cfg.schedule = t.schedule;
@@ -170,7 +173,7 @@ impl Sequential {
         }
         let opt_path = optimizer_path(path);
         if opt_path.exists() {
-            let state = Checkpoint::read(&opt_path)?;
+            let state = crate::validate::read_optimizer(&ck, &opt_path, path)?;
             let progress: Option<Progress> = state.json(STEP)?;
             if progress.map(|p| p.epochs) != Some(model.epochs_done) {
                 return Err(Error::Metadata {

@@ -1,0 +1,23 @@
+//! SIGINT during training: the first Ctrl-C asks `fit` to stop after the epoch in progress (the
+//! model is then saved, resumable, and the run exits non-zero saying how to resume); a second
+//! one exits at once.
+
+#[cfg(unix)]
+extern "C" fn on_sigint(_: libc::c_int) {
+    if kiln_trainer::interrupt::request_stop() {
+        // SAFETY: _exit is async-signal-safe
+        unsafe { libc::_exit(130) };
+    }
+    let msg = b"\nkiln: stopping after this epoch and saving (Ctrl-C again to quit at once)\n";
+    // SAFETY: write(2) is async-signal-safe; the buffer is valid for its length
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Installs the handler (unix; elsewhere Ctrl-C keeps its default).
+pub fn install() {
+    #[cfg(unix)]
+    // SAFETY: the handler only does async-signal-safe work (an atomic swap, write, _exit)
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
