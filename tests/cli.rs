@@ -847,3 +847,17 @@ fn sigint_stops_after_the_epoch_saves_a_resumable_model_and_says_how_to_resume()
     let log = std::fs::read_to_string(d.path("m.log.jsonl")).unwrap();
     assert_eq!(log.lines().count() as u64, done + 1, "the log continues: {log}");
 }
+
+/// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" for every wgpu instance
+/// when the variable is unset. The device library sets it once before its first instance (the CLI
+/// no longer does it on its own), so neither a library user nor `kiln info` shows that line.
+#[test]
+fn no_mesa_xdg_noise_when_the_variable_is_unset() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("the kiln binary runs");
+    let o = ok(o);
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
+}

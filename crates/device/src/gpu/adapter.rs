@@ -33,9 +33,24 @@ pub(crate) fn check_limits(name: &str, l: &wgpu::Limits) -> Result<()> {
 }
 
 fn instance() -> wgpu::Instance {
+    quiet_mesa();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = APIS;
     wgpu::Instance::new(desc)
+}
+
+/// Mesa's Vulkan drivers (lavapipe included) print "error: XDG_RUNTIME_DIR is invalid or not set
+/// in the environment." on every instance when the variable is unset (headless machines, CI,
+/// containers). It is harmless but reads like an error of the program's, so every user of the
+/// library (not only the CLI) gets it set to the temporary directory, once, before the first
+/// instance. A value the user set is never changed.
+fn quiet_mesa() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+        }
+    });
 }
 
 pub(crate) fn kind_of(info: &wgpu::AdapterInfo) -> DeviceKind {
