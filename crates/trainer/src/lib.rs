@@ -15,7 +15,6 @@ pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod layers;
-mod layers_arch;
 pub mod losses;
 pub mod metrics;
 mod model;
@@ -26,8 +25,10 @@ pub mod zoo;
 
 pub use error::{Error, Result};
 pub use kiln_graph::Optimizer;
-pub use layers::{Activation, Dense, Dropout, Flatten, Init, Layer};
-pub use layers_arch::{AvgPool2d, BatchNorm, Conv2d, Embedding, GlobalAvgPool2d, LayerNorm, MaxPool2d};
+pub use layers::{
+    Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2d, Init,
+    Layer, LayerNorm, MaxPool2d,
+};
 pub use losses::Loss;
 pub use metrics::Metric;
 pub use model::{

@@ -3,7 +3,8 @@
 
 use std::sync::mpsc::sync_channel;
 
-use crate::data::{Dataset, SplitMix64, TargetBuf};
+use crate::data::{Dataset, TargetBuf};
+use crate::layers::draw_masks;
 use crate::losses::{Loss, TargetKind};
 use crate::{Error, Result};
 
@@ -127,19 +128,7 @@ fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, s
             }
         }
     }
-    let drawn = masks
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(l, &(rate, width))| {
-            let mut rng =
-                SplitMix64::new(masks.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((l as u64) << 56));
-            let keep = 1.0 / (1.0 - rate);
-            (0..rows * width)
-                .map(|_| if crate::layers::unit(&mut rng) < rate as f64 { 0.0 } else { keep })
-                .collect()
-        })
-        .collect();
+    let drawn = draw_masks(&masks.layers, masks.seed, step, rows);
     let tokens = match masks.tokens {
         Some(vocab) => to_tokens(&features, idx, data.feature_width(), vocab)?,
         None => Vec::new(),

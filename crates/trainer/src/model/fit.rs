@@ -7,6 +7,7 @@ use kiln_graph::{Feed, Pending, Session};
 
 use super::{build::Built, Sequential};
 use crate::data::{epoch_order, train_val_split, Dataset};
+use crate::layers::check_batch_norm_batch;
 use crate::metrics::{MetricSum, Truth};
 use crate::report::{EpochRecord, History, JsonLog, Progress};
 use crate::stream::{stream, Batch, MaskPlan, Prep};
@@ -123,7 +124,7 @@ pub(crate) fn feeds<'b>(built: &Built, batch: &'b Batch, prep: Prep, train: bool
         _ => f.push((built.target, HostData::F32(&batch.values))),
     }
     if train {
-        f.extend(built.masks.iter().zip(&batch.masks).map(|(m, data)| (m.node, HostData::F32(data))));
+        f.extend(built.train.masks.iter().zip(&batch.masks).map(|(m, data)| (m.node, HostData::F32(data))));
     }
     f
 }
@@ -135,23 +136,6 @@ pub(crate) fn collect(session: &mut Session, pending: Pending) -> Result<(f32, V
         out.next().map(|v| v.into_f32()).transpose()?.and_then(|v| v.first().copied()).unwrap_or(f32::NAN);
     let pred = out.next().map(|v| v.into_f32()).transpose()?.unwrap_or_default();
     Ok((loss, pred))
-}
-
-/// Before a training step of `rows` examples: each BatchNorm layer's unbiased batch variance
-/// (which the step blends into the running variance on the device) needs more than one value per
-/// channel. The plan would refuse to compile too; this names the layer and says what to do.
-fn check_bn_batch(c: &super::Compiled, rows: usize) -> Result<()> {
-    for bn in &c.built.bn {
-        let n = rows * bn.per_row;
-        if n < 2 {
-            return Err(Error::Model(format!(
-                "BatchNorm layer {}: a training batch needs more than 1 value per channel, got {n} \
-                 (use a batch size above 1, or drop the last short batch)",
-                bn.prefix.trim_end_matches('.')
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool {
@@ -225,7 +209,7 @@ impl Sequential {
             let vocab = self.token_vocab();
             let c = self.compiled.as_mut().expect("compiled above");
             let masks = MaskPlan {
-                layers: c.built.masks.iter().map(|m| (m.rate, m.width)).collect(),
+                layers: c.built.train.masks.iter().map(|m| (m.rate, m.width)).collect(),
                 seed: self.seed,
                 first_step: c.session.step_count(),
                 tokens: vocab,
@@ -249,7 +233,7 @@ impl Sequential {
             stream(data, &order, opts.batch_size, prep, &masks, |batch| {
                 lr = config.schedule.lr(config.optimizer.lr(), c.session.step_count());
                 c.session.set_lr(lr);
-                check_bn_batch(c, batch.rows)?;
+                check_batch_norm_batch(&c.built.train.bn, batch.rows)?;
                 let fetch = [c.built.loss_train, c.built.out_train];
                 let pending = c.session.train(&feeds(&c.built, &batch, prep, true), &fetch)?;
                 // the previous step's results arrive while this one runs

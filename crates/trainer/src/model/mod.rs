@@ -17,6 +17,7 @@ pub use run::{Evaluation, Features};
 pub use save::optimizer_path;
 
 use crate::data::{SplitMix64, Standardizer};
+pub(crate) use crate::layers::ParamSpec;
 use crate::layers::{Activation, Layer};
 use crate::losses::Loss;
 use crate::metrics::Metric;
@@ -66,21 +67,6 @@ pub struct DataInfo {
 
 /// A parameter's state-dict name, shape and values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
-
-/// A parameter: its state-dict name, shape and where its initial values come from.
-#[derive(Clone, Debug)]
-pub(crate) struct ParamSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub fan_in: usize,
-    pub fan_out: usize,
-    pub init: crate::layers::Init,
-    /// A buffer (BatchNorm running statistics): saved and loaded with the parameters, but not
-    /// trained by the optimizer.
-    pub buffer: bool,
-    /// How a saved file stores it (PyTorch's dtype: I64 for `num_batches_tracked`, else F32).
-    pub file_dtype: crate::checkpoint::Dtype,
-}
 
 pub struct Sequential {
     input_shape: Vec<usize>,
@@ -164,33 +150,7 @@ impl Sequential {
             )));
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            match layer {
-                Layer::Dense { units, .. } => {
-                    if shape.len() != 1 {
-                        return Err(Error::Model(format!(
-                            "layer {i} (Dense) takes [batch, features] but gets [batch, {}]; add Flatten() first",
-                            join(&shape)
-                        )));
-                    }
-                    if *units == 0 {
-                        return Err(Error::Model(format!("layer {i} (Dense) has 0 units")));
-                    }
-                    shape = vec![*units];
-                }
-                Layer::Flatten => shape = vec![shape.iter().product()],
-                Layer::Dropout { rate } if !(0.0..1.0).contains(rate) => {
-                    return Err(Error::Model(format!("layer {i} (Dropout): rate {rate} is not in [0, 1)")));
-                }
-                l if l.arch_output_shape(i, &shape).is_some() => {
-                    shape = l.arch_output_shape(i, &shape).expect("checked")?;
-                }
-                Layer::Activation(Activation::LeakyRelu(a)) if *a < 0.0 => {
-                    return Err(Error::Model(format!(
-                        "layer {i} (LeakyReLU): negative slope {a} must be >= 0"
-                    )));
-                }
-                _ => {}
-            }
+            shape = layer.imp().output_shape(i, &shape)?;
             out.push(shape.clone());
         }
         if out.is_empty() {
@@ -206,46 +166,24 @@ impl Sequential {
 
     /// The vocabulary size when the model's input is token ids (it starts with `Embedding`).
     pub(crate) fn token_vocab(&self) -> Option<usize> {
-        match self.layers.first()? {
-            Layer::Embedding { vocab, .. } => Some(*vocab),
-            _ => None,
-        }
+        self.layers.first()?.imp().token_vocab()
     }
 
     /// The final activation, if the model ends in one.
     pub(crate) fn last_activation(&self) -> Option<Activation> {
-        match self.layers.last()? {
-            Layer::Activation(a) => Some(*a),
-            Layer::Dense { activation, .. } => *activation,
-            _ => None,
-        }
+        self.layers.last()?.imp().final_activation()
     }
 
     /// Every parameter, in `state_dict` order.
     pub(crate) fn param_specs(&self) -> Result<Vec<ParamSpec>> {
         let shapes = self.output_shapes()?;
         let mut specs = Vec::new();
-        let mut fan_in: usize = self.input_shape.iter().product();
         let mut index = 0;
-        let mut input = self.input_shape.clone();
+        let mut input = &self.input_shape;
         for (layer, shape) in self.layers.iter().zip(&shapes) {
-            specs.extend(layer.arch_param_specs(index, &input));
-            input = shape.clone();
-            if let Layer::Dense { units, kernel_init, bias_init, .. } = layer {
-                let spec = |suffix: &str, shape: Vec<usize>, init| ParamSpec {
-                    name: format!("{index}.{suffix}"),
-                    shape,
-                    fan_in,
-                    fan_out: *units,
-                    init,
-                    buffer: false,
-                    file_dtype: Default::default(),
-                };
-                specs.push(spec("weight", vec![*units, fan_in], *kernel_init));
-                specs.push(spec("bias", vec![*units], *bias_init));
-            }
-            fan_in = shape.iter().product();
-            index += layer.torch_modules();
+            specs.extend(layer.imp().params(index, input));
+            index += layer.imp().torch_modules();
+            input = shape;
         }
         Ok(specs)
     }
@@ -335,34 +273,17 @@ impl Sequential {
         let shapes = self.output_shapes()?;
         let mut s = String::new();
         let mut total = 0;
-        let mut fan_in: usize = self.input_shape.iter().product();
-        let mut input = self.input_shape.clone();
         let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", "index", "layer", "output shape", "params");
         let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", "", "input", shape_str(&self.input_shape), 0);
         let mut index = 0;
+        let mut input = &self.input_shape;
         for (layer, shape) in self.layers.iter().zip(&shapes) {
-            let mut row = |name: String, params: usize| {
+            for (name, params) in layer.imp().summary_rows(input) {
                 let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", index, name, shape_str(shape), params);
                 total += params;
                 index += 1;
-            };
-            match layer {
-                Layer::Dense { units, activation, .. } => {
-                    row(format!("Linear({fan_in}, {units})"), units * fan_in + units);
-                    if let Some(a) = activation {
-                        row(a.torch_name().to_string(), 0);
-                    }
-                }
-                Layer::Activation(a) => row(a.torch_name().to_string(), 0),
-                Layer::Dropout { rate } => row(format!("Dropout({rate})"), 0),
-                Layer::Flatten => row("Flatten".to_string(), 0),
-                other => {
-                    let (name, params) = other.arch_summary(&input);
-                    row(name, params)
-                }
             }
-            input = shape.clone();
-            fan_in = shape.iter().product();
+            input = shape;
         }
         let _ = writeln!(s, "total parameters: {total}");
         Ok(s)
