@@ -21,6 +21,7 @@ mod model;
 pub mod report;
 pub mod schedule;
 mod stream;
+mod trainable;
 pub mod zoo;
 
 pub use error::{Error, Result};
@@ -31,12 +32,10 @@ pub use layers::{
 };
 pub use losses::Loss;
 pub use metrics::Metric;
-pub use model::{
-    optimizer_path, Compile, DataInfo, EarlyStopping, Evaluation, Features, FitOptions, Sequential,
-    Validation,
-};
+pub use model::{DataInfo, Sequential};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
+pub use trainable::{optimizer_path, Compile, EarlyStopping, Evaluation, Features, FitOptions, Validation};
 
 /// Everything a training script needs, Keras-style: `Dense(64, Relu)`, `Optimizer::adam(1e-3)`.
 pub mod prelude {

@@ -1,34 +1,16 @@
-//! The model as a graph: one chain of layers for training (with dropout masks fed each step) and
-//! one for inference, sharing the parameters; the loss on both; gradients and optimizer updates.
+//! The model as a graph for the trainable core: one chain of layers for training (with dropout
+//! masks fed each step) and one for inference, sharing the parameters; the loss on both.
 
 use kiln_graph::{Graph, NodeId};
 
-use super::{Compile, Sequential};
+use super::Sequential;
+use crate::checkpoint::Checkpoint;
+use crate::data::Dataset;
 use crate::layers::{BuildCx, Mode, TrainState};
-use crate::losses::TargetKind;
+use crate::losses::{Loss, TargetKind};
+use crate::stream::Prep;
+use crate::trainable::{Compile, Heads, Param, Trainable};
 use crate::{Error, Result};
-
-pub(crate) struct Built {
-    graph: Option<Graph>,
-    pub x: NodeId,
-    pub target: NodeId,
-    pub out_train: NodeId,
-    pub out_eval: NodeId,
-    pub loss_train: NodeId,
-    pub loss_eval: NodeId,
-    /// Dropout masks and BatchNorm layers of the training chain.
-    pub train: TrainState,
-    pub out_width: usize,
-    /// The input is token ids (fed as u32 from `Batch::tokens`).
-    pub tokens: bool,
-}
-
-impl Built {
-    /// The graph, for the session that will own it (node ids stay valid).
-    pub fn graph_take(&mut self) -> Graph {
-        self.graph.take().expect("graph taken once")
-    }
-}
 
 /// Runs the layers from `x` in `mode`; returns the output and the node before the final
 /// activation.
@@ -66,54 +48,77 @@ fn chain(
     Ok((h, pre))
 }
 
-pub(crate) fn build(model: &Sequential, config: &Compile, weights: &[Vec<f32>]) -> Result<Built> {
-    let g = Graph::new();
-    let out_width = model.output_width()?;
-    let loss = config.loss;
-    let x = match model.token_vocab() {
-        Some(_) => g.input_u32("x", &model.input_shape),
-        None => g.input("x", &model.input_shape),
-    };
-    let target = match loss.target_kind() {
-        TargetKind::Labels => g.input_u32("y", &[]),
-        TargetKind::Values | TargetKind::OneHot => g.input("y", &[out_width]),
-    };
-    if loss.target_kind() == TargetKind::Labels && model.output_shapes()?.last().is_some_and(|s| s.len() != 1)
-    {
-        return Err(Error::Model(format!("{} needs a [batch, classes] output", loss.name())));
-    }
-    let specs = model.param_specs()?;
-    let params: Vec<NodeId> =
-        specs.iter().zip(weights).map(|(s, w)| g.param_init(&s.name, &s.shape, w.clone())).collect();
+impl Trainable for Sequential {
+    fn build(&self, g: &Graph, config: &Compile) -> Result<Heads> {
+        let out_width = self.output_width()?;
+        let loss = config.loss;
+        let x = match self.token_vocab() {
+            Some(_) => g.input_u32("x", &self.input_shape),
+            None => g.input("x", &self.input_shape),
+        };
+        let target = match loss.target_kind() {
+            TargetKind::Labels => g.input_u32("y", &[]),
+            TargetKind::Values | TargetKind::OneHot => g.input("y", &[out_width]),
+        };
+        if loss.target_kind() == TargetKind::Labels
+            && self.output_shapes()?.last().is_some_and(|s| s.len() != 1)
+        {
+            return Err(Error::Model(format!("{} needs a [batch, classes] output", loss.name())));
+        }
+        let weights = self.host_weights()?;
+        let specs = self.param_list()?;
+        let params: Vec<NodeId> =
+            specs.iter().zip(weights).map(|(s, w)| g.param_init(&s.name, &s.shape, w)).collect();
 
-    let fused = loss.fuses(model.last_activation());
-    let mut train = TrainState::default();
-    let (out_train, pre_train) = chain(&g, model, x, &params, Mode::Train, &mut train)?;
-    let (out_eval, pre_eval) = chain(&g, model, x, &params, Mode::Eval, &mut TrainState::default())?;
-    let logits = |out, pre| if fused { pre } else { out };
-    let loss_train = loss.build(&g, out_train, logits(out_train, pre_train), target);
-    let loss_eval = loss.build(&g, out_eval, logits(out_eval, pre_eval), target);
-    g.check()?;
-
-    // buffers (BatchNorm running statistics) are parameters of the graph, so they persist and
-    // save like one, but they get no gradient and no optimizer update
-    let trainable: Vec<NodeId> =
-        specs.iter().zip(&params).filter(|(s, _)| !s.buffer).map(|(_, &p)| p).collect();
-    let mut grads = g.gradients(loss_train, &trainable)?;
-    if let Some(max_norm) = config.clip_norm {
-        grads = g.clip_grad_norm(&grads, max_norm).0;
+        let fused = loss.fuses(self.last_activation());
+        let mut train = TrainState::default();
+        let (out_train, pre_train) = chain(g, self, x, &params, Mode::Train, &mut train)?;
+        let (out_eval, pre_eval) = chain(g, self, x, &params, Mode::Eval, &mut TrainState::default())?;
+        let logits = |out, pre| if fused { pre } else { out };
+        let loss_train = loss.build(g, out_train, logits(out_train, pre_train), target);
+        let loss_eval = loss.build(g, out_eval, logits(out_eval, pre_eval), target);
+        Ok(Heads {
+            x,
+            tokens: self.token_vocab().is_some(),
+            target,
+            out_train,
+            out_eval,
+            loss_train,
+            loss_eval,
+            train,
+            out_width,
+            params: params.into_iter().zip(specs).collect(),
+        })
     }
-    g.optimize(&trainable, &grads, config.optimizer)?;
-    Ok(Built {
-        graph: Some(g),
-        x,
-        target,
-        out_train,
-        out_eval,
-        loss_train,
-        loss_eval,
-        train,
-        out_width,
-        tokens: model.token_vocab().is_some(),
-    })
+
+    fn prep(&self, data: &dyn Dataset, loss: Loss) -> Result<Prep> {
+        Prep::new(data, loss, self.output_width()?)
+    }
+
+    fn check_features(&self, data: &dyn Dataset) -> Result<()> {
+        if data.feature_width() != self.input_shape.iter().product::<usize>() {
+            return Err(Error::Model(format!(
+                "the data has {} features per row but the model takes {:?}",
+                data.feature_width(),
+                self.input_shape
+            )));
+        }
+        Ok(())
+    }
+
+    fn token_vocab(&self) -> Option<usize> {
+        Sequential::token_vocab(self)
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn host_params(&self) -> Result<Vec<(Param, Vec<f32>)>> {
+        Ok(self.param_list()?.into_iter().zip(self.host_weights()?).collect())
+    }
+
+    fn write_metadata(&self, ck: &mut Checkpoint) -> Result<()> {
+        Sequential::write_metadata(self, ck)
+    }
 }
