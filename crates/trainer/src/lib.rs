@@ -1,5 +1,11 @@
 //! kiln-trainer: layers, models, losses, optimizers, metrics, data, fit/evaluate/predict, checkpoints.
 //!
+//! Each layer is one file of [`layers`] (its shape rule, PyTorch-named parameters and their
+//! initialization, its graph in training and evaluation mode, its summary line). [`Sequential`]
+//! and the [`zoo`] models describe their graph to one trainable core, which compiles them and
+//! provides `fit` (schedules, clipping, metrics, validation, early stopping, progress, logs,
+//! checkpoints), `evaluate`, `predict`, `save`, `load` and exact resume for all of them.
+//!
 //! ```no_run
 //! use kiln_trainer::prelude::*;
 //! # fn main() -> kiln_trainer::Result<()> {
