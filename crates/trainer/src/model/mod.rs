@@ -208,7 +208,7 @@ impl Sequential {
     /// Builds the training and inference graph and binds it to a backend. Parameters keep their
     /// current values (so a model can be recompiled with another optimizer or backend).
     pub fn compile_with(&mut self, config: Compile) -> Result<()> {
-        self.with_core(|core, net| core.compile(net, config, None))?;
+        self.with_core(|core, net| core.bind(net, config, None))?;
         self.weights = None;
         Ok(())
     }

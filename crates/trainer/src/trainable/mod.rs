@@ -1,7 +1,8 @@
 //! The trainable core shared by [`Sequential`](crate::Sequential) and the zoo models: a model
 //! describes its graph (inputs, outputs, loss, parameters with their names and initial values) and
 //! its metadata through [`Trainable`]; [`Core`] owns the session and provides, once for all of
-//! them, compile (gradients, clipping, the optimizer), fit with schedules, metrics, validation,
+//! them, binding to a backend (what `Sequential::compile` does: gradients, clipping, the
+//! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
 //! early stopping, progress and logs, evaluate and predict, and save / load / exact resume.
 
 mod fit;
@@ -127,7 +128,7 @@ pub(crate) struct Core {
 impl Core {
     /// Builds `net`'s graph with gradients and optimizer updates and binds it to `backend` (or the
     /// one `config` names). Parameters of an already bound model keep their current values.
-    pub fn compile(
+    pub fn bind(
         &mut self,
         net: &dyn Trainable,
         config: Compile,

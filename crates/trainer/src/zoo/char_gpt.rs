@@ -106,7 +106,7 @@ impl CharGpt {
     ) -> Result<Self> {
         config.check()?;
         let mut m = CharGpt { config, vocab: String::new(), core: Core::default() };
-        m.with_core(|core, net| core.compile(net, training, Some(backend)))?;
+        m.with_core(|core, net| core.bind(net, training, Some(backend)))?;
         Ok(m)
     }
 
@@ -297,7 +297,7 @@ impl CharGpt {
         config.check()?;
         let mut m = CharGpt { config, vocab: vocab.clone(), core };
         let pending = m.core.pending_state.take();
-        m.with_core(|core, net| core.compile(net, training, Some(backend)))?;
+        m.with_core(|core, net| core.bind(net, training, Some(backend)))?;
         let params: Vec<Param> = m.bound().heads.params.iter().map(|(_, p)| p.clone()).collect();
         let session = m.session();
         set_weights_from(&c, path, &params, |name, data| Ok(session.set_param(name, data)?))?;
