@@ -41,7 +41,7 @@ pub struct TrainSettings {
     /// Hidden layer sizes [default: 100].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
-    /// relu, leaky_relu, tanh, sigmoid or gelu [default: relu].
+    /// relu, leaky_relu, tanh, sigmoid, gelu or silu [default: relu].
     #[arg(long)]
     pub activation: Option<String>,
     /// Epochs at most (early stopping may end sooner) [default: 200].

@@ -77,7 +77,7 @@ fn check_resume_flags(s: &TrainSettings, model: &Sequential, saved: &Optimizer) 
     let hidden: Vec<usize> = layers[..layers.len().saturating_sub(1)]
         .iter()
         .filter_map(|l| match l {
-            Layer::Dense { units, .. } => Some(*units),
+            Layer::Dense(d) => Some(d.units),
             _ => None,
         })
         .collect();
@@ -89,7 +89,7 @@ fn check_resume_flags(s: &TrainSettings, model: &Sequential, saved: &Optimizer) 
     if let Some(a) = &s.activation {
         let want = Activation::parse(a).with_context(|| format!("unknown activation '{a}'"))?;
         let saved_act = layers.first().and_then(|l| match l {
-            Layer::Dense { activation, .. } => *activation,
+            Layer::Dense(d) => d.activation,
             _ => None,
         });
         if layers.len() > 1 && saved_act != Some(want) {
@@ -138,7 +138,7 @@ fn build_model(
 ) -> Result<(Sequential, Loss, Vec<Metric>)> {
     let act_name = s.activation.as_deref().unwrap_or("relu");
     let act = Activation::parse(act_name).filter(|a| *a != Activation::Softmax).with_context(|| {
-        format!("unknown activation '{act_name}': expected relu, leaky_relu, tanh, sigmoid or gelu")
+        format!("unknown activation '{act_name}': expected relu, leaky_relu, tanh, sigmoid, gelu or silu")
     })?;
     let hidden = s.hidden.as_deref().unwrap_or(&[100]);
     let outputs = if task == Task::Multiclass { classes } else { 1 };

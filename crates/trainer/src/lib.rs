@@ -1,5 +1,11 @@
 //! kiln-trainer: layers, models, losses, optimizers, metrics, data, fit/evaluate/predict, checkpoints.
 //!
+//! Each layer is one file of [`layers`] (its shape rule, PyTorch-named parameters and their
+//! initialization, its graph in training and evaluation mode, its summary line). [`Sequential`]
+//! and the [`zoo`] models describe their graph to one trainable core, which compiles them and
+//! provides `fit` (schedules, clipping, metrics, validation, early stopping, progress, logs,
+//! checkpoints), `evaluate`, `predict`, `save`, `load` and exact resume for all of them.
+//!
 //! ```no_run
 //! use kiln_trainer::prelude::*;
 //! # fn main() -> kiln_trainer::Result<()> {
@@ -16,32 +22,32 @@ pub mod data;
 mod error;
 pub mod interrupt;
 pub mod layers;
-mod layers_arch;
 pub mod losses;
 pub mod metrics;
 mod model;
 pub mod report;
 pub mod schedule;
 mod stream;
+mod trainable;
 pub mod validate;
 pub mod zoo;
 
 pub use error::{Error, Result};
 pub use kiln_graph::Optimizer;
-pub use layers::{Activation, Dense, Dropout, Flatten, Init, Layer};
-pub use layers_arch::{AvgPool2d, BatchNorm, Conv2d, Embedding, GlobalAvgPool2d, LayerNorm, MaxPool2d};
+pub use layers::{
+    Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2d, Init,
+    Layer, LayerNorm, MaxPool2d,
+};
 pub use losses::Loss;
 pub use metrics::Metric;
-pub use model::{
-    optimizer_path, Compile, DataInfo, EarlyStopping, Evaluation, Features, FitOptions, Sequential,
-    Validation,
-};
+pub use model::{DataInfo, Sequential};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
+pub use trainable::{optimizer_path, Compile, EarlyStopping, Evaluation, Features, FitOptions, Validation};
 
 /// Everything a training script needs, Keras-style: `Dense(64, Relu)`, `Optimizer::adam(1e-3)`.
 pub mod prelude {
-    pub use crate::layers::Activation::{Gelu, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+    pub use crate::layers::Activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Tanh};
     pub use crate::{
         Activation, AvgPool2d, BatchNorm, Compile, Conv2d, Dense, Dropout, EarlyStopping, Embedding,
         FitOptions, Flatten, GlobalAvgPool2d, Init, LayerNorm, Loss, MaxPool2d, Metric, Optimizer, Schedule,

@@ -3,7 +3,8 @@
 
 use std::sync::mpsc::sync_channel;
 
-use crate::data::{Dataset, SplitMix64, TargetBuf};
+use crate::data::{Dataset, TargetBuf};
+use crate::layers::draw_masks;
 use crate::losses::{Loss, TargetKind};
 use crate::{Error, Result};
 
@@ -20,6 +21,9 @@ pub(crate) enum Prep {
     ClassAsValue,
     /// Class ids as one-hot rows of this width.
     OneHot(usize),
+    /// Token windows of `context + 1` ids, no target column: the first `context` ids are the
+    /// input and the last `context` (shifted by one) the labels, as u32 (language models).
+    NextToken,
 }
 
 impl Prep {
@@ -58,7 +62,7 @@ impl Prep {
 }
 
 /// One batch, ready to feed.
-pub(crate) struct Batch {
+pub(crate) struct StepBatch {
     pub rows: usize,
     pub features: Vec<f32>,
     /// Targets as the loss wants them (f32 values / one-hot), or empty.
@@ -78,7 +82,7 @@ pub(crate) struct MaskPlan {
     /// Global step of the first batch (masks depend on (seed, step), so a resumed run draws the same).
     pub first_step: u64,
     /// The vocabulary size when the model's input is token ids: each batch's features are then
-    /// checked to be integers in `0..vocab` and converted to `Batch::tokens`.
+    /// checked to be integers in `0..vocab` and converted to `StepBatch::tokens`.
     pub tokens: Option<usize>,
 }
 
@@ -102,12 +106,18 @@ fn to_tokens(features: &[f32], idx: &[usize], width: usize, vocab: usize) -> Res
         .collect()
 }
 
-fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, step: u64) -> Result<Batch> {
+fn make_batch(
+    data: &dyn Dataset,
+    idx: &[usize],
+    prep: Prep,
+    masks: &MaskPlan,
+    step: u64,
+) -> Result<StepBatch> {
     let rows = idx.len();
     let mut features = vec![0.0; rows * data.feature_width()];
     let (mut values, mut labels) = (Vec::new(), Vec::new());
     match prep {
-        Prep::None => data.fetch(idx, &mut features, TargetBuf::None)?,
+        Prep::None | Prep::NextToken => data.fetch(idx, &mut features, TargetBuf::None)?,
         Prep::Values => {
             values = vec![0.0; rows];
             data.fetch(idx, &mut features, TargetBuf::Values(&mut values))?;
@@ -127,24 +137,22 @@ fn make_batch(data: &dyn Dataset, idx: &[usize], prep: Prep, masks: &MaskPlan, s
             }
         }
     }
-    let drawn = masks
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(l, &(rate, width))| {
-            let mut rng =
-                SplitMix64::new(masks.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((l as u64) << 56));
-            let keep = 1.0 / (1.0 - rate);
-            (0..rows * width)
-                .map(|_| if crate::layers::unit(&mut rng) < rate as f64 { 0.0 } else { keep })
-                .collect()
-        })
-        .collect();
-    let tokens = match masks.tokens {
+    let drawn = draw_masks(&masks.layers, masks.seed, step, rows);
+    let mut tokens = match masks.tokens {
         Some(vocab) => to_tokens(&features, idx, data.feature_width(), vocab)?,
         None => Vec::new(),
     };
-    Ok(Batch { rows, features, values, labels, masks: drawn, tokens })
+    if prep == Prep::NextToken {
+        let width = data.feature_width();
+        let context = width.saturating_sub(1);
+        let (mut x, mut y) = (Vec::with_capacity(rows * context), Vec::with_capacity(rows * context));
+        for w in tokens.chunks_exact(width.max(1)) {
+            x.extend_from_slice(&w[..context]);
+            y.extend_from_slice(&w[1..]);
+        }
+        (tokens, labels) = (x, y);
+    }
+    Ok(StepBatch { rows, features, values, labels, masks: drawn, tokens })
 }
 
 /// Calls `consume` with each batch of `order` (chunks of `batch_size`), prepared one ahead on a
@@ -155,13 +163,13 @@ pub(crate) fn stream(
     batch_size: usize,
     prep: Prep,
     masks: &MaskPlan,
-    mut consume: impl FnMut(Batch) -> Result<()>,
+    mut consume: impl FnMut(StepBatch) -> Result<()>,
 ) -> Result<()> {
     if batch_size == 0 {
         return Err(Error::InvalidArgument("batch size must be at least 1".into()));
     }
     std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<Result<Batch>>(2);
+        let (tx, rx) = sync_channel::<Result<StepBatch>>(2);
         s.spawn(move || {
             for (k, idx) in order.chunks(batch_size).enumerate() {
                 let batch = make_batch(data, idx, prep, masks, masks.first_step + k as u64);

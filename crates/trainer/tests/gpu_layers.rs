@@ -106,7 +106,7 @@ fn a_tiny_cnn_with_batch_norm_trains_alike_on_gpu_and_cpu() {
             .add(Layer::Activation(Relu))
             .add(MaxPool2d(2)) // [3, 3, 3]
             .add(Conv2d(4, 3).conv(1, 1, 1)) // [4, 3, 3]
-            .add(Layer::AvgPool2d { kernel: 2, stride: 1, padding: 0 }) // [4, 2, 2]
+            .add(Layer::AvgPool2d(AvgPool2d { kernel: 2, stride: 1, padding: 0 })) // [4, 2, 2]
             .add(GlobalAvgPool2d()) // [4]
             .add(BatchNorm()) // BatchNorm1d
             .add(Dense(3, Softmax))

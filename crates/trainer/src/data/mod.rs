@@ -28,4 +28,4 @@ pub use self::npy::{read_npy_f32, read_npy_u32};
 pub use self::rng::SplitMix64;
 pub use self::standardize::Standardizer;
 pub use self::table::{Table, Target, TaskHint, MAX_AUTO_CLASSES};
-pub use self::text::{char_batch, CharCorpus};
+pub use self::text::{char_batch, CharCorpus, TokenWindows};

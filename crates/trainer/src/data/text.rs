@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::dataset::{Dataset, TargetBuf};
 use super::rng::SplitMix64;
 use crate::error::{Error, Result};
 
@@ -124,6 +125,86 @@ pub fn char_batch(
     Ok((xs, ys))
 }
 
+/// A data set of token windows for a language model: each row is `context + 1` consecutive ids
+/// of a text (as integer-valued f32 features), the model's input being the first `context` and
+/// its targets the last `context`, shifted by one. `fit` shuffles and batches them like any
+/// other rows.
+#[derive(Clone, Debug)]
+pub struct TokenWindows {
+    ids: Vec<u32>,
+    context: usize,
+    starts: Vec<usize>,
+}
+
+impl TokenWindows {
+    /// Every window of `ids` (one starting at each position that leaves `context + 1` ids).
+    pub fn all(ids: &[u32], context: usize) -> Result<Self> {
+        Self::check(ids, context)?;
+        Ok(TokenWindows { ids: ids.to_vec(), context, starts: (0..ids.len() - context).collect() })
+    }
+
+    /// `n` windows at random positions, drawn as [`char_batch`] draws them (a fixed validation
+    /// sample, say).
+    pub fn random(ids: &[u32], context: usize, n: usize, rng: &mut SplitMix64) -> Result<Self> {
+        Self::check(ids, context)?;
+        let starts = (0..n).map(|_| rng.below((ids.len() - context) as u64) as usize).collect();
+        Ok(TokenWindows { ids: ids.to_vec(), context, starts })
+    }
+
+    fn check(ids: &[u32], context: usize) -> Result<()> {
+        if ids.len() <= context + 1 || context == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a text of {} characters is too short for a context of {context}",
+                ids.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn context(&self) -> usize {
+        self.context
+    }
+}
+
+impl Dataset for TokenWindows {
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn feature_width(&self) -> usize {
+        self.context + 1
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The targets are inside the windows, not a column of their own.
+    fn has_target(&self) -> bool {
+        false
+    }
+
+    fn fetch(&self, indices: &[usize], features: &mut [f32], _: TargetBuf<'_>) -> Result<()> {
+        let w = self.context + 1;
+        if features.len() != indices.len() * w {
+            return Err(Error::shape(
+                "TokenWindows::fetch features buffer",
+                indices.len() * w,
+                features.len(),
+            ));
+        }
+        for (dst, &i) in features.chunks_exact_mut(w).zip(indices) {
+            let &start = self.starts.get(i).ok_or_else(|| {
+                Error::InvalidArgument(format!("window {i} out of range for {} windows", self.starts.len()))
+            })?;
+            for (d, &id) in dst.iter_mut().zip(&self.ids[start..start + w]) {
+                *d = id as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +224,12 @@ mod tests {
             assert!("abracadabra!".contains(&s), "{s}");
         }
         assert!(char_batch(c.ids(), 11, 1, &mut SplitMix64::new(1)).is_err());
+        let windows = TokenWindows::all(c.ids(), 4).unwrap();
+        assert_eq!((windows.len(), windows.feature_width()), (8, 5));
+        let mut f = vec![0.0; 10];
+        windows.fetch(&[0, 7], &mut f, TargetBuf::None).unwrap();
+        assert_eq!(c.decode(&f.iter().map(|&v| v as u32).collect::<Vec<_>>()), "abracabra!");
+        assert!(TokenWindows::all(c.ids(), 11).is_err());
         let (tr, va) = c.split(0.25).unwrap();
         assert_eq!((tr.len(), va.len()), (9, 3));
         assert!(CharCorpus::with_vocab("bad", "ab").is_err());

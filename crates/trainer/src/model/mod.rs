@@ -2,53 +2,22 @@
 //! `state_dict` names (`0.weight` is `[out, in]`; activations and dropout take indices of their own).
 
 mod build;
-mod fit;
-mod run;
 mod save;
 
 use std::fmt::Write as _;
 
-use kiln_device::BackendChoice;
-use kiln_graph::{Optimizer, Session};
+use kiln_graph::Optimizer;
 use serde::{Deserialize, Serialize};
 
-pub use fit::{EarlyStopping, FitOptions, Validation};
-pub use run::{Evaluation, Features};
-pub use save::optimizer_path;
-
+use crate::data::Dataset;
 use crate::data::{SplitMix64, Standardizer};
+pub(crate) use crate::layers::ParamSpec;
 use crate::layers::{Activation, Layer};
 use crate::losses::Loss;
 use crate::metrics::Metric;
-use crate::schedule::Schedule;
+use crate::report::History;
+use crate::trainable::{Compile, Core, Evaluation, Features, FitOptions, Param, Validation};
 use crate::{Error, Result};
-use build::Built;
-
-/// How a model trains: what `compile` takes.
-#[derive(Clone, Debug)]
-pub struct Compile {
-    pub optimizer: Optimizer,
-    pub loss: Loss,
-    pub metrics: Vec<Metric>,
-    pub backend: BackendChoice,
-    pub schedule: Schedule,
-    /// Clip gradients to this global L2 norm before each update.
-    pub clip_norm: Option<f32>,
-}
-
-impl Compile {
-    /// The backend comes from `KILN_BACKEND` (auto when unset or invalid).
-    pub fn new(optimizer: Optimizer, loss: Loss, metrics: &[Metric]) -> Self {
-        Compile {
-            optimizer,
-            loss,
-            metrics: metrics.to_vec(),
-            backend: BackendChoice::from_env().unwrap_or_default(),
-            schedule: Schedule::Constant,
-            clip_norm: None,
-        }
-    }
-}
 
 /// What the model knows about its data, saved with it so `evaluate` and `predict` prepare new data
 /// the same way.
@@ -67,41 +36,15 @@ pub struct DataInfo {
 /// A parameter's state-dict name, shape and values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
-/// A parameter: its state-dict name, shape and where its initial values come from.
-#[derive(Clone, Debug)]
-pub(crate) struct ParamSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub fan_in: usize,
-    pub fan_out: usize,
-    pub init: crate::layers::Init,
-    /// A buffer (BatchNorm running statistics): saved and loaded with the parameters, but not
-    /// trained by the optimizer.
-    pub buffer: bool,
-    /// How a saved file stores it (PyTorch's dtype: I64 for `num_batches_tracked`, else F32).
-    pub file_dtype: crate::checkpoint::Dtype,
-}
-
 pub struct Sequential {
     input_shape: Vec<usize>,
     layers: Vec<Layer>,
     seed: u64,
     /// Host copies of the parameters while no session holds them (before compile, after load).
     weights: Option<Vec<Vec<f32>>>,
-    compiled: Option<Compiled>,
-    /// Epochs trained so far (what a resumed `fit` continues from).
-    pub(crate) epochs_done: usize,
     pub data: DataInfo,
-    /// The training configuration a loaded model was saved with.
-    saved: Option<Compile>,
-    /// Optimizer state (and step) read by `load`, applied by the next `compile`.
-    pending_state: Option<(crate::checkpoint::Checkpoint, u64)>,
-}
-
-pub(crate) struct Compiled {
-    session: Session,
-    built: Built,
-    config: Compile,
+    /// The session, training progress and configuration (shared with the zoo models).
+    core: Core,
 }
 
 impl Sequential {
@@ -112,12 +55,17 @@ impl Sequential {
             layers: Vec::new(),
             seed: 0,
             weights: None,
-            compiled: None,
-            epochs_done: 0,
             data: DataInfo::default(),
-            saved: None,
-            pending_state: None,
+            core: Core::default(),
         }
+    }
+
+    /// Runs `f` on the core with the model as its [`Trainable`](crate::trainable::Trainable).
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core, &Sequential) -> R) -> R {
+        let mut core = std::mem::take(&mut self.core);
+        let r = f(&mut core, self);
+        self.core = core;
+        r
     }
 
     /// Adds a layer (builder style): `Sequential::new(&[4]).add(Dense(8, Relu)).add(Dense(1, Sigmoid))`.
@@ -130,7 +78,7 @@ impl Sequential {
     pub fn push(&mut self, layer: Layer) {
         self.layers.push(layer);
         self.weights = None;
-        self.compiled = None;
+        self.core.bound = None;
     }
 
     /// Seeds weight initialization, shuffling and dropout (default 0).
@@ -142,7 +90,7 @@ impl Sequential {
 
     /// Epochs trained so far (saved with the model).
     pub fn epochs_done(&self) -> usize {
-        self.epochs_done
+        self.core.epochs_done
     }
 
     pub fn layers(&self) -> &[Layer] {
@@ -164,33 +112,7 @@ impl Sequential {
             )));
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            match layer {
-                Layer::Dense { units, .. } => {
-                    if shape.len() != 1 {
-                        return Err(Error::Model(format!(
-                            "layer {i} (Dense) takes [batch, features] but gets [batch, {}]; add Flatten() first",
-                            join(&shape)
-                        )));
-                    }
-                    if *units == 0 {
-                        return Err(Error::Model(format!("layer {i} (Dense) has 0 units")));
-                    }
-                    shape = vec![*units];
-                }
-                Layer::Flatten => shape = vec![shape.iter().product()],
-                Layer::Dropout { rate } if !(0.0..1.0).contains(rate) => {
-                    return Err(Error::Model(format!("layer {i} (Dropout): rate {rate} is not in [0, 1)")));
-                }
-                l if l.arch_output_shape(i, &shape).is_some() => {
-                    shape = l.arch_output_shape(i, &shape).expect("checked")?;
-                }
-                Layer::Activation(Activation::LeakyRelu(a)) if *a < 0.0 => {
-                    return Err(Error::Model(format!(
-                        "layer {i} (LeakyReLU): negative slope {a} must be >= 0"
-                    )));
-                }
-                _ => {}
-            }
+            shape = layer.imp().output_shape(i, &shape)?;
             out.push(shape.clone());
         }
         if out.is_empty() {
@@ -206,73 +128,54 @@ impl Sequential {
 
     /// The vocabulary size when the model's input is token ids (it starts with `Embedding`).
     pub(crate) fn token_vocab(&self) -> Option<usize> {
-        match self.layers.first()? {
-            Layer::Embedding { vocab, .. } => Some(*vocab),
-            _ => None,
-        }
+        self.layers.first()?.imp().token_vocab()
     }
 
     /// The final activation, if the model ends in one.
     pub(crate) fn last_activation(&self) -> Option<Activation> {
-        match self.layers.last()? {
-            Layer::Activation(a) => Some(*a),
-            Layer::Dense { activation, .. } => *activation,
-            _ => None,
-        }
+        self.layers.last()?.imp().final_activation()
     }
 
     /// Every parameter, in `state_dict` order.
     pub(crate) fn param_specs(&self) -> Result<Vec<ParamSpec>> {
         let shapes = self.output_shapes()?;
         let mut specs = Vec::new();
-        let mut fan_in: usize = self.input_shape.iter().product();
         let mut index = 0;
-        let mut input = self.input_shape.clone();
+        let mut input = &self.input_shape;
         for (layer, shape) in self.layers.iter().zip(&shapes) {
-            specs.extend(layer.arch_param_specs(index, &input));
-            input = shape.clone();
-            if let Layer::Dense { units, kernel_init, bias_init, .. } = layer {
-                let spec = |suffix: &str, shape: Vec<usize>, init| ParamSpec {
-                    name: format!("{index}.{suffix}"),
-                    shape,
-                    fan_in,
-                    fan_out: *units,
-                    init,
-                    buffer: false,
-                    file_dtype: Default::default(),
-                };
-                specs.push(spec("weight", vec![*units, fan_in], *kernel_init));
-                specs.push(spec("bias", vec![*units], *bias_init));
-            }
-            fan_in = shape.iter().product();
-            index += layer.torch_modules();
+            specs.extend(layer.imp().params(index, input));
+            index += layer.imp().torch_modules();
+            input = shape;
         }
         Ok(specs)
     }
 
-    /// Current parameters, freshly initialized if the model has none yet.
-    pub(crate) fn host_weights(&mut self) -> Result<Vec<Vec<f32>>> {
+    /// The parameters as the core saves them.
+    pub(crate) fn param_list(&self) -> Result<Vec<Param>> {
         let specs = self.param_specs()?;
-        if let Some(c) = &mut self.compiled {
-            return specs.iter().map(|s| Ok(c.session.get_param(&s.name)?)).collect();
+        Ok(specs
+            .into_iter()
+            .map(|s| Param { name: s.name, shape: s.shape, buffer: s.buffer, file_dtype: s.file_dtype })
+            .collect())
+    }
+
+    /// The host copies of the parameters, freshly initialized (from the seed) if there are none.
+    pub(crate) fn host_weights(&self) -> Result<Vec<Vec<f32>>> {
+        let specs = self.param_specs()?;
+        if let Some(w) = &self.weights {
+            return Ok(w.clone());
         }
-        if self.weights.is_none() {
-            let mut rng = SplitMix64::new(self.seed ^ 0x5EED_F1A7);
-            self.weights = Some(
-                specs
-                    .iter()
-                    .map(|s| s.init.sample(s.shape.iter().product(), s.fan_in, s.fan_out, &mut rng))
-                    .collect(),
-            );
-        }
-        Ok(self.weights.clone().unwrap_or_default())
+        let mut rng = SplitMix64::new(self.seed ^ 0x5EED_F1A7);
+        Ok(specs
+            .iter()
+            .map(|s| s.init.sample(s.shape.iter().product(), s.fan_in, s.fan_out, &mut rng))
+            .collect())
     }
 
     /// Every parameter as (state-dict name, shape, values).
     pub fn weights(&mut self) -> Result<Vec<NamedTensor>> {
-        let specs = self.param_specs()?;
-        let values = self.host_weights()?;
-        Ok(specs.into_iter().zip(values).map(|(s, v)| (s.name, s.shape, v)).collect())
+        let params = self.with_core(|core, net| core.params(net))?;
+        Ok(params.into_iter().map(|(p, v)| (p.name, p.shape, v)).collect())
     }
 
     /// Overwrites one parameter by its state-dict name.
@@ -286,7 +189,7 @@ impl Sequential {
         if values.len() != want {
             return Err(Error::shape(format!("parameter '{name}' {:?}", specs[i].shape), want, values.len()));
         }
-        match &mut self.compiled {
+        match &mut self.core.bound {
             Some(c) => c.session.set_param(name, values)?,
             None => {
                 let mut w = self.host_weights()?;
@@ -305,29 +208,67 @@ impl Sequential {
     /// Builds the training and inference graph and binds it to a backend. Parameters keep their
     /// current values (so a model can be recompiled with another optimizer or backend).
     pub fn compile_with(&mut self, config: Compile) -> Result<()> {
-        let weights = self.host_weights()?;
-        let mut built = build::build(self, &config, &weights)?;
-        let backend = kiln_device::open(config.backend)?;
-        let session = Session::new(built.graph_take(), backend)?;
-        self.compiled = Some(Compiled { session, built, config });
+        self.with_core(|core, net| core.bind(net, config, None))?;
         self.weights = None;
-        self.restore_pending_state()
+        Ok(())
+    }
+
+    /// A model loaded from a file is ready to evaluate and predict: it compiles itself with the
+    /// configuration it was saved with (on the default backend) the first time it is asked to.
+    fn ready(&mut self) -> Result<()> {
+        if self.core.bound.is_some() {
+            return Ok(());
+        }
+        match self.core.saved.clone() {
+            Some(config) => self.compile_with(config),
+            None => Err(Error::Model(
+                "call compile() before evaluate/predict (this model holds no training configuration)".into(),
+            )),
+        }
     }
 
     /// The configuration the model was compiled with.
     pub fn compiled(&self) -> Option<&Compile> {
-        self.compiled.as_ref().map(|c| &c.config)
+        self.core.bound.as_ref().map(|c| &c.config)
     }
 
     /// The device the model runs on (after `compile`).
     pub fn device(&self) -> Option<String> {
-        self.compiled.as_ref().map(|c| c.session.backend().info().to_string())
+        self.core.bound.as_ref().map(|c| c.session.backend().info().to_string())
     }
 
-    pub(crate) fn compiled_mut(&mut self) -> Result<&mut Compiled> {
-        self.compiled
-            .as_mut()
-            .ok_or_else(|| Error::Model("call compile() before fit/evaluate/predict".into()))
+    /// Trains on `data` (Keras' `fit`). Returns the per-epoch history. A NaN or infinite loss stops
+    /// training with [`Error::NonFiniteLoss`] naming the step.
+    pub fn fit(&mut self, data: &(dyn Dataset + Sync), opts: &FitOptions<'_>) -> Result<History> {
+        let out_width = self.output_width()?;
+        crate::validate::note_labels(&mut self.data, data, out_width)?;
+        if let Validation::Data(v) = &opts.validation {
+            crate::validate::check_labels(&self.data, *v)?;
+        }
+        self.with_core(|core, net| core.fit(net, data, opts))
+    }
+
+    /// Loss and compiled metrics over `data` (Keras' `evaluate`).
+    pub fn evaluate(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Evaluation> {
+        crate::validate::check_labels(&self.data, data)?;
+        self.ready()?;
+        self.with_core(|core, net| core.evaluate_rows(net, data, None, batch_size))
+    }
+
+    /// The model's outputs for every row of `data`: `[rows, output_width]`, row-major.
+    pub fn predict(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Vec<f32>> {
+        self.output_width()?;
+        self.ready()?;
+        self.with_core(|core, net| core.predict(net, data, batch_size))
+    }
+
+    /// `predict` on raw features `[rows, input width]`.
+    pub fn predict_features(&mut self, features: &[f32]) -> Result<Vec<f32>> {
+        let width = self.input_shape.iter().product::<usize>();
+        if width == 0 || !features.len().is_multiple_of(width) {
+            return Err(Error::shape("predict features", format!("a multiple of {width}"), features.len()));
+        }
+        self.predict(&Features { data: features, width }, 256)
     }
 
     /// Layers, output shapes and parameter counts, as a table.
@@ -335,34 +276,17 @@ impl Sequential {
         let shapes = self.output_shapes()?;
         let mut s = String::new();
         let mut total = 0;
-        let mut fan_in: usize = self.input_shape.iter().product();
-        let mut input = self.input_shape.clone();
         let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", "index", "layer", "output shape", "params");
         let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", "", "input", shape_str(&self.input_shape), 0);
         let mut index = 0;
+        let mut input = &self.input_shape;
         for (layer, shape) in self.layers.iter().zip(&shapes) {
-            let mut row = |name: String, params: usize| {
+            for (name, params) in layer.imp().summary_rows(input) {
                 let _ = writeln!(s, "{:<6} {:<22} {:<16} {:>10}", index, name, shape_str(shape), params);
                 total += params;
                 index += 1;
-            };
-            match layer {
-                Layer::Dense { units, activation, .. } => {
-                    row(format!("Linear({fan_in}, {units})"), units * fan_in + units);
-                    if let Some(a) = activation {
-                        row(a.torch_name().to_string(), 0);
-                    }
-                }
-                Layer::Activation(a) => row(a.torch_name().to_string(), 0),
-                Layer::Dropout { rate } => row(format!("Dropout({rate})"), 0),
-                Layer::Flatten => row("Flatten".to_string(), 0),
-                other => {
-                    let (name, params) = other.arch_summary(&input);
-                    row(name, params)
-                }
             }
-            input = shape.clone();
-            fan_in = shape.iter().product();
+            input = shape;
         }
         let _ = writeln!(s, "total parameters: {total}");
         Ok(s)

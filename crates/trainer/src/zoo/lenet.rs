@@ -1,8 +1,7 @@
 //! LeNet-style convolutional network for 1-channel 8x8 images (the bundled digits).
 
 use crate::layers::Activation::{Relu, Softmax};
-use crate::layers::{Dense, Flatten, Layer};
-use crate::layers_arch::{Conv2d, MaxPool2d};
+use crate::layers::{Conv2d, Dense, Flatten, Layer, MaxPool2d};
 use crate::model::Sequential;
 
 /// [`lenet`] for the bundled 8x8 digits (`[1, 8, 8]` inputs, 10 classes; about 30K parameters).

@@ -4,9 +4,9 @@
 use kiln_graph::Pending;
 
 use super::fit::{collect, feeds, Tally};
-use super::Sequential;
+use super::{Bound, Core, Trainable};
 use crate::data::{Dataset, TargetBuf};
-use crate::stream::{stream, Batch, MaskPlan, Prep};
+use crate::stream::{stream, MaskPlan, Prep, StepBatch};
 use crate::{Error, Result};
 
 /// Loss and metrics over a data set.
@@ -52,26 +52,22 @@ impl Dataset for Features<'_> {
     }
 }
 
-impl Sequential {
-    /// Loss and compiled metrics over `data` (Keras' `evaluate`).
-    pub fn evaluate(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Evaluation> {
-        crate::validate::check_labels(&self.data, data)?;
-        self.evaluate_rows(data, None, batch_size)
-    }
-
+impl Core {
+    /// Loss and compiled metrics over `rows` of `data` (all rows when `None`).
     pub(crate) fn evaluate_rows(
         &mut self,
+        net: &dyn Trainable,
         data: &(dyn Dataset + Sync),
         rows: Option<&[usize]>,
         batch_size: usize,
     ) -> Result<Evaluation> {
-        let config = self.compiled_mut()?.config.clone();
-        let prep = Prep::new(data, config.loss, self.output_width()?)?;
-        let mut tally = Tally::new(self);
+        let config = self.bound_mut()?.config.clone();
+        let prep = net.prep(data, config.loss)?;
+        let mut tally = Tally::new(&config.metrics);
         let logit_output = config.loss.output_is_logit();
-        let vocab = self.token_vocab();
-        let c = self.compiled_mut()?;
-        let fetch = [c.built.loss_eval, c.built.out_eval];
+        let vocab = net.token_vocab();
+        let c = self.bound_mut()?;
+        let fetch = [c.heads.loss_eval, c.heads.out_eval];
         let all: Vec<usize>;
         let order = match rows {
             Some(r) => r,
@@ -81,18 +77,18 @@ impl Sequential {
             }
         };
         let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0, tokens: vocab };
-        let mut in_flight: Option<(Pending, Batch)> = None;
+        let mut in_flight: Option<(Pending, StepBatch)> = None;
         stream(data, order, batch_size, prep, &no_masks, |batch| {
-            let pending = c.session.run(&feeds(&c.built, &batch, prep, false), &fetch)?;
+            let pending = c.session.run(&feeds(&c.heads, &batch, prep, false), &fetch)?;
             if let Some((p, b)) = in_flight.replace((pending, batch)) {
                 let (loss, pred) = collect(&mut c.session, p)?;
-                tally.add(&b, loss, &pred, c.built.out_width, logit_output);
+                tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
             }
             Ok(())
         })?;
         if let Some((p, b)) = in_flight.take() {
             let (loss, pred) = collect(&mut c.session, p)?;
-            tally.add(&b, loss, &pred, c.built.out_width, logit_output);
+            tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
         }
         if tally.steps == 0 {
             return Err(Error::InvalidArgument("evaluate: the data set is empty".into()));
@@ -101,30 +97,28 @@ impl Sequential {
     }
 
     /// The model's outputs for every row of `data`: `[rows, output_width]`, row-major.
-    pub fn predict(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Vec<f32>> {
-        let width = self.output_width()?;
-        if data.feature_width() != self.input_shape.iter().product::<usize>() {
-            return Err(Error::Model(format!(
-                "the data has {} features per row but the model takes {:?}",
-                data.feature_width(),
-                self.input_shape
-            )));
-        }
-        let vocab = self.token_vocab();
-        let c = self.compiled_mut()?;
-        let fetch = [c.built.out_eval];
+    pub fn predict(
+        &mut self,
+        net: &dyn Trainable,
+        data: &(dyn Dataset + Sync),
+        batch_size: usize,
+    ) -> Result<Vec<f32>> {
+        net.check_features(data)?;
+        let vocab = net.token_vocab();
+        let c = self.bound_mut()?;
+        let fetch = [c.heads.out_eval];
         let order: Vec<usize> = (0..data.len()).collect();
         let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0, tokens: vocab };
-        let mut out = Vec::with_capacity(order.len() * width);
+        let mut out = Vec::with_capacity(order.len() * c.heads.out_width);
         let mut in_flight: Option<Pending> = None;
-        let take = |c: &mut super::Compiled, p: Pending, out: &mut Vec<f32>| -> Result<()> {
+        let take = |c: &mut Bound, p: Pending, out: &mut Vec<f32>| -> Result<()> {
             let v =
                 c.session.wait(p)?.into_iter().next().map(|v| v.into_f32()).transpose()?.unwrap_or_default();
             out.extend(v);
             Ok(())
         };
         stream(data, &order, batch_size, Prep::None, &no_masks, |batch| {
-            let pending = c.session.run(&feeds(&c.built, &batch, Prep::None, false), &fetch)?;
+            let pending = c.session.run(&feeds(&c.heads, &batch, Prep::None, false), &fetch)?;
             if let Some(p) = in_flight.replace(pending) {
                 take(c, p, &mut out)?;
             }
@@ -134,14 +128,5 @@ impl Sequential {
             take(c, p, &mut out)?;
         }
         Ok(out)
-    }
-
-    /// `predict` on raw features `[rows, input width]`.
-    pub fn predict_features(&mut self, features: &[f32]) -> Result<Vec<f32>> {
-        let width = self.input_shape.iter().product::<usize>();
-        if width == 0 || !features.len().is_multiple_of(width) {
-            return Err(Error::shape("predict features", format!("a multiple of {width}"), features.len()));
-        }
-        self.predict(&Features { data: features, width }, 256)
     }
 }

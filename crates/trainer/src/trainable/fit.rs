@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use kiln_device::HostData;
 use kiln_graph::{Feed, Pending, Session};
 
-use super::{build::Built, Sequential};
+use super::{Bound, Core, Heads, Trainable};
 use crate::data::{epoch_order, train_val_split, Dataset};
-use crate::metrics::{MetricSum, Truth};
+use crate::layers::check_batch_norm_batch;
+use crate::metrics::{Metric, MetricSum, Truth};
 use crate::report::{EpochRecord, History, JsonLog, Progress};
-use crate::stream::{stream, Batch, MaskPlan, Prep};
+use crate::stream::{stream, MaskPlan, Prep, StepBatch};
 use crate::{Error, Result};
 
 /// Where validation data comes from.
@@ -82,13 +83,12 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub fn new(model: &Sequential) -> Self {
-        let metrics = model.compiled.as_ref().map_or(Vec::new(), |c| c.config.metrics.clone());
-        Tally { loss: 0.0, rows: 0, steps: 0, metrics: metrics.into_iter().map(MetricSum::new).collect() }
+    pub fn new(metrics: &[Metric]) -> Self {
+        Tally { loss: 0.0, rows: 0, steps: 0, metrics: metrics.iter().map(|&m| MetricSum::new(m)).collect() }
     }
 
     /// Adds one batch whose mean loss is `loss` and predictions `pred`.
-    pub fn add(&mut self, batch: &Batch, loss: f32, pred: &[f32], width: usize, logit_output: bool) {
+    pub fn add(&mut self, batch: &StepBatch, loss: f32, pred: &[f32], width: usize, logit_output: bool) {
         self.loss += loss as f64 * batch.rows as f64;
         self.rows += batch.rows;
         self.steps += 1;
@@ -114,16 +114,16 @@ impl Tally {
 }
 
 /// Feeds for one batch.
-pub(crate) fn feeds<'b>(built: &Built, batch: &'b Batch, prep: Prep, train: bool) -> Vec<Feed<'b>> {
+pub(crate) fn feeds<'b>(built: &Heads, batch: &'b StepBatch, prep: Prep, train: bool) -> Vec<Feed<'b>> {
     let x = if built.tokens { HostData::U32(&batch.tokens) } else { HostData::F32(&batch.features) };
     let mut f: Vec<Feed<'b>> = vec![(built.x, x)];
     match prep {
         Prep::None => {}
-        Prep::Labels => f.push((built.target, HostData::U32(&batch.labels))),
+        Prep::Labels | Prep::NextToken => f.push((built.target, HostData::U32(&batch.labels))),
         _ => f.push((built.target, HostData::F32(&batch.values))),
     }
     if train {
-        f.extend(built.masks.iter().zip(&batch.masks).map(|(m, data)| (m.node, HostData::F32(data))));
+        f.extend(built.train.masks.iter().zip(&batch.masks).map(|(m, data)| (m.node, HostData::F32(data))));
     }
     f
 }
@@ -137,23 +137,6 @@ pub(crate) fn collect(session: &mut Session, pending: Pending) -> Result<(f32, V
     Ok((loss, pred))
 }
 
-/// Before a training step of `rows` examples: each BatchNorm layer's unbiased batch variance
-/// (which the step blends into the running variance on the device) needs more than one value per
-/// channel. The plan would refuse to compile too; this names the layer and says what to do.
-fn check_bn_batch(c: &super::Compiled, rows: usize) -> Result<()> {
-    for bn in &c.built.bn {
-        let n = rows * bn.per_row;
-        if n < 2 {
-            return Err(Error::Model(format!(
-                "BatchNorm layer {}: a training batch needs more than 1 value per channel, got {n} \
-                 (use a batch size above 1, or drop the last short batch)",
-                bn.prefix.trim_end_matches('.')
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool {
     let maximize = monitor.ends_with("accuracy");
     match best {
@@ -163,27 +146,21 @@ fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool 
     }
 }
 
-impl Sequential {
-    /// Trains on `data` (Keras' `fit`). Returns the per-epoch history. A NaN or infinite loss stops
-    /// training with [`Error::NonFiniteLoss`] naming the step.
-    pub fn fit(&mut self, data: &(dyn Dataset + Sync), opts: &FitOptions<'_>) -> Result<History> {
-        let config = self.compiled_mut()?.config.clone();
-        let out_width = self.output_width()?;
-        let prep = Prep::new(data, config.loss, out_width)?;
-        crate::validate::note_labels(&mut self.data, data, out_width)?;
-        if let Validation::Data(v) = &opts.validation {
-            crate::validate::check_labels(&self.data, *v)?;
-        }
-        if data.feature_width() != self.input_shape.iter().product::<usize>() {
-            return Err(Error::Model(format!(
-                "the data has {} features per row but the model takes {:?}",
-                data.feature_width(),
-                self.input_shape
-            )));
-        }
+impl Core {
+    /// Trains `net` on `data` (Keras' `fit`). Returns the per-epoch history. A NaN or infinite
+    /// loss stops training with [`Error::NonFiniteLoss`] naming the step.
+    pub fn fit(
+        &mut self,
+        net: &dyn Trainable,
+        data: &(dyn Dataset + Sync),
+        opts: &FitOptions<'_>,
+    ) -> Result<History> {
+        let config = self.bound_mut()?.config.clone();
+        let prep = net.prep(data, config.loss)?;
+        net.check_features(data)?;
         let (train_rows, split_val) = match opts.validation {
             Validation::Split(f) => {
-                let (t, v) = train_val_split(data.len(), f, self.seed ^ 0x5A11)?;
+                let (t, v) = train_val_split(data.len(), f, net.seed() ^ 0x5A11)?;
                 (t, Some(v))
             }
             _ => ((0..data.len()).collect(), None),
@@ -216,7 +193,7 @@ impl Sequential {
         while self.epochs_done < opts.epochs {
             let epoch = self.epochs_done;
             let order: Vec<usize> = if opts.shuffle {
-                epoch_order(train_rows.len(), self.seed, epoch as u64)
+                epoch_order(train_rows.len(), net.seed(), epoch as u64)
                     .into_iter()
                     .map(|i| train_rows[i])
                     .collect()
@@ -225,37 +202,36 @@ impl Sequential {
             };
             let steps = order.len().div_ceil(opts.batch_size.max(1));
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
-            let mut tally = Tally::new(self);
-            let vocab = self.token_vocab();
-            let c = self.compiled.as_mut().expect("compiled above");
+            let mut tally = Tally::new(&config.metrics);
+            let vocab = net.token_vocab();
+            let c = self.bound.as_mut().expect("compiled above");
             let masks = MaskPlan {
-                layers: c.built.masks.iter().map(|m| (m.rate, m.width)).collect(),
-                seed: self.seed,
+                layers: c.heads.train.masks.iter().map(|m| (m.rate, m.width)).collect(),
+                seed: net.seed(),
                 first_step: c.session.step_count(),
                 tokens: vocab,
             };
-            let mut in_flight: Option<(Pending, Batch)> = None;
+            let mut in_flight: Option<(Pending, StepBatch)> = None;
             let mut lr = 0.0;
-            let finish =
-                |c: &mut super::Compiled, (p, b): (Pending, Batch), tally: &mut Tally| -> Result<()> {
-                    let (loss, pred) = collect(&mut c.session, p)?;
-                    if !loss.is_finite() {
-                        return Err(Error::NonFiniteLoss {
-                            loss,
-                            epoch: epoch + 1,
-                            step: tally.steps + 1,
-                            global_step: c.session.step_count(),
-                        });
-                    }
-                    tally.add(&b, loss, &pred, c.built.out_width, logit_output);
-                    Ok(())
-                };
+            let finish = |c: &mut Bound, (p, b): (Pending, StepBatch), tally: &mut Tally| -> Result<()> {
+                let (loss, pred) = collect(&mut c.session, p)?;
+                if !loss.is_finite() {
+                    return Err(Error::NonFiniteLoss {
+                        loss,
+                        epoch: epoch + 1,
+                        step: tally.steps + 1,
+                        global_step: c.session.step_count(),
+                    });
+                }
+                tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
+                Ok(())
+            };
             stream(data, &order, opts.batch_size, prep, &masks, |batch| {
                 lr = config.schedule.lr(config.optimizer.lr(), c.session.step_count());
                 c.session.set_lr(lr);
-                check_bn_batch(c, batch.rows)?;
-                let fetch = [c.built.loss_train, c.built.out_train];
-                let pending = c.session.train(&feeds(&c.built, &batch, prep, true), &fetch)?;
+                check_batch_norm_batch(&c.heads.train.bn, batch.rows)?;
+                let fetch = [c.heads.loss_train, c.heads.out_train];
+                let pending = c.session.train(&feeds(&c.heads, &batch, prep, true), &fetch)?;
                 // the previous step's results arrive while this one runs
                 if let Some(prev) = in_flight.replace((pending, batch)) {
                     finish(c, prev, &mut tally)?;
@@ -274,9 +250,9 @@ impl Sequential {
             self.epochs_done += 1;
 
             let val = match (opts.validation, &split_val) {
-                (Validation::Data(v), _) => Some(self.evaluate_rows(v, None, opts.batch_size)?),
+                (Validation::Data(v), _) => Some(self.evaluate_rows(net, v, None, opts.batch_size)?),
                 (Validation::Split(_), Some(rows)) => {
-                    Some(self.evaluate_rows(data, Some(rows), opts.batch_size)?)
+                    Some(self.evaluate_rows(net, data, Some(rows), opts.batch_size)?)
                 }
                 _ => None,
             };
@@ -311,10 +287,10 @@ impl Sequential {
                 best_epoch = self.epochs_done;
                 waited = 0;
                 if opts.early_stopping.as_ref().is_some_and(|e| e.restore_best) {
-                    best_weights = Some(self.host_weights()?);
+                    best_weights = Some(self.params(net)?);
                 }
                 if let Some(path) = &opts.checkpoint_best {
-                    self.save(path)?;
+                    self.save(net, path)?;
                 }
             } else {
                 waited += 1;
@@ -331,9 +307,9 @@ impl Sequential {
         }
         if let Some(weights) = best_weights.filter(|_| !crate::interrupt::stop_requested()) {
             if best_epoch != self.epochs_done {
-                let specs = self.param_specs()?;
-                for (s, w) in specs.iter().zip(&weights) {
-                    self.set_weight(&s.name, w)?;
+                let b = self.bound_mut()?;
+                for (p, w) in &weights {
+                    b.session.set_param(&p.name, w)?;
                 }
                 history.restored_epoch = Some(best_epoch);
             }

@@ -1,0 +1,197 @@
+//! The trainable core shared by [`Sequential`](crate::Sequential) and the zoo models: a model
+//! describes its graph (inputs, outputs, loss, parameters with their names and initial values) and
+//! its metadata through [`Trainable`]; [`Core`] owns the session and provides, once for all of
+//! them, binding to a backend (what `Sequential::compile` does: gradients, clipping, the
+//! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
+//! early stopping, progress and logs, evaluate and predict, and save / load / exact resume.
+
+mod fit;
+mod run;
+mod save;
+
+use kiln_device::{Backend, BackendChoice, HostData};
+use kiln_graph::{Graph, NodeId, Optimizer, Session};
+
+pub use fit::{EarlyStopping, FitOptions, Validation};
+pub use run::{Evaluation, Features};
+pub use save::optimizer_path;
+pub(crate) use save::{set_weights_from, Progress};
+
+use crate::checkpoint::{Checkpoint, Dtype};
+use crate::data::Dataset;
+use crate::layers::TrainState;
+use crate::losses::Loss;
+use crate::metrics::Metric;
+use crate::schedule::Schedule;
+use crate::stream::Prep;
+use crate::{Error, Result};
+
+/// How a model trains: what `compile` takes.
+#[derive(Clone, Debug)]
+pub struct Compile {
+    pub optimizer: Optimizer,
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+    pub backend: BackendChoice,
+    pub schedule: Schedule,
+    /// Clip gradients to this global L2 norm before each update.
+    pub clip_norm: Option<f32>,
+}
+
+impl Compile {
+    /// The backend comes from `KILN_BACKEND` (auto when unset or invalid).
+    pub fn new(optimizer: Optimizer, loss: Loss, metrics: &[Metric]) -> Self {
+        Compile {
+            optimizer,
+            loss,
+            metrics: metrics.to_vec(),
+            backend: BackendChoice::from_env().unwrap_or_default(),
+            schedule: Schedule::Constant,
+            clip_norm: None,
+        }
+    }
+}
+
+/// A parameter or buffer of a model, as saved.
+#[derive(Clone, Debug)]
+pub(crate) struct Param {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Saved and loaded, but not trained (BatchNorm running statistics).
+    pub buffer: bool,
+    pub file_dtype: Dtype,
+}
+
+/// The graph a model describes to the core.
+pub(crate) struct Heads {
+    /// The input (`[batch, ...]` f32 features, or u32 token ids when `tokens`).
+    pub x: NodeId,
+    pub tokens: bool,
+    /// The loss's target input.
+    pub target: NodeId,
+    pub out_train: NodeId,
+    pub out_eval: NodeId,
+    pub loss_train: NodeId,
+    pub loss_eval: NodeId,
+    /// Dropout masks and BatchNorm layers of the training chain.
+    pub train: TrainState,
+    /// Output elements per example (what metrics score a row against).
+    pub out_width: usize,
+    /// Every parameter and buffer, in `state_dict` order.
+    pub params: Vec<(NodeId, Param)>,
+}
+
+/// What a model tells the core. The core adds gradients, clipping and the optimizer.
+pub(crate) trait Trainable {
+    /// Declares the parameters (with their initial values) and builds the training and
+    /// evaluation outputs and losses on `g`.
+    fn build(&self, g: &Graph, config: &Compile) -> Result<Heads>;
+
+    /// How a data set's targets feed the loss (fit and evaluate).
+    fn prep(&self, data: &dyn Dataset, loss: Loss) -> Result<Prep>;
+
+    /// Checks that a data set's rows are the model's input (fit and predict).
+    fn check_features(&self, data: &dyn Dataset) -> Result<()>;
+
+    /// The vocabulary when the input is token ids.
+    fn token_vocab(&self) -> Option<usize>;
+
+    /// Seeds shuffling, the validation split and dropout masks.
+    fn seed(&self) -> u64;
+
+    /// Parameters and values while no session holds them (saving before compile).
+    fn host_params(&self) -> Result<Vec<(Param, Vec<f32>)>>;
+
+    /// The metadata saved with the model (architecture, vocabulary, ...).
+    fn write_metadata(&self, ck: &mut Checkpoint) -> Result<()>;
+}
+
+/// A model bound to a backend: its session, graph heads and training configuration.
+pub(crate) struct Bound {
+    pub session: Session,
+    pub heads: Heads,
+    pub config: Compile,
+}
+
+/// Training state every model shares (see the module docs).
+#[derive(Default)]
+pub(crate) struct Core {
+    pub bound: Option<Bound>,
+    /// Epochs trained so far (what a resumed `fit` continues from).
+    pub epochs_done: usize,
+    /// The training configuration a loaded model was saved with.
+    pub saved: Option<Compile>,
+    /// Optimizer state (and step) read by `load`, applied by the next `compile`.
+    pub pending_state: Option<(Checkpoint, u64)>,
+}
+
+impl Core {
+    /// Builds `net`'s graph with gradients and optimizer updates and binds it to `backend` (or the
+    /// one `config` names). Parameters of an already bound model keep their current values.
+    pub fn bind(
+        &mut self,
+        net: &dyn Trainable,
+        config: Compile,
+        backend: Option<Box<dyn Backend>>,
+    ) -> Result<()> {
+        let carried: Option<Vec<(String, Vec<f32>)>> = match &mut self.bound {
+            Some(b) => Some(
+                b.heads
+                    .params
+                    .iter()
+                    .map(|(_, p)| Ok((p.name.clone(), b.session.get_param(&p.name)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            None => None,
+        };
+        let g = Graph::new();
+        let heads = net.build(&g, &config)?;
+        g.check()?;
+        // buffers (BatchNorm running statistics) are parameters of the graph, so they persist and
+        // save like one, but they get no gradient and no optimizer update
+        let trainable: Vec<NodeId> =
+            heads.params.iter().filter(|(_, p)| !p.buffer).map(|(n, _)| *n).collect();
+        let mut grads = g.gradients(heads.loss_train, &trainable)?;
+        if let Some(max_norm) = config.clip_norm {
+            grads = g.clip_grad_norm(&grads, max_norm).0;
+        }
+        g.optimize(&trainable, &grads, config.optimizer)?;
+        let backend = match backend {
+            Some(b) => b,
+            None => kiln_device::open(config.backend)?,
+        };
+        let mut session = Session::new(g, backend)?;
+        for (name, values) in carried.unwrap_or_default() {
+            session.set_param(&name, &values)?;
+        }
+        self.bound = Some(Bound { session, heads, config });
+        self.restore_pending_state()
+    }
+
+    pub fn bound_mut(&mut self) -> Result<&mut Bound> {
+        self.bound.as_mut().ok_or_else(|| Error::Model("call compile() before fit/evaluate/predict".into()))
+    }
+
+    /// Every parameter and its current values (from the session once bound).
+    pub fn params(&mut self, net: &dyn Trainable) -> Result<Vec<(Param, Vec<f32>)>> {
+        match &mut self.bound {
+            Some(b) => {
+                b.heads.params.iter().map(|(_, p)| Ok((p.clone(), b.session.get_param(&p.name)?))).collect()
+            }
+            None => net.host_params(),
+        }
+    }
+
+    /// One optimizer step on fed inputs at the schedule's rate; returns the batch's mean loss
+    /// (before the update). A non-finite loss is an error naming the step.
+    pub fn train_step(&mut self, feeds: &[(NodeId, HostData<'_>)]) -> Result<f32> {
+        let b = self.bound_mut()?;
+        let step = b.session.step_count();
+        b.session.set_lr(b.config.schedule.lr(b.config.optimizer.lr(), step));
+        let loss = b.session.train_sync(feeds, &[b.heads.loss_train])?[0][0];
+        if !loss.is_finite() {
+            return Err(Error::NonFiniteLoss { loss, epoch: 0, step: 0, global_step: step + 1 });
+        }
+        Ok(loss)
+    }
+}

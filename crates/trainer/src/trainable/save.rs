@@ -1,0 +1,204 @@
+//! Saving and loading the trainable core: a safetensors file whose tensors are the model's
+//! `state_dict` (PyTorch names, loadable with `load_state_dict`), with the model's own metadata
+//! (architecture, data preparation, vocabulary), the training progress and the training
+//! configuration; and a companion `*.optim.safetensors` with the optimizer state and step, so
+//! training resumes exactly. Both are written atomically.
+
+use std::path::{Path, PathBuf};
+
+use kiln_graph::Optimizer;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Compile, Core, Param, Trainable};
+use crate::checkpoint::{Checkpoint, OPTIMIZER, STEP};
+use crate::losses::Loss;
+use crate::metrics::Metric;
+use crate::schedule::Schedule;
+use crate::{Error, Result};
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Training {
+    optimizer: Value,
+    loss: Loss,
+    metrics: Vec<Metric>,
+    schedule: Schedule,
+    clip_norm: Option<f32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Progress {
+    pub step: u64,
+    pub epochs: usize,
+}
+
+/// The companion file holding optimizer state: `model.safetensors` -> `model.optim.safetensors`.
+pub fn optimizer_path(model: &Path) -> PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    model.with_file_name(format!("{stem}.optim.safetensors"))
+}
+
+fn optimizer_to_json(o: &Optimizer) -> Value {
+    match *o {
+        Optimizer::Sgd { lr, momentum, weight_decay, nesterov } => {
+            json!({"name": "sgd", "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov})
+        }
+        Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
+            json!({"name": "adam", "lr": lr, "betas": [beta1, beta2], "eps": eps, "weight_decay": weight_decay})
+        }
+        Optimizer::AdamW { lr, beta1, beta2, eps, weight_decay } => {
+            json!({"name": "adamw", "lr": lr, "betas": [beta1, beta2], "eps": eps, "weight_decay": weight_decay})
+        }
+        Optimizer::Rmsprop { lr, alpha, eps, weight_decay } => {
+            json!({"name": "rmsprop", "lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay})
+        }
+    }
+}
+
+fn optimizer_from_json(v: &Value) -> Result<Optimizer> {
+    let bad = || Error::Metadata { key: OPTIMIZER.into(), message: format!("unreadable optimizer {v}") };
+    let f = |k: &str| v.get(k).and_then(Value::as_f64).map(|x| x as f32).ok_or_else(bad);
+    let beta = |i: usize| {
+        v.get("betas").and_then(|b| b.get(i)).and_then(Value::as_f64).map(|x| x as f32).ok_or_else(bad)
+    };
+    Ok(match v.get("name").and_then(Value::as_str).ok_or_else(bad)? {
+        "sgd" => Optimizer::Sgd {
+            lr: f("lr")?,
+            momentum: f("momentum")?,
+            weight_decay: f("weight_decay")?,
+            nesterov: v.get("nesterov").and_then(Value::as_bool).ok_or_else(bad)?,
+        },
+        "adam" => Optimizer::Adam {
+            lr: f("lr")?,
+            beta1: beta(0)?,
+            beta2: beta(1)?,
+            eps: f("eps")?,
+            weight_decay: f("weight_decay")?,
+        },
+        "adamw" => Optimizer::AdamW {
+            lr: f("lr")?,
+            beta1: beta(0)?,
+            beta2: beta(1)?,
+            eps: f("eps")?,
+            weight_decay: f("weight_decay")?,
+        },
+        "rmsprop" => Optimizer::Rmsprop {
+            lr: f("lr")?,
+            alpha: f("alpha")?,
+            eps: f("eps")?,
+            weight_decay: f("weight_decay")?,
+        },
+        _ => return Err(bad()),
+    })
+}
+
+impl Core {
+    /// Writes `net` to `path` (and, once compiled, its optimizer state next to it). A failure
+    /// leaves any existing file untouched.
+    pub fn save(&mut self, net: &dyn Trainable, path: &Path) -> Result<()> {
+        let mut ck = Checkpoint::new();
+        for (p, data) in self.params(net)? {
+            ck.push_as(&p.name, &p.shape, data, p.file_dtype)?;
+        }
+        net.write_metadata(&mut ck)?;
+        let step = self.bound.as_ref().map_or(0, |c| c.session.step_count());
+        let progress = Progress { step, epochs: self.epochs_done };
+        ck.set_json(STEP, &progress)?;
+        if let Some(c) = &mut self.bound {
+            let cfg = &c.config;
+            let training = Training {
+                optimizer: optimizer_to_json(&cfg.optimizer),
+                loss: cfg.loss,
+                metrics: cfg.metrics.clone(),
+                schedule: cfg.schedule.clone(),
+                clip_norm: cfg.clip_norm,
+            };
+            ck.set_json(OPTIMIZER, &training)?;
+            let mut state = Checkpoint::new();
+            for name in c.session.state_names() {
+                let data = c.session.get_state(&name)?;
+                state.push(&name, &[data.len()], data)?;
+            }
+            state.set_json(STEP, &progress)?;
+            crate::validate::write_optimizer(&state, &optimizer_path(path), &mut ck)?;
+        }
+        ck.write(path)
+    }
+
+    /// Reads what `save` wrote besides the parameters and the model's own metadata: the epochs
+    /// done, the training configuration, and the optimizer state file next to `path` (applied by
+    /// the next compile when the optimizer is the same kind).
+    pub fn read_state(&mut self, ck: &Checkpoint, path: &Path) -> Result<()> {
+        self.epochs_done = ck.json::<Progress>(STEP)?.map_or(0, |p| p.epochs);
+        if let Some(t) = ck.json::<Training>(OPTIMIZER)? {
+            let mut cfg = Compile::new(optimizer_from_json(&t.optimizer)?, t.loss, &t.metrics);
+            cfg.schedule = t.schedule;
+            cfg.clip_norm = t.clip_norm;
+            self.saved = Some(cfg);
+        }
+        let opt_path = optimizer_path(path);
+        if opt_path.exists() {
+            let state = crate::validate::read_optimizer(ck, &opt_path, path)?;
+            let progress: Option<Progress> = state.json(STEP)?;
+            if progress.map(|p| p.epochs) != Some(self.epochs_done) {
+                return Err(Error::Metadata {
+                    key: STEP.into(),
+                    message: format!("{} is from another save than {}", opt_path.display(), path.display()),
+                });
+            }
+            self.pending_state = Some((state, progress.map_or(0, |p| p.step)));
+        }
+        Ok(())
+    }
+
+    /// After compile: applies optimizer state read by `load` when the optimizer kind matches.
+    pub(crate) fn restore_pending_state(&mut self) -> Result<()> {
+        let Some((state, step)) = self.pending_state.take() else { return Ok(()) };
+        let Some(c) = &mut self.bound else { return Ok(()) };
+        let names = c.session.state_names();
+        if names.is_empty() || !names.iter().all(|n| state.get(n).is_some()) {
+            return Ok(()); // another optimizer: start it fresh
+        }
+        for n in names {
+            let data = &state.get(&n).expect("checked above").data;
+            c.session.set_state(&n, data)?;
+        }
+        c.session.set_step_count(step);
+        Ok(())
+    }
+}
+
+/// Checks that `ck` holds exactly the parameters `params` (each with its shape) and hands each
+/// one's values to `set`.
+pub(crate) fn set_weights_from(
+    ck: &Checkpoint,
+    path: &Path,
+    params: &[Param],
+    mut set: impl FnMut(&str, &[f32]) -> Result<()>,
+) -> Result<()> {
+    for s in params {
+        let t = ck.get(&s.name).ok_or_else(|| Error::Tensor {
+            path: path.into(),
+            tensor: s.name.clone(),
+            message: format!("missing: the model needs '{}' of shape {:?}", s.name, s.shape),
+        })?;
+        if t.shape != s.shape {
+            return Err(Error::Tensor {
+                path: path.into(),
+                tensor: s.name.clone(),
+                message: format!("shape {:?} does not match the model's {:?}", t.shape, s.shape),
+            });
+        }
+    }
+    if let Some(extra) = ck.tensors.iter().find(|t| !params.iter().any(|s| s.name == t.name)) {
+        return Err(Error::Tensor {
+            path: path.into(),
+            tensor: extra.name.clone(),
+            message: "not a parameter of this model".into(),
+        });
+    }
+    for s in params {
+        set(&s.name, &ck.get(&s.name).expect("checked above").data)?;
+    }
+    Ok(())
+}
