@@ -5,6 +5,12 @@
 //! [`Session`], which compiles one [`Plan`] per batch size (fused, buffers planned by liveness)
 //! and submits it every step.
 //!
+//! The graph has no kernel vocabulary of its own: a primitive node holds a [`Prim`] (defined,
+//! validated and lowered to a sized kernel in kiln-device), autodiff's `vjp` is the one table of
+//! backward rules over those primitives, and an optimizer's update nodes carry only their
+//! [`UpdateRule`]. The [`Optimizer`] given to [`Graph::optimize`] (its typed hyper-parameters) is
+//! the session's: [`Session::set_lr`] and [`Session::set_optimizer`] change it between steps.
+//!
 //! ```
 //! use kiln_device::{open, BackendChoice, HostData};
 //! use kiln_graph::{Graph, Optimizer, Session};
