@@ -6,7 +6,7 @@ use std::cell::{Ref, RefCell};
 use kiln_device::{DType, Prim, UpdateRule};
 
 use crate::error::{Error, Result};
-use crate::optim::Optimizer;
+use crate::optimizer::Optimizer;
 use crate::shape::Shape;
 
 /// A node of a [`Graph`]. Cheap to copy; only meaningful with the graph that made it.

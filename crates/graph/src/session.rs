@@ -9,7 +9,7 @@ use kiln_device::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, S
 use crate::compile::compile;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op};
-use crate::optim::Optimizer;
+use crate::optimizer::Optimizer;
 use crate::plan::{Buf, Plan};
 
 /// A graph bound to a backend.

@@ -7,8 +7,6 @@
 //! `crate::kernels`), synchronously, with no heap allocation per launch. Read-backs are stashed
 //! under the ticket until `wait` collects them.
 
-mod threads;
-
 use std::collections::HashMap;
 
 use crate::backend::{
@@ -16,36 +14,15 @@ use crate::backend::{
 };
 use crate::device_info::{DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{In, Out, Par};
 use crate::kernels::{Access, Kernel, Slot};
 use crate::pool::Pool;
-
-pub(crate) use threads::{map2, rows, Par, PAR_CHUNK};
 
 /// Default for [`CpuBackend::with_parallel_min`]. Measured on the shared 2-core dev machine (under
 /// load from other builds): splitting `exp`/`gelu` over rayon did not pay below ~64K elements, and
 /// `add` (memory-bound, ~0.15 ns/element) was slower threaded even at 128K. Re-measure on an idle
 /// many-core machine before lowering it.
 pub const DEFAULT_PARALLEL_MIN: usize = 64 * 1024;
-
-/// A written buffer, sliced to the length its slot needs.
-pub(crate) enum Out<'a> {
-    F(&'a mut [f32]),
-    U(&'a mut [u32]),
-}
-
-/// A read buffer, sliced to the length its slot needs.
-#[derive(Clone, Copy)]
-pub(crate) enum In<'a> {
-    F(&'a [f32]),
-    U(&'a [u32]),
-}
-
-/// What a CPU twin does when its buffer views do not match its slots: `prepare` checked their
-/// count, dtype and length, so this is a bug in the family module.
-#[cold]
-pub(crate) fn mismatch(kernel: &str) -> ! {
-    unreachable!("{kernel}: buffers do not match its slots")
-}
 
 /// The storage of one CPU buffer.
 #[derive(Debug)]

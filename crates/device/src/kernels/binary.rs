@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot, MAX_RANK};
-use crate::cpu::{map2, mismatch, In, Out, Par, PAR_CHUNK};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{map2, mismatch, In, Out, Par, PAR_CHUNK};
 use crate::DType::F32;
 
 /// Binary elementwise ops with broadcasting. Comparisons return 1.0 or 0.0.

@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
 /// The kernels of the conv family.

@@ -4,8 +4,8 @@
 //! offset a row is.
 
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
-use crate::cpu::{mismatch, rows, In, Out, Par};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{mismatch, rows, In, Out, Par};
 use crate::DType::F32;
 
 /// The kernels of the layer-norm family.

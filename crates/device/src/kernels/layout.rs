@@ -3,8 +3,8 @@
 //! adjoint; concat is pads added together).
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot, MAX_RANK};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
 /// The kernels of the layout family.

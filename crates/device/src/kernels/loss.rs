@@ -5,8 +5,8 @@
 use super::softmax::max_and_sum_exp;
 use super::unary::sigmoid;
 use super::{nonzero, per_element, slot, slot_lens, spread, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::Result;
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::{F32, U32};
 
 /// The kernels of the loss family.

@@ -9,8 +9,8 @@
 //! (its `MAX_THREADS`): on many-core machines re-measure against `gemm`, which uses all of rayon's.
 
 use super::{nonzero, slot, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::Result;
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
 /// `C[b] = op(A[b]) @ op(B[b])`, row-major. `A` is `[m, k]` (`[k, m]` when `trans_a`), `B` is `[k, n]`

@@ -2,8 +2,8 @@
 //! `[outer, axis, inner]` (embeddings and their backward), fill and copy.
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::Result;
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::{F32, U32};
 
 /// The kernels of the memory family.

@@ -26,6 +26,7 @@ pub mod optim;
 pub mod reduce;
 pub mod running;
 pub mod softmax;
+pub(crate) mod twin;
 pub mod unary;
 
 pub use binary::{Binary, BinaryOp, Broadcast};
@@ -41,9 +42,9 @@ pub use running::RunningUpdate;
 pub use softmax::Softmax;
 pub use unary::{erfc, fast_exp, sigmoid, tanh, Saved, Unary, UnaryOp};
 
-use crate::cpu::{In, Out, Par};
 use crate::error::{Error, Result};
 use crate::DType;
+use twin::{In, Out, Par};
 
 /// The most dimensions a broadcast or a permutation supports.
 pub const MAX_RANK: usize = 4;

@@ -7,8 +7,8 @@
 //! WGSL structs of the same name; `words()` gives the buffer's contents.
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::Result;
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
 /// Words in the hyper-parameter buffer every update kernel reads.

@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::Result;
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::{F32, U32};
 
 /// Reductions over one axis of a tensor viewed as `[outer, len, inner]`.

@@ -2,8 +2,8 @@
 //! running mean and variance, and its batch counter.
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
-use crate::cpu::{mismatch, In, Out, Par};
 use crate::error::Result;
+use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
 /// In place: `running = keep * running + gain * (value * scale)`. A running average (BatchNorm's

@@ -2,8 +2,8 @@
 //! attention's causal mask, and their backward kernels (`shaders/softmax.wgsl`).
 
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
-use crate::cpu::{mismatch, rows, In, Out, Par};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{mismatch, rows, In, Out, Par};
 use crate::DType::F32;
 
 /// The kernels of the softmax family.

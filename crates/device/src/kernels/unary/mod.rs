@@ -15,8 +15,8 @@ pub use math::{erf_f64, erfc, fast_exp, sigmoid, tanh};
 use math::{sign, step};
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
-use crate::cpu::{map2, mismatch, In, Out, Par, PAR_CHUNK};
 use crate::error::{Error, Result};
+use crate::kernels::twin::{map2, mismatch, In, Out, Par, PAR_CHUNK};
 use crate::DType::F32;
 
 /// The one table of unary ops. Per op: the variant, the stem of its WGSL entry points

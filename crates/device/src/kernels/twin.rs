@@ -1,6 +1,29 @@
-//! When and how the CPU twins split their work over rayon's threads.
+//! What a family's CPU twin works with: its buffers as typed slice views (checked against the
+//! kernel's slots by the CPU backend before any launch), and when and how to split the work over
+//! rayon's threads. The CPU backend (`crate::cpu`) builds these; the twins live beside their
+//! kernels in `crate::kernels`, so neither imports the other's internals.
 
 use rayon::prelude::*;
+
+/// A written buffer, sliced to the length its slot needs.
+pub(crate) enum Out<'a> {
+    F(&'a mut [f32]),
+    U(&'a mut [u32]),
+}
+
+/// A read buffer, sliced to the length its slot needs.
+#[derive(Clone, Copy)]
+pub(crate) enum In<'a> {
+    F(&'a [f32]),
+    U(&'a [u32]),
+}
+
+/// What a CPU twin does when its buffer views do not match its slots: `prepare` checked their
+/// count, dtype and length, so this is a bug in the family module.
+#[cold]
+pub(crate) fn mismatch(kernel: &str) -> ! {
+    unreachable!("{kernel}: buffers do not match its slots")
+}
 
 /// Memory-bound work (add, relu, sums, copies) goes parallel only past this many times the minimum.
 const LIGHT_FACTOR: usize = 16;
@@ -11,7 +34,7 @@ pub(crate) const PAR_CHUNK: usize = 8 * 1024;
 /// When a kernel splits its work over rayon's threads.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Par {
-    pub(super) min: usize,
+    pub(crate) min: usize,
 }
 
 impl Par {
