@@ -147,32 +147,14 @@ fn panel(svg: &mut String, x0: f64, key: &str, epochs: &[EpochRecord], best: Opt
         bottom - top
     );
 
-    // The best epoch: a dashed vertical line, and a ring on the series it was chosen by.
-    if let Some(b) = best {
-        let x = px(b);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#2ca02c" stroke-dasharray="4 3"/>"##
-        );
-        let _ = writeln!(
-            svg,
-            r##"<text x="{:.1}" y="{}" fill="#2ca02c" text-anchor="{}">best: epoch {}</text>"##,
-            x + if x > (left + right) / 2.0 { -4.0 } else { 4.0 },
-            top + 12.0,
-            if x > (left + right) / 2.0 { "end" } else { "start" },
-            b + 1
-        );
-        let marked = if val.iter().any(|v| v.is_some()) { &val } else { &train };
-        if let Some(v) = marked[b] {
-            let _ = writeln!(
-                svg,
-                r##"<circle cx="{x:.1}" cy="{:.1}" r="5" fill="none" stroke="#2ca02c" stroke-width="2"/>"##,
-                py(v)
-            );
-        }
-    }
+    // Whether the curves at epoch index `i` sit in the lower half of the frame (where the legend
+    // at the top does not cover them).
+    let low_at = |i: usize| {
+        let vs: Vec<f64> = [&train, &val].iter().filter_map(|s| s.get(i).copied().flatten()).collect();
+        vs.is_empty() || vs.iter().all(|&v| py(v) > (top + bottom) / 2.0)
+    };
 
-    // The curves (a lone point is drawn as a dot), then the legend.
+    // The curves (a lone point is drawn as a dot), then the best epoch and the legend.
     let mut legend = Vec::new();
     for (series, color, name) in [(&train, TRAIN, "training"), (&val, VAL, "validation")] {
         let points: Vec<(f64, f64)> =
@@ -193,17 +175,43 @@ fn panel(svg: &mut String, x0: f64, key: &str, epochs: &[EpochRecord], best: Opt
             text.join(" ")
         );
     }
+    // The best epoch: a dashed vertical line, and a ring on the series it was chosen by.
+    if let Some(b) = best {
+        let x = px(b);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#2ca02c" stroke-dasharray="4 3"/>"##
+        );
+        let _ = writeln!(
+            svg,
+            // In the title row, right-aligned: it never covers a curve or the legend.
+            r##"<text x="{right}" y="18" fill="#2ca02c" text-anchor="end">best: epoch {}</text>"##,
+            b + 1
+        );
+        let marked = if val.iter().any(|v| v.is_some()) { &val } else { &train };
+        if let Some(v) = marked[b] {
+            let _ = writeln!(
+                svg,
+                r##"<circle cx="{x:.1}" cy="{:.1}" r="5" fill="none" stroke="#2ca02c" stroke-width="2"/>"##,
+                py(v)
+            );
+        }
+    }
+
+    // The legend goes where the curves are not: the top right corner when they end low, else
+    // the bottom right one.
+    let h = 15.0 * legend.len() as f64 + 6.0;
+    let legend_top = if low_at(epochs.len().saturating_sub(1)) { top + 6.0 } else { bottom - 6.0 - h };
     if !legend.is_empty() {
-        let h = 15.0 * legend.len() as f64 + 6.0;
         let _ = writeln!(
             svg,
             r##"<rect x="{}" y="{}" width="90" height="{h}" fill="white" fill-opacity="0.85" stroke="#ccc"/>"##,
             right - 97.0,
-            bottom - 7.0 - h
+            legend_top - 5.0
         );
     }
     for (k, (color, name)) in legend.iter().enumerate() {
-        let (lx, ly) = (right - 92.0, bottom - 12.0 - 15.0 * (legend.len() - 1 - k) as f64);
+        let (lx, ly) = (right - 92.0, legend_top + 5.0 + 15.0 * k as f64);
         let _ = writeln!(
             svg,
             r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"/>"#,
