@@ -7,8 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use kiln_device::BackendChoice;
 use kiln_trainer::data::{
-    check_feature_names, digits_train_test, read_csv, read_csv_labeled, train_val_split, Table,
-    TaskHint,
+    check_feature_names, digits_train_test, read_csv, read_csv_labeled, train_val_split, Table, TaskHint,
 };
 use kiln_trainer::prelude::*;
 use kiln_trainer::report::write_svg;
@@ -318,7 +317,9 @@ fn report(history: &History, out: &Path, quiet: bool) {
     if quiet {
         return;
     }
-    if let (Some(last), Some(kept)) = (history.last(), history.final_epoch()) {
+    // after early stopping, `fit` has printed where it stopped and the restored epoch's numbers
+    let printed = history.end_line().is_some();
+    if let (Some(last), Some(kept), false) = (history.last(), history.final_epoch(), printed) {
         let restored =
             history.restored_epoch.map(|e| format!("; weights of epoch {e} restored")).unwrap_or_default();
         let why = if history.stopped_early { "early stopping" } else { "epoch limit" };

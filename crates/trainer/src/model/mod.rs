@@ -78,6 +78,18 @@ impl std::ops::Deref for Predictions {
     }
 }
 
+impl PartialEq<Vec<f32>> for Predictions {
+    fn eq(&self, other: &Vec<f32>) -> bool {
+        self.values == *other
+    }
+}
+
+impl PartialEq<[f32]> for Predictions {
+    fn eq(&self, other: &[f32]) -> bool {
+        self.values == other
+    }
+}
+
 impl<'a> IntoIterator for &'a Predictions {
     type Item = &'a f32;
     type IntoIter = std::slice::Iter<'a, f32>;
