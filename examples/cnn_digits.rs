@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use kiln::data::{digits_train_test, Standardizer};
+use kiln::data::digits_train_test;
 use kiln::prelude::*;
 use kiln::trainer::zoo::lenet_digits;
 
@@ -18,10 +18,8 @@ fn main() -> anyhow::Result<()> {
         .map(|v| v.parse())
         .transpose()?
         .unwrap_or(30);
-    let (mut train, mut test) = digits_train_test()?;
-    let scaler = Standardizer::fit_table(&train)?;
-    scaler.apply_table(&mut train)?;
-    scaler.apply_table(&mut test)?;
+    // raw pixels: `fit` standardizes them (statistics of `train`), `evaluate` applies the same
+    let (train, test) = digits_train_test()?;
 
     let mut model = lenet_digits(7);
     model.compile(Optimizer::adam(2e-3), Loss::CrossEntropy, &[Metric::Accuracy])?;

@@ -2,14 +2,12 @@
 //!
 //! `cargo run --release --example digits`
 
-use kiln::data::{digits_train_test, Standardizer};
+use kiln::data::digits_train_test;
 use kiln::prelude::*;
 
 fn main() -> anyhow::Result<()> {
-    let (mut train, mut test) = digits_train_test()?;
-    let scaler = Standardizer::fit_table(&train)?;
-    scaler.apply_table(&mut train)?;
-    scaler.apply_table(&mut test)?;
+    // raw pixels: `fit` standardizes them (statistics of `train`), `evaluate` applies the same
+    let (train, test) = digits_train_test()?;
 
     let mut model = Sequential::new(&[64]).add(Dense(64, Relu)).add(Dense(10, Softmax)).seed(7);
     model.compile(Optimizer::adam(1e-3), Loss::CrossEntropy, &[Metric::Accuracy])?;

@@ -861,3 +861,66 @@ fn no_mesa_xdg_noise_when_the_variable_is_unset() {
     let o = ok(o);
     assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
 }
+
+/// The README's regression command on a target with mean 500 and spread 355 (issue 12: it never
+/// learned unstandardized), and the end line: the saved epoch's numbers, files by full path.
+#[test]
+fn readme_regression_command_learns_a_large_target_and_reports_the_saved_epoch() {
+    let d = TempDir::new("price");
+    let price = |rows, seed| {
+        let mut rng = Lcg(seed);
+        let mut s = String::from("x1,x2,price\n");
+        for _ in 0..rows {
+            let (a, b) = (rng.next(), rng.next());
+            s.push_str(&format!("{a},{b},{}\n", 500.0 + 355.0 * (1.2 * a - 0.8 * b + a * b)));
+        }
+        s
+    };
+    let train = d.write("train.csv", &price(500, 5));
+    let test = d.write("test.csv", &price(200, 6));
+    let model = d.arg("price.safetensors");
+    let o = ok(kiln(&[
+        "train",
+        "--data",
+        &train,
+        "--target",
+        "price",
+        "--task",
+        "regression",
+        "--hidden",
+        "64,32",
+        "--epochs",
+        "100",
+        "--validation-split",
+        "0.2",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "3e-4",
+        "--out",
+        &model,
+    ]));
+    let err = stderr(&o);
+    let e = json(&ok(kiln(&["evaluate", "--model", &model, "--data", &test, "--json"])));
+    let mae = e["mae"].as_f64().expect("mae");
+    // predicting the mean scores about 250; unstandardized, this run stayed above 300
+    assert!(mae < 40.0, "test MAE {mae}: {e}\n{err}");
+
+    // `stopped after epoch N (epoch limit): epoch N: ...`, or fit's `stopped early after epoch N
+    // (...); restored the weights of epoch M: ...`
+    let end = err.lines().find(|l| l.starts_with("stopped ")).expect("an end line");
+    let log = std::fs::read_to_string(d.path("price.log.jsonl")).unwrap();
+    let records: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kept = match end.split("weights of epoch ").nth(1) {
+        Some(rest) => rest.split(' ').next().unwrap().parse::<usize>().unwrap(),
+        None => records.len(),
+    };
+    let rec = &records[kept - 1];
+    let want = format!("epoch {kept}: loss {:.4}", rec["loss"].as_f64().unwrap());
+    assert!(end.contains(&want), "the end line lacks '{want}': {end}");
+    assert!(end.contains(&format!("val_loss {:.4}", rec["val_loss"].as_f64().unwrap())), "{end}");
+    for file in ["price.safetensors", "price.log.jsonl", "price.curves.svg"] {
+        let full = d.path(file).display().to_string();
+        assert!(err.contains(&full), "stderr lacks the full path {full}: {err}");
+    }
+}

@@ -30,14 +30,11 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let mut model = kiln_trainer::Sequential::load(&a.model)?;
     let target = a.target.or(model.data.target.clone()).context("--target COLUMN is required")?;
-    let mut table = match &model.data.labels {
+    let table = match &model.data.labels {
         Some(names) => read_csv_labeled(&a.data, &target, names)?,
         None => read_csv(&a.data, &target, TaskHint::Regression)?,
     };
     check_feature_names(&a.data, &table.feature_names, &model.data.features)?;
-    if let Some(sc) = &model.data.standardizer {
-        sc.apply_table(&mut table)?;
-    }
     let classify = model.data.labels.is_some();
     let metrics = if classify { vec![Metric::Accuracy] } else { vec![Metric::Mse, Metric::Mae] };
     open_model(&mut model, a.backend.as_deref(), &metrics)?;

@@ -79,10 +79,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(target) => read_csv_features(&a.data, target)?,
         None => read_csv_unlabeled(&a.data)?,
     };
-    let mut table = select_features(&a.data, raw, &model)?;
-    if let Some(sc) = &model.data.standardizer {
-        sc.apply_table(&mut table)?;
-    }
+    let table = select_features(&a.data, raw, &model)?;
     open_model(&mut model, a.backend.as_deref(), &[])?;
     let pred = model.predict(&table, 512)?;
     let width = model.output_width()?;
@@ -91,14 +88,14 @@ pub fn run(a: Args) -> Result<()> {
         Some(names) if width == 1 => {
             let positive = names.get(1).map_or("1", String::as_str);
             csv.push_str(&format!("prediction,{}\n", field(&format!("p_{positive}"))));
-            for p in &pred {
+            for p in pred.iter() {
                 csv.push_str(&format!("{},{p}\n", field(&names[(*p > 0.5) as usize])));
             }
         }
         Some(names) => {
             let header: Vec<String> = names.iter().map(|n| field(&format!("p_{n}"))).collect();
             csv.push_str(&format!("prediction,{}\n", header.join(",")));
-            for row in pred.chunks(width) {
+            for row in pred.row_iter() {
                 let best = kiln_trainer::metrics::argmax(&row[..names.len()]);
                 let probs: Vec<String> = row[..names.len()].iter().map(|p| p.to_string()).collect();
                 csv.push_str(&format!("{},{}\n", field(&names[best]), probs.join(",")));
@@ -106,7 +103,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => {
             csv.push_str("prediction\n");
-            for p in &pred {
+            for p in pred.iter() {
                 csv.push_str(&format!("{p}\n"));
             }
         }

@@ -82,6 +82,8 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub no_shuffle: bool,
+    /// Feed the features as they are (by default they are standardized; a regression target
+    /// always is, and is predicted back in its units).
     #[arg(long)]
     #[serde(default)]
     pub no_standardize: bool,

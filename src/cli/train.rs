@@ -7,8 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use kiln_device::BackendChoice;
 use kiln_trainer::data::{
-    check_feature_names, digits_train_test, read_csv, read_csv_labeled, train_val_split, Standardizer, Table,
-    TaskHint,
+    check_feature_names, digits_train_test, read_csv, read_csv_labeled, train_val_split, Table, TaskHint,
 };
 use kiln_trainer::prelude::*;
 use kiln_trainer::report::write_svg;
@@ -224,23 +223,14 @@ fn fit_and_save(
         model.load_weights(init).with_context(|| format!("--init {}", init.display()))?;
     }
 
-    // Standardize with statistics of the training rows only (a resumed model keeps its own).
-    let scaler = match (&model.data.standardizer, s.no_standardize, s.resume) {
-        (saved, _, true) => saved.clone(),
-        (_, true, _) => None,
-        _ => Some(Standardizer::fit_table(&train)?),
-    };
-    if let Some(sc) = &scaler {
-        sc.apply_table(&mut train)?;
-        if let Some(v) = &mut val {
-            sc.apply_table(v)?;
-        }
-    }
+    // `fit` standardizes with statistics of the training rows only (the features unless
+    // --no-standardize, a regression target always); a resumed model keeps its own.
     model.data = DataInfo {
         features: train.feature_names.clone(),
         labels: train.target.class_names().map(<[String]>::to_vec),
-        standardizer: scaler,
+        standardizer: model.data.standardizer.clone(),
         target: Some(target),
+        target_standardizer: model.data.target_standardizer.clone(),
     };
 
     let backend: BackendChoice = match &s.backend {
@@ -290,7 +280,10 @@ fn fit_and_save(
         }),
         checkpoint_best: None,
         log: Some(log_part.clone()),
+        curves: None,
         quiet: s.quiet,
+        standardize: !s.no_standardize,
+        standardize_target: true,
     };
     let saved = model
         .fit(&train, &opts)
@@ -318,17 +311,32 @@ fn fit_and_save(
     Ok((model, history))
 }
 
+/// The end line: where training stopped, and the numbers of the epoch whose weights were saved
+/// (the restored one after early stopping), then every file written, by full path.
 fn report(history: &History, out: &Path, quiet: bool) {
     if quiet {
         return;
     }
-    if let Some(last) = history.last() {
+    // after early stopping, `fit` has printed where it stopped and the restored epoch's numbers
+    let printed = history.end_line().is_some();
+    if let (Some(last), Some(kept), false) = (history.last(), history.final_epoch(), printed) {
         let restored =
             history.restored_epoch.map(|e| format!("; weights of epoch {e} restored")).unwrap_or_default();
         let why = if history.stopped_early { "early stopping" } else { "epoch limit" };
-        eprintln!("stopped after epoch {} ({why}{restored}): {}", last.epoch, last.summary());
+        eprintln!(
+            "stopped after epoch {} ({why}{restored}): epoch {}: {}",
+            last.epoch,
+            kept.epoch,
+            kept.summary()
+        );
     }
-    eprintln!("model: {} (log: .log.jsonl, curves: .curves.svg beside it)", out.display());
+    let full = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    eprintln!(
+        "model: {} (log: {}, curves: {})",
+        full(out),
+        full(&beside(out, ".log.jsonl")),
+        full(&beside(out, ".curves.svg"))
+    );
 }
 
 /// Every file `train` writes for `out`, checked against every file it reads, before any work.
@@ -362,7 +370,7 @@ pub fn train_csv(s: TrainSettings) -> Result<()> {
 /// The main job: an MLP on the bundled UCI digits (80/20 split), then its test accuracy.
 pub fn digits(mut s: TrainSettings) -> Result<()> {
     let start = Instant::now();
-    let (train, mut test) = digits_train_test()?;
+    let (train, test) = digits_train_test()?;
     let out = s.out.clone().unwrap_or_else(|| PathBuf::from("target/kiln/digits.safetensors"));
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -380,9 +388,6 @@ pub fn digits(mut s: TrainSettings) -> Result<()> {
     }
     let (mut model, history) = fit_and_save(&s, train, None, "label".into(), &out)?;
     report(&history, &out, s.quiet);
-    if let Some(sc) = &model.data.standardizer {
-        sc.apply_table(&mut test)?;
-    }
     let eval = model.evaluate(&test, 512)?;
     let acc = eval.get("accuracy").unwrap_or(f64::NAN);
     println!(

@@ -40,7 +40,7 @@ pub use layers::{
 };
 pub use losses::Loss;
 pub use metrics::Metric;
-pub use model::{DataInfo, Sequential};
+pub use model::{DataInfo, Predictions, Sequential};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
 pub use trainable::{optimizer_path, Compile, EarlyStopping, Evaluation, Features, FitOptions, Validation};

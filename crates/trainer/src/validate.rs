@@ -130,6 +130,24 @@ pub(crate) fn check_loaded(model: &Sequential, ck: &Checkpoint, path: &Path, for
             format!("{} feature names for a model with {inputs} inputs", data.features.len()),
         ));
     }
+    if let Some(t) = &data.target_standardizer {
+        let ok = t.mean.len() == 1
+            && t.std.len() == 1
+            && t.mean[0].is_finite()
+            && t.std[0].is_finite()
+            && t.std[0] > 0.0
+            && width == 1;
+        if !ok {
+            return Err(bad(
+                "kiln.data",
+                format!(
+                    "the target standardizer (means {:?}, deviations {:?}) must be one finite mean and one \
+                     positive deviation for a model with one output ({width} here)",
+                    t.mean, t.std
+                ),
+            ));
+        }
+    }
     if let Some(sc) = &data.standardizer {
         if sc.mean.len() != sc.std.len() || sc.mean.len() != inputs {
             return Err(bad(

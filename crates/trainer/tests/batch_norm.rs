@@ -101,7 +101,15 @@ fn check_case(shape: &[usize], batch: usize, last: usize, seed: u64) {
     m.set_weight("0.bias", &b.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
     // lr 0: the weights stay as set, so every batch's loss has a float64 reference
     m.compile_with(cpu(Optimizer::sgd(0.0))).unwrap();
-    let opts = FitOptions { epochs: 1, batch_size: batch, shuffle: false, quiet: true, ..Default::default() };
+    // the raw rows: the float64 reference normalizes exactly these
+    let opts = FitOptions {
+        epochs: 1,
+        batch_size: batch,
+        shuffle: false,
+        quiet: true,
+        standardize: false,
+        ..Default::default()
+    };
     let h = m.fit(&table, &opts).unwrap();
 
     let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);

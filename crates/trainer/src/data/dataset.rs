@@ -39,6 +39,12 @@ pub trait Dataset {
         None
     }
 
+    /// The feature column names when the data knows them (a [`Table`]): `fit` records them in the
+    /// model (and fits its standardizers), `evaluate` and `predict` check them by name.
+    fn feature_names(&self) -> Option<&[String]> {
+        None
+    }
+
     /// Gathers the rows `indices` into `features` (`[indices.len(), feature_width]`, row-major) and
     /// their targets into `targets` (`[indices.len()]`). Buffers of the wrong size, an index out of
     /// range or a target kind the data does not have are errors; the buffers are caller-owned so a
@@ -65,6 +71,10 @@ impl Dataset for Table {
 
     fn class_names(&self) -> Option<&[String]> {
         self.target.class_names()
+    }
+
+    fn feature_names(&self) -> Option<&[String]> {
+        Some(&self.feature_names)
     }
 
     fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>) -> Result<()> {

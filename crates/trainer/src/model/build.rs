@@ -114,6 +114,10 @@ impl Trainable for Sequential {
         self.seed
     }
 
+    fn target_scale(&self) -> f64 {
+        self.data.target_standardizer.as_ref().and_then(|s| s.std.first()).map_or(1.0, |&s| s as f64)
+    }
+
     fn host_params(&self) -> Result<Vec<(Param, Vec<f32>)>> {
         Ok(self.param_list()?.into_iter().zip(self.host_weights()?).collect())
     }

@@ -2,6 +2,7 @@
 //! `state_dict` names (`0.weight` is `[out, in]`; activations and dropout take indices of their own).
 
 mod build;
+mod prepare;
 mod save;
 
 use std::fmt::Write as _;
@@ -31,6 +32,70 @@ pub struct DataInfo {
     pub standardizer: Option<Standardizer>,
     /// The target column name.
     pub target: Option<String>,
+    /// Standardization of a regression target (one column), fitted on the training targets: the
+    /// model learns `(y - mean) / std` and `predict` returns values in the original units (what
+    /// scikit-learn's `TransformedTargetRegressor` does). Files from before it load without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_standardizer: Option<Standardizer>,
+}
+
+/// What `predict` returns: `rows` x `cols` values, row-major (it derefs to the flat slice).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predictions {
+    pub rows: usize,
+    /// Outputs per row.
+    pub cols: usize,
+    /// `[rows, cols]`, row-major.
+    pub values: Vec<f32>,
+}
+
+impl Predictions {
+    /// Row `r`'s outputs.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.values[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// Every row's outputs, in order.
+    pub fn row_iter(&self) -> std::slice::ChunksExact<'_, f32> {
+        self.values.chunks_exact(self.cols.max(1))
+    }
+
+    /// The shape, `[rows, cols]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+
+    /// The flat values.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.values
+    }
+}
+
+impl std::ops::Deref for Predictions {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.values
+    }
+}
+
+impl PartialEq<Vec<f32>> for Predictions {
+    fn eq(&self, other: &Vec<f32>) -> bool {
+        self.values == *other
+    }
+}
+
+impl PartialEq<[f32]> for Predictions {
+    fn eq(&self, other: &[f32]) -> bool {
+        self.values == other
+    }
+}
+
+impl<'a> IntoIterator for &'a Predictions {
+    type Item = &'a f32;
+    type IntoIter = std::slice::Iter<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.values.iter()
+    }
 }
 
 /// A parameter's state-dict name, shape and values.
@@ -239,31 +304,88 @@ impl Sequential {
 
     /// Trains on `data` (Keras' `fit`). Returns the per-epoch history. A NaN or infinite loss stops
     /// training with [`Error::NonFiniteLoss`] naming the step.
+    ///
+    /// On a table, the first `fit` records the feature names, the class labels and (unless
+    /// [`FitOptions::standardize`] / [`FitOptions::standardize_target`] turn them off) the
+    /// standardizers in [`Sequential::data`]; pass raw data, every call applies them.
     pub fn fit(&mut self, data: &(dyn Dataset + Sync), opts: &FitOptions<'_>) -> Result<History> {
         let out_width = self.output_width()?;
+        self.core.bound_mut()?;
         crate::validate::note_labels(&mut self.data, data, out_width)?;
         if let Validation::Data(v) = &opts.validation {
             crate::validate::check_labels(&self.data, *v)?;
+            self.check_columns(*v)?;
         }
-        self.with_core(|core, net| core.fit(net, data, opts))
+        self.note_data(data, opts)?;
+        let train = self.prepared(data);
+        let val = match opts.validation {
+            Validation::Data(v) => Some(self.prepared(v)),
+            _ => None,
+        };
+        let opts = FitOptions {
+            validation: match &val {
+                Some(v) => Validation::Data(v),
+                None => opts.validation,
+            },
+            ..opts.clone()
+        };
+        self.with_core(|core, net| core.fit(net, &train, &opts))
     }
 
-    /// Loss and compiled metrics over `data` (Keras' `evaluate`).
+    /// Loss and compiled metrics over `data` (Keras' `evaluate`), in the target's units. The
+    /// model's standardizer is applied; a table's columns must be the model's (by name).
     pub fn evaluate(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Evaluation> {
         crate::validate::check_labels(&self.data, data)?;
+        self.check_columns(data)?;
         self.ready()?;
-        self.with_core(|core, net| core.evaluate_rows(net, data, None, batch_size))
+        let data = self.prepared(data);
+        self.with_core(|core, net| core.evaluate_rows(net, &data, None, batch_size))
     }
 
-    /// The model's outputs for every row of `data`: `[rows, output_width]`, row-major.
-    pub fn predict(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Vec<f32>> {
-        self.output_width()?;
+    /// The model's outputs for every row of `data` (Keras' `predict`), with their shape: class
+    /// probabilities, or regression values in the target's units. The model's standardizer is
+    /// applied; a table's columns must be the model's (by name).
+    pub fn predict(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Predictions> {
+        let cols = self.output_width()?;
+        self.check_columns(data)?;
         self.ready()?;
-        self.with_core(|core, net| core.predict(net, data, batch_size))
+        let prepared = self.prepared(data);
+        let mut values = self.with_core(|core, net| core.predict(net, &prepared, batch_size))?;
+        if let Some((mean, std)) = self.target_mean_std() {
+            values.iter_mut().for_each(|v| *v = *v * std + mean);
+        }
+        Ok(Predictions { rows: data.len(), cols, values })
     }
 
-    /// `predict` on raw features `[rows, input width]`.
-    pub fn predict_features(&mut self, features: &[f32]) -> Result<Vec<f32>> {
+    /// The predicted class label of every row of `data`, from the model's labels (recorded by
+    /// `fit` on a table with class targets, saved with the model): the most probable class, or
+    /// for one sigmoid output the second label when the probability exceeds 0.5.
+    pub fn predict_classes(&mut self, data: &(dyn Dataset + Sync), batch_size: usize) -> Result<Vec<String>> {
+        let labels = self.data.labels.clone().ok_or_else(|| {
+            Error::Model(
+                "predict_classes: the model has no class labels (fit it on a table whose target holds \
+                 classes, or set model.data.labels)"
+                    .into(),
+            )
+        })?;
+        let threshold = if self.last_activation() == Some(Activation::Sigmoid) { 0.5 } else { 0.0 };
+        let pred = self.predict(data, batch_size)?;
+        Ok(pred
+            .row_iter()
+            .map(|row| {
+                let id = if row.len() == 1 {
+                    (row[0] > threshold) as usize
+                } else {
+                    crate::metrics::argmax(&row[..labels.len().min(row.len())])
+                };
+                labels.get(id).cloned().unwrap_or_else(|| id.to_string())
+            })
+            .collect())
+    }
+
+    /// `predict` on raw features `[rows, input width]` (in the units of the training data: the
+    /// model's standardizer is applied).
+    pub fn predict_features(&mut self, features: &[f32]) -> Result<Predictions> {
         let width = self.input_shape.iter().product::<usize>();
         if width == 0 || !features.len().is_multiple_of(width) {
             return Err(Error::shape("predict features", format!("a multiple of {width}"), features.len()));

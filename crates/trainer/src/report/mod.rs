@@ -59,11 +59,44 @@ pub struct History {
     /// The epoch (1-based) whose weights the model holds at the end, when early stopping restored
     /// the best one.
     pub restored_epoch: Option<usize>,
+    /// Early stopping ended the fit before `epochs`.
     pub stopped_early: bool,
+    /// What early stopping (and the best-epoch choice) watched: `val_loss`, `loss`, a metric.
+    pub monitor: String,
 }
 
 impl History {
     pub fn last(&self) -> Option<&EpochRecord> {
         self.epochs.last()
+    }
+
+    /// The record of the epoch whose weights the model holds at the end: the restored epoch when
+    /// early stopping restored one, else the last.
+    pub fn final_epoch(&self) -> Option<&EpochRecord> {
+        match self.restored_epoch {
+            Some(e) => self.epochs.iter().find(|r| r.epoch == e).or(self.last()),
+            None => self.last(),
+        }
+    }
+
+    /// How the fit ended, when early stopping ended it or restored an epoch: `stopped early after
+    /// epoch 31 (val_loss did not improve for 10 epochs); restored the weights of epoch 21: loss ...`.
+    pub fn end_line(&self) -> Option<String> {
+        let last = self.last()?;
+        if !self.stopped_early && self.restored_epoch.is_none() {
+            return None;
+        }
+        let mut line = if self.stopped_early {
+            format!("stopped early after epoch {} ({} stopped improving)", last.epoch, self.monitor)
+        } else {
+            format!("trained to epoch {}", last.epoch)
+        };
+        match self.restored_epoch.and_then(|e| self.epochs.iter().find(|r| r.epoch == e)) {
+            Some(best) => {
+                line.push_str(&format!("; restored the weights of epoch {}: {}", best.epoch, best.summary()))
+            }
+            None => line.push_str(&format!("; kept epoch {}'s weights (the best)", last.epoch)),
+        }
+        Some(line)
     }
 }

@@ -8,6 +8,7 @@ use kiln_graph::{Feed, Pending, Session};
 use super::{Bound, Core, Heads, Trainable};
 use crate::data::{epoch_order, train_val_split, Dataset};
 use crate::layers::check_batch_norm_batch;
+use crate::losses::Loss;
 use crate::metrics::{Metric, MetricSum, Truth};
 use crate::report::{EpochRecord, History, JsonLog, Progress};
 use crate::stream::{stream, MaskPlan, Prep, StepBatch};
@@ -43,8 +44,23 @@ impl EarlyStopping {
     }
 }
 
+/// How `fit` trains (Keras' `fit` arguments).
+///
+/// `epochs` counts epochs **in total**, as Keras' `epochs` with `initial_epoch` set to the epochs
+/// the model has already done: a fresh model trains epochs `1..=epochs`, a model that has done
+/// `n` epochs (a second `fit`, or one loaded to resume) trains epochs `n+1..=epochs`. Asking for
+/// no more than `n` would train nothing, so it is an error that says what to ask for: after 100
+/// epochs, `epochs: 110` trains 10 more.
+///
+/// On a [`Table`](crate::data::Table) (anything whose [`Dataset::feature_names`] are known) the
+/// first `fit` of a model records the feature names and class labels in
+/// [`Sequential::data`](crate::Sequential), and, unless turned off, fits a standardizer of the
+/// features (`standardize`) and of a regression target (`standardize_target`) on the training
+/// rows; `fit`, `evaluate` and `predict` then apply them to every data set (pass raw data, not
+/// data standardized by hand), and `save` stores them with the model.
+#[derive(Clone)]
 pub struct FitOptions<'a> {
-    /// Train until this many epochs have been done in total (a resumed model continues).
+    /// Train until this many epochs have been done in total (see above).
     pub epochs: usize,
     pub batch_size: usize,
     pub shuffle: bool,
@@ -55,8 +71,17 @@ pub struct FitOptions<'a> {
     pub checkpoint_best: Option<PathBuf>,
     /// A JSON-lines log, one object per epoch.
     pub log: Option<PathBuf>,
-    /// No progress bars or epoch lines.
+    /// Write the loss and metric curves of this fit here as an SVG plot
+    /// ([`write_svg`](crate::report::write_svg)) when it ends.
+    pub curves: Option<PathBuf>,
+    /// No progress bars, epoch lines or end-of-training line.
     pub quiet: bool,
+    /// Standardize the features (per column, statistics of the training rows) on the first fit of
+    /// a table, as the CLI does (default on).
+    pub standardize: bool,
+    /// Standardize a regression target (MSE or MAE loss, one output) on the first fit of a table;
+    /// losses, metrics and predictions stay in the target's units (default on).
+    pub standardize_target: bool,
 }
 
 impl Default for FitOptions<'_> {
@@ -69,7 +94,10 @@ impl Default for FitOptions<'_> {
             early_stopping: None,
             checkpoint_best: None,
             log: None,
+            curves: None,
             quiet: false,
+            standardize: true,
+            standardize_target: true,
         }
     }
 }
@@ -80,11 +108,42 @@ pub(crate) struct Tally {
     rows: usize,
     pub steps: usize,
     pub metrics: Vec<MetricSum>,
+    /// Factors that turn the loss and each metric back into the target's units (see `scaled`).
+    loss_factor: f64,
+    metric_factors: Vec<f64>,
 }
 
 impl Tally {
     pub fn new(metrics: &[Metric]) -> Self {
-        Tally { loss: 0.0, rows: 0, steps: 0, metrics: metrics.iter().map(|&m| MetricSum::new(m)).collect() }
+        Tally {
+            loss: 0.0,
+            rows: 0,
+            steps: 0,
+            metrics: metrics.iter().map(|&m| MetricSum::new(m)).collect(),
+            loss_factor: 1.0,
+            metric_factors: vec![1.0; metrics.len()],
+        }
+    }
+
+    /// Reports errors in the original units of a target the model learns standardized (divided
+    /// by `std`): absolute errors times `std`, squared errors times `std`².
+    pub fn scaled(mut self, std: f64, loss: Loss) -> Self {
+        let factor = |squared: bool| if squared { std * std } else { std };
+        self.loss_factor = match loss {
+            Loss::Mse => factor(true),
+            Loss::Mae => factor(false),
+            _ => 1.0,
+        };
+        self.metric_factors = self
+            .metrics
+            .iter()
+            .map(|m| match m.metric {
+                Metric::Mse => factor(true),
+                Metric::Mae => factor(false),
+                Metric::Accuracy => 1.0,
+            })
+            .collect();
+        self
     }
 
     /// Adds one batch whose mean loss is `loss` and predictions `pred`.
@@ -105,11 +164,15 @@ impl Tally {
     }
 
     pub fn loss(&self) -> f64 {
-        self.loss / self.rows as f64
+        self.loss / self.rows as f64 * self.loss_factor
     }
 
     pub fn metric_values(&self) -> Vec<(String, f64)> {
-        self.metrics.iter().map(|m| (m.metric.name().to_string(), m.value())).collect()
+        self.metrics
+            .iter()
+            .zip(&self.metric_factors)
+            .map(|(m, f)| (m.metric.name().to_string(), m.value() * f))
+            .collect()
     }
 }
 
@@ -156,6 +219,16 @@ impl Core {
         opts: &FitOptions<'_>,
     ) -> Result<History> {
         let config = self.bound_mut()?.config.clone();
+        if opts.epochs <= self.epochs_done {
+            return Err(Error::InvalidArgument(format!(
+                "fit: the model has already trained {done} epochs and `epochs` ({e}) counts epochs in \
+                 total (Keras' `epochs` with `initial_epoch` = the epochs done), so there is nothing to \
+                 train; ask for epochs = {more} to train {e} more",
+                done = self.epochs_done,
+                e = opts.epochs,
+                more = self.epochs_done + opts.epochs.max(1),
+            )));
+        }
         let prep = net.prep(data, config.loss)?;
         net.check_features(data)?;
         let (train_rows, split_val) = match opts.validation {
@@ -202,7 +275,7 @@ impl Core {
             };
             let steps = order.len().div_ceil(opts.batch_size.max(1));
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
-            let mut tally = Tally::new(&config.metrics);
+            let mut tally = Tally::new(&config.metrics).scaled(net.target_scale(), config.loss);
             let vocab = net.token_vocab();
             let c = self.bound.as_mut().expect("compiled above");
             let masks = MaskPlan {
@@ -313,6 +386,15 @@ impl Core {
                 }
                 history.restored_epoch = Some(best_epoch);
             }
+        }
+        history.monitor = monitor;
+        if !opts.quiet {
+            if let Some(line) = history.end_line() {
+                eprintln!("{line}");
+            }
+        }
+        if let Some(path) = opts.curves.as_ref().filter(|_| !history.epochs.is_empty()) {
+            crate::report::write_svg(path, &history.epochs)?;
         }
         Ok(history)
     }

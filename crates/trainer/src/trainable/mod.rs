@@ -96,6 +96,12 @@ pub(crate) trait Trainable {
     /// The vocabulary when the input is token ids.
     fn token_vocab(&self) -> Option<usize>;
 
+    /// The standard deviation a regression target is divided by before the model learns it (1
+    /// when the target is learned as is): losses and metrics are reported in the target's units.
+    fn target_scale(&self) -> f64 {
+        1.0
+    }
+
     /// Seeds shuffling, the validation split and dropout masks.
     fn seed(&self) -> u64;
 

@@ -63,7 +63,7 @@ impl Core {
     ) -> Result<Evaluation> {
         let config = self.bound_mut()?.config.clone();
         let prep = net.prep(data, config.loss)?;
-        let mut tally = Tally::new(&config.metrics);
+        let mut tally = Tally::new(&config.metrics).scaled(net.target_scale(), config.loss);
         let logit_output = config.loss.output_is_logit();
         let vocab = net.token_vocab();
         let c = self.bound_mut()?;
