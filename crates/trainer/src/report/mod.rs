@@ -60,6 +60,9 @@ pub struct History {
     /// the best one.
     pub restored_epoch: Option<usize>,
     pub stopped_early: bool,
+    /// Where an interrupt ([`crate::interrupt`]) stopped the fit inside an epoch (saved, the model
+    /// resumes from that step); `None` when it stopped at an epoch's end or was not interrupted.
+    pub stopped_at: Option<crate::trainable::StoppedAt>,
 }
 
 impl History {
