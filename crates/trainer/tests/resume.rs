@@ -51,7 +51,14 @@ fn records(h: &History) -> Vec<(usize, u64, Option<u64>, Vec<u64>)> {
 }
 
 /// Straight to `epochs`, and to `first`, save, load, then to `epochs`: the same in every way.
-fn check(name: &str, data: &Table, opts: &dyn Fn(usize) -> FitOptions<'static>, first: usize, epochs: usize) -> History {
+/// Returns both histories (uninterrupted, first part).
+fn check(
+    name: &str,
+    data: &Table,
+    opts: &dyn Fn(usize) -> FitOptions<'static>,
+    first: usize,
+    epochs: usize,
+) -> (History, History) {
     let d = temp_dir(&format!("resume-{name}"));
     let mut straight = model();
     let h = straight.fit(data, &opts(epochs)).unwrap();
@@ -76,7 +83,7 @@ fn check(name: &str, data: &Table, opts: &dyn Fn(usize) -> FitOptions<'static>, 
     resumed.save(&b).unwrap();
     assert_eq!(Checkpoint::read(&a).unwrap().tensors, Checkpoint::read(&b).unwrap().tensors, "{name}");
     std::fs::remove_dir_all(&d).ok();
-    h
+    (h, h1)
 }
 
 static VAL: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
@@ -100,10 +107,12 @@ fn resume_with_a_validation_split_and_restored_best_weights_is_exact() {
         batch_size: 16,
         quiet: true,
         validation: Validation::Split(0.3),
-        early_stopping: es("val_loss", 1000),
+        early_stopping: es("val_accuracy", 1000),
         ..Default::default()
     };
-    check("split", &data, &opts, 4, 9);
+    let (h, h1) = check("split", &data, &opts, 6, 12);
+    assert!(h.restored_epoch.is_some());
+    assert!(h1.restored_epoch.is_some(), "the first part must restore best weights");
 }
 
 #[test]
@@ -117,7 +126,9 @@ fn resume_with_validation_data_is_exact() {
         early_stopping: es("val_accuracy", 1000),
         ..Default::default()
     };
-    check("data", &data, &opts, 4, 9);
+    let (h, h1) = check("data", &data, &opts, 6, 12);
+    assert!(h.restored_epoch.is_some());
+    assert!(h1.restored_epoch.is_some(), "the first part must restore best weights");
 }
 
 #[test]
@@ -139,7 +150,7 @@ fn resume_with_early_stopping_stops_and_restores_as_an_uninterrupted_fit() {
     // interrupted after the best epoch, while waiting (the model file then holds the restored
     // best weights and the optimizer file the last ones), and before it
     for first in [stop - 1, 1] {
-        let again = check(&format!("early-{first}"), &data, &opts, first, 200);
+        let (again, _) = check(&format!("early-{first}"), &data, &opts, first, 200);
         assert_eq!(again.epochs.len(), stop);
     }
 }
