@@ -460,25 +460,38 @@ fn resume_is_exact_with_validation_and_early_stopping() {
     let train = d.write("train.csv", &classes_csv(120, 13, ["no", "yes"]));
     let val = d.write("val.csv", &classes_csv(50, 17, ["no", "yes"]));
     let base = ["--hidden", "12", "--batch-size", "16", "--lr", "0.05", "--seed", "3", "--quiet"];
-    let cases: [(&str, Vec<&str>, usize, usize); 4] = [
-        ("plain", vec!["--patience", "1000"], 3, 8),
-        ("split", vec!["--patience", "1000", "--validation-split", "0.3"], 4, 10),
-        ("data", vec!["--patience", "1000", "--validation", &val], 4, 10),
-        ("early", vec!["--patience", "2", "--validation-split", "0.3"], 0, 300),
+    let cases: [(&str, Vec<&str>, &str, usize); 4] = [
+        ("plain", vec!["--patience", "1000"], "loss", 12),
+        ("split", vec!["--patience", "1000", "--validation-split", "0.3"], "val_loss", 12),
+        ("data", vec!["--patience", "1000", "--validation", &val], "val_loss", 12),
+        ("early", vec!["--patience", "2", "--validation-split", "0.3"], "val_loss", 300),
     ];
-    for (name, flags, first, epochs) in cases {
+    for (name, flags, monitor, epochs) in cases {
         let flags = [&base[..], &flags[..]].concat();
         let (a, b) = (d.arg(&format!("{name}-a.safetensors")), d.arg(&format!("{name}-b.safetensors")));
         let total = epochs.to_string();
         ok(train_run(&train, &a, &[&flags[..], &["--epochs", &total]].concat()));
         let log_a = log_records(&d.path(&format!("{name}-a.log.jsonl")));
-        let first = if first == 0 {
-            // stop part-way through the wait for an improvement
+        // stop the first part at an epoch that did not improve on an earlier best (by the CLI's
+        // min_delta 1e-4), so that it ends restoring best weights and must resume from the last
+        let mut best = f64::INFINITY;
+        let waiting: Vec<usize> = log_a
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let v = r[monitor].as_f64().unwrap();
+                let improved = v < best - 1e-4;
+                best = if improved { v } else { best };
+                (!improved && i > 0).then_some(i + 1)
+            })
+            .collect();
+        let first = if name == "early" {
             assert!(log_a.len() >= 4 && log_a.len() < epochs, "{name}: early stopping must stop: {}", log_a.len());
             log_a.len() - 1
         } else {
-            first
+            *waiting.first().unwrap_or_else(|| panic!("{name}: the {monitor} never stopped improving"))
         };
+        assert!(waiting.contains(&first), "{name}: epoch {first} improved");
         ok(train_run(&train, &b, &[&flags[..], &["--epochs", &first.to_string()]].concat()));
         ok(train_run(&train, &b, &[&flags[..], &["--epochs", &total, "--resume"]].concat()));
         assert_same_tensors(&d.path(&format!("{name}-a.safetensors")), &d.path(&format!("{name}-b.safetensors")), name);
