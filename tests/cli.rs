@@ -432,7 +432,11 @@ fn assert_same_tensors(a: &std::path::Path, b: &std::path::Path, what: &str) {
         assert_eq!(ta.name, tb.name, "{what}");
         let (ba, bb): (Vec<u32>, Vec<u32>) =
             (ta.data.iter().map(|v| v.to_bits()).collect(), tb.data.iter().map(|v| v.to_bits()).collect());
-        assert_eq!(ba, bb, "{what}: tensor '{}' differs between the uninterrupted and the resumed run", ta.name);
+        assert_eq!(
+            ba, bb,
+            "{what}: tensor '{}' differs between the uninterrupted and the resumed run",
+            ta.name
+        );
     }
 }
 
@@ -486,7 +490,11 @@ fn resume_is_exact_with_validation_and_early_stopping() {
             })
             .collect();
         let first = if name == "early" {
-            assert!(log_a.len() >= 4 && log_a.len() < epochs, "{name}: early stopping must stop: {}", log_a.len());
+            assert!(
+                log_a.len() >= 4 && log_a.len() < epochs,
+                "{name}: early stopping must stop: {}",
+                log_a.len()
+            );
             log_a.len() - 1
         } else {
             *waiting.first().unwrap_or_else(|| panic!("{name}: the {monitor} never stopped improving"))
@@ -494,7 +502,11 @@ fn resume_is_exact_with_validation_and_early_stopping() {
         assert!(waiting.contains(&first), "{name}: epoch {first} improved");
         ok(train_run(&train, &b, &[&flags[..], &["--epochs", &first.to_string()]].concat()));
         ok(train_run(&train, &b, &[&flags[..], &["--epochs", &total, "--resume"]].concat()));
-        assert_same_tensors(&d.path(&format!("{name}-a.safetensors")), &d.path(&format!("{name}-b.safetensors")), name);
+        assert_same_tensors(
+            &d.path(&format!("{name}-a.safetensors")),
+            &d.path(&format!("{name}-b.safetensors")),
+            name,
+        );
         assert_eq!(log_records(&d.path(&format!("{name}-b.log.jsonl"))), log_a, "{name}: the logs differ");
     }
 }
@@ -929,7 +941,11 @@ fn sigint_stops_at_the_step_saves_a_resumable_model_and_resuming_is_exact() {
     assert_same_tensors(&d.path("s.safetensors"), &d.path("m.safetensors"), "after SIGINT");
     let log = log_records(&d.path("m.log.jsonl"));
     assert_eq!(log.len() as u64, done + 2, "the log continues: {log:?}");
-    assert_eq!(log, log_records(&d.path("s.log.jsonl")), "the resumed log differs from the uninterrupted one");
+    assert_eq!(
+        log,
+        log_records(&d.path("s.log.jsonl")),
+        "the resumed log differs from the uninterrupted one"
+    );
 }
 
 /// A second SIGINT exits at once (status 130), while the first waits for a long step to end.

@@ -35,7 +35,12 @@ impl Dataset for StopAt<'_> {
     fn class_names(&self) -> Option<&[String]> {
         self.inner.class_names()
     }
-    fn fetch(&self, indices: &[usize], features: &mut [f32], targets: TargetBuf<'_>) -> kiln_trainer::Result<()> {
+    fn fetch(
+        &self,
+        indices: &[usize],
+        features: &mut [f32],
+        targets: TargetBuf<'_>,
+    ) -> kiln_trainer::Result<()> {
         if self.fetches.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
             kiln_trainer::interrupt::request_stop();
         }
@@ -57,9 +62,11 @@ fn an_interrupt_stops_at_the_step_and_resuming_from_it_is_exact() {
     let rows = 200;
     let x: Vec<f32> = (0..rows * 3).map(|_| rng.below(1000) as f32 / 500.0 - 1.0).collect();
     let y: Vec<u32> = x.chunks(3).map(|r| (r[0] * r[1] + r[2] > 0.0) as u32).collect();
-    let data =
-        Table::from_arrays(Array { shape: vec![rows, 3], data: x }, Some(Array { shape: vec![rows], data: y }))
-            .unwrap();
+    let data = Table::from_arrays(
+        Array { shape: vec![rows, 3], data: x },
+        Some(Array { shape: vec![rows], data: y }),
+    )
+    .unwrap();
     let opts = |epochs| FitOptions {
         epochs,
         batch_size: 8,

@@ -20,7 +20,13 @@ fn table(rows: usize, seed: u64) -> Table {
     let mut y = Vec::new();
     for _ in 0..rows {
         let v: Vec<f32> = (0..4).map(|_| rng.below(2000) as f32 / 1000.0 - 1.0).collect();
-        let class = if v[0] + 0.5 * v[1] > 0.2 { 0 } else if v[2] > 0.0 { 1 } else { 2 };
+        let class = if v[0] + 0.5 * v[1] > 0.2 {
+            0
+        } else if v[2] > 0.0 {
+            1
+        } else {
+            2
+        };
         x.extend(v);
         y.push(class);
     }

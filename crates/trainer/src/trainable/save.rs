@@ -149,7 +149,9 @@ impl Core {
                 let is_model = |w: &[(String, Vec<f32>)]| {
                     w.len() == params.len()
                         && w.iter().zip(&params).all(|((n, a), (p, b))| {
-                            *n == p.name && a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+                            *n == p.name
+                                && a.len() == b.len()
+                                && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
                         })
                 };
                 let mut push = |prefix: &str, w: &[(String, Vec<f32>)]| -> Result<()> {
