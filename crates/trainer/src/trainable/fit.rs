@@ -252,6 +252,29 @@ impl Core {
         if !restore_best {
             state.best_weights = None;
         }
+        if let Some(p) = &state.counters.partial {
+            let (rows, metrics) = (train_rows.len(), config.metrics.len());
+            if (p.batch_size, p.rows, p.shuffle, p.metrics.len())
+                != (opts.batch_size, rows, opts.shuffle, metrics)
+            {
+                let message = format!(
+                    "resuming epoch {} at step {} needs the interrupted fit's batch size {}, {} \
+                     training rows, shuffle {} and {} metrics (given {}, {}, {} and {})",
+                    self.epochs_done + 1,
+                    p.steps_done + 1,
+                    p.batch_size,
+                    p.rows,
+                    p.shuffle,
+                    p.metrics.len(),
+                    opts.batch_size,
+                    rows,
+                    opts.shuffle,
+                    metrics
+                );
+                self.fit_state = Some(state); // kept for a fit that matches
+                return Err(Error::InvalidArgument(message));
+            }
+        }
         if self.epochs_done < opts.epochs {
             if let Some(last) = state.last_weights.take() {
                 let b = self.bound_mut()?;
@@ -277,22 +300,6 @@ impl Core {
             let mut tally = Tally::new(&config.metrics);
             let (mut skip, mut seconds_before) = (0, 0.0);
             if let Some(p) = state.counters.partial.take() {
-                if (p.batch_size, p.rows, p.shuffle) != (opts.batch_size, order.len(), opts.shuffle)
-                    || p.metrics.len() != tally.metrics.len()
-                {
-                    return Err(Error::InvalidArgument(format!(
-                        "resuming epoch {} at step {} needs the interrupted fit's batch size {}, {} \
-                         training rows and shuffle {} (given {}, {} and {})",
-                        epoch + 1,
-                        p.steps_done + 1,
-                        p.batch_size,
-                        p.rows,
-                        p.shuffle,
-                        opts.batch_size,
-                        order.len(),
-                        opts.shuffle
-                    )));
-                }
                 skip = (p.steps_done * opts.batch_size).min(order.len());
                 tally.loss = f64::from_bits(p.loss);
                 tally.rows = p.tally_rows;

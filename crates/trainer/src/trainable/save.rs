@@ -1,8 +1,11 @@
 //! Saving and loading the trainable core: a safetensors file whose tensors are the model's
 //! `state_dict` (PyTorch names, loadable with `load_state_dict`), with the model's own metadata
 //! (architecture, data preparation, vocabulary), the training progress and the training
-//! configuration; and a companion `*.optim.safetensors` with the optimizer state and step, so
-//! training resumes exactly. Both are written atomically.
+//! configuration; and a companion `*.optim.safetensors` with the optimizer state and step and
+//! what the next `fit` continues from (early-stopping counters, the last weights when the model
+//! holds restored best ones, the best weights when they are not the model's, an epoch cut short by
+//! an interrupt), so training resumes exactly in every mode. Both are written atomically, the
+//! optimizer file first (its digest is recorded in the model file, written last).
 
 use std::path::{Path, PathBuf};
 
