@@ -452,7 +452,10 @@ impl Core {
             }
         }
         let best_epoch = state.counters.best_epoch;
-        if restore_best && !crate::interrupt::stop_requested() && best_epoch != self.epochs_done {
+        // (held last weights mean the model holds the restored best ones already: a fit with no
+        // epochs left)
+        let restore = restore_best && state.last_weights.is_none() && best_epoch != self.epochs_done;
+        if restore && !crate::interrupt::stop_requested() {
             if let Some(weights) = state.best_weights.take() {
                 let last = self.params(net)?.into_iter().map(|(p, w)| (p.name, w)).collect();
                 let b = self.bound_mut()?;
