@@ -423,6 +423,94 @@ fn resume_reproduces_an_uninterrupted_run_bit_for_bit() {
     assert_eq!(log.lines().count(), 4, "the resumed log continues the first one: {log}");
 }
 
+/// Asserts that two model files hold the same tensors, bit for bit.
+fn assert_same_tensors(a: &std::path::Path, b: &std::path::Path, what: &str) {
+    let (a, b) = (Checkpoint::read(a).unwrap(), Checkpoint::read(b).unwrap());
+    assert!(!a.tensors.is_empty());
+    assert_eq!(a.tensors.len(), b.tensors.len(), "{what}");
+    for (ta, tb) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(ta.name, tb.name, "{what}");
+        let (ba, bb): (Vec<u32>, Vec<u32>) =
+            (ta.data.iter().map(|v| v.to_bits()).collect(), tb.data.iter().map(|v| v.to_bits()).collect());
+        assert_eq!(
+            ba, bb,
+            "{what}: tensor '{}' differs between the uninterrupted and the resumed run",
+            ta.name
+        );
+    }
+}
+
+/// A training log's lines without their timings (epoch, losses, metrics, lr, steps).
+fn log_records(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("steps_per_s");
+            v
+        })
+        .collect()
+}
+
+/// `--epochs N` then `--resume --epochs M` equals one run of `--epochs M` in every mode the CLI
+/// has: no validation, a validation split, a validation file (all with early stopping's restore
+/// of the best weights at the end), and early stopping that stops the run.
+#[test]
+fn resume_is_exact_with_validation_and_early_stopping() {
+    let d = TempDir::new("resume-modes");
+    let train = d.write("train.csv", &classes_csv(120, 13, ["no", "yes"]));
+    let val = d.write("val.csv", &classes_csv(50, 17, ["no", "yes"]));
+    let base = ["--hidden", "12", "--batch-size", "16", "--lr", "0.05", "--seed", "3", "--quiet"];
+    let cases: [(&str, Vec<&str>, &str, usize); 4] = [
+        ("plain", vec!["--patience", "1000"], "loss", 12),
+        ("split", vec!["--patience", "1000", "--validation-split", "0.3"], "val_loss", 12),
+        ("data", vec!["--patience", "1000", "--validation", &val], "val_loss", 12),
+        ("early", vec!["--patience", "2", "--validation-split", "0.3"], "val_loss", 300),
+    ];
+    for (name, flags, monitor, epochs) in cases {
+        let flags = [&base[..], &flags[..]].concat();
+        let (a, b) = (d.arg(&format!("{name}-a.safetensors")), d.arg(&format!("{name}-b.safetensors")));
+        let total = epochs.to_string();
+        ok(train_run(&train, &a, &[&flags[..], &["--epochs", &total]].concat()));
+        let log_a = log_records(&d.path(&format!("{name}-a.log.jsonl")));
+        // stop the first part at an epoch that did not improve on an earlier best (by the CLI's
+        // min_delta 1e-4), so that it ends restoring best weights and must resume from the last
+        let mut best = f64::INFINITY;
+        let waiting: Vec<usize> = log_a
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let v = r[monitor].as_f64().unwrap();
+                let improved = v < best - 1e-4;
+                best = if improved { v } else { best };
+                (!improved && i > 0).then_some(i + 1)
+            })
+            .collect();
+        let first = if name == "early" {
+            assert!(
+                log_a.len() >= 4 && log_a.len() < epochs,
+                "{name}: early stopping must stop: {}",
+                log_a.len()
+            );
+            log_a.len() - 1
+        } else {
+            *waiting.first().unwrap_or_else(|| panic!("{name}: the {monitor} never stopped improving"))
+        };
+        assert!(waiting.contains(&first), "{name}: epoch {first} improved");
+        ok(train_run(&train, &b, &[&flags[..], &["--epochs", &first.to_string()]].concat()));
+        ok(train_run(&train, &b, &[&flags[..], &["--epochs", &total, "--resume"]].concat()));
+        assert_same_tensors(
+            &d.path(&format!("{name}-a.safetensors")),
+            &d.path(&format!("{name}-b.safetensors")),
+            name,
+        );
+        assert_eq!(log_records(&d.path(&format!("{name}-b.log.jsonl"))), log_a, "{name}: the logs differ");
+    }
+}
+
 #[test]
 fn info_reports_the_auto_choice() {
     // without KILN_BACKEND, so `auto` is what it reports
@@ -813,13 +901,15 @@ fn hidden_layers_too_large_for_memory_are_refused_before_allocating() {
 }
 
 #[test]
-fn sigint_stops_after_the_epoch_saves_a_resumable_model_and_says_how_to_resume() {
+fn sigint_stops_at_the_step_saves_a_resumable_model_and_resuming_is_exact() {
     let d = TempDir::new("sigint");
     let data = d.write("train.csv", &classes_csv(2000, 5, ["no", "yes"]));
     let out = d.arg("m.safetensors");
+    let flags = ["--patience", "100000", "--batch-size", "8", "--validation-split", "0.1", "--quiet"];
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["train", "--data", &data, "--target", "label", "--out", &out, "--backend", "cpu"])
-        .args(["--epochs", "100000", "--patience", "100000", "--batch-size", "8", "--quiet"])
+        .args(["--epochs", "100000"])
+        .args(flags)
         .env("KILN_BACKEND", "cpu")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -830,22 +920,77 @@ fn sigint_stops_after_the_epoch_saves_a_resumable_model_and_says_how_to_resume()
         assert!(start.elapsed().as_secs() < 60, "no epoch finished in 60 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // mid-epoch: 225 steps of 8 rows per epoch
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let s = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(s.success());
     let o = child.wait_with_output().unwrap();
-    fails_with(o, &["interrupted after epoch", "m.safetensors", "--resume"]);
+    let err = stderr(&o);
+    // almost always inside an epoch ("at step k of 225 in epoch e"); at its last step, after it
+    assert!(err.contains("at step") || err.contains("after epoch"), "{err}");
+    fails_with(o, &["interrupted", "m.safetensors", "m.optim.safetensors", "--resume"]);
     let ck = Checkpoint::read(d.path("m.safetensors")).expect("a model was saved");
     let step: Value = serde_json::from_str(&ck.metadata["kiln.step"]).unwrap();
     let done = step["epochs"].as_u64().unwrap();
     assert!((1..100000).contains(&done), "{step}");
-    let more = (done + 1).to_string();
-    ok(train_run(
-        &data,
-        &out,
-        &["--epochs", &more, "--patience", "100000", "--batch-size", "8", "--resume", "--quiet"],
-    ));
-    let log = std::fs::read_to_string(d.path("m.log.jsonl")).unwrap();
-    assert_eq!(log.lines().count() as u64, done + 1, "the log continues: {log}");
+    // resuming finishes the interrupted epoch (and one more) as an uninterrupted run would
+    let more = (done + 2).to_string();
+    ok(train_run(&data, &out, &[&flags[..], &["--epochs", &more, "--resume"]].concat()));
+    let straight = d.arg("s.safetensors");
+    ok(train_run(&data, &straight, &[&flags[..], &["--epochs", &more]].concat()));
+    assert_same_tensors(&d.path("s.safetensors"), &d.path("m.safetensors"), "after SIGINT");
+    let log = log_records(&d.path("m.log.jsonl"));
+    assert_eq!(log.len() as u64, done + 2, "the log continues: {log:?}");
+    assert_eq!(
+        log,
+        log_records(&d.path("s.log.jsonl")),
+        "the resumed log differs from the uninterrupted one"
+    );
+}
+
+/// A second SIGINT exits at once (status 130), while the first waits for a long step to end.
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let d = TempDir::new("sigint2");
+    let mut csv = String::from("a,b,c,d,label\n");
+    let mut rng = Lcg(8);
+    for i in 0..2000 {
+        csv.push_str(&format!("{},{},{},{},{}\n", rng.next(), rng.next(), rng.next(), rng.next(), i % 2));
+    }
+    let data = d.write("train.csv", &csv);
+    let out = d.arg("m.safetensors");
+    // steps of 2000 rows through two 2048-unit layers: each takes about a second on the CPU
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--data", &data, "--target", "label", "--out", &out, "--backend", "cpu"])
+        .args(["--epochs", "1000", "--hidden", "2048,2048", "--batch-size", "2000"])
+        .env("KILN_BACKEND", "cpu")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the summary's last line comes just before the first step
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("training on") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "the run ended before training: {text}");
+        text.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let int = || {
+        let s = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(s.success());
+    };
+    int();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    int();
+    let t = std::time::Instant::now();
+    std::io::Read::read_to_string(&mut err, &mut text).unwrap();
+    let status = child.wait().unwrap();
+    assert!(t.elapsed().as_secs() < 5, "the second SIGINT did not exit at once: {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("Ctrl-C again to quit at once"), "{text}");
+    assert!(!d.path("m.safetensors").exists(), "nothing is saved after the second SIGINT");
 }
 
 /// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" for every wgpu instance

@@ -1,6 +1,6 @@
-//! SIGINT during training: the first Ctrl-C asks `fit` to stop after the epoch in progress (the
-//! model is then saved, resumable, and the run exits non-zero saying how to resume); a second
-//! one exits at once.
+//! SIGINT during training: the first Ctrl-C asks `fit` to stop at the end of the step in progress
+//! (the model is then saved atomically, resumable from that step, and the run exits non-zero
+//! saying how to resume); a second one exits at once (status 130).
 
 #[cfg(unix)]
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -8,7 +8,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
         // SAFETY: _exit is async-signal-safe
         unsafe { libc::_exit(130) };
     }
-    let msg = b"\nkiln: stopping after this epoch and saving (Ctrl-C again to quit at once)\n";
+    let msg = b"\nkiln: stopping after this step and saving (Ctrl-C again to quit at once)\n";
     // SAFETY: write(2) is async-signal-safe; the buffer is valid for its length
     unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }

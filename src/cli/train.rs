@@ -301,11 +301,15 @@ fn fit_and_save(
         write_svg(&beside(out, ".curves.svg"), &history.epochs)?;
     }
     if kiln_trainer::interrupt::stop_requested() {
+        let at = match history.stopped_at {
+            Some(s) => format!("at step {} of {} in epoch {}", s.step, s.steps, s.epoch),
+            None => format!("after epoch {}", model.epochs_done()),
+        };
         bail!(
-            "interrupted after epoch {}: the model and its optimizer state are saved to {}; run the \
-             same command with --resume to continue",
-            model.epochs_done(),
-            out.display()
+            "interrupted {at}: the model and its optimizer state are saved to {} and {}; run the \
+             same command with --resume to continue from there",
+            out.display(),
+            kiln_trainer::optimizer_path(out).display()
         );
     }
     Ok((model, history))

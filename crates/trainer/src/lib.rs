@@ -43,7 +43,9 @@ pub use metrics::Metric;
 pub use model::{DataInfo, Predictions, Sequential};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
-pub use trainable::{optimizer_path, Compile, EarlyStopping, Evaluation, Features, FitOptions, Validation};
+pub use trainable::{
+    optimizer_path, Compile, EarlyStopping, Evaluation, Features, FitOptions, StoppedAt, Validation,
+};
 
 /// Everything a training script needs, Keras-style: `Dense(64, Relu)`, `Optimizer::adam(1e-3)`.
 pub mod prelude {

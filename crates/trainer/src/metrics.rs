@@ -87,6 +87,15 @@ impl MetricSum {
         }
     }
 
+    /// The running (total, count), to carry an epoch cut short into its resumption.
+    pub(crate) fn sums(&self) -> (f64, f64) {
+        (self.total, self.count)
+    }
+
+    pub(crate) fn set_sums(&mut self, total: f64, count: f64) {
+        (self.total, self.count) = (total, count);
+    }
+
     /// The metric over everything added (NaN when nothing was).
     pub fn value(&self) -> f64 {
         self.total / self.count

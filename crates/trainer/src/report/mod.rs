@@ -63,6 +63,9 @@ pub struct History {
     pub stopped_early: bool,
     /// What early stopping (and the best-epoch choice) watched: `val_loss`, `loss`, a metric.
     pub monitor: String,
+    /// Where an interrupt ([`crate::interrupt`]) stopped the fit inside an epoch (saved, the model
+    /// resumes from that step); `None` when it stopped at an epoch's end or was not interrupted.
+    pub stopped_at: Option<crate::trainable::StoppedAt>,
 }
 
 impl History {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use kiln_device::HostData;
 use kiln_graph::{Feed, Pending, Session};
+use serde::{Deserialize, Serialize};
 
 use super::{Bound, Core, Heads, Trainable};
 use crate::data::{epoch_order, train_val_split, Dataset};
@@ -200,6 +201,59 @@ pub(crate) fn collect(session: &mut Session, pending: Pending) -> Result<(f32, V
     Ok((loss, pred))
 }
 
+/// What one `fit` hands the next, in memory and through `save`/`load` (the optimizer file), so that
+/// fits resumed from any point train as one uninterrupted fit would: the monitor's counters, the
+/// best weights (when early stopping will restore them) and the last weights (when the model holds
+/// restored best weights), and the place in an epoch an interrupt stopped at. Shuffling, the
+/// validation split and dropout masks need no state: they derive from the seed and the epoch or
+/// the global step. A fit that stopped early has finished: the next one starts afresh from the
+/// restored weights.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FitState {
+    pub counters: Counters,
+    /// By parameter name.
+    pub best_weights: Option<Vec<(String, Vec<f32>)>>,
+    /// The weights training continues from, when they are not the model's (restored best) ones.
+    pub last_weights: Option<Vec<(String, Vec<f32>)>>,
+}
+
+/// The serializable part of [`FitState`]; floats as bits, exact through JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Counters {
+    pub monitor: String,
+    /// The best monitored value (f64 bits), its epoch (1-based) and the epochs since.
+    pub best: Option<u64>,
+    pub best_epoch: usize,
+    pub waited: usize,
+    /// An epoch cut short by an interrupt.
+    pub partial: Option<Partial>,
+}
+
+/// The part of an epoch done before an interrupt: resuming runs the rest of its shuffled order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Partial {
+    pub steps_done: usize,
+    pub batch_size: usize,
+    /// Training rows, and whether they were shuffled (the order must be the same on resume).
+    pub rows: usize,
+    pub shuffle: bool,
+    /// The epoch's sums so far: loss (f64 bits), rows, and (total, count) bits per metric.
+    pub loss: u64,
+    pub tally_rows: usize,
+    pub metrics: Vec<[u64; 2]>,
+    pub seconds: f64,
+}
+
+/// Where an interrupt stopped `fit` inside an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StoppedAt {
+    /// 1-based.
+    pub epoch: usize,
+    /// Steps of that epoch done, of `steps`.
+    pub step: usize,
+    pub steps: usize,
+}
+
 fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool {
     let maximize = monitor.ends_with("accuracy");
     match best {
@@ -260,7 +314,48 @@ impl Core {
             None => None,
         };
         let mut history = History::default();
-        let (mut best, mut best_epoch, mut best_weights, mut waited) = (None, 0, None, 0);
+        let restore_best = opts.early_stopping.as_ref().is_some_and(|e| e.restore_best);
+        let mut state = self.fit_state.take().unwrap_or_default();
+        if state.counters.monitor != monitor {
+            // a first fit, or one that monitors something else: counters start afresh
+            let partial = state.counters.partial.take();
+            state.counters = Counters { monitor: monitor.clone(), partial, ..Counters::default() };
+            state.best_weights = None;
+        }
+        if !restore_best {
+            state.best_weights = None;
+        }
+        if let Some(p) = &state.counters.partial {
+            let (rows, metrics) = (train_rows.len(), config.metrics.len());
+            if (p.batch_size, p.rows, p.shuffle, p.metrics.len())
+                != (opts.batch_size, rows, opts.shuffle, metrics)
+            {
+                let message = format!(
+                    "resuming epoch {} at step {} needs the interrupted fit's batch size {}, {} \
+                     training rows, shuffle {} and {} metrics (given {}, {}, {} and {})",
+                    self.epochs_done + 1,
+                    p.steps_done + 1,
+                    p.batch_size,
+                    p.rows,
+                    p.shuffle,
+                    p.metrics.len(),
+                    opts.batch_size,
+                    rows,
+                    opts.shuffle,
+                    metrics
+                );
+                self.fit_state = Some(state); // kept for a fit that matches
+                return Err(Error::InvalidArgument(message));
+            }
+        }
+        if self.epochs_done < opts.epochs {
+            if let Some(last) = state.last_weights.take() {
+                let b = self.bound_mut()?;
+                for (name, w) in &last {
+                    b.session.set_param(name, w)?;
+                }
+            }
+        }
         let logit_output = config.loss.output_is_logit();
 
         while self.epochs_done < opts.epochs {
@@ -276,6 +371,17 @@ impl Core {
             let steps = order.len().div_ceil(opts.batch_size.max(1));
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
             let mut tally = Tally::new(&config.metrics).scaled(net.target_scale(), config.loss);
+            let (mut skip, mut seconds_before) = (0, 0.0);
+            if let Some(p) = state.counters.partial.take() {
+                skip = (p.steps_done * opts.batch_size).min(order.len());
+                tally.loss = f64::from_bits(p.loss);
+                tally.rows = p.tally_rows;
+                tally.steps = p.steps_done;
+                for (m, [total, count]) in tally.metrics.iter_mut().zip(&p.metrics) {
+                    m.set_sums(f64::from_bits(*total), f64::from_bits(*count));
+                }
+                seconds_before = p.seconds;
+            }
             let vocab = net.token_vocab();
             let c = self.bound.as_mut().expect("compiled above");
             let masks = MaskPlan {
@@ -299,7 +405,13 @@ impl Core {
                 tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
                 Ok(())
             };
-            stream(data, &order, opts.batch_size, prep, &masks, |batch| {
+            let mut stopped = false;
+            let streamed = stream(data, &order[skip..], opts.batch_size, prep, &masks, |batch| {
+                if crate::interrupt::stop_requested() {
+                    // asked to stop (SIGINT): at the end of the step in flight
+                    stopped = true;
+                    return Err(Error::InvalidArgument("interrupted".into()));
+                }
                 lr = config.schedule.lr(config.optimizer.lr(), c.session.step_count());
                 c.session.set_lr(lr);
                 check_batch_norm_batch(&c.heads.train.bn, batch.rows)?;
@@ -315,11 +427,39 @@ impl Core {
                     });
                 }
                 Ok(())
-            })?;
+            });
+            match streamed {
+                Err(_) if stopped => {}
+                r => r?,
+            }
             if let Some(last) = in_flight.take() {
                 finish(c, last, &mut tally)?;
             }
-            let seconds = progress.elapsed();
+            let seconds = seconds_before + progress.elapsed();
+            if stopped {
+                progress.finish("", false);
+                if tally.steps > 0 {
+                    state.counters.partial = Some(Partial {
+                        steps_done: tally.steps,
+                        batch_size: opts.batch_size,
+                        rows: order.len(),
+                        shuffle: opts.shuffle,
+                        loss: tally.loss.to_bits(),
+                        tally_rows: tally.rows,
+                        metrics: tally
+                            .metrics
+                            .iter()
+                            .map(|m| {
+                                let (t, n) = m.sums();
+                                [t.to_bits(), n.to_bits()]
+                            })
+                            .collect(),
+                        seconds,
+                    });
+                    history.stopped_at = Some(StoppedAt { epoch: epoch + 1, step: tally.steps, steps });
+                }
+                break;
+            }
             self.epochs_done += 1;
 
             let val = match (opts.validation, &split_val) {
@@ -355,36 +495,49 @@ impl Core {
             history.epochs.push(record);
 
             let min_delta = opts.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
-            if improved(&monitor, value, best, min_delta) {
-                best = Some(value);
-                best_epoch = self.epochs_done;
-                waited = 0;
-                if opts.early_stopping.as_ref().is_some_and(|e| e.restore_best) {
-                    best_weights = Some(self.params(net)?);
+            let cn = &mut state.counters;
+            if improved(&monitor, value, cn.best.map(f64::from_bits), min_delta) {
+                cn.best = Some(value.to_bits());
+                cn.best_epoch = self.epochs_done;
+                cn.waited = 0;
+                if restore_best {
+                    let w = self.params(net)?.into_iter().map(|(p, w)| (p.name, w)).collect();
+                    state.best_weights = Some(w);
                 }
                 if let Some(path) = &opts.checkpoint_best {
-                    self.save(net, path)?;
+                    // the file resumes as this fit would continue
+                    self.fit_state = Some(state);
+                    let saved = self.save(net, path);
+                    state = self.fit_state.take().expect("set above");
+                    saved?;
                 }
             } else {
-                waited += 1;
+                cn.waited += 1;
             }
             if crate::interrupt::stop_requested() {
                 break; // asked to stop (SIGINT): this epoch's weights are kept, to resume from
             }
             if let Some(es) = &opts.early_stopping {
-                if waited > es.patience {
+                if state.counters.waited > es.patience {
                     history.stopped_early = true;
                     break;
                 }
             }
         }
-        if let Some(weights) = best_weights.filter(|_| !crate::interrupt::stop_requested()) {
-            if best_epoch != self.epochs_done {
+        let best_epoch = state.counters.best_epoch;
+        // (held last weights mean the model holds the restored best ones already: a fit with no
+        // epochs left)
+        let restore = restore_best && state.last_weights.is_none() && best_epoch != self.epochs_done;
+        if restore && !crate::interrupt::stop_requested() {
+            if let Some(weights) = state.best_weights.take() {
+                let last = self.params(net)?.into_iter().map(|(p, w)| (p.name, w)).collect();
                 let b = self.bound_mut()?;
-                for (p, w) in &weights {
-                    b.session.set_param(&p.name, w)?;
+                for (name, w) in &weights {
+                    b.session.set_param(name, w)?;
                 }
                 history.restored_epoch = Some(best_epoch);
+                state.best_weights = Some(weights);
+                state.last_weights = Some(last);
             }
         }
         history.monitor = monitor;
@@ -396,6 +549,8 @@ impl Core {
         if let Some(path) = opts.curves.as_ref().filter(|_| !history.epochs.is_empty()) {
             crate::report::write_svg(path, &history.epochs)?;
         }
+        // a fit that stopped early has finished: the next starts afresh from the weights it holds
+        self.fit_state = (!history.stopped_early).then_some(state);
         Ok(history)
     }
 }

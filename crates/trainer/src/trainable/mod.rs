@@ -12,7 +12,8 @@ mod save;
 use kiln_device::{Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
-pub use fit::{EarlyStopping, FitOptions, Validation};
+pub(crate) use fit::FitState;
+pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
 pub use run::{Evaluation, Features};
 pub use save::optimizer_path;
 pub(crate) use save::{set_weights_from, Progress};
@@ -129,6 +130,9 @@ pub(crate) struct Core {
     pub saved: Option<Compile>,
     /// Optimizer state (and step) read by `load`, applied by the next `compile`.
     pub pending_state: Option<(Checkpoint, u64)>,
+    /// What the next `fit` continues from (early-stopping counters, best and last weights, an
+    /// interrupted epoch); saved in the optimizer file.
+    pub fit_state: Option<FitState>,
 }
 
 impl Core {

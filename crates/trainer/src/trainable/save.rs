@@ -1,8 +1,11 @@
 //! Saving and loading the trainable core: a safetensors file whose tensors are the model's
 //! `state_dict` (PyTorch names, loadable with `load_state_dict`), with the model's own metadata
 //! (architecture, data preparation, vocabulary), the training progress and the training
-//! configuration; and a companion `*.optim.safetensors` with the optimizer state and step, so
-//! training resumes exactly. Both are written atomically.
+//! configuration; and a companion `*.optim.safetensors` with the optimizer state and step and
+//! what the next `fit` continues from (early-stopping counters, the last weights when the model
+//! holds restored best ones, the best weights when they are not the model's, an epoch cut short by
+//! an interrupt), so training resumes exactly in every mode. Both are written atomically, the
+//! optimizer file first (its digest is recorded in the model file, written last).
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +13,7 @@ use kiln_graph::Optimizer;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::fit::{Counters, FitState};
 use super::{Compile, Core, Param, Trainable};
 use crate::checkpoint::{Checkpoint, OPTIMIZER, STEP};
 use crate::losses::Loss;
@@ -30,6 +34,29 @@ pub(crate) struct Training {
 pub(crate) struct Progress {
     pub step: u64,
     pub epochs: usize,
+}
+
+/// Optimizer-file metadata key: the [`FitState`] counters and where its weights are.
+const FIT: &str = "kiln.fit";
+/// Optimizer-file tensor name prefixes: the weights training continues from, and the best weights
+/// early stopping will restore, when they are not the model file's own tensors.
+const LAST: &str = "kiln.last/";
+const BEST: &str = "kiln.best/";
+
+/// [`FitState`] as the optimizer file records it.
+#[derive(Serialize, Deserialize)]
+struct SavedFit {
+    counters: Counters,
+    /// The last weights are in the file (as `kiln.last/<name>`); else they are the model's.
+    last_in_file: bool,
+    /// Where the best weights are: none held, the model's tensors, or the file (`kiln.best/<name>`).
+    best: Option<Held>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+enum Held {
+    Model,
+    File,
 }
 
 /// The companion file holding optimizer state: `model.safetensors` -> `model.optim.safetensors`.
@@ -97,8 +124,9 @@ impl Core {
     /// leaves any existing file untouched.
     pub fn save(&mut self, net: &dyn Trainable, path: &Path) -> Result<()> {
         let mut ck = Checkpoint::new();
-        for (p, data) in self.params(net)? {
-            ck.push_as(&p.name, &p.shape, data, p.file_dtype)?;
+        let params = self.params(net)?;
+        for (p, data) in &params {
+            ck.push_as(&p.name, &p.shape, data.clone(), p.file_dtype)?;
         }
         net.write_metadata(&mut ck)?;
         let step = self.bound.as_ref().map_or(0, |c| c.session.step_count());
@@ -120,6 +148,36 @@ impl Core {
                 state.push(&name, &[data.len()], data)?;
             }
             state.set_json(STEP, &progress)?;
+            if let Some(fit) = &self.fit_state {
+                let is_model = |w: &[(String, Vec<f32>)]| {
+                    w.len() == params.len()
+                        && w.iter().zip(&params).all(|((n, a), (p, b))| {
+                            *n == p.name
+                                && a.len() == b.len()
+                                && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+                        })
+                };
+                let mut push = |prefix: &str, w: &[(String, Vec<f32>)]| -> Result<()> {
+                    for (n, v) in w {
+                        state.push(&format!("{prefix}{n}"), &[v.len()], v.clone())?;
+                    }
+                    Ok(())
+                };
+                let last = fit.last_weights.as_deref().filter(|w| !is_model(w));
+                if let Some(w) = last {
+                    push(LAST, w)?;
+                }
+                let best = match fit.best_weights.as_deref() {
+                    None => None,
+                    Some(w) if is_model(w) => Some(Held::Model),
+                    Some(w) => {
+                        push(BEST, w)?;
+                        Some(Held::File)
+                    }
+                };
+                let saved = SavedFit { counters: fit.counters.clone(), last_in_file: last.is_some(), best };
+                state.set_json(FIT, &saved)?;
+            }
             crate::validate::write_optimizer(&state, &optimizer_path(path), &mut ck)?;
         }
         ck.write(path)
@@ -146,6 +204,10 @@ impl Core {
                     message: format!("{} is from another save than {}", opt_path.display(), path.display()),
                 });
             }
+            self.fit_state = match state.json::<SavedFit>(FIT)? {
+                Some(saved) => Some(fit_state_from(saved, ck, &state, &opt_path)?),
+                None => None, // saved before fit state was (or before any fit)
+            };
             self.pending_state = Some((state, progress.map_or(0, |p| p.step)));
         }
         Ok(())
@@ -166,6 +228,36 @@ impl Core {
         c.session.set_step_count(step);
         Ok(())
     }
+}
+
+/// The fit state recorded in an optimizer file `state` saved with the model `ck`.
+fn fit_state_from(saved: SavedFit, ck: &Checkpoint, state: &Checkpoint, path: &Path) -> Result<FitState> {
+    let from_file = |prefix: &str| -> Result<Vec<(String, Vec<f32>)>> {
+        ck.tensors
+            .iter()
+            .map(|t| {
+                let name = format!("{prefix}{}", t.name);
+                let w = state.get(&name).filter(|w| w.data.len() == t.data.len()).ok_or_else(|| {
+                    Error::Tensor {
+                        path: path.into(),
+                        tensor: name.clone(),
+                        message: format!("missing, or not the size of the model's '{}'", t.name),
+                    }
+                })?;
+                Ok((t.name.clone(), w.data.clone()))
+            })
+            .collect()
+    };
+    let model = || ck.tensors.iter().map(|t| (t.name.clone(), t.data.clone())).collect();
+    Ok(FitState {
+        counters: saved.counters,
+        last_weights: if saved.last_in_file { Some(from_file(LAST)?) } else { None },
+        best_weights: match saved.best {
+            None => None,
+            Some(Held::Model) => Some(model()),
+            Some(Held::File) => Some(from_file(BEST)?),
+        },
+    })
 }
 
 /// Checks that `ck` holds exactly the parameters `params` (each with its shape) and hands each
