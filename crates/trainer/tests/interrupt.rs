@@ -35,6 +35,9 @@ impl Dataset for StopAt<'_> {
     fn class_names(&self) -> Option<&[String]> {
         self.inner.class_names()
     }
+    fn feature_names(&self) -> Option<&[String]> {
+        self.inner.feature_names()
+    }
     fn fetch(
         &self,
         indices: &[usize],
