@@ -208,10 +208,19 @@ impl Checkpoint {
     /// Reads and validates a file (see the module docs for the format): truncation, a bad header,
     /// an unsupported dtype, a value f32 cannot hold or a tensor whose byte length mismatches its
     /// shape are errors naming the file and the tensor.
+    ///
+    /// Memory stays bounded by what the header declares: the header is checked against the real
+    /// file size first (see [`read_file`]'s checks), then each tensor is read by its offset into
+    /// one reused buffer and decoded, so the raw file is never held whole beside its values.
     pub fn read(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        use std::io::{Read, Seek, SeekFrom};
         let path = path.as_ref();
-        let bytes = read_file(path)?;
-        Checkpoint::from_bytes(path, &bytes)
+        let (mut f, head, data_len) = open_checked(path)?;
+        let start = head.len() as u64;
+        Checkpoint::parse(path, &head, data_len, |begin, buf| {
+            f.seek(SeekFrom::Start(start + begin)).map_err(|e| Error::io(path, e))?;
+            f.read_exact(buf).map_err(|e| Error::io(path, e))
+        })
     }
 
     /// The file contents. A value its tensor's integer dtype cannot hold is an error naming it.
@@ -255,6 +264,29 @@ impl Checkpoint {
     /// Parses file contents; `path` names the file in errors.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         let bad = |m: String| Error::format(path, format!("not a valid safetensors file: {m}"));
+        if bytes.len() < 8 {
+            return Err(bad(format!("truncated: {} bytes, the header length alone takes 8", bytes.len())));
+        }
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+        let head =
+            if n > MAX_HEADER || bytes.len() as u64 - 8 < n { bytes } else { &bytes[..8 + n as usize] };
+        let data = &bytes[head.len()..];
+        Checkpoint::parse(path, head, data.len() as u64, |begin, buf| {
+            buf.copy_from_slice(&data[begin as usize..begin as usize + buf.len()]);
+            Ok(())
+        })
+    }
+
+    /// Parses a file from its header bytes (the 8-byte length and the JSON) and a reader of its
+    /// data section (`read(offset, buf)` fills `buf` from that data offset), which holds
+    /// `data_len` bytes. Every tensor's span is checked against `data_len` before it is read.
+    fn parse(
+        path: &Path,
+        bytes: &[u8],
+        data_len: u64,
+        mut read: impl FnMut(u64, &mut [u8]) -> Result<()>,
+    ) -> Result<Checkpoint> {
+        let bad = |m: String| Error::format(path, format!("not a valid safetensors file: {m}"));
         let tensor_err = |tensor: &str, message: String| Error::Tensor {
             path: path.to_path_buf(),
             tensor: tensor.to_string(),
@@ -277,7 +309,8 @@ impl Checkpoint {
         let header: Map<String, Value> = std::str::from_utf8(&bytes[8..8 + n])
             .map_err(|_| bad("the header is not UTF-8".into()))
             .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("header JSON: {e}"))))?;
-        let data = &bytes[8 + n..];
+        let data_len = data_len as usize;
+        let mut raw = Vec::new();
 
         let mut ck = Checkpoint::new();
         let mut spans = Vec::new();
@@ -328,16 +361,17 @@ impl Checkpoint {
                     ),
                 ));
             }
-            if end > data.len() {
+            if end > data_len {
                 return Err(tensor_err(
                     name,
                     format!(
-                        "truncated file: the tensor ends at data byte {end}, the file has {} data bytes",
-                        data.len()
+                        "truncated file: the tensor ends at data byte {end}, the file has {data_len} data bytes"
                     ),
                 ));
             }
-            let values = data[begin..end]
+            raw.resize(end - begin, 0);
+            read(begin as u64, &mut raw)?;
+            let values = raw
                 .chunks_exact(dtype.size())
                 .enumerate()
                 .map(|(i, c)| {
@@ -359,11 +393,10 @@ impl Checkpoint {
             }
             at = *end;
         }
-        if at != data.len() {
+        if at != data_len {
             return Err(bad(format!(
-                "{} bytes after the last tensor (the tensors hold {at} of {} data bytes)",
-                data.len() - at,
-                data.len()
+                "{} bytes after the last tensor (the tensors hold {at} of {data_len} data bytes)",
+                data_len - at
             )));
         }
         let order: Vec<&String> = spans.iter().map(|s| &s.2).collect();
@@ -377,6 +410,17 @@ impl Checkpoint {
 /// header is read, and the size the header declares (the largest tensor end) checked against the
 /// file size before the tensors are read, so a corrupt or sparse file is refused up front.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let (f, mut bytes, data_len) = open_checked(path)?;
+    f.take(data_len).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Opens a safetensors file for reading with bounded memory (see [`read_file`]): returns the file
+/// positioned after the header, the header bytes (length and JSON) and the data section's size,
+/// after checking that the file is regular and that the header and the data it declares fit in
+/// the real file size.
+fn open_checked(path: &Path) -> Result<(File, Vec<u8>, u64)> {
     use std::io::Read;
     let bad = |m: String| Error::format(path, format!("not a valid safetensors file: {m}"));
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -425,8 +469,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
             )));
         }
     }
-    f.take(size - 8 - n).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    Ok(bytes)
+    Ok((f, bytes, size - 8 - n))
 }
 
 fn check_len(name: &str, shape: &[usize], len: usize) -> Result<()> {

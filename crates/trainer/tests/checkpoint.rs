@@ -214,3 +214,42 @@ fn values_f32_cannot_hold_are_errors_naming_the_tensor() {
     let back = Checkpoint::from_bytes(Path::new("x"), &ck.to_bytes().unwrap()).unwrap();
     assert_eq!(back, ck);
 }
+
+/// `Checkpoint::read` reads each tensor by its offset (the file is never held whole); it must
+/// give what parsing the whole file's bytes gives, values and errors alike.
+#[test]
+fn reading_by_offset_matches_parsing_the_whole_file() {
+    let d = temp_dir("by-offset");
+    let path = d.join("m.safetensors");
+    let g = golden_bytes();
+    std::fs::write(&path, &g).unwrap();
+    assert_eq!(Checkpoint::read(&path).unwrap(), Checkpoint::from_bytes(&path, &g).unwrap());
+    // A file of several dtypes: each tensor decoded from its own span.
+    let mut ck = Checkpoint::new();
+    ck.push_as("a", &[3], vec![1.5, -2.0, 7.0], Dtype::F16).unwrap();
+    ck.push_as("b", &[2, 2], vec![0.25, 1.0, -3.0, 9.0], Dtype::F32).unwrap();
+    ck.push_as("c", &[1], vec![41.0], Dtype::I64).unwrap();
+    ck.write(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let back = Checkpoint::read(&path).unwrap();
+    assert_eq!(back, Checkpoint::from_bytes(&path, &bytes).unwrap());
+    assert_eq!(back.get("a").unwrap().data, vec![1.5, -2.0, 7.0]);
+    assert_eq!(back.get("c").unwrap().data, vec![41.0]);
+    for (from, to) in [
+        ("\"0.bias\":{\"dtype\":\"F32\"", "\"0.bias\":{\"dtype\":\"I16\""),
+        ("\"shape\":[2],", "\"shape\":[3],"),
+        ("\"shape\":[2],", "\"shope\":[2],"),
+        ("\"kiln.step\":\"7\"", "\"kiln.step\": 7 "),
+    ] {
+        let b = patched(from, to);
+        std::fs::write(&path, &b).unwrap();
+        assert_eq!(err(Checkpoint::read(&path)), err(Checkpoint::from_bytes(&path, &b)), "{to}");
+    }
+    let mut b = g.clone();
+    b.extend_from_slice(&[0; 4]);
+    std::fs::write(&path, &b).unwrap();
+    assert_has(&err(Checkpoint::read(&path)), &["m.safetensors", "4 bytes after the last tensor"]);
+    std::fs::write(&path, &g[..g.len() - 2]).unwrap();
+    assert_has(&err(Checkpoint::read(&path)), &["m.safetensors", "truncated"]);
+    std::fs::remove_dir_all(&d).ok();
+}
