@@ -900,6 +900,27 @@ fn hidden_layers_too_large_for_memory_are_refused_before_allocating() {
     assert!(!d.path("m.safetensors").exists());
 }
 
+/// On a GPU every tensor is one storage buffer: a layer whose buffer the adapter cannot bind is
+/// refused before anything is allocated, naming the layer and the adapter's limit (lavapipe binds
+/// 128 MiB here, most GPUs at most 2 GiB; a batch of 1000 rows of 600,000 activations is 2.4 GB).
+/// A machine with little RAM refuses it for RAM first, also naming the layer.
+#[test]
+fn hidden_layers_past_the_adapters_buffer_limit_are_refused_before_allocating() {
+    let Some(_gpu) = kiln_device::testing::gpu_or_skip("hidden layers past the adapter's limit") else {
+        return;
+    };
+    let d = TempDir::new("hidden-gpu");
+    let data = d.write("train.csv", &classes_csv(40, 3, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    let base = ["train", "--data", &data, "--target", "label", "--out", &out, "--backend", "gpu"];
+    let o = kiln(&[&base[..], &["--hidden", "600000", "--batch-size", "1000", "--quiet"]].concat());
+    assert_eq!(o.status.code(), Some(1), "not a clean error: {}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("layer 1 (2 -> 600000 units)"), "{e}");
+    assert!(e.contains("max_storage_buffer_binding_size") || e.contains("available"), "{e}");
+    assert!(!d.path("m.safetensors").exists());
+}
+
 #[test]
 fn sigint_stops_at_the_step_saves_a_resumable_model_and_resuming_is_exact() {
     let d = TempDir::new("sigint");

@@ -72,6 +72,47 @@ fn check_with(
     Ok(())
 }
 
+/// Checks the dense stack against the device it will train on: on a GPU every tensor is one
+/// storage buffer, so a layer's weights, or a batch of its activations, larger than the adapter's
+/// `max_storage_buffer_binding_size` cannot be bound. Refused before anything is allocated, naming
+/// the layer, the bytes and the limit. The CPU backend has no such limit (RAM is checked by
+/// [`check_mlp_memory`]).
+pub fn check_mlp_on_device(
+    inputs: usize,
+    hidden: &[usize],
+    outputs: usize,
+    batch: usize,
+    info: &kiln_device::DeviceInfo,
+) -> Result<()> {
+    let Some(&(_, limit)) = info.limits.iter().find(|(n, _)| *n == "max_storage_buffer_binding_size") else {
+        return Ok(());
+    };
+    let sizes: Vec<u64> =
+        std::iter::once(inputs).chain(hidden.iter().copied()).chain([outputs]).map(|n| n as u64).collect();
+    for (i, w) in sizes.windows(2).enumerate() {
+        let weights = w[0].saturating_mul(w[1]).saturating_mul(4);
+        let acts = w[1].saturating_mul(batch as u64).saturating_mul(4);
+        let (what, bytes) =
+            if weights >= acts { ("weights", weights) } else { ("activations of a batch", acts) };
+        if bytes > limit {
+            bail!(
+                "--hidden: layer {} ({} -> {} units) needs a {} buffer of {} for its {what}, \
+                 but {} binds at most {} per buffer (max_storage_buffer_binding_size); use smaller \
+                 layers{}",
+                i + 1,
+                w[0],
+                w[1],
+                gb(bytes),
+                bytes,
+                info.name,
+                limit,
+                if what == "weights" { "" } else { " or a smaller --batch-size" }
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +124,28 @@ mod tests {
         let e = check_with(2, &[usize::MAX], 1, 200, None).unwrap_err().to_string();
         assert!(e.contains("layer 1"), "{e}");
         assert!(check_with(64, &[100], 10, 200, Some(1_000_000_000)).is_ok());
+    }
+
+    #[test]
+    fn layers_past_the_adapters_binding_limit_are_refused_naming_the_layer() {
+        let info = |limit: u64| kiln_device::DeviceInfo {
+            name: "test adapter".into(),
+            kind: kiln_device::DeviceKind::DiscreteGpu,
+            api: "Vulkan".into(),
+            driver: String::new(),
+            limits: vec![("max_storage_buffer_binding_size", limit)],
+            features: vec![],
+        };
+        // 30000 x 20000 f32 weights = 2.4 GB past a 2 GiB binding limit
+        let e = check_mlp_on_device(8, &[30_000, 20_000], 1, 200, &info(1 << 31)).unwrap_err().to_string();
+        assert!(e.contains("layer 2 (30000 -> 20000 units)") && e.contains("2147483648"), "{e}");
+        // a batch of activations: 10^7 units x 200 rows x 4 bytes = 8 GB
+        let e = check_mlp_on_device(8, &[10_000_000], 1, 200, &info(1 << 31)).unwrap_err().to_string();
+        assert!(e.contains("activations") && e.contains("--batch-size"), "{e}");
+        assert!(check_mlp_on_device(64, &[100], 10, 200, &info(1 << 27)).is_ok());
+        // the CPU backend reports no binding limit
+        let mut cpu = info(0);
+        cpu.limits.clear();
+        assert!(check_mlp_on_device(8, &[30_000, 20_000], 1, 200, &cpu).is_ok());
     }
 }

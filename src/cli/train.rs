@@ -246,8 +246,27 @@ fn fit_and_save(
             saved.optimizer
         };
     }
-    config.backend = backend;
-    model.compile_with(config)?;
+    // Open the device first: the model's buffers are checked against its limits before any is
+    // allocated.
+    let device = kiln_device::open(backend)?;
+    let units: Vec<usize> = model
+        .layers()
+        .iter()
+        .filter_map(|l| match l {
+            Layer::Dense(d) => Some(d.units),
+            _ => None,
+        })
+        .collect();
+    if let Some((&outputs, hidden)) = units.split_last() {
+        super::plan::check_mlp_on_device(
+            train.cols,
+            hidden,
+            outputs,
+            s.batch_size.unwrap_or(200),
+            &device.info(),
+        )?;
+    }
+    model.compile_on(config, device)?;
     if !s.quiet {
         eprint!("{}", model.summary()?);
         eprintln!("task: {} ({why})", task.name());
