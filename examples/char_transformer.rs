@@ -13,9 +13,10 @@
 //!  [--heads H] [--context T] [--batch B] [--lr X] [--text FILE] [--checkpoint PATH] [--resume]
 //!  [--sample-every N] [--warmup W] [--cosine] [--clip NORM] [--log FILE]` (`--help` lists them)
 //!
-//! Writes nothing unless told: the checkpoint only with `--checkpoint PATH`, the log only with
-//! `--log FILE`. `--steps` counts in total, like `fit`'s epochs and the CLI's: `--resume --steps
-//! 400` on a checkpoint saved at step 300 trains 100 more steps (and refuses when nothing is left).
+//! Writes nothing unless told: the checkpoint (and its `*.optim.safetensors`) only with
+//! `--checkpoint PATH`, the log only with `--log FILE`. `--steps` counts in total, like `fit`'s
+//! epochs and the CLI's: `--resume --steps 400` on a checkpoint saved at step 300 trains 100 more
+//! steps (and refuses when nothing is left).
 //!
 //! Defaults (dim 128, 4 layers, context 64: about 0.8M parameters) keep a 2-core CPU run short;
 //! `KILN_BACKEND=gpu` trains on the GPU.
@@ -35,7 +36,8 @@ use kiln::trainer::{FitOptions, Schedule, Validation};
 #[command(
     name = "char_transformer",
     after_help = "Writes nothing unless told: a checkpoint only with --checkpoint PATH (saved \
-                  atomically every --sample-every steps), a JSON-lines log only with --log FILE.\n\
+                  atomically every --sample-every steps: PATH, and the optimizer's state in \
+                  PATH's stem + .optim.safetensors beside it), a JSON-lines log only with --log FILE.\n\
                   --steps counts in total: --resume --steps 400 on a checkpoint at step 300 trains \
                   100 more. The model's shape and schedule flags come from the checkpoint on \
                   --resume and cannot be given with it."

@@ -149,7 +149,7 @@ fn char_transformer_writes_only_what_it_is_told_and_counts_steps_in_total() {
     // 4 steps into a checkpoint, then --resume --steps 6 trains 2 more (a total, as in `fit`)
     let o = char_transformer(&d, &["--steps", "4", "--checkpoint", "c.safetensors"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(d.files(), ["c.safetensors", "t.txt"]);
+    assert_eq!(d.files(), ["c.optim.safetensors", "c.safetensors", "t.txt"]);
     let o = char_transformer(&d, &["--resume", "--checkpoint", "c.safetensors", "--steps", "6"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -170,5 +170,5 @@ fn char_transformer_writes_only_what_it_is_told_and_counts_steps_in_total() {
     let o = char_transformer(&d, &["--resume", "--checkpoint", "c.safetensors", "--dim", "32"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("cannot be used with"), "{}", text(&o));
-    assert_eq!(d.files(), ["c.safetensors", "t.txt"]);
+    assert_eq!(d.files(), ["c.optim.safetensors", "c.safetensors", "t.txt"]);
 }
