@@ -59,7 +59,7 @@ fn with_unit(name: &str, value: u64) -> String {
     }
     let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     match units.iter().find(|(_, u)| value >= *u) {
-        Some((unit, u)) if value % u == 0 => format!("{value} ({} {unit})", value / u),
+        Some((unit, u)) if value.is_multiple_of(*u) => format!("{value} ({} {unit})", value / u),
         Some((unit, u)) => format!("{value} ({:.1} {unit})", value as f64 / *u as f64),
         None => format!("{value} bytes"),
     }
