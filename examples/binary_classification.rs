@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release --example binary_classification`
 
+use clap::Parser;
 use kiln::data::{SplitMix64, Table, Target};
 use kiln::prelude::*;
 
@@ -29,7 +30,13 @@ fn blobs(rows: usize, seed: u64) -> kiln::Result<Table> {
     Table::new(features, rows, 2, names, Target::Classes { ids, names: vec!["a".into(), "b".into()] })
 }
 
+/// Binary classification of two Gaussian blobs with Dense(2, relu) -> Dense(1, sigmoid).
+#[derive(Parser)]
+#[command(name = "binary_classification", after_help = "Writes no files.")]
+struct Args {}
+
 fn main() -> anyhow::Result<()> {
+    Args::parse();
     let train = blobs(1000, 1)?;
     let val = blobs(200, 2)?;
     let test = blobs(400, 3)?;

@@ -6,27 +6,40 @@
 //! Prints one line per epoch after the first (warm-up: plans compile and pipelines build) and
 //! the median steps/s.
 
+use clap::{Parser, ValueEnum};
 use kiln::data::{digits_train_test, Standardizer};
 use kiln::device::BackendChoice;
 use kiln::prelude::*;
 use kiln::trainer::Layer;
 
-fn arg<T: std::str::FromStr>(args: &[String], flag: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+/// Training-step time of a small CNN with BatchNorm on the bundled 8x8 digits.
+#[derive(Parser)]
+#[command(name = "bn_step_time", after_help = "Writes no files.")]
+struct Args {
+    /// The backend to time.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+    /// Epochs (the first is warm-up and not reported).
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let epochs: usize = arg(&args, "--epochs", 6);
-    let batch: usize = arg(&args, "--batch", 64);
-    let backend = match arg(&args, "--backend", "cpu".to_string()).as_str() {
-        "gpu" => BackendChoice::Gpu,
-        "auto" => BackendChoice::Auto,
-        _ => BackendChoice::Cpu,
+    let Args { backend, epochs, batch } = Args::parse();
+    let backend = match backend {
+        Backend::Gpu => BackendChoice::Gpu,
+        Backend::Auto => BackendChoice::Auto,
+        Backend::Cpu => BackendChoice::Cpu,
     };
     let (mut train, _) = digits_train_test()?;
     Standardizer::fit_table(&train)?.apply_table(&mut train)?;

@@ -5,19 +5,22 @@
 
 use std::time::Instant;
 
+use clap::Parser;
 use kiln::data::digits_train_test;
 use kiln::prelude::*;
 use kiln::trainer::zoo::lenet_digits;
 
+/// A LeNet-style CNN on the bundled 8x8 handwritten digits.
+#[derive(Parser)]
+#[command(name = "cnn_digits", after_help = "Writes no files.")]
+struct Args {
+    /// Epochs to train.
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let epochs = args
-        .iter()
-        .position(|a| a == "--epochs")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(30);
+    let epochs = Args::parse().epochs;
     // raw pixels: `fit` standardizes them (statistics of `train`), `evaluate` applies the same
     let (train, test) = digits_train_test()?;
 

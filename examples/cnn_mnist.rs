@@ -8,22 +8,26 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
+use clap::Parser;
 use kiln::data::load_mnist;
 use kiln::prelude::*;
 use kiln::trainer::zoo::lenet;
 
+/// The LeNet-style CNN of cnn_digits on the real MNIST (or Fashion-MNIST) IDX files.
+#[derive(Parser)]
+#[command(name = "cnn_mnist", after_help = "Writes no files. KILN_BACKEND=cpu|gpu|auto picks the backend.")]
+struct Args {
+    /// A directory with the four decompressed IDX files (train-images-idx3-ubyte,
+    /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte).
+    dir: std::path::PathBuf,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .context("usage: cnn_mnist DIR [--epochs N]  (DIR holds the decompressed MNIST IDX files)")?;
-    let epochs = match args.iter().position(|a| a == "--epochs") {
-        Some(i) => args.get(i + 1).context("--epochs needs a number")?.parse().context("--epochs")?,
-        None => 3,
-    };
-    let (train, test) = load_mnist(dir)?;
+    let Args { dir, epochs } = Args::parse();
+    let (train, test) = load_mnist(&dir)?;
     let side = (train.cols as f64).sqrt() as usize;
     anyhow::ensure!(
         side * side == train.cols && side.is_multiple_of(4),

@@ -12,11 +12,32 @@ mod common;
 
 use std::time::Instant;
 
-use kiln_device::HostData;
+use clap::{Parser, ValueEnum};
+use kiln_device::{BackendChoice, HostData};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+/// Cold start: from process start to the end of the first mlp-small training step.
+#[derive(Parser)]
+#[command(name = "cold_start", after_help = "Writes no files.")]
+struct Args {
+    /// The backend to open.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
 
 fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let backend = common::backend_arg("cpu").map_err(anyhow::Error::msg)?;
+    let backend = match Args::parse().backend {
+        Backend::Cpu => BackendChoice::Cpu,
+        Backend::Gpu => BackendChoice::Gpu,
+        Backend::Auto => BackendChoice::Auto,
+    };
     let spec = common::MLP_SMALL;
     let (g, m) = common::mlp(spec.sizes)?;
     let (x, y) = common::batches(1, spec.batch, spec.sizes[0], 10).remove(0);

@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release --example custom_graph`
 
+use clap::Parser;
 use kiln::data::SplitMix64;
 use kiln::device::{open, BackendChoice, HostData};
 use kiln::graph::{Graph, Optimizer, Pending, Session};
@@ -33,7 +34,13 @@ fn glorot(fan_out: usize, fan_in: usize, rng: &mut SplitMix64) -> Vec<f32> {
         .collect()
 }
 
+/// An MLP built with the graph API directly, trained on three spirals.
+#[derive(Parser)]
+#[command(name = "custom_graph", after_help = "Writes no files.")]
+struct Args {}
+
 fn main() -> anyhow::Result<()> {
+    Args::parse();
     const BATCH: usize = 60;
     let (xs, ys) = spirals(100, 7); // 300 rows
     let rows = ys.len();

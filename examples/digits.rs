@@ -2,10 +2,17 @@
 //!
 //! `cargo run --release --example digits`
 
+use clap::Parser;
 use kiln::data::digits_train_test;
 use kiln::prelude::*;
 
+/// An MLP on the bundled 8x8 handwritten digits, with validation and early stopping.
+#[derive(Parser)]
+#[command(name = "digits", after_help = "Writes no files.")]
+struct Args {}
+
 fn main() -> anyhow::Result<()> {
+    Args::parse();
     // raw pixels: `fit` standardizes them (statistics of `train`), `evaluate` applies the same
     let (train, test) = digits_train_test()?;
 

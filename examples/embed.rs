@@ -2,10 +2,25 @@
 //!
 //! `cargo run --release --example embed`
 
+use clap::Parser;
 use kiln::data::{Table, Target};
 use kiln::prelude::*;
 
+/// Kiln inside another program: train a tiny model, save it, load it back, predict.
+#[derive(Parser)]
+#[command(
+    name = "embed",
+    after_help = "Writes the model as xor.safetensors into --out DIR, or without --out in a directory \
+                  of its own under the system's temporary directory that it removes at the end."
+)]
+struct Args {
+    /// Keep the saved model: write xor.safetensors into DIR (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     // XOR-ish data: the label is 1 when exactly one input is above 0.5.
     let points: Vec<[f32; 2]> = (0..400).map(|i| [(i % 20) as f32 / 19.0, (i / 20) as f32 / 19.0]).collect();
     let labels: Vec<u32> = points.iter().map(|p| ((p[0] > 0.5) != (p[1] > 0.5)) as u32).collect();
@@ -25,7 +40,9 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Save (atomically) and load into a fresh model.
-    let dir = std::env::temp_dir().join(format!("kiln-embed-{}", std::process::id()));
+    let keep = args.out.is_some();
+    let dir =
+        args.out.unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-embed-{}", std::process::id())));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("xor.safetensors");
     model.save(&path)?;
@@ -41,6 +58,8 @@ fn main() -> anyhow::Result<()> {
         println!("  ({}, {}) -> p(1) = {p:.3}  (before saving: {:.3})", row[0], row[1], again[i]);
     }
     println!("saved to {} ({} bytes)", path.display(), std::fs::metadata(&path)?.len());
-    std::fs::remove_dir_all(&dir)?;
+    if !keep {
+        std::fs::remove_dir_all(&dir)?;
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release --example quickstart`
 
+use clap::Parser;
 use kiln::data::{read_csv, train_val_split, TaskHint};
 use kiln::prelude::*;
 
@@ -38,8 +39,18 @@ pub fn run() -> kiln::Result<(f64, bool)> {
     Ok((eval.get("accuracy").unwrap_or(0.0), loaded.predict_classes(&test, 256)? == classes))
 }
 
+/// The README's Keras-style snippet: read a CSV, split, fit, evaluate, predict, save, load.
+#[derive(Parser)]
+#[command(
+    name = "quickstart",
+    after_help = "Writes digits.curves.svg and digits.safetensors to the system's temporary directory only (as the README's snippet shows)."
+)]
+#[allow(dead_code)] // `tests/readme.rs` includes this file for `run`
+struct Args {}
+
 #[allow(dead_code)] // `tests/readme.rs` includes this file for `run`
 fn main() -> kiln::Result<()> {
+    Args::parse();
     let (accuracy, same) = run()?;
     println!("test accuracy {:.2}%, loaded model predicts the same classes: {same}", 100.0 * accuracy);
     Ok(())

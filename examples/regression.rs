@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release --example regression`
 
+use clap::Parser;
 use kiln::data::{SplitMix64, Table, Target};
 use kiln::prelude::*;
 
@@ -24,7 +25,13 @@ fn samples(rows: usize, seed: u64) -> kiln::Result<Table> {
     Table::new(xs, rows, 1, vec!["x".into()], Target::Regression(ys))
 }
 
+/// Regression with MSE: a small MLP learns y = 2 sin(x) + 0.5 x.
+#[derive(Parser)]
+#[command(name = "regression", after_help = "Writes no files.")]
+struct Args {}
+
 fn main() -> anyhow::Result<()> {
+    Args::parse();
     let train = samples(1000, 1)?;
     let test = samples(300, 2)?;
 

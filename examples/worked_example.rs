@@ -6,6 +6,7 @@
 //! x = 1, label y = 1; hidden weights 0.5, 0.7 and biases 0.3, 0.4; output weights 0.5, 0.4, no
 //! output bias. The derivation is written out in crates/graph/tests/worked_example.rs.
 
+use clap::Parser;
 use kiln::device::{open, BackendChoice, HostData};
 use kiln::graph::{Graph, Optimizer, Session};
 
@@ -14,7 +15,13 @@ fn show(what: &str, kiln: f32, by_hand: f64) {
     println!("  {what:<10} kiln {kiln:>13.9}   by hand {by_hand:>13.9}   {mark}");
 }
 
+/// The 1-2-1 worked example: one SGD step computed by Kiln beside the values by hand.
+#[derive(Parser)]
+#[command(name = "worked_example", after_help = "Writes no files.")]
+struct Args {}
+
 fn main() -> anyhow::Result<()> {
+    Args::parse();
     let g = Graph::new();
     let x = g.input("x", &[1]); // [B, 1]
     let y = g.input("y", &[1]); // [B, 1]

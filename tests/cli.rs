@@ -1090,3 +1090,92 @@ fn readme_regression_command_learns_a_large_target_and_reports_the_saved_epoch()
         assert!(err.contains(&full), "stderr lacks the full path {full}: {err}");
     }
 }
+
+// ---- issue 12: the OS cause once, and `kiln info` in full ----
+
+/// A missing file names the file and the OS cause once (the trainer's `Error::Io` shows its cause
+/// and returns it as its source too; the CLI printed both).
+#[test]
+fn a_missing_file_prints_the_os_cause_once() {
+    let d = TempDir::new("missing-once");
+    let (missing, out) = (d.arg("missing.csv"), d.arg("m.safetensors"));
+    let runs = [
+        kiln(&["train", "--data", &missing, "--target", "label", "--out", &out]),
+        kiln(&["evaluate", "--model", &d.arg("missing.safetensors"), "--data", &missing]),
+        kiln(&["predict", "--model", &d.arg("missing.safetensors"), "--data", &missing]),
+    ];
+    for o in runs {
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains("missing."), "{err}");
+        assert_eq!(err.matches("(os error 2)").count(), 1, "the OS cause is not printed exactly once: {err}");
+    }
+}
+
+fn info(envs: &[(&str, &str)]) -> String {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.arg("info").env_remove("KILN_BACKEND");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    stdout(&ok(c.output().expect("the kiln binary runs")))
+}
+
+/// The CPU section: the backend's threads and the CPU features its kernels can use.
+fn assert_cpu_section(out: &str) {
+    assert!(out.contains("CPU backend: native CPU"), "{out}");
+    assert!(out.contains("  threads: "), "{out}");
+    #[cfg(target_arch = "x86_64")]
+    for f in ["avx2 ", "avx512f ", "fma "] {
+        assert!(out.contains(f), "no '{f}' among the CPU features: {out}");
+    }
+}
+
+/// `kiln info` lists every adapter with its kind, API, the limits Kiln depends on and the features
+/// it uses. With lavapipe installed (CI) that includes a software adapter; with
+/// `KILN_REQUIRE_GPU=1` an empty list is a failure.
+#[test]
+fn info_lists_each_adapter_with_limits_and_features_and_the_cpu() {
+    let out = info(&[]);
+    assert!(out.contains("backend 'auto' picks"), "{out}");
+    assert_cpu_section(&out);
+    if out.contains("wgpu adapters: none found") {
+        assert!(
+            std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1"),
+            "KILN_REQUIRE_GPU=1 but `kiln info` found no adapter: {out}"
+        );
+        eprintln!("SKIPPED: no wgpu adapter, only the CPU section was checked");
+        return;
+    }
+    for needle in [
+        "kind: ",
+        "backend API: ",
+        "max_buffer_size",
+        "max_storage_buffer_binding_size",
+        "max_compute_workgroup_storage_size",
+        "max_compute_invocations_per_workgroup",
+        "shader-f16 ",
+        "subgroups ",
+        "timestamps ",
+    ] {
+        assert!(out.contains(needle), "`kiln info` lacks '{needle}': {out}");
+    }
+    let software = std::path::Path::new("/usr/share/vulkan/icd.d").read_dir().is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("lvp_icd")))
+    });
+    if software {
+        assert!(out.contains("kind: SoftwareGpu, backend API: Vulkan"), "lavapipe is installed: {out}");
+    }
+}
+
+/// With no Vulkan driver to find (the loader pointed at none), `kiln info` says so and still
+/// describes the CPU backend, which `auto` then picks.
+#[cfg(target_os = "linux")]
+#[test]
+fn info_without_any_adapter_prints_the_cpu_section() {
+    let none = "/nonexistent/kiln-no-driver.json";
+    let out = info(&[("VK_ICD_FILENAMES", none), ("VK_DRIVER_FILES", none)]);
+    assert!(out.contains("wgpu adapters: none found"), "{out}");
+    assert!(out.contains("backend 'auto' picks: native CPU"), "{out}");
+    assert_cpu_section(&out);
+}
