@@ -8,24 +8,7 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {}", message(&e));
+        eprintln!("error: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// The error and its causes joined by ": " (what `{:#}` prints), leaving out a cause whose text
-/// the message already ends with: `kiln_trainer::Error::Io` shows its OS error and also returns it
-/// as its source, which would print "No such file or directory (os error 2)" twice.
-fn message(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.is_empty() {
-            text = part;
-        } else if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-    }
-    text
 }

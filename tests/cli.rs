@@ -1093,8 +1093,8 @@ fn readme_regression_command_learns_a_large_target_and_reports_the_saved_epoch()
 
 // ---- issue 12: the OS cause once, and `kiln info` in full ----
 
-/// A missing file names the file and the OS cause once (the trainer's `Error::Io` shows its cause
-/// and returns it as its source too; the CLI printed both).
+/// A missing file names the file and the OS cause once (the trainer's `Error::Io` showed its cause
+/// and returned it as its source too, so `{:#}` printed both; now the cause is only in the message).
 #[test]
 fn a_missing_file_prints_the_os_cause_once() {
     let d = TempDir::new("missing-once");

@@ -201,3 +201,16 @@ fn feature_names_check_names_the_difference() {
     let m = err(check_feature_names(p, &names(&["a", "c", "b"]), &model));
     assert_has(&m, &["different order", "feature #2 is 'c'", "expects 'b'"]);
 }
+
+/// An I/O error names the file and its OS cause in its message, and does not return that cause
+/// again as its `source()`: an error chain printed with `{:#}` or `Caused by:` shows it once.
+#[test]
+fn io_errors_carry_their_cause_once() {
+    use std::error::Error as _;
+    let e =
+        kiln_trainer::data::read_csv("/nonexistent/kiln.csv", "label", kiln_trainer::data::TaskHint::Auto)
+            .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("/nonexistent/kiln.csv") && text.contains("os error 2"), "{text}");
+    assert!(e.source().is_none(), "the cause is in the message already: {:?}", e.source());
+}
