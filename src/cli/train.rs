@@ -263,7 +263,7 @@ fn fit_and_save(
             hidden,
             outputs,
             s.batch_size.unwrap_or(200),
-            &device.info(),
+            device.info(),
         )?;
     }
     model.compile_on(config, device)?;
