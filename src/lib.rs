@@ -9,6 +9,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub use kiln_device as device;
 pub use kiln_graph as graph;
 pub use kiln_trainer as trainer;
