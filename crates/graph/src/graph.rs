@@ -123,6 +123,24 @@ pub struct Node {
 /// error is recorded (naming the op and the shapes) and returned by [`Graph::check`], which
 /// `gradients`, `optimize` and `Session::new` call, so math reads like math:
 /// `let h = g.relu(g.add(g.matmul(x, w1), b1));`
+///
+/// Shapes are checked as the graph is built, with the batch dimension symbolic; no device is
+/// needed until a [`Session`](crate::Session) runs it:
+///
+/// ```
+/// use kiln_graph::Graph;
+///
+/// let g = Graph::new();
+/// let x = g.input("x", &[4]); // [B, 4]
+/// let w = g.param("w", &[4, 3]);
+/// let y = g.relu(g.matmul(x, w));
+/// assert_eq!(g.shape(y).resolve(32), [32, 3]);
+/// assert!(g.check().is_ok());
+///
+/// // A shape error does not panic: the graph records the first one and `check` returns it.
+/// g.matmul(y, w); // [B, 3] @ [4, 3]
+/// assert!(g.check().is_err());
+/// ```
 #[derive(Default)]
 pub struct Graph {
     inner: RefCell<Inner>,
