@@ -21,7 +21,7 @@ pub trait Dataset {
     /// Number of rows.
     fn len(&self) -> usize;
 
-    /// `len() == 0`.
+    /// Whether the data set has no rows.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
