@@ -7,7 +7,9 @@ use crate::kernels::{Access, Kernel};
 /// Element type of a device buffer. Both are 4 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// 32-bit unsigned integer (class labels, token ids, indices).
     U32,
 }
 
@@ -27,11 +29,14 @@ pub struct Ticket(pub(crate) u64);
 /// One kernel launch over buffers, given in the order of [`Kernel::slots`].
 #[derive(Clone, Debug)]
 pub struct Launch {
+    /// The kernel to run, with its sizes.
     pub kernel: Kernel,
+    /// Its buffers, one per slot.
     pub buffers: Vec<BufferId>,
 }
 
 impl Launch {
+    /// A launch of `kernel` over `buffers` (in slot order; checked by [`Backend::prepare`]).
     pub fn new(kernel: Kernel, buffers: &[BufferId]) -> Self {
         Launch { kernel, buffers: buffers.to_vec() }
     }
@@ -40,26 +45,32 @@ impl Launch {
 /// Host data to write into a buffer.
 #[derive(Clone, Copy, Debug)]
 pub enum HostData<'a> {
+    /// f32 values.
     F32(&'a [f32]),
+    /// u32 values.
     U32(&'a [u32]),
 }
 
 impl HostData<'_> {
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             HostData::F32(_) => DType::F32,
             HostData::U32(_) => DType::U32,
         }
     }
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             HostData::F32(d) => d.len(),
             HostData::U32(d) => d.len(),
         }
     }
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The raw little-endian bytes.
     pub fn bytes(&self) -> &[u8] {
         match self {
             HostData::F32(d) => bytemuck::cast_slice(d),
@@ -71,7 +82,9 @@ impl HostData<'_> {
 /// Data read back from a buffer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostVec {
+    /// Contents of an f32 buffer.
     F32(Vec<f32>),
+    /// Contents of a u32 buffer.
     U32(Vec<u32>),
 }
 
@@ -83,6 +96,7 @@ impl HostVec {
             HostVec::U32(v) => Err(host_mismatch("read as f32", v.len(), DType::U32, DType::F32)),
         }
     }
+    /// The u32 contents; an error for an f32 buffer.
     pub fn into_u32(self) -> Result<Vec<u32>> {
         match self {
             HostVec::U32(v) => Ok(v),
@@ -114,6 +128,7 @@ pub struct Stats {
 
 /// What every backend provides. Semantics are identical across backends; only speed differs.
 pub trait Backend: Send {
+    /// The device this backend runs on.
     fn info(&self) -> &DeviceInfo;
 
     /// A buffer of `len` elements, taken from the pool when one of that size is free.
@@ -133,6 +148,7 @@ pub trait Backend: Send {
     /// and bind groups, created here once).
     fn prepare(&mut self, launches: &[Launch]) -> Result<PlanId>;
 
+    /// Frees a plan's prepared state (its buffers stay allocated).
     fn drop_plan(&mut self, plan: PlanId) -> Result<()>;
 
     /// Runs a plan and schedules a read-back of `reads`. On the GPU this returns as soon as the work
@@ -142,6 +158,7 @@ pub trait Backend: Send {
     /// Blocks until a submission is done and returns the buffers it was asked to read.
     fn wait(&mut self, ticket: Ticket) -> Result<Vec<HostVec>>;
 
+    /// Counters of buffers, bytes, pipelines and plans.
     fn stats(&self) -> Stats;
 
     /// Blocking read of one buffer (tests, checkpoints).
@@ -160,6 +177,7 @@ pub trait Backend: Send {
         self.wait(ticket?).map(|_| ())
     }
 
+    /// Blocking read of an f32 buffer; an error for a u32 one.
     fn read_f32(&mut self, id: BufferId) -> Result<Vec<f32>> {
         self.read(id)?.into_f32()
     }

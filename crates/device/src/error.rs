@@ -2,37 +2,71 @@
 
 use crate::DType;
 
+/// `Result` with [`Error`] as its default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong on a backend; its `Display` names the kernel or buffer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A kernel was given shapes it cannot work with.
     #[error("{op}: {detail}")]
-    Shape { op: &'static str, detail: String },
+    Shape {
+        /// The kernel's name.
+        op: &'static str,
+        /// What is wrong, with the shapes involved.
+        detail: String,
+    },
 
     /// A buffer bound to a kernel is too small or of the wrong type.
     #[error("{op}: buffer {slot} ({name}) needs {need} x {need_dtype:?}, got {got} x {got_dtype:?}")]
     Binding {
+        /// The kernel's name.
         op: &'static str,
+        /// The slot (0-based) in the kernel's binding order.
         slot: usize,
+        /// The slot's name.
         name: &'static str,
+        /// Elements the slot needs.
         need: usize,
+        /// The element type the slot needs.
         need_dtype: DType,
+        /// Elements the buffer holds.
         got: usize,
+        /// The buffer's element type.
         got_dtype: DType,
     },
 
     /// A launch names a different number of buffers than the kernel binds.
     #[error("{op}: expects {expected} buffers, got {got}")]
-    Arity { op: &'static str, expected: usize, got: usize },
+    Arity {
+        /// The kernel's name.
+        op: &'static str,
+        /// Buffers the kernel binds.
+        expected: usize,
+        /// Buffers the launch names.
+        got: usize,
+    },
 
     /// Host data does not fit the buffer it is written to or read into.
     #[error("{what}: buffer holds {buffer} x {buffer_dtype:?}, host data has {host} x {host_dtype:?}")]
-    HostData { what: &'static str, buffer: usize, buffer_dtype: DType, host: usize, host_dtype: DType },
+    HostData {
+        /// The buffer's role.
+        what: &'static str,
+        /// Elements the buffer holds.
+        buffer: usize,
+        /// The buffer's element type.
+        buffer_dtype: DType,
+        /// Elements of the host data.
+        host: usize,
+        /// The host data's element type.
+        host_dtype: DType,
+    },
 
+    /// A [`BufferId`](crate::BufferId) this backend did not allocate, or one already released.
     #[error("unknown buffer id {0}")]
     UnknownBuffer(u32),
 
+    /// A [`PlanId`](crate::PlanId) this backend did not prepare, or one already dropped.
     #[error("unknown plan id {0}")]
     UnknownPlan(u32),
 
@@ -42,7 +76,12 @@ pub enum Error {
 
     /// The adapter lacks a feature or limit a kernel needs.
     #[error("adapter '{adapter}' lacks {what}")]
-    Unsupported { adapter: String, what: String },
+    Unsupported {
+        /// The adapter's name.
+        adapter: String,
+        /// The missing feature or limit.
+        what: String,
+    },
 
     /// wgpu reported an error (device lost, out of memory, validation).
     #[error("gpu: {0}")]

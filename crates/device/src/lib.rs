@@ -21,6 +21,8 @@
 //! The shaders are read at build time through the `shaders` link inside this crate (to the
 //! workspace's top-level `shaders/`), so `cargo package` ships them; see `build.rs`.
 
+#![warn(missing_docs)]
+
 mod backend;
 pub mod cpu;
 mod device_info;

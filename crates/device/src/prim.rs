@@ -15,61 +15,84 @@ use crate::kernels::{
 pub enum Prim {
     /// `op(a) @ op(b)`, with an optional leading batch dimension on either operand.
     Matmul {
+        /// Use `a` transposed.
         trans_a: bool,
+        /// Use `b` transposed.
         trans_b: bool,
     },
+    /// `y = op(x)`, elementwise.
     Unary {
+        /// The op.
         op: UnaryOp,
+        /// The op's parameter (LeakyReLU's slope), else 0.
         alpha: f32,
     },
     /// Inputs `[saved, dy]`, where `saved` is the forward input or output as `op.saved()` says.
     UnaryGrad {
+        /// The op.
         op: UnaryOp,
+        /// The op's parameter (LeakyReLU's slope), else 0.
         alpha: f32,
     },
+    /// `a op b` with numpy broadcasting (rank <= 4).
     Binary(BinaryOp),
     /// Reduces `axis`; keeps it as size 1 when `keep`.
     Reduce {
+        /// The op.
         op: ReduceOp,
+        /// The axis (0-based).
         axis: usize,
+        /// Keep the reduced axis as size 1.
         keep: bool,
     },
     /// Softmax or log-softmax of `scale * x` over the last axis; with `causal` (softmax only)
     /// over `[.., T, T]` with entry `(i, j)` exactly 0 for `j > i`.
     Softmax {
+        /// Log-softmax instead of softmax.
         log: bool,
+        /// Factor applied to x before the softmax.
         scale: f32,
+        /// Mask columns after each row's position (softmax only).
         causal: bool,
     },
     /// Inputs `[y, dy]`.
     SoftmaxGrad {
+        /// Log-softmax instead of softmax.
         log: bool,
+        /// Factor applied to x before the softmax.
         scale: f32,
     },
     /// `(x - mean) / sqrt(var + eps)` over the last axis (LayerNorm without the affine).
     LayerNorm {
+        /// Added to the variance before the square root.
         eps: f32,
     },
     /// Inputs `[x, dy]`.
     LayerNormGrad {
+        /// Added to the variance before the square root.
         eps: f32,
     },
     /// Inputs `[pred, target]`, scalar output.
     MseLoss,
     /// Inputs `[pred, target, dloss]`.
     MseGrad,
+    /// Inputs `[logits, target]`, scalar output.
     BceLogitsLoss,
+    /// Inputs `[logits, target, dloss]`.
     BceLogitsGrad,
     /// Inputs `[logits, labels (u32)]`.
     SoftmaxCeLoss,
+    /// Inputs `[logits, labels (u32), dloss]`.
     SoftmaxCeGrad,
     /// Inputs `[table, index (u32)]`: selects entries of `axis`.
     Gather {
+        /// The axis (0-based).
         axis: usize,
     },
     /// Inputs `[src, index (u32)]`: sums src rows into `axis` positions (the output's shape says
     /// how many).
     ScatterAdd {
+        /// The axis (0-based).
         axis: usize,
     },
     /// Sliding 2-D windows of an NCHW tensor as columns: `[N, C, H, W]` -> `[N, C*kh*kw, OH*OW]`.
@@ -78,12 +101,15 @@ pub enum Prim {
     Col2im(Patches),
     /// `x.permute(perm)` (rank <= 4): output axis `d` is input axis `perm[d]`.
     Permute {
+        /// Output axis `d` is input axis `perm[d]`.
         perm: Vec<usize>,
     },
     /// `out[.., j, ..] = x[.., j + offset, ..]` along `axis`, 0 outside `x`; the output's shape
     /// says how long the output axis is. A slice (offset >= 0) or a zero pad (offset <= 0).
     Window {
+        /// The axis (0-based).
         axis: usize,
+        /// Input position of output position 0 along the axis.
         offset: i64,
     },
 }
@@ -93,10 +119,15 @@ pub enum Prim {
 /// negative value for max pooling).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Patches {
+    /// Window size, `[h, w]`.
     pub kernel: [usize; 2],
+    /// Step between windows, `[h, w]`.
     pub stride: [usize; 2],
+    /// Padding on each side, `[h, w]`.
     pub padding: [usize; 2],
+    /// Spacing between window taps, `[h, w]`.
     pub dilation: [usize; 2],
+    /// Value read at padded positions.
     pub pad_value: f32,
 }
 
@@ -291,6 +322,7 @@ pub enum UpdateRule {
 }
 
 impl UpdateRule {
+    /// The rule's name (`"sgd"`, `"adam"`, `"adamw"`, `"rmsprop"`).
     pub fn name(&self) -> &'static str {
         match self {
             UpdateRule::Sgd => "sgd",

@@ -14,6 +14,7 @@ use crate::shape::Shape;
 pub struct NodeId(pub(crate) u32);
 
 impl NodeId {
+    /// The node's position in the graph (0-based, in creation order).
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -24,17 +25,31 @@ impl NodeId {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Fed by the caller every step; its leading dimension is the batch.
-    Input { name: String },
+    Input {
+        /// The name a feed gives it.
+        name: String,
+    },
     /// A trainable tensor that persists across steps.
-    Param { name: String },
+    Param {
+        /// Its state-dict name.
+        name: String,
+    },
     /// Optimizer state (momentum, Adam moments): persistent, not trainable.
-    State { name: String },
+    State {
+        /// Its name (`<param>.<slot>`).
+        name: String,
+    },
     /// A persistent tensor holding the node's `init` data.
     Const,
     /// The optimizer's hyper-parameter buffer, rewritten by the session every step.
     Hyper,
     /// A tensor of one value (divided by the batch size when `per_batch`), written once per plan.
-    Fill { value: f32, per_batch: bool },
+    Fill {
+        /// The value of every element.
+        value: f32,
+        /// Divide `value` by the batch size of the plan.
+        per_batch: bool,
+    },
     /// The same data under another shape: no kernel, the buffer is shared.
     Reshape,
     /// Stands in for an op that failed to build; the graph's first error says why.
@@ -49,7 +64,14 @@ pub enum Op {
     /// target + gain * (value * scale)`, where `scale` is 1, or with `unbiased_per_row: Some(p)`
     /// the unbiased factor `n / (n - 1)` for `n = batch * p` (each plan is compiled for one batch
     /// size, so a short last batch gets its own factor). See [`Graph::running_update`].
-    RunningUpdate { keep: f32, gain: f32, unbiased_per_row: Option<usize> },
+    RunningUpdate {
+        /// Weight of the old target.
+        keep: f32,
+        /// Weight of the new value.
+        gain: f32,
+        /// `Some(p)`: scale the value by `n / (n - 1)` for `n = batch * p`.
+        unbiased_per_row: Option<usize>,
+    },
 }
 
 impl Op {
@@ -82,11 +104,16 @@ impl Op {
     }
 }
 
+/// A snapshot of one node: what it computes, its inputs, its shape and type.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// What the node computes.
     pub op: Op,
+    /// Its operands, in the op's order.
     pub inputs: Vec<NodeId>,
+    /// Its output shape (the batch dimension symbolic).
     pub shape: Shape,
+    /// Its element type (`F32`, or `U32` for labels, token ids and argmax).
     pub dtype: DType,
     /// Initial contents of a parameter or constant.
     pub init: Option<Vec<f32>>,
@@ -96,6 +123,24 @@ pub struct Node {
 /// error is recorded (naming the op and the shapes) and returned by [`Graph::check`], which
 /// `gradients`, `optimize` and `Session::new` call, so math reads like math:
 /// `let h = g.relu(g.add(g.matmul(x, w1), b1));`
+///
+/// Shapes are checked as the graph is built, with the batch dimension symbolic; no device is
+/// needed until a [`Session`](crate::Session) runs it:
+///
+/// ```
+/// use kiln_graph::Graph;
+///
+/// let g = Graph::new();
+/// let x = g.input("x", &[4]); // [B, 4]
+/// let w = g.param("w", &[4, 3]);
+/// let y = g.relu(g.matmul(x, w));
+/// assert_eq!(g.shape(y).resolve(32), [32, 3]);
+/// assert!(g.check().is_ok());
+///
+/// // A shape error does not panic: the graph records the first one and `check` returns it.
+/// g.matmul(y, w); // [B, 3] @ [4, 3]
+/// assert!(g.check().is_err());
+/// ```
 #[derive(Default)]
 pub struct Graph {
     inner: RefCell<Inner>,
@@ -111,6 +156,7 @@ pub(crate) struct Inner {
 }
 
 impl Graph {
+    /// An empty graph.
     pub fn new() -> Self {
         Graph::default()
     }
@@ -137,22 +183,27 @@ impl Graph {
         self.inner.borrow_mut().error.take()
     }
 
+    /// Number of nodes.
     pub fn len(&self) -> usize {
         self.inner.borrow().nodes.len()
     }
 
+    /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// A copy of node `id` (it must come from this graph).
     pub fn node(&self, id: NodeId) -> Node {
         self.inner.borrow().nodes[id.index()].clone()
     }
 
+    /// The shape of node `id`.
     pub fn shape(&self, id: NodeId) -> Shape {
         self.inner.borrow().nodes[id.index()].shape.clone()
     }
 
+    /// The element type of node `id`.
     pub fn dtype(&self, id: NodeId) -> DType {
         self.inner.borrow().nodes[id.index()].dtype
     }

@@ -44,6 +44,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod autodiff;
 mod compile;
 mod error;

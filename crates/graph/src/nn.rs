@@ -13,9 +13,13 @@ use crate::shape::{Batch, Dim, Fixed};
 /// `torch.nn.Conv2d`'s geometry arguments (`[height, width]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dOpts {
+    /// Step between windows, `[h, w]` (default `[1, 1]`).
     pub stride: [usize; 2],
+    /// Zero padding on each side, `[h, w]` (default `[0, 0]`).
     pub padding: [usize; 2],
+    /// Spacing between kernel taps, `[h, w]` (default `[1, 1]`).
     pub dilation: [usize; 2],
+    /// Channel groups; input channels and filters must be divisible by it (default 1).
     pub groups: usize,
 }
 
@@ -31,25 +35,40 @@ const MAX_POOL_PAD: f32 = f32::MIN;
 /// Multi-head self-attention weights (PyTorch `Linear` layouts: `w*` are `[dim, dim]`).
 #[derive(Clone, Copy, Debug)]
 pub struct Attention {
+    /// Attention heads; the model width must be divisible by it.
     pub heads: usize,
+    /// Mask out future positions (decoder self-attention).
     pub causal: bool,
+    /// Query projection weight `[dim, dim]`.
     pub wq: NodeId,
+    /// Query projection bias `[dim]`.
     pub bq: NodeId,
+    /// Key projection weight `[dim, dim]`.
     pub wk: NodeId,
+    /// Key projection bias `[dim]`.
     pub bk: NodeId,
+    /// Value projection weight `[dim, dim]`.
     pub wv: NodeId,
+    /// Value projection bias `[dim]`.
     pub bv: NodeId,
+    /// Output projection weight `[dim, dim]`.
     pub wo: NodeId,
+    /// Output projection bias `[dim]`.
     pub bo: NodeId,
 }
 
 /// A pre-norm transformer block: `h = x + attn(ln1(x))`, `y = h + fc2(gelu(fc1(ln2(h))))`.
 #[derive(Clone, Copy, Debug)]
 pub struct TransformerBlock {
+    /// First LayerNorm (before attention): (weight, bias), each `[dim]`.
     pub ln1: (NodeId, NodeId),
+    /// The self-attention.
     pub attn: Attention,
+    /// Second LayerNorm (before the MLP): (weight, bias), each `[dim]`.
     pub ln2: (NodeId, NodeId),
+    /// MLP up-projection: (weight `[hidden, dim]`, bias `[hidden]`).
     pub fc1: (NodeId, NodeId),
+    /// MLP down-projection: (weight `[dim, hidden]`, bias `[dim]`).
     pub fc2: (NodeId, NodeId),
 }
 

@@ -128,6 +128,7 @@ impl Graph {
         })
     }
 
+    /// Elementwise `op` on an f32 tensor; `alpha` is the op's parameter (LeakyReLU's slope), else 0.
     pub fn unary(&self, op: UnaryOp, x: NodeId, alpha: f32) -> NodeId {
         self.prim(Prim::Unary { op, alpha }, &[x], |n| {
             want(op.name(), n[0], F32)?;
@@ -135,36 +136,47 @@ impl Graph {
         })
     }
 
+    /// `-x`, elementwise.
     pub fn neg(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Neg, x, 0.0)
     }
+    /// `e^x`, elementwise.
     pub fn exp(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Exp, x, 0.0)
     }
+    /// Natural logarithm, elementwise.
     pub fn log(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Log, x, 0.0)
     }
+    /// Square root, elementwise.
     pub fn sqrt(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Sqrt, x, 0.0)
     }
+    /// `1 / x`, elementwise.
     pub fn reciprocal(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Reciprocal, x, 0.0)
     }
+    /// `|x|`, elementwise.
     pub fn abs(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Abs, x, 0.0)
     }
+    /// `max(x, 0)`, elementwise.
     pub fn relu(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Relu, x, 0.0)
     }
+    /// `x` where positive, else `slope * x`.
     pub fn leaky_relu(&self, x: NodeId, slope: f32) -> NodeId {
         self.unary(UnaryOp::LeakyRelu, x, slope)
     }
+    /// `1 / (1 + e^-x)`, elementwise.
     pub fn sigmoid(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Sigmoid, x, 0.0)
     }
+    /// Hyperbolic tangent, elementwise.
     pub fn tanh(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Tanh, x, 0.0)
     }
+    /// GELU (the exact, erf form), elementwise.
     pub fn gelu(&self, x: NodeId) -> NodeId {
         self.unary(UnaryOp::Gelu, x, 0.0)
     }
@@ -196,21 +208,27 @@ impl Graph {
         })
     }
 
+    /// `a + b`, broadcasting.
     pub fn add(&self, a: NodeId, b: NodeId) -> NodeId {
         self.binary(BinaryOp::Add, a, b)
     }
+    /// `a - b`, broadcasting.
     pub fn sub(&self, a: NodeId, b: NodeId) -> NodeId {
         self.binary(BinaryOp::Sub, a, b)
     }
+    /// `a * b`, broadcasting.
     pub fn mul(&self, a: NodeId, b: NodeId) -> NodeId {
         self.binary(BinaryOp::Mul, a, b)
     }
+    /// `a / b`, broadcasting.
     pub fn div(&self, a: NodeId, b: NodeId) -> NodeId {
         self.binary(BinaryOp::Div, a, b)
     }
+    /// Elementwise maximum of `a` and `b`, broadcasting.
     pub fn maximum(&self, a: NodeId, b: NodeId) -> NodeId {
         self.binary(BinaryOp::Max, a, b)
     }
+    /// Elementwise minimum of `a` and `b`, broadcasting.
     pub fn minimum(&self, a: NodeId, b: NodeId) -> NodeId {
         self.binary(BinaryOp::Min, a, b)
     }
@@ -231,12 +249,15 @@ impl Graph {
         })
     }
 
+    /// Sum over `axis`; `keep` keeps it as a dimension of size 1.
     pub fn sum(&self, x: NodeId, axis: usize, keep: bool) -> NodeId {
         self.reduce(ReduceOp::Sum, x, axis, keep)
     }
+    /// Mean over `axis`; `keep` keeps it as a dimension of size 1.
     pub fn mean(&self, x: NodeId, axis: usize, keep: bool) -> NodeId {
         self.reduce(ReduceOp::Mean, x, axis, keep)
     }
+    /// Maximum over `axis`; `keep` keeps it as a dimension of size 1.
     pub fn max(&self, x: NodeId, axis: usize, keep: bool) -> NodeId {
         self.reduce(ReduceOp::Max, x, axis, keep)
     }

@@ -9,25 +9,69 @@ use kiln_device::{UpdateRule, HYPER_LEN};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
     /// `torch.optim.SGD` (dampening 0).
-    Sgd { lr: f32, momentum: f32, weight_decay: f32, nesterov: bool },
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor (0: plain SGD).
+        momentum: f32,
+        /// Weight decay (0: none).
+        weight_decay: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
     /// `torch.optim.Adam` (L2 weight decay added to the gradient).
-    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    Adam {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the first-moment estimate (default 0.9).
+        beta1: f32,
+        /// Decay of the second-moment estimate (default 0.999).
+        beta2: f32,
+        /// Added to the denominator for stability (default 1e-8).
+        eps: f32,
+        /// Weight decay (0: none).
+        weight_decay: f32,
+    },
     /// `torch.optim.AdamW` (decoupled weight decay).
-    AdamW { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    AdamW {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the first-moment estimate (default 0.9).
+        beta1: f32,
+        /// Decay of the second-moment estimate (default 0.999).
+        beta2: f32,
+        /// Added to the denominator for stability (default 1e-8).
+        eps: f32,
+        /// Weight decay (0: none).
+        weight_decay: f32,
+    },
     /// `torch.optim.RMSprop` (no momentum, not centered).
-    Rmsprop { lr: f32, alpha: f32, eps: f32, weight_decay: f32 },
+    Rmsprop {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the squared-gradient average (default 0.99).
+        alpha: f32,
+        /// Added to the denominator for stability (default 1e-8).
+        eps: f32,
+        /// Weight decay (0: none).
+        weight_decay: f32,
+    },
 }
 
 impl Optimizer {
+    /// SGD at rate `lr`: no momentum, no weight decay.
     pub fn sgd(lr: f32) -> Self {
         Optimizer::Sgd { lr, momentum: 0.0, weight_decay: 0.0, nesterov: false }
     }
+    /// Adam at rate `lr`, PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn adam(lr: f32) -> Self {
         Optimizer::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
+    /// AdamW at rate `lr`, PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     pub fn adamw(lr: f32) -> Self {
         Optimizer::AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
     }
+    /// RMSprop at rate `lr`, PyTorch's defaults: alpha 0.99, eps 1e-8, no weight decay.
     pub fn rmsprop(lr: f32) -> Self {
         Optimizer::Rmsprop { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0 }
     }
@@ -42,10 +86,12 @@ impl Optimizer {
         }
     }
 
+    /// The update rule's name (`"sgd"`, `"adam"`, ...).
     pub fn name(&self) -> &'static str {
         self.rule().name()
     }
 
+    /// The learning rate.
     pub fn lr(&self) -> f32 {
         match *self {
             Optimizer::Sgd { lr, .. }

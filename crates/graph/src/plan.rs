@@ -23,14 +23,21 @@ pub enum Buf {
 /// One launch: the node it computes, its kernel and its buffers in [`Kernel::slots`] order.
 #[derive(Clone, Debug)]
 pub struct Step {
+    /// The node this launch computes.
     pub node: NodeId,
+    /// The sized kernel it runs.
     pub kernel: Kernel,
+    /// Its buffers, one per kernel slot.
     pub bufs: Vec<Buf>,
 }
 
+/// A compiled step at one batch size: the launches in order and the buffers they use (activation
+/// slots shared by liveness). [`Session`](crate::Session) builds and caches one per batch size.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The batch size the plan is sized for.
     pub batch: usize,
+    /// The launches, in execution order.
     pub steps: Vec<Step>,
     /// Type and length of each activation slot (the largest tensor it holds).
     pub temps: Vec<(DType, usize)>,
@@ -52,6 +59,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Number of kernel launches per step.
     pub fn launches(&self) -> usize {
         self.steps.len()
     }

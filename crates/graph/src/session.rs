@@ -78,14 +78,17 @@ impl Session {
         Ok(Session { graph, backend, persistent, names, plans: Vec::new(), optimizer, step: 0 })
     }
 
+    /// The graph the session runs.
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
 
+    /// The backend the session's buffers live on.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
     }
 
+    /// The backend's buffer and pipeline counters.
     pub fn stats(&self) -> Stats {
         self.backend.stats()
     }
@@ -274,20 +277,24 @@ impl Session {
         Ok((self.persistent[node], n.shape.numel(1)))
     }
 
+    /// Reads parameter `name` back to the host (row-major). Errors if no parameter has that name.
     pub fn get_param(&mut self, name: &str) -> Result<Vec<f32>> {
         let (b, _) = self.named("parameter", name)?;
         Ok(self.backend.read_f32(b)?)
     }
 
+    /// Overwrites parameter `name`; `data` must hold exactly its element count.
     pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         self.set("parameter", name, data)
     }
 
+    /// Reads optimizer state `name` (`{param}.{slot}`, slots from [`Optimizer::state_names`]) back to the host.
     pub fn get_state(&mut self, name: &str) -> Result<Vec<f32>> {
         let (b, _) = self.named("optimizer state", name)?;
         Ok(self.backend.read_f32(b)?)
     }
 
+    /// Overwrites optimizer state `name`; `data` must hold exactly its element count.
     pub fn set_state(&mut self, name: &str, data: &[f32]) -> Result<()> {
         self.set("optimizer state", name, data)
     }
@@ -308,6 +315,7 @@ impl Session {
         self.step
     }
 
+    /// Sets the optimizer step count (Adam's `t`), e.g. when resuming from a checkpoint.
     pub fn set_step_count(&mut self, t: u64) {
         self.step = t;
     }

@@ -6,7 +6,9 @@ use std::fmt;
 /// flattening `[B, 28, 28]` gives `[Batch(784)]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
+    /// A fixed size.
     Fixed(usize),
+    /// `k` times the batch size.
     Batch(usize),
 }
 
@@ -16,6 +18,7 @@ pub use Dim::{Batch, Fixed};
 pub const B: Dim = Dim::Batch(1);
 
 impl Dim {
+    /// The size at batch size `batch`.
     pub fn resolve(self, batch: usize) -> usize {
         match self {
             Fixed(n) => n,
@@ -45,6 +48,7 @@ impl fmt::Display for Dim {
 pub struct Shape(pub Vec<Dim>);
 
 impl Shape {
+    /// A shape with no batch dimension.
     pub fn fixed(dims: &[usize]) -> Shape {
         Shape(dims.iter().map(|&d| Fixed(d)).collect())
     }
@@ -56,22 +60,27 @@ impl Shape {
         Shape(dims)
     }
 
+    /// The scalar shape `[]` (rank 0, one element).
     pub fn scalar() -> Shape {
         Shape(Vec::new())
     }
 
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.0.len()
     }
 
+    /// The dimensions, outermost first.
     pub fn dims(&self) -> &[Dim] {
         &self.0
     }
 
+    /// The concrete dimensions at batch size `batch`.
     pub fn resolve(&self, batch: usize) -> Vec<usize> {
         self.0.iter().map(|d| d.resolve(batch)).collect()
     }
 
+    /// Element count at batch size `batch`.
     pub fn numel(&self, batch: usize) -> usize {
         self.0.iter().map(|d| d.resolve(batch)).product()
     }
@@ -85,6 +94,7 @@ impl Shape {
         })
     }
 
+    /// Whether any dimension depends on the batch size.
     pub fn has_batch(&self) -> bool {
         self.0.iter().any(|d| matches!(d, Batch(_)))
     }

@@ -1,6 +1,6 @@
 //! Checkpoints: safetensors files of named tensors plus a string->string metadata map.
 //!
-//! Format (https://github.com/huggingface/safetensors): 8 bytes little-endian header length `n`,
+//! Format (<https://github.com/huggingface/safetensors>): 8 bytes little-endian header length `n`,
 //! `n` bytes of JSON `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
 //! "__metadata__": {"key": "value"}}` (padded with spaces to a multiple of 8), then the tensor bytes
 //! (little-endian), offsets relative to the end of the header. Written by hand: the format is this
@@ -43,16 +43,23 @@ const MAX_HEADER: u64 = 100_000_000;
 /// The element type of a tensor in the file (safetensors' names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Dtype {
+    /// 32-bit float.
     #[default]
     F32,
+    /// 64-bit float (converted to f32 when read).
     F64,
+    /// IEEE half precision.
     F16,
+    /// bfloat16.
     BF16,
+    /// 64-bit signed integer (PyTorch's `num_batches_tracked`).
     I64,
+    /// 32-bit signed integer.
     I32,
 }
 
 impl Dtype {
+    /// Every dtype, in the order `from_name` tries them.
     pub const ALL: [Dtype; 6] = [Dtype::F32, Dtype::F64, Dtype::F16, Dtype::BF16, Dtype::I64, Dtype::I32];
 
     /// The safetensors name (`"F32"`, `"I64"`, ...).
@@ -67,6 +74,7 @@ impl Dtype {
         }
     }
 
+    /// The dtype a safetensors name (`"F32"`, `"BF16"`, ...) means; `None` for an unsupported one.
     pub fn from_name(name: &str) -> Option<Dtype> {
         Dtype::ALL.into_iter().find(|d| d.name() == name)
     }
@@ -139,9 +147,12 @@ impl std::fmt::Display for Dtype {
     }
 }
 
+/// One named tensor of a safetensors file, its values held as f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// The state-dict name (`"0.weight"`).
     pub name: String,
+    /// Dimensions, outermost first (`[]` for a scalar).
     pub shape: Vec<usize>,
     /// Row-major, `shape.iter().product()` values.
     pub data: Vec<f32>,
@@ -150,14 +161,17 @@ pub struct Tensor {
     pub dtype: Dtype,
 }
 
+/// The contents of a safetensors file: named tensors and string metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     /// In file order (ascending data offset) when read; written in this order.
     pub tensors: Vec<Tensor>,
+    /// The header's `__metadata__` entries (Kiln stores the model's configuration here as JSON).
     pub metadata: BTreeMap<String, String>,
 }
 
 impl Checkpoint {
+    /// An empty checkpoint (no tensors, no metadata).
     pub fn new() -> Self {
         Self::default()
     }
@@ -174,6 +188,7 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The tensor named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.iter().find(|t| t.name == name)
     }

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::Activation;
 
+/// The loss `fit` minimizes, given to `compile`. Pick it by target: [`Loss::Mse`], [`Loss::Mae`] or
+/// [`Loss::Huber`] for regression values, [`Loss::BinaryCrossEntropy`] for one sigmoid output,
+/// [`Loss::CrossEntropy`] for class ids against a softmax (or logits).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Loss {
     /// `mean((p - t)^2)` (`nn.MSELoss`).
@@ -14,7 +17,10 @@ pub enum Loss {
     /// `mean(|p - t|)` (`nn.L1Loss`).
     Mae,
     /// Quadratic within `delta`, linear beyond (`nn.HuberLoss`).
-    Huber { delta: f32 },
+    Huber {
+        /// Where the quadratic part ends (PyTorch's default is 1.0).
+        delta: f32,
+    },
     /// From probabilities (`nn.BCELoss`; probabilities clamped to [1e-7, 1 - 1e-7]).
     BinaryCrossEntropy,
     /// From logits (`nn.BCEWithLogitsLoss`).
@@ -39,6 +45,7 @@ pub enum TargetKind {
 const EPS: f32 = 1e-7;
 
 impl Loss {
+    /// The name used in logs, histories and saved models (`"mse"`, `"crossentropy"`, ...).
     pub fn name(&self) -> &'static str {
         match self {
             Loss::Mse => "mse",
@@ -51,6 +58,7 @@ impl Loss {
         }
     }
 
+    /// What targets this loss needs from the data set (class ids, one-hot rows or values).
     pub fn target_kind(&self) -> TargetKind {
         match self {
             Loss::CrossEntropy => TargetKind::Labels,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A value reported per epoch besides the loss (given to `compile`; `val_` + its name on validation
+/// data), in the target's units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Metric {
     /// Binary accuracy for one output (threshold 0.5, or 0 for logits), categorical accuracy
@@ -14,6 +16,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The name in histories and logs (`"accuracy"`, `"mae"`, `"mse"`).
     pub fn name(&self) -> &'static str {
         match self {
             Metric::Accuracy => "accuracy",
@@ -22,6 +25,7 @@ impl Metric {
         }
     }
 
+    /// The metric a name means (`accuracy`/`acc`, `mae`, `mse`; case-insensitive), `None` if unknown.
     pub fn parse(s: &str) -> Option<Metric> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
             "accuracy" | "acc" => Metric::Accuracy,
@@ -44,12 +48,14 @@ pub enum Truth<'a> {
 /// Running sums of one metric.
 #[derive(Clone, Debug)]
 pub struct MetricSum {
+    /// The metric being summed.
     pub metric: Metric,
     total: f64,
     count: f64,
 }
 
 impl MetricSum {
+    /// Empty sums of `metric`.
     pub fn new(metric: Metric) -> Self {
         MetricSum { metric, total: 0.0, count: 0.0 }
     }

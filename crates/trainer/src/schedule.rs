@@ -3,17 +3,34 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the learning rate changes over the training steps (see [`Schedule::lr`]); default constant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Schedule {
+    /// The optimizer's base rate at every step.
     #[default]
     Constant,
     /// Multiplies the rate by `gamma` every `every` steps (`StepLR`).
-    Step { every: u64, gamma: f32 },
+    Step {
+        /// Steps between decays.
+        every: u64,
+        /// Factor applied at each decay.
+        gamma: f32,
+    },
     /// Cosine decay from the base rate to `min_lr` over `total` steps, then `min_lr`
     /// (`CosineAnnealingLR`).
-    Cosine { total: u64, min_lr: f32 },
+    Cosine {
+        /// Steps over which the rate decays.
+        total: u64,
+        /// The rate at and after step `total`.
+        min_lr: f32,
+    },
     /// Linear warm-up from 0 over `steps`, then `then` (counted from the end of warm-up).
-    Warmup { steps: u64, then: Box<Schedule> },
+    Warmup {
+        /// Warm-up steps.
+        steps: u64,
+        /// The schedule after warm-up.
+        then: Box<Schedule>,
+    },
 }
 
 impl Schedule {

@@ -81,6 +81,7 @@ impl Default for CpuBackend {
 }
 
 impl CpuBackend {
+    /// A CPU backend on all cores (small kernels run on one thread).
     pub fn new() -> Self {
         Self::with_parallel_min(DEFAULT_PARALLEL_MIN)
     }

@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::pool::Pool;
 use pipelines::{Pipelines, PARAMS_BYTES};
 
+/// The wgpu backend: one adapter and queue, the WGSL kernels' pipelines, pooled buffers; one
+/// submitted plan is one command buffer.
 pub struct GpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,

@@ -12,21 +12,34 @@ use crate::DType::F32;
 /// Binary elementwise ops with broadcasting. Comparisons return 1.0 or 0.0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a * b`.
     Mul,
+    /// `a / b`.
     Div,
+    /// `max(a, b)`.
     Max,
+    /// `min(a, b)`.
     Min,
+    /// `a == b`.
     Eq,
+    /// `a != b`.
     Ne,
+    /// `a < b`.
     Lt,
+    /// `a <= b`.
     Le,
+    /// `a > b`.
     Gt,
+    /// `a >= b`.
     Ge,
 }
 
 impl BinaryOp {
+    /// Every op, in declaration order.
     pub const ALL: [BinaryOp; 12] = [
         BinaryOp::Add,
         BinaryOp::Sub,
@@ -42,6 +55,7 @@ impl BinaryOp {
         BinaryOp::Ge,
     ];
 
+    /// The op's name in errors and kernel names (`"add"`, `"maximum"`, ...).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -59,6 +73,7 @@ impl BinaryOp {
         }
     }
 
+    /// The op on two values (the CPU reference).
     #[inline(always)]
     pub fn eval(self, a: f32, b: f32) -> f32 {
         let flag = |c: bool| if c { 1.0 } else { 0.0 };
@@ -129,7 +144,9 @@ macro_rules! with_binary {
 /// `c = a op b` with numpy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Binary {
+    /// The op.
     pub op: BinaryOp,
+    /// How `a` and `b` broadcast to the output.
     pub bc: Broadcast,
 }
 
@@ -137,14 +154,19 @@ pub struct Binary {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BinaryParams {
+    /// Output elements.
     pub len: u32,
+    /// Padding (the next member starts at 16 bytes).
     pub pad0: u32,
+    /// Padding.
     pub pad1: u32,
+    /// Padding.
     pub pad2: u32,
     /// Output dims, right-aligned, padded with 1.
     pub out: [u32; 4],
     /// 0 where `a` is broadcast.
     pub a_strides: [u32; 4],
+    /// 0 where `b` is broadcast.
     pub b_strides: [u32; 4],
 }
 
@@ -238,10 +260,15 @@ fn broadcast_range(
 /// A stride of 0 repeats an operand along that dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Broadcast {
+    /// Output dims, right-aligned, padded with 1.
     pub out: [usize; MAX_RANK],
+    /// Stride of `a` per output dim; 0 where `a` is broadcast.
     pub a_strides: [usize; MAX_RANK],
+    /// Stride of `b` per output dim; 0 where `b` is broadcast.
     pub b_strides: [usize; MAX_RANK],
+    /// Elements of `a`.
     pub a_len: usize,
+    /// Elements of `b`.
     pub b_len: usize,
 }
 
@@ -302,6 +329,7 @@ impl Broadcast {
         self.out.iter().product()
     }
 
+    /// Whether the output has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

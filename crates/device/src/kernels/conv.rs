@@ -14,28 +14,50 @@ use crate::DType::F32;
 pub enum Conv {
     /// `cols[n, (c kh + ky) kw + kx, oy ow + ox] = x[n, c, oy sh - ph + ky dh, ox sw - pw + kx dw]`,
     /// `pad_value` where that falls outside the image (0 for convolution, -inf-like for max pooling).
-    Im2col { win: Window2d, pad_value: f32 },
+    Im2col {
+        /// The window geometry.
+        win: Window2d,
+        /// Value read outside the image.
+        pad_value: f32,
+    },
     /// The adjoint of `Im2col`: each image element sums the column entries that read it.
-    Col2im { win: Window2d },
+    Col2im {
+        /// The window geometry.
+        win: Window2d,
+    },
 }
 
 /// `Params` in `shaders/conv.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ConvParams {
+    /// Images in the batch.
     pub n: u32,
+    /// Channels.
     pub c: u32,
+    /// Image height.
     pub h: u32,
+    /// Image width.
     pub w: u32,
+    /// Kernel height.
     pub kh: u32,
+    /// Kernel width.
     pub kw: u32,
+    /// Vertical stride.
     pub sh: u32,
+    /// Horizontal stride.
     pub sw: u32,
+    /// Zero padding at top and bottom.
     pub ph: u32,
+    /// Zero padding at left and right.
     pub pw: u32,
+    /// Vertical dilation.
     pub dh: u32,
+    /// Horizontal dilation.
     pub dw: u32,
+    /// Output height.
     pub oh: u32,
+    /// Output width.
     pub ow: u32,
     /// im2col: what positions outside the image read.
     pub pad_value: f32,
@@ -128,17 +150,29 @@ impl Family for Conv {
 /// `oh = (h + 2 ph - dh (kh - 1) - 1) / sh + 1` (and the same for `ow`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window2d {
+    /// Images in the batch.
     pub n: usize,
+    /// Channels.
     pub c: usize,
+    /// Image height.
     pub h: usize,
+    /// Image width.
     pub w: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Vertical stride.
     pub sh: usize,
+    /// Horizontal stride.
     pub sw: usize,
+    /// Zero padding at top and bottom.
     pub ph: usize,
+    /// Zero padding at left and right.
     pub pw: usize,
+    /// Vertical dilation.
     pub dh: usize,
+    /// Horizontal dilation.
     pub dw: usize,
 }
 
@@ -169,6 +203,7 @@ impl Window2d {
         Self::out_len(self.h, self.kh, self.sh, self.ph, self.dh).filter(|_| self.dh > 0)
     }
 
+    /// Output width, `None` when the window does not fit.
     pub fn ow(&self) -> Option<usize> {
         Self::out_len(self.w, self.kw, self.sw, self.pw, self.dw).filter(|_| self.dw > 0)
     }
@@ -209,6 +244,7 @@ impl Window2d {
         out
     }
 
+    /// Elements of the im2col matrix `[n, c kh kw, oh ow]`.
     pub fn cols_len(&self) -> usize {
         self.n * self.c * self.kh * self.kw * self.oh().unwrap_or(0) * self.ow().unwrap_or(0)
     }

@@ -12,18 +12,35 @@ use crate::DType::F32;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerNorm {
     /// `y = (x - mean) / sqrt(var + eps)` per row, biased variance (PyTorch's).
-    Forward { rows: usize, cols: usize, eps: f32 },
+    Forward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the variance before the square root.
+        eps: f32,
+    },
     /// Backward from the input x (the row statistics are recomputed):
     /// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`, `xhat = (x - mean) * rstd`.
-    Backward { rows: usize, cols: usize, eps: f32 },
+    Backward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the variance before the square root.
+        eps: f32,
+    },
 }
 
 /// `Params` in `shaders/layer_norm.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LayerNormParams {
+    /// Rows.
     pub rows: u32,
+    /// Length of each row.
     pub cols: u32,
+    /// Added to the variance.
     pub eps: f32,
 }
 

@@ -15,7 +15,18 @@ pub enum Layout {
     /// `out[o, j, i] = x[o, j + offset, i]` when `0 <= j + offset < src_len`, else 0, for `j` in
     /// `0..out_len`: a slice (offset >= 0, out_len <= src_len) or a zero pad (offset <= 0), which
     /// are each other's adjoint. Concat is pads added together.
-    SlicePad { outer: usize, src_len: usize, out_len: usize, inner: usize, offset: i32 },
+    SlicePad {
+        /// Product of the dimensions before the axis.
+        outer: usize,
+        /// Length of the axis in the input.
+        src_len: usize,
+        /// Length of the axis in the output.
+        out_len: usize,
+        /// Product of the dimensions after the axis.
+        inner: usize,
+        /// Input position of output position 0 along the axis.
+        offset: i32,
+    },
 }
 
 /// `Params` in `shaders/layout.wgsl`, one block for both entry points.
@@ -24,8 +35,11 @@ pub enum Layout {
 pub struct LayoutParams {
     /// permute: len; slice_pad: outer.
     pub a: u32,
+    /// Length of the axis in the input.
     pub src_len: u32,
+    /// Length of the axis in the output.
     pub out_len: u32,
+    /// Product of the dimensions after the axis.
     pub inner: u32,
     /// permute: the output dims, padded on the left with 1s; slice_pad: `v[0]` = offset (i32 bits).
     pub v: [u32; 4],
@@ -110,7 +124,9 @@ impl Family for Layout {
 /// on the left with 1s to rank 4) and, per output dimension, the stride of `x` it walks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Permute {
+    /// Output dims, padded on the left with 1s to rank 4.
     pub out: [usize; MAX_RANK],
+    /// Stride of `x` walked by each output dim.
     pub src_strides: [usize; MAX_RANK],
 }
 
@@ -141,10 +157,12 @@ impl Permute {
         Ok(p)
     }
 
+    /// Output elements.
     pub fn len(&self) -> usize {
         self.out.iter().product()
     }
 
+    /// Whether the output has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -13,21 +13,43 @@ use crate::DType::{F32, U32};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Loss {
     /// `loss = mean((p - t)^2)` over `n` elements.
-    MseLoss { n: usize },
+    MseLoss {
+        /// Elements of the prediction (and target).
+        n: usize,
+    },
     /// `dp = 2 (p - t) / n * dloss`.
-    MseGrad { n: usize },
+    MseGrad {
+        /// Elements of the prediction (and target).
+        n: usize,
+    },
     /// `loss = mean(max(z, 0) - z t + log(1 + exp(-|z|)))`: binary cross-entropy from logits z.
-    BceLogitsLoss { n: usize },
+    BceLogitsLoss {
+        /// Elements of the prediction (and target).
+        n: usize,
+    },
     /// `dz = (sigmoid(z) - t) / n * dloss`.
-    BceLogitsGrad { n: usize },
+    BceLogitsGrad {
+        /// Elements of the prediction (and target).
+        n: usize,
+    },
     /// `loss = mean over rows of (logsumexp(z_row) - z_row[label])`, integer labels.
     /// Kernels cannot fail, so a label `>= cols` has an all-zero one-hot: that row adds
     /// `logsumexp(z_row)` (the label term is skipped) and the mean still divides by `rows`. The
     /// trainer validates labels on the host before they get here.
-    SoftmaxCeLoss { rows: usize, cols: usize },
+    SoftmaxCeLoss {
+        /// Rows (examples).
+        rows: usize,
+        /// Classes.
+        cols: usize,
+    },
     /// `dz = (softmax(z) - onehot(label)) / rows * dloss`; a label `>= cols` has an all-zero
     /// one-hot (its row is `softmax(z_row) / rows * dloss`), consistent with the loss above.
-    SoftmaxCeGrad { rows: usize, cols: usize },
+    SoftmaxCeGrad {
+        /// Rows (examples).
+        rows: usize,
+        /// Classes.
+        cols: usize,
+    },
 }
 
 /// `Params` in `shaders/loss.wgsl`.

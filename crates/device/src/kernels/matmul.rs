@@ -18,13 +18,21 @@ use crate::DType::F32;
 /// every batch entry (a weight matrix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Matmul {
+    /// Batch entries (1: a plain matmul).
     pub batch: usize,
+    /// Rows of `C`.
     pub m: usize,
+    /// Columns of `C`.
     pub n: usize,
+    /// The contracted dimension.
     pub k: usize,
+    /// `A` is stored `[k, m]`.
     pub trans_a: bool,
+    /// `B` is stored `[n, k]`.
     pub trans_b: bool,
+    /// `A` has one matrix per batch entry (else shared).
     pub a_batched: bool,
+    /// `B` has one matrix per batch entry (else shared).
     pub b_batched: bool,
 }
 
@@ -33,9 +41,11 @@ impl Matmul {
     pub fn new(m: usize, n: usize, k: usize) -> Self {
         Matmul { batch: 1, m, n, k, trans_a: false, trans_b: false, a_batched: false, b_batched: false }
     }
+    /// Elements of `A`.
     pub fn a_len(&self) -> usize {
         self.m * self.k * if self.a_batched { self.batch } else { 1 }
     }
+    /// Elements of `B`.
     pub fn b_len(&self) -> usize {
         self.k * self.n * if self.b_batched { self.batch } else { 1 }
     }
@@ -45,9 +55,13 @@ impl Matmul {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
+    /// Batch entries (1: a plain matmul).
     pub batch: u32,
+    /// Rows of `C`.
     pub m: u32,
+    /// Columns of `C`.
     pub n: u32,
+    /// The contracted dimension.
     pub k: u32,
     /// 1: A is stored `[k, m]`.
     pub trans_a: u32,
@@ -55,6 +69,7 @@ pub struct MatmulParams {
     pub trans_b: u32,
     /// Elements between batch entries of A (0: shared by all).
     pub a_stride: u32,
+    /// Elements between batch entries of B (0: shared by all).
     pub b_stride: u32,
 }
 

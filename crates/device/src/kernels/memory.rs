@@ -11,23 +11,36 @@ use crate::DType::{F32, U32};
 pub enum Memory {
     /// `out[o, j, i] = table[o, idx[j], i]`; an index out of range gives 0.
     Gather {
+        /// Product of the dimensions before the axis.
         outer: usize,
+        /// Length of the indexed axis.
         axis_len: usize,
+        /// Product of the dimensions after the axis.
         inner: usize,
+        /// Number of indices.
         n_idx: usize,
     },
     /// `out[o, a, i] = sum over j with idx[j] == a of src[o, j, i]` (out is overwritten).
     ScatterAdd {
+        /// Product of the dimensions before the axis.
         outer: usize,
+        /// Length of the indexed axis.
         axis_len: usize,
+        /// Product of the dimensions after the axis.
         inner: usize,
+        /// Number of indices.
         n_idx: usize,
     },
+    /// `out[j] = value` for `j` in `0..len`.
     Fill {
+        /// Elements.
         len: usize,
+        /// The value written.
         value: f32,
     },
+    /// `out[j] = x[j]` for `j` in `0..len`.
     Copy {
+        /// Elements.
         len: usize,
     },
 }
@@ -40,7 +53,9 @@ pub struct MemoryParams {
     pub a: u32,
     /// gather/scatter: axis_len; fill: the value's bits.
     pub b: u32,
+    /// Product of the dimensions after the axis.
     pub inner: u32,
+    /// Number of indices.
     pub n_idx: u32,
 }
 

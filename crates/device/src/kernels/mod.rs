@@ -230,6 +230,7 @@ impl Kernel {
 /// How a kernel uses one of its buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Only read by the kernel.
     Read,
     /// Written (and possibly read) by the kernel: outputs and in-place state.
     Write,
@@ -238,10 +239,15 @@ pub enum Access {
 /// One buffer a kernel binds: its WGSL binding number, role, type and the length it needs.
 #[derive(Clone, Copy, Debug)]
 pub struct Slot {
+    /// The WGSL `@binding` number.
     pub binding: u32,
+    /// The buffer's role (`"x"`, `"out"`, ...), used in errors.
     pub name: &'static str,
+    /// Its element type.
     pub dtype: DType,
+    /// Elements it must hold at least.
     pub len: usize,
+    /// Whether the kernel writes it.
     pub access: Access,
 }
 

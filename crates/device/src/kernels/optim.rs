@@ -18,11 +18,15 @@ pub const HYPER_LEN: usize = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SgdHyper {
+    /// Learning rate.
     pub lr: f32,
+    /// Momentum factor (0: none).
     pub momentum: f32,
+    /// Weight decay (0: none).
     pub weight_decay: f32,
     /// 1.0 for Nesterov momentum, else 0.0.
     pub nesterov: f32,
+    /// Padding to the hyper buffer's length.
     pub padding: [f32; 4],
 }
 
@@ -30,15 +34,21 @@ pub struct SgdHyper {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AdamHyper {
+    /// Learning rate.
     pub lr: f32,
+    /// First-moment decay.
     pub beta1: f32,
+    /// Second-moment decay.
     pub beta2: f32,
+    /// Added to the denominator.
     pub eps: f32,
+    /// Weight decay (0: none).
     pub weight_decay: f32,
     /// `1 - beta1^t`.
     pub bias_correction1: f32,
     /// `1 - beta2^t`.
     pub bias_correction2: f32,
+    /// Padding to the hyper buffer's length.
     pub padding: f32,
 }
 
@@ -46,10 +56,15 @@ pub struct AdamHyper {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RmspropHyper {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the squared-gradient average.
     pub alpha: f32,
+    /// Added to the denominator.
     pub eps: f32,
+    /// Weight decay (0: none).
     pub weight_decay: f32,
+    /// Padding to the hyper buffer's length.
     pub padding: [f32; 4],
 }
 
@@ -75,17 +90,29 @@ fn hyper<H: bytemuck::Pod>(words: &[f32]) -> H {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Optim {
     /// In-place SGD with momentum, Nesterov and L2 weight decay ([`SgdHyper`]).
-    Sgd { len: usize },
+    Sgd {
+        /// Elements.
+        len: usize,
+    },
     /// In-place Adam (L2 weight decay) or AdamW (`decoupled`: decoupled weight decay) ([`AdamHyper`]).
-    Adam { len: usize, decoupled: bool },
+    Adam {
+        /// Elements.
+        len: usize,
+        /// AdamW: decay the weights directly instead of adding to the gradient.
+        decoupled: bool,
+    },
     /// In-place RMSprop ([`RmspropHyper`]).
-    Rmsprop { len: usize },
+    Rmsprop {
+        /// Elements.
+        len: usize,
+    },
 }
 
 /// `Params` in `shaders/optim.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct OptimParams {
+    /// Elements of the parameter.
     pub len: u32,
 }
 

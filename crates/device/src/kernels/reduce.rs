@@ -12,16 +12,21 @@ use crate::DType::{F32, U32};
 /// Reductions over one axis of a tensor viewed as `[outer, len, inner]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// Sum.
     Sum,
+    /// Mean.
     Mean,
+    /// Maximum.
     Max,
     /// Index of the first maximum, written to a u32 buffer.
     Argmax,
 }
 
 impl ReduceOp {
+    /// Every op, in declaration order.
     pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Argmax];
 
+    /// The op's name (`"sum"`, `"mean"`, `"max"`, `"argmax"`).
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "reduce_sum",
@@ -35,9 +40,13 @@ impl ReduceOp {
 /// Reduce `[outer, len, inner]` over the middle axis to `[outer, inner]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Reduce {
+    /// The reduction.
     pub op: ReduceOp,
+    /// Product of the dimensions before the axis.
     pub outer: usize,
+    /// Length of the reduced axis.
     pub len: usize,
+    /// Product of the dimensions after the axis.
     pub inner: usize,
 }
 
@@ -45,8 +54,11 @@ pub struct Reduce {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ReduceParams {
+    /// Product of the dimensions before the axis.
     pub outer: u32,
+    /// Length of the reduced axis.
     pub len: u32,
+    /// Product of the dimensions after the axis.
     pub inner: u32,
 }
 

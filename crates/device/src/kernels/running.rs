@@ -12,9 +12,13 @@ use crate::DType::F32;
 /// over a value of ones).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunningUpdate {
+    /// Elements.
     pub len: usize,
+    /// Weight of the old value.
     pub keep: f32,
+    /// Weight of the new value.
     pub gain: f32,
+    /// Factor applied to the new value.
     pub scale: f32,
 }
 
@@ -22,9 +26,13 @@ pub struct RunningUpdate {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RunningParams {
+    /// Elements.
     pub len: u32,
+    /// Weight of the old value.
     pub keep: f32,
+    /// Weight of the new value.
     pub gain: f32,
+    /// Factor applied to the new value.
     pub scale: f32,
 }
 

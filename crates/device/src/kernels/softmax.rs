@@ -14,19 +14,42 @@ pub enum Softmax {
     /// `T`, `rows` a multiple of it): row `r` takes columns `j <= r % T` and writes exactly 0 to the
     /// others (attention's causal mask, without a `-inf` constant). Plain softmax is `scale` 1,
     /// `causal` false ([`crate::Kernel::softmax`]).
-    Forward { rows: usize, cols: usize, log: bool, scale: f32, causal: bool },
+    Forward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Log-softmax instead of softmax.
+        log: bool,
+        /// Factor applied to x before the softmax.
+        scale: f32,
+        /// Mask columns after each row's position (softmax only).
+        causal: bool,
+    },
     /// Backward of softmax from its output y: `dx = scale * y * (dy - sum(dy * y))`;
     /// of log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`. Causally masked entries have y = 0,
     /// so their gradient is 0 with no mask of its own.
-    Backward { rows: usize, cols: usize, log: bool, scale: f32 },
+    Backward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Log-softmax instead of softmax.
+        log: bool,
+        /// Factor applied to x before the softmax.
+        scale: f32,
+    },
 }
 
 /// `Params` in `shaders/softmax.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SoftmaxParams {
+    /// Rows.
     pub rows: u32,
+    /// Length of each row.
     pub cols: u32,
+    /// Factor applied to x.
     pub scale: f32,
     /// 1: the causal mask (forward softmax only).
     pub causal: u32,

@@ -15,6 +15,30 @@ use crate::{Error, Result};
 
 /// Reads a CSV whose column `target_column` is the target and all other columns are f32 features.
 /// A non-numeric target becomes classes (names sorted); a numeric one follows `task`.
+///
+/// Errors: the file cannot be read, the target column is missing, or a feature cell is not a
+/// number (the error names the file, line and column).
+///
+/// ```
+/// use kiln_trainer::data::{read_csv, TaskHint};
+///
+/// # fn main() -> kiln_trainer::Result<()> {
+/// let dir = std::env::temp_dir().join(format!("kiln-read-csv-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("iris.csv");
+/// std::fs::write(&path, "sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,virginica\n").unwrap();
+///
+/// let table = read_csv(&path, "species", TaskHint::Auto)?;
+/// assert_eq!((table.rows, table.cols), (3, 2));
+/// assert_eq!(table.feature_names, ["sepal", "petal"]);
+/// assert_eq!(table.target.class_names().unwrap(), ["setosa", "versicolor", "virginica"]);
+/// assert_eq!(table.row(1), &[7.0, 4.7]);
+///
+/// // A target column that is not in the header is an error naming it.
+/// assert!(read_csv(&path, "label", TaskHint::Auto).is_err());
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(()) }
+/// ```
 pub fn read_csv(path: impl AsRef<Path>, target_column: &str, task: TaskHint) -> Result<Table> {
     let path = path.as_ref();
     read_csv_from_reader(path, open(path)?, target_column, task)

@@ -15,10 +15,13 @@ pub enum TargetBuf<'a> {
     Classes(&'a mut [u32]),
 }
 
+/// What `fit`, `evaluate` and `predict` read rows from: a [`Table`], or your own
+/// type (e.g. streamed or generated data) implementing it.
 pub trait Dataset {
     /// Number of rows.
     fn len(&self) -> usize;
 
+    /// Whether the data set has no rows.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,16 +1,19 @@
 //! A small seeded PRNG (SplitMix64, Steele/Lea/Flood 2014): reproducible shuffles on every platform,
 //! without a dependency. Not for cryptography.
 
+/// The SplitMix64 generator: the same sequence for a seed on every platform.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
+    /// A generator started at `seed`.
     pub fn new(seed: u64) -> Self {
         SplitMix64 { state: seed }
     }
 
+    /// The next 64 uniform random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::table::Table;
 use crate::{Error, Result};
 
+/// Per-column `(x - mean) / std`, fitted on training features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
+    /// Mean of each column.
     pub mean: Vec<f32>,
     /// Population standard deviation (divides by n, like scikit-learn's StandardScaler); 1 for a
     /// constant column so it maps to 0 instead of dividing by zero.
@@ -49,10 +51,12 @@ impl Standardizer {
         Ok(Standardizer { mean: mean.into_iter().map(|m| m as f32).collect(), std })
     }
 
+    /// [`Standardizer::fit`] on a table's features.
     pub fn fit_table(table: &Table) -> Result<Standardizer> {
         Standardizer::fit(&table.features, table.cols)
     }
 
+    /// Number of columns it standardizes.
     pub fn cols(&self) -> usize {
         self.mean.len()
     }
@@ -75,6 +79,7 @@ impl Standardizer {
         Ok(())
     }
 
+    /// Standardizes a table's features in place; its column count must be `cols()`.
     pub fn apply_table(&self, table: &mut Table) -> Result<()> {
         if table.cols != self.cols() {
             return Err(Error::shape(
@@ -86,6 +91,7 @@ impl Standardizer {
         self.apply(&mut table.features)
     }
 
+    /// The statistics as JSON (what a saved model stores; read back with `from_json`).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }

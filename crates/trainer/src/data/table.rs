@@ -21,6 +21,7 @@ pub enum TaskHint {
 /// `TaskHint::Auto` treats an integer target with at most this many distinct values as classes.
 pub const MAX_AUTO_CLASSES: usize = 20;
 
+/// The target column of a [`Table`]: regression values, class ids with their names, or none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Target {
     /// One value per row.
@@ -28,7 +29,12 @@ pub enum Target {
     /// One class id per row; `names[id]` is the label as written in the data. `names` is sorted
     /// (text labels lexicographically, numeric labels by value), so the mapping is deterministic;
     /// save it with the model.
-    Classes { ids: Vec<u32>, names: Vec<String> },
+    Classes {
+        /// Class id of each row, below `names.len()`.
+        ids: Vec<u32>,
+        /// Label of each class id, sorted.
+        names: Vec<String>,
+    },
     /// No target (data to predict on).
     None,
 }
@@ -43,6 +49,7 @@ impl Target {
         }
     }
 
+    /// The class labels (indexed by class id), or `None` for a regression or no target.
     pub fn class_names(&self) -> Option<&[String]> {
         match self {
             Target::Classes { names, .. } => Some(names),
@@ -62,18 +69,48 @@ impl Target {
     }
 }
 
+/// An in-memory data set: `rows` rows of `cols` f32 features and one [`Target`], as read by
+/// [`read_csv`](crate::data::read_csv) or built with [`Table::new`]. It implements
+/// [`Dataset`](crate::data::Dataset), so it can be passed to `fit`, `evaluate` and `predict`.
+///
+/// ```
+/// use kiln_trainer::data::{Table, Target};
+///
+/// # fn main() -> kiln_trainer::Result<()> {
+/// // 3 rows of 2 features, two classes.
+/// let table = Table::new(
+///     vec![0.0, 1.0, 1.0, 0.0, 0.5, 0.5],
+///     3,
+///     2,
+///     vec!["a".into(), "b".into()],
+///     Target::Classes { ids: vec![0, 1, 1], names: vec!["no".into(), "yes".into()] },
+/// )?;
+/// assert_eq!(table.row(1), &[1.0, 0.0]);
+/// assert_eq!(table.target.class_names().unwrap(), &["no", "yes"]);
+/// let last_two = table.subset(&[1, 2])?;
+/// assert_eq!(last_two.rows, 2);
+///
+/// // The parts must agree: 5 values are not 3 x 2.
+/// assert!(Table::new(vec![0.0; 5], 3, 2, vec!["a".into(), "b".into()], Target::None).is_err());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     /// `[rows, cols]`, row-major.
     pub features: Vec<f32>,
+    /// Number of rows (examples).
     pub rows: usize,
+    /// Number of feature columns.
     pub cols: usize,
+    /// One name per feature column (the CSV header, or `x0, x1, ...`).
     pub feature_names: Vec<String>,
+    /// The target of each row.
     pub target: Target,
 }
 
 impl Table {
-    /// Checks that the parts agree (features = rows x cols, one name per column, one target per row).
+    /// A table from its parts. Errors (`Error::Shape`) unless they agree: features = rows x cols,
+    /// one name per column, one target per row, class ids below the number of class names.
     pub fn new(
         features: Vec<f32>,
         rows: usize,

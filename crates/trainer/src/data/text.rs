@@ -54,6 +54,7 @@ impl CharCorpus {
         Ok(CharCorpus { ids, ..c })
     }
 
+    /// The vocabulary, sorted: the character of each id.
     pub fn vocab(&self) -> &[char] {
         &self.vocab
     }
@@ -63,6 +64,7 @@ impl CharCorpus {
         self.vocab.iter().collect()
     }
 
+    /// Number of distinct characters (ids are `0..vocab_size()`).
     pub fn vocab_size(&self) -> usize {
         self.vocab.len()
     }
@@ -161,6 +163,7 @@ impl TokenWindows {
         Ok(())
     }
 
+    /// Tokens per window (the model's sequence length).
     pub fn context(&self) -> usize {
         self.context
     }

@@ -9,11 +9,15 @@ use crate::{Error, Result};
 /// Elementwise activations (each is a module of its own in PyTorch's `nn.Sequential`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Activation {
+    /// `max(x, 0)`.
     Relu,
     /// Negative slope (PyTorch's default is 0.01).
     LeakyRelu(f32),
+    /// `1 / (1 + e^-x)`, in `(0, 1)`.
     Sigmoid,
+    /// Hyperbolic tangent, in `(-1, 1)`.
     Tanh,
+    /// Gaussian error linear unit (`nn.GELU`).
     Gelu,
     /// `x * sigmoid(x)` (PyTorch's `nn.SiLU`, the swish of Llama-class MLPs).
     Silu,

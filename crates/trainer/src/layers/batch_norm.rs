@@ -13,7 +13,9 @@ use crate::{Error, Result};
 /// variance with `momentum`, as PyTorch does), the running statistics at evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchNorm {
+    /// Added to the variance before the square root (default 1e-5).
     pub eps: f32,
+    /// Weight of the new batch in the running statistics (PyTorch's convention, default 0.1).
     pub momentum: f32,
 }
 

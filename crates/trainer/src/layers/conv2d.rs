@@ -10,12 +10,19 @@ use crate::{Error, Result};
 /// `nn.Conv2d(C, filters, kernel, stride, padding, groups=groups)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conv2d {
+    /// Output channels.
     pub filters: usize,
+    /// Side of the square kernel, in pixels.
     pub kernel: usize,
+    /// Step between windows, in pixels (default 1).
     pub stride: usize,
+    /// Zero padding added on each side of `H` and `W`, in pixels (default 0).
     pub padding: usize,
+    /// Channel groups: input channels and `filters` must both be divisible by it (default 1).
     pub groups: usize,
+    /// Initialization of the weight `[filters, C / groups, k, k]` (default He uniform).
     pub kernel_init: Init,
+    /// Initialization of the bias `[filters]` (default zeros).
     pub bias_init: Init,
 }
 

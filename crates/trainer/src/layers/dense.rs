@@ -10,9 +10,13 @@ use crate::{Error, Result};
 /// `y = x W^T + b` over `[batch, features]`, then `activation` if any.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dense {
+    /// Output features (the `out` of the `[out, in]` weight).
     pub units: usize,
+    /// Applied after the affine map (`None`: linear).
     pub activation: Option<Activation>,
+    /// Initialization of the weight `[units, in]` (default Glorot uniform).
     pub kernel_init: Init,
+    /// Initialization of the bias `[units]` (default zeros).
     pub bias_init: Init,
 }
 

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 /// `1 / (1 - rate)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dropout {
+    /// Probability of zeroing an element, in `[0, 1)`.
     pub rate: f32,
 }
 

@@ -11,7 +11,9 @@ use crate::{Error, Result};
 /// on the host), the output `[T, dim]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Embedding {
+    /// Number of token ids (`0..vocab`).
     pub vocab: usize,
+    /// Width of each token's vector.
     pub dim: usize,
 }
 

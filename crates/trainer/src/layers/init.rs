@@ -15,7 +15,9 @@ pub enum Init {
     HeUniform,
     /// N(0, s), s = sqrt(2 / fan_in).
     HeNormal,
+    /// All zeros (the default for biases).
     Zeros,
+    /// Every value this constant.
     Constant(f32),
 }
 

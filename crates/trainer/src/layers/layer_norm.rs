@@ -9,6 +9,7 @@ use crate::Result;
 /// `nn.LayerNorm` over the last axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerNorm {
+    /// Added to the variance before the square root (default 1e-5).
     pub eps: f32,
 }
 

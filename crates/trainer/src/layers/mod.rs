@@ -2,7 +2,7 @@
 //! parameters (PyTorch `state_dict` names, layouts and initialization), how it adds itself to the
 //! graph in training and evaluation mode, its `summary` line, and its running state (BatchNorm) or
 //! masks (Dropout). [`Layer`] is what a model file stores; each of its arms hands the work to the
-//! layer's own type through [`LayerImpl`].
+//! layer's own type through `LayerImpl` (crate-internal).
 
 mod activation;
 mod batch_norm;
@@ -44,6 +44,7 @@ use crate::Result;
 pub enum Layer {
     /// `y = x W^T + b` (PyTorch `nn.Linear`), optionally followed by an activation.
     Dense(Dense),
+    /// An activation on its own (its own `nn.Sequential` index, no parameters).
     Activation(Activation),
     /// Zeroes each element with probability `rate` during training and scales the rest by
     /// `1 / (1 - rate)`; the identity at evaluation.
@@ -52,8 +53,12 @@ pub enum Layer {
     Flatten,
     /// `nn.Conv2d(C, filters, kernel, stride, padding, groups=groups)` over `[C, H, W]`.
     Conv2d(Conv2d),
+    /// `nn.MaxPool2d`: the maximum of each square window of `[C, H, W]`.
     MaxPool2d(MaxPool2d),
+    /// `nn.AvgPool2d`: the mean of each square window of `[C, H, W]`.
     AvgPool2d(AvgPool2d),
+    /// `[C, H, W]` to `[C]`: the mean over each channel's `H x W` (`nn.AdaptiveAvgPool2d(1)` +
+    /// flatten).
     GlobalAvgPool2d,
     /// `nn.LayerNorm` over the last axis.
     LayerNorm(LayerNorm),

@@ -9,16 +9,22 @@ use crate::{Error, Result};
 /// `nn.MaxPool2d(kernel, stride, padding)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaxPool2d {
+    /// Side of the square window, in pixels.
     pub kernel: usize,
+    /// Step between windows, in pixels (default: the kernel).
     pub stride: usize,
+    /// Padding on each side of `H` and `W`, in pixels (default 0).
     pub padding: usize,
 }
 
 /// `nn.AvgPool2d(kernel, stride, padding)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AvgPool2d {
+    /// Side of the square window, in pixels.
     pub kernel: usize,
+    /// Step between windows, in pixels (default: the kernel).
     pub stride: usize,
+    /// Padding on each side of `H` and `W`, in pixels (default 0).
     pub padding: usize,
 }
 

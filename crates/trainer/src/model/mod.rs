@@ -42,6 +42,7 @@ pub struct DataInfo {
 /// What `predict` returns: `rows` x `cols` values, row-major (it derefs to the flat slice).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Predictions {
+    /// Number of rows predicted (the data set's length).
     pub rows: usize,
     /// Outputs per row.
     pub cols: usize,
@@ -101,12 +102,45 @@ impl<'a> IntoIterator for &'a Predictions {
 /// A parameter's state-dict name, shape and values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
+/// A stack of [`Layer`]s trained as one model (Keras' `Sequential`): build it with
+/// [`new`](Sequential::new) and [`add`](Sequential::add), [`compile`](Sequential::compile) it with
+/// an optimizer, a loss and metrics, then [`fit`](Sequential::fit), [`evaluate`](Sequential::evaluate),
+/// [`predict`](Sequential::predict), `save` and `load`. Parameters have PyTorch state-dict names
+/// (`0.weight`, `0.bias`, ...) and layouts.
+///
+/// ```
+/// use kiln_trainer::data::{Table, Target};
+/// use kiln_trainer::prelude::*;
+///
+/// # fn main() -> kiln_trainer::Result<()> {
+/// // XOR-like data: the class is 1 when exactly one of the two features is 1.
+/// let table = Table::new(
+///     vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0],
+///     4,
+///     2,
+///     vec!["a".into(), "b".into()],
+///     Target::Classes { ids: vec![0, 1, 1, 0], names: vec!["off".into(), "on".into()] },
+/// )?;
+/// let mut model = Sequential::new(&[2]).add(Dense(8, Relu)).add(Dense(2, Softmax));
+/// model.compile(Optimizer::adam(1e-2), Loss::CrossEntropy, &[Metric::Accuracy])?;
+/// let history = model.fit(&table, &FitOptions { epochs: 5, batch_size: 4, quiet: true, ..Default::default() })?;
+/// assert_eq!(history.epochs.len(), 5);
+///
+/// let probs = model.predict(&table, 4)?; // class probabilities, one row per table row
+/// assert_eq!(probs.shape(), [4, 2]);
+/// assert!(probs.row_iter().all(|p| (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+/// let labels = model.predict_classes(&table, 4)?; // "off" or "on"
+/// assert_eq!(labels.len(), 4);
+/// # Ok(()) }
+/// ```
 pub struct Sequential {
     input_shape: Vec<usize>,
     layers: Vec<Layer>,
     seed: u64,
     /// Host copies of the parameters while no session holds them (before compile, after load).
     weights: Option<Vec<Vec<f32>>>,
+    /// What the first `fit` on a table recorded (feature names, class labels, standardizers);
+    /// saved with the model.
     pub data: DataInfo,
     /// The session, training progress and configuration (shared with the zoo models).
     core: Core,
@@ -140,6 +174,7 @@ impl Sequential {
         self
     }
 
+    /// Appends a layer in place (what [`add`](Sequential::add) does); the model must be compiled again.
     pub fn push(&mut self, layer: Layer) {
         self.layers.push(layer);
         self.weights = None;
@@ -158,10 +193,12 @@ impl Sequential {
         self.core.epochs_done
     }
 
+    /// The layers, in order.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
 
+    /// The shape of one example, without the batch (what [`new`](Sequential::new) was given).
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::EpochRecord;
 use crate::{Error, Result};
 
+/// The JSON-lines epoch log of `FitOptions::log`: one object per epoch, flushed as written.
 pub struct JsonLog {
     path: PathBuf,
     out: BufWriter<File>,
@@ -26,6 +27,7 @@ impl JsonLog {
         Ok(JsonLog { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
+    /// Appends one epoch's record as a line and flushes it.
     pub fn write(&mut self, record: &EpochRecord) -> Result<()> {
         let mut obj = serde_json::Map::new();
         obj.insert("epoch".into(), record.epoch.into());

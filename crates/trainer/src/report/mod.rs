@@ -15,15 +15,21 @@ pub use progress::Progress;
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
+    /// Mean training loss over the epoch's rows.
     pub loss: f64,
     /// (name, value) per compiled metric.
     pub metrics: Vec<(String, f64)>,
+    /// Loss on the validation data, if any.
     pub val_loss: Option<f64>,
+    /// (`val_` + name, value) per compiled metric on the validation data.
     pub val_metrics: Vec<(String, f64)>,
     /// Learning rate of the epoch's last step.
     pub lr: f32,
+    /// Training steps (batches) in the epoch.
     pub steps: usize,
+    /// Wall-clock seconds of the epoch, validation included.
     pub seconds: f64,
+    /// Training steps per second.
     pub steps_per_s: f64,
 }
 
@@ -55,6 +61,7 @@ impl EpochRecord {
 /// Every epoch of one `fit`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct History {
+    /// The epochs this fit trained, in order.
     pub epochs: Vec<EpochRecord>,
     /// The epoch (1-based) whose weights the model holds at the end, when early stopping restored
     /// the best one.
@@ -69,6 +76,7 @@ pub struct History {
 }
 
 impl History {
+    /// The record of the last epoch trained, if any.
     pub fn last(&self) -> Option<&EpochRecord> {
         self.epochs.last()
     }

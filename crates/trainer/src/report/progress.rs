@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// The progress bar of one epoch (on a terminal) and its summary line.
 pub struct Progress {
     bar: Option<ProgressBar>,
     prefix: String,

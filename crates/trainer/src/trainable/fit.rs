@@ -18,6 +18,7 @@ use crate::{Error, Result};
 /// Where validation data comes from.
 #[derive(Clone, Copy, Default)]
 pub enum Validation<'a> {
+    /// No validation: no `val_` values, early stopping and `checkpoint_best` watch `loss`.
     #[default]
     None,
     /// Hold out this fraction of the training rows (seeded), as Keras' `validation_split`.
@@ -32,6 +33,7 @@ pub struct EarlyStopping {
     /// `loss`, `val_loss`, a metric name or `val_` + a metric name. Losses and errors are
     /// minimized; accuracy is maximized.
     pub monitor: String,
+    /// Epochs without improvement after which training stops.
     pub patience: usize,
     /// Smallest change that counts as an improvement.
     pub min_delta: f64,
@@ -40,6 +42,7 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
+    /// Watch `monitor` with `patience` epochs; `min_delta` 0, best weights restored.
     pub fn new(monitor: &str, patience: usize) -> Self {
         EarlyStopping { monitor: monitor.to_string(), patience, min_delta: 0.0, restore_best: true }
     }
@@ -59,13 +62,35 @@ impl EarlyStopping {
 /// features (`standardize`) and of a regression target (`standardize_target`) on the training
 /// rows; `fit`, `evaluate` and `predict` then apply them to every data set (pass raw data, not
 /// data standardized by hand), and `save` stores them with the model.
+///
+/// Defaults: 1 epoch, batches of 32, shuffled, no validation, no early stopping, checkpoint, log or
+/// curves, progress shown, features and regression targets standardized.
+///
+/// ```
+/// use kiln_trainer::prelude::*;
+///
+/// let opts = FitOptions {
+///     epochs: 50,
+///     batch_size: 64,
+///     validation: Validation::Split(0.2), // hold out 20% of the training rows
+///     early_stopping: Some(EarlyStopping::new("val_loss", 5)),
+///     quiet: true,
+///     ..Default::default()
+/// };
+/// assert!(opts.shuffle && opts.standardize);
+/// assert_eq!(FitOptions::default().epochs, 1);
+/// ```
 #[derive(Clone)]
 pub struct FitOptions<'a> {
     /// Train until this many epochs have been done in total (see above).
     pub epochs: usize,
+    /// Rows per training step (the last batch of an epoch may be smaller).
     pub batch_size: usize,
+    /// Visit the rows in a new seeded order every epoch (else in order).
     pub shuffle: bool,
+    /// Where the `val_` loss and metrics of each epoch come from.
     pub validation: Validation<'a>,
+    /// Stop when a monitored value stops improving (`None`: train all `epochs`).
     pub early_stopping: Option<EarlyStopping>,
     /// Save the model here whenever the early-stopping monitor (or `val_loss`, else `loss`)
     /// improves.
@@ -251,6 +276,7 @@ pub struct StoppedAt {
     pub epoch: usize,
     /// Steps of that epoch done, of `steps`.
     pub step: usize,
+    /// Steps in that epoch.
     pub steps: usize,
 }
 

@@ -30,10 +30,15 @@ use crate::{Error, Result};
 /// How a model trains: what `compile` takes.
 #[derive(Clone, Debug)]
 pub struct Compile {
+    /// Updates the parameters from their gradients (its learning rate is the schedule's base rate).
     pub optimizer: Optimizer,
+    /// The loss minimized.
     pub loss: Loss,
+    /// Reported each epoch besides the loss.
     pub metrics: Vec<Metric>,
+    /// The device to run on (`Compile::new` takes what `KILN_BACKEND` names, auto when unset).
     pub backend: BackendChoice,
+    /// How the learning rate changes over the steps (default constant).
     pub schedule: Schedule,
     /// Clip gradients to this global L2 norm before each update.
     pub clip_norm: Option<f32>,

@@ -12,11 +12,14 @@ use crate::{Error, Result};
 /// Loss and metrics over a data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
+    /// Mean loss over the rows.
     pub loss: f64,
+    /// (name, value) per compiled metric.
     pub metrics: Vec<(String, f64)>,
 }
 
 impl Evaluation {
+    /// The value of `"loss"` or a metric name (`"accuracy"`), if present.
     pub fn get(&self, name: &str) -> Option<f64> {
         if name == "loss" {
             return Some(self.loss);
@@ -27,7 +30,9 @@ impl Evaluation {
 
 /// Raw features as a data set without targets: `[rows, width]`, row-major.
 pub struct Features<'a> {
+    /// `[rows, width]` features, row-major.
     pub data: &'a [f32],
+    /// Features per row.
     pub width: usize,
 }
 

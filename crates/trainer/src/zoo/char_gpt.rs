@@ -35,12 +35,15 @@ pub struct CharGptConfig {
     pub vocab: usize,
     /// Width of the residual stream.
     pub dim: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Attention heads per block (`dim` must be divisible by it).
     pub heads: usize,
     /// Characters of context (the sequence length of every batch).
     pub context: usize,
     /// AdamW learning rate and weight decay (betas 0.9, 0.99).
     pub lr: f32,
+    /// AdamW's decoupled weight decay.
     pub weight_decay: f32,
     /// Seeds the initial weights.
     pub seed: u64,
@@ -138,6 +141,7 @@ impl CharGpt {
         &mut self.core.bound.as_mut().expect("a CharGpt is always compiled").session
     }
 
+    /// The configuration the model was built with.
     pub fn config(&self) -> &CharGptConfig {
         &self.config
     }

@@ -58,10 +58,14 @@ macro_rules! define_unary_ops {
         /// Unary elementwise ops. `alpha` is the negative slope of `LeakyRelu` and ignored elsewhere.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum UnaryOp {
-            $($v,)*
+            $(
+                #[doc = concat!("The `", $stem, "` op, elementwise (WGSL entry points `", $stem, "_forward` / `", $stem, "_backward`).")]
+                $v,
+            )*
         }
 
         impl UnaryOp {
+            /// Every op, in declaration order.
             pub const ALL: [UnaryOp; [$($stem),*].len()] = [$(UnaryOp::$v),*];
 
             /// The WGSL entry point of the forward kernel.
@@ -262,11 +266,34 @@ impl UnaryOp {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
     /// `y = op(x)`.
-    Forward { op: UnaryOp, len: usize, alpha: f32 },
+    Forward {
+        /// The kernel's name.
+        op: UnaryOp,
+        /// Elements.
+        len: usize,
+        /// The op's parameter (LeakyReLU's slope), else 0.
+        alpha: f32,
+    },
     /// `dx = op'(saved) * dy`; `saved` is x or y as [`UnaryOp::saved`] says.
-    Backward { op: UnaryOp, len: usize, alpha: f32 },
+    Backward {
+        /// The kernel's name.
+        op: UnaryOp,
+        /// Elements.
+        len: usize,
+        /// The op's parameter (LeakyReLU's slope), else 0.
+        alpha: f32,
+    },
     /// `y[r, c] = op(x[r, c] + bias[c])`: the bias-add + activation that follows a matmul, fused.
-    BiasAct { op: UnaryOp, rows: usize, cols: usize, alpha: f32 },
+    BiasAct {
+        /// The kernel's name.
+        op: UnaryOp,
+        /// Rows of the matmul output.
+        rows: usize,
+        /// Columns (the bias length).
+        cols: usize,
+        /// The op's parameter (LeakyReLU's slope), else 0.
+        alpha: f32,
+    },
 }
 
 impl Unary {
@@ -283,6 +310,7 @@ impl Unary {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct UnaryParams {
+    /// Elements.
     pub len: u32,
     /// The negative slope of leaky_relu.
     pub alpha: f32,
