@@ -307,8 +307,6 @@ impl Sequential {
         self.compile_with(Compile::new(optimizer, loss, metrics))
     }
 
-    /// Builds the training and inference graph and binds it to a backend. Parameters keep their
-    /// current values (so a model can be recompiled with another optimizer or backend).
     /// [`Sequential::compile_with`] on a backend the caller opened (to read its limits first,
     /// or to share one choice of device); `config.backend` is not used.
     pub fn compile_on(&mut self, config: Compile, backend: Box<dyn kiln_device::Backend>) -> Result<()> {
@@ -317,6 +315,8 @@ impl Sequential {
         Ok(())
     }
 
+    /// Builds the training and inference graph and binds it to a backend. Parameters keep their
+    /// current values (so a model can be recompiled with another optimizer or backend).
     pub fn compile_with(&mut self, config: Compile) -> Result<()> {
         self.with_core(|core, net| core.bind(net, config, None))?;
         self.weights = None;
