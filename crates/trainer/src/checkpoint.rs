@@ -225,7 +225,7 @@ impl Checkpoint {
     /// shape are errors naming the file and the tensor.
     ///
     /// Memory stays bounded by what the header declares: the header is checked against the real
-    /// file size first (see [`read_file`]'s checks), then each tensor is read by its offset into
+    /// file size first, then each tensor is read by its offset into
     /// one reused buffer and decoded, so the raw file is never held whole beside its values.
     pub fn read(path: impl AsRef<Path>) -> Result<Checkpoint> {
         use std::io::{Read, Seek, SeekFrom};
