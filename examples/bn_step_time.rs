@@ -6,26 +6,19 @@
 //! Prints one line per epoch after the first (warm-up: plans compile and pipelines build) and
 //! the median steps/s.
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use kiln::data::{digits_train_test, Standardizer};
 use kiln::device::BackendChoice;
 use kiln::prelude::*;
 use kiln::trainer::Layer;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    Cpu,
-    Gpu,
-    Auto,
-}
-
 /// Training-step time of a small CNN with BatchNorm on the bundled 8x8 digits.
 #[derive(Parser)]
 #[command(name = "bn_step_time", after_help = "Writes no files.")]
 struct Args {
-    /// The backend to time.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: Backend,
+    /// The backend to time: cpu, gpu or auto.
+    #[arg(long, default_value = "cpu")]
+    backend: BackendChoice,
     /// Epochs (the first is warm-up and not reported).
     #[arg(long, default_value_t = 6)]
     epochs: usize,
@@ -36,11 +29,6 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let Args { backend, epochs, batch } = Args::parse();
-    let backend = match backend {
-        Backend::Gpu => BackendChoice::Gpu,
-        Backend::Auto => BackendChoice::Auto,
-        Backend::Cpu => BackendChoice::Cpu,
-    };
     let (mut train, _) = digits_train_test()?;
     Standardizer::fit_table(&train)?.apply_table(&mut train)?;
 

@@ -12,32 +12,21 @@ mod common;
 
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use kiln_device::{BackendChoice, HostData};
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    Cpu,
-    Gpu,
-    Auto,
-}
 
 /// Cold start: from process start to the end of the first mlp-small training step.
 #[derive(Parser)]
 #[command(name = "cold_start", after_help = "Writes no files.")]
 struct Args {
-    /// The backend to open.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: Backend,
+    /// The backend to open: cpu, gpu or auto.
+    #[arg(long, default_value = "cpu")]
+    backend: BackendChoice,
 }
 
 fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let backend = match Args::parse().backend {
-        Backend::Cpu => BackendChoice::Cpu,
-        Backend::Gpu => BackendChoice::Gpu,
-        Backend::Auto => BackendChoice::Auto,
-    };
+    let backend = Args::parse().backend;
     let spec = common::MLP_SMALL;
     let (g, m) = common::mlp(spec.sizes)?;
     let (x, y) = common::batches(1, spec.batch, spec.sizes[0], 10).remove(0);

@@ -1179,3 +1179,18 @@ fn info_without_any_adapter_prints_the_cpu_section() {
     assert!(out.contains("backend 'auto' picks: native CPU"), "{out}");
     assert_cpu_section(&out);
 }
+
+/// A backend name that is none of auto, gpu, cpu is an error saying which names exist (it said
+/// "no suitable adapter").
+#[test]
+fn an_unknown_backend_name_says_which_names_exist() {
+    let d = TempDir::new("unknown-backend");
+    let data = d.write("train.csv", &classes_csv(40, 3, ["no", "yes"]));
+    let out = d.arg("m.safetensors");
+    let o = kiln(&["train", "--data", &data, "--target", "label", "--out", &out, "--backend", "tpu"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("unknown backend 'tpu': expected auto, gpu or cpu"), "{e}");
+    assert!(!e.contains("no suitable adapter"), "{e}");
+    assert!(!d.path("m.safetensors").exists());
+}

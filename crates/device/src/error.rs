@@ -70,9 +70,13 @@ pub enum Error {
     #[error("unknown plan id {0}")]
     UnknownPlan(u32),
 
-    /// No adapter satisfies the request (or the request is malformed).
+    /// No adapter satisfies the request.
     #[error("no suitable adapter: {0}")]
     NoAdapter(String),
+
+    /// A backend name (`--backend`, `KILN_BACKEND`) that is none of `auto`, `gpu`, `cpu`.
+    #[error("unknown backend '{0}': expected auto, gpu or cpu")]
+    UnknownBackend(String),
 
     /// The adapter lacks a feature or limit a kernel needs.
     #[error("adapter '{adapter}' lacks {what}")]

@@ -37,7 +37,7 @@ impl std::str::FromStr for BackendChoice {
             "auto" => Ok(BackendChoice::Auto),
             "gpu" => Ok(BackendChoice::Gpu),
             "cpu" => Ok(BackendChoice::Cpu),
-            other => Err(Error::NoAdapter(format!("unknown backend '{other}': expected auto, gpu or cpu"))),
+            other => Err(Error::UnknownBackend(other.to_string())),
         }
     }
 }
