@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+mod attention;
 mod autodiff;
 mod compile;
 mod error;

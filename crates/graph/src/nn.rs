@@ -343,7 +343,7 @@ impl Graph {
 }
 
 /// `n * k` for a dimension that may hold the batch.
-fn scale_dim(n: Dim, k: usize) -> Dim {
+pub(crate) fn scale_dim(n: Dim, k: usize) -> Dim {
     match n {
         Fixed(m) => Fixed(m * k),
         Batch(m) => Batch(m * k),
