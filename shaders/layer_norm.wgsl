@@ -3,13 +3,15 @@
 // dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the row statistics recomputed.
 // One workgroup per row; sums are combined through workgroup memory (deterministic), the variance
 // in a second pass over the centered row.
+// RMSNorm shares the family (entry points rms_norm, rms_norm_grad): y = x * rstd with
+// rstd = 1 / sqrt(mean(x^2) + eps), and dx = rstd * (dy - xhat * mean(dy * xhat)), xhat = x * rstd.
 // Rust side (description, parameters, CPU twin): crates/device/src/kernels/layer_norm.rs.
 
 // Mirrors LayerNormParams.
 struct Params {
     rows: u32,
     cols: u32,
-    eps: f32,
+    eps: f32, // added to the variance (layer_norm) or the mean square (rms_norm)
 }
 
 // binding 0: params (uniform)
@@ -68,5 +70,40 @@ fn layer_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var j = lid; j < p.cols; j += WG) {
         let xhat = (x[base + j] - st.x) * st.y;
         out[base + j] = st.y * (dy[base + j] - mg - xhat * mgx);
+    }
+}
+
+// rstd = 1 / sqrt(mean(x^2) + eps) of the row starting at base.
+fn rms_stat(base: u32, lid: u32) -> f32 {
+    var q = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        let v = x[base + j];
+        q += v * v;
+    }
+    return 1.0 / sqrt(tree_sum(lid, q, WG) / f32(p.cols) + p.eps);
+}
+
+@compute @workgroup_size(64)
+fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let rstd = rms_stat(base, lid);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = x[base + j] * rstd; }
+}
+
+@compute @workgroup_size(64)
+fn rms_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let rstd = rms_stat(base, lid);
+    var sgx = 0.0;
+    for (var j = lid; j < p.cols; j += WG) { sgx += dy[base + j] * x[base + j] * rstd; }
+    let mgx = tree_sum(lid, sgx, WG) / f32(p.cols);
+    for (var j = lid; j < p.cols; j += WG) {
+        out[base + j] = rstd * (dy[base + j] - x[base + j] * rstd * mgx);
     }
 }

@@ -6,6 +6,7 @@
 // Mirrors OptimParams.
 struct Params {
     len: u32,
+    decay: u32, // 1: apply the hyper buffer's weight decay, 0: this parameter is exempt
 }
 
 struct SgdHyper {
@@ -54,16 +55,21 @@ struct RmspropHyper {
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
 
+// The weight decay word, 0 when the kernel's decay attribute exempts the parameter.
+fn decay_word(k: u32) -> f32 {
+    return select(0.0, hyper[k], p.decay != 0u);
+}
+
 fn sgd_hyper() -> SgdHyper {
-    return SgdHyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
+    return SgdHyper(hyper[0], hyper[1], decay_word(2u), hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
 }
 
 fn adam_hyper() -> AdamHyper {
-    return AdamHyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
+    return AdamHyper(hyper[0], hyper[1], hyper[2], hyper[3], decay_word(4u), hyper[5], hyper[6], hyper[7]);
 }
 
 fn rmsprop_hyper() -> RmspropHyper {
-    return RmspropHyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
+    return RmspropHyper(hyper[0], hyper[1], hyper[2], decay_word(3u), hyper[4], hyper[5], hyper[6], hyper[7]);
 }
 
 @compute @workgroup_size(256)

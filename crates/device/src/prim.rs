@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{
-    Binary, BinaryOp, Broadcast, Conv, Kernel, LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute,
+    Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute,
     Reduce, ReduceOp, Softmax, Unary, UnaryOp, Window2d,
 };
 
@@ -72,6 +72,22 @@ pub enum Prim {
         /// Added to the variance before the square root.
         eps: f32,
     },
+    /// `x / sqrt(mean(x^2) + eps)` over the last axis (RMSNorm without the weight).
+    RmsNorm {
+        /// Added to the mean square before the square root (finite, > 0).
+        eps: f32,
+    },
+    /// Inputs `[x, dy]`.
+    RmsNormGrad {
+        /// Added to the mean square before the square root (finite, > 0).
+        eps: f32,
+    },
+    /// Inputs `[gate, up]` of one shape: `silu(gate) * up` (SwiGLU).
+    Swiglu,
+    /// Inputs `[gate, up, dy]`: `dy * up * silu'(gate)`.
+    SwigluGradGate,
+    /// Inputs `[gate, dy]`: `dy * silu(gate)`.
+    SwigluGradUp,
     /// Inputs `[pred, target]`, scalar output.
     MseLoss,
     /// Inputs `[pred, target, dloss]`.
@@ -166,6 +182,11 @@ impl Prim {
             Prim::SoftmaxGrad { log: true, .. } => "log_softmax_grad",
             Prim::LayerNorm { .. } => "layer_norm",
             Prim::LayerNormGrad { .. } => "layer_norm_grad",
+            Prim::RmsNorm { .. } => "rms_norm",
+            Prim::RmsNormGrad { .. } => "rms_norm_grad",
+            Prim::Swiglu => "swiglu",
+            Prim::SwigluGradGate => "swiglu_grad_gate",
+            Prim::SwigluGradUp => "swiglu_grad_up",
             Prim::MseLoss => "mse_loss",
             Prim::MseGrad => "mse_grad",
             Prim::BceLogitsLoss => "bce_logits_loss",
@@ -200,6 +221,9 @@ impl Prim {
             }
             Prim::LayerNorm { eps } | Prim::LayerNormGrad { eps } if !eps.is_finite() || eps < 0.0 => {
                 Err(Error::shape(name, format!("eps must be finite and >= 0, got {eps}")))
+            }
+            Prim::RmsNorm { eps } | Prim::RmsNormGrad { eps } if !eps.is_finite() || eps <= 0.0 => {
+                Err(Error::shape(name, format!("eps must be finite and > 0, got {eps}")))
             }
             _ => Ok(()),
         }
@@ -272,6 +296,17 @@ impl Prim {
                 let (rows, cols) = rows_cols(input(0));
                 Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps: *eps })
             }
+            Prim::RmsNorm { eps } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNorm(LayerNorm::RmsForward { rows, cols, eps: *eps })
+            }
+            Prim::RmsNormGrad { eps } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNorm(LayerNorm::RmsBackward { rows, cols, eps: *eps })
+            }
+            Prim::Swiglu => Kernel::Glu(Glu::Swiglu { len: numel(output) }),
+            Prim::SwigluGradGate => Kernel::Glu(Glu::SwigluGradGate { len: numel(output) }),
+            Prim::SwigluGradUp => Kernel::Glu(Glu::SwigluGradUp { len: numel(output) }),
             Prim::MseLoss => Kernel::Loss(Loss::MseLoss { n: numel(input(0)) }),
             Prim::MseGrad => Kernel::Loss(Loss::MseGrad { n: numel(output) }),
             Prim::BceLogitsLoss => Kernel::Loss(Loss::BceLogitsLoss { n: numel(input(0)) }),
@@ -341,13 +376,19 @@ impl UpdateRule {
         }
     }
 
-    /// The update kernel for a parameter of `len` elements.
+    /// The update kernel for a parameter of `len` elements, with weight decay.
     pub fn lower(&self, len: usize) -> Kernel {
+        self.lower_with(len, true)
+    }
+
+    /// The update kernel for a parameter of `len` elements; `decay: false` exempts it from the
+    /// weight decay (the same kernel, its decay attribute off).
+    pub fn lower_with(&self, len: usize, decay: bool) -> Kernel {
         match self {
-            UpdateRule::Sgd => Kernel::Optim(Optim::Sgd { len }),
-            UpdateRule::Adam => Kernel::Optim(Optim::Adam { len, decoupled: false }),
-            UpdateRule::AdamW => Kernel::Optim(Optim::Adam { len, decoupled: true }),
-            UpdateRule::Rmsprop => Kernel::Optim(Optim::Rmsprop { len }),
+            UpdateRule::Sgd => Kernel::Optim(Optim::Sgd { len, decay }),
+            UpdateRule::Adam => Kernel::Optim(Optim::Adam { len, decoupled: false, decay }),
+            UpdateRule::AdamW => Kernel::Optim(Optim::Adam { len, decoupled: true, decay }),
+            UpdateRule::Rmsprop => Kernel::Optim(Optim::Rmsprop { len, decay }),
         }
     }
 }

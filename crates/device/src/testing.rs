@@ -46,6 +46,11 @@ pub fn one_of_each() -> Vec<Kernel> {
     v.push(Kernel::Softmax(Softmax::Forward { rows: 10, cols: 5, log: false, scale: 0.5, causal: true }));
     v.push(Kernel::LayerNorm(LayerNorm::Forward { rows: 3, cols: 5, eps: 1e-5 }));
     v.push(Kernel::LayerNorm(LayerNorm::Backward { rows: 3, cols: 5, eps: 1e-5 }));
+    v.push(Kernel::LayerNorm(LayerNorm::RmsForward { rows: 3, cols: 5, eps: 1e-5 }));
+    v.push(Kernel::LayerNorm(LayerNorm::RmsBackward { rows: 3, cols: 5, eps: 1e-5 }));
+    for glu in [Glu::Swiglu { len: 9 }, Glu::SwigluGradGate { len: 9 }, Glu::SwigluGradUp { len: 9 }] {
+        v.push(Kernel::Glu(glu));
+    }
     for loss in [
         Loss::MseLoss { n: 9 },
         Loss::MseGrad { n: 9 },
@@ -57,10 +62,10 @@ pub fn one_of_each() -> Vec<Kernel> {
         v.push(Kernel::Loss(loss));
     }
     for opt in [
-        Optim::Sgd { len: 9 },
-        Optim::Adam { len: 9, decoupled: false },
-        Optim::Adam { len: 9, decoupled: true },
-        Optim::Rmsprop { len: 9 },
+        Optim::Sgd { len: 9, decay: true },
+        Optim::Adam { len: 9, decoupled: false, decay: true },
+        Optim::Adam { len: 9, decoupled: true, decay: true },
+        Optim::Rmsprop { len: 9, decay: true },
     ] {
         v.push(Kernel::Optim(opt));
     }

@@ -11,9 +11,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
-    Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, HostData, HostVec, Kernel, Launch, LayerNorm,
-    Layout, Loss, Matmul, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate, Softmax, Unary, UnaryOp,
-    Window2d, HYPER_LEN,
+    Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostData, HostVec, Kernel, Launch,
+    LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate, Softmax, Unary,
+    UnaryOp, Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -73,6 +73,8 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                     h
                 }
                 (_, "dloss", _) => rng.uniform_vec(1, 0.5, 2.0),
+                // gates out to |g| ~ 100, where a naive exp(-g) overflows
+                (Kernel::Glu(_), "gate", _) => rng.normal_vec(n).iter().map(|x| 30.0 * x).collect(),
                 // the saved output of softmax is a distribution (of log-softmax, its log)
                 (Kernel::Softmax(Softmax::Backward { cols, log, .. }), "y", _) => {
                     let mut y = rng.normal_vec(n).iter().map(|x| x.exp()).collect::<Vec<f32>>();
@@ -269,6 +271,30 @@ fn layer_norm_and_backward_match_cpu() {
     }
 }
 
+/// RMSNorm (the layer-norm family's RMS kernels): the Llama shapes of the brief (7 x 37, a wide
+/// row of 1,031), rows shorter and longer than the 64-wide workgroup, and thousands of rows.
+#[test]
+fn rms_norm_and_backward_match_cpu() {
+    let shapes = [(1, 1), (7, 37), (5, 64), (3, 1031), (2, 129), (3000, 17)];
+    for (i, (rows, cols)) in shapes.into_iter().enumerate() {
+        for (j, eps) in [1e-6, 1e-5, 0.1].into_iter().enumerate() {
+            let seed = 500 + 10 * i as u64 + j as u64;
+            check(Kernel::LayerNorm(LayerNorm::RmsForward { rows, cols, eps }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::RmsBackward { rows, cols, eps }), seed, &[]);
+        }
+    }
+}
+
+#[test]
+fn swiglu_and_backward_match_cpu() {
+    for (i, len) in SIZES.into_iter().chain([7 * 37, 1031]).enumerate() {
+        let seed = 560 + i as u64;
+        check(Kernel::Glu(Glu::Swiglu { len }), seed, &[]);
+        check(Kernel::Glu(Glu::SwigluGradGate { len }), seed, &[]);
+        check(Kernel::Glu(Glu::SwigluGradUp { len }), seed, &[]);
+    }
+}
+
 #[test]
 fn losses_and_gradients_match_cpu() {
     for (i, n) in [1, 17, 127, 1000].into_iter().enumerate() {
@@ -289,13 +315,27 @@ fn optimizer_updates_match_cpu() {
     for (i, len) in [1, 17, 127, 70_001].into_iter().enumerate() {
         let seed = 110 + i as u64;
         for sgd in [[0.05, 0.0, 0.0, 0.0], [0.05, 0.9, 0.0, 0.0], [0.05, 0.9, 0.01, 1.0]] {
-            check(Kernel::Optim(Optim::Sgd { len }), seed, &sgd);
+            check(Kernel::Optim(Optim::Sgd { len, decay: true }), seed, &sgd);
         }
         // lr, beta1, beta2, eps, weight decay, 1 - beta1^t, 1 - beta2^t at t = 3
         let adam = [1e-3, 0.9, 0.999, 1e-8, 0.01, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
-        check(Kernel::Optim(Optim::Adam { len, decoupled: false }), seed, &adam);
-        check(Kernel::Optim(Optim::Adam { len, decoupled: true }), seed, &adam);
-        check(Kernel::Optim(Optim::Rmsprop { len }), seed, &[1e-2, 0.99, 1e-8, 0.01]);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: false, decay: true }), seed, &adam);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: true, decay: true }), seed, &adam);
+        check(Kernel::Optim(Optim::Rmsprop { len, decay: true }), seed, &[1e-2, 0.99, 1e-8, 0.01]);
+    }
+}
+
+/// The same kernels with the decay attribute off (a weight-decay-exempt parameter group): the
+/// hyper buffer's weight decay (large here, 0.5) must be ignored alike on both backends.
+#[test]
+fn optimizer_updates_without_decay_match_cpu() {
+    for (i, len) in [1, 17, 1031].into_iter().enumerate() {
+        let seed = 590 + i as u64;
+        check(Kernel::Optim(Optim::Sgd { len, decay: false }), seed, &[0.05, 0.9, 0.5, 1.0]);
+        let adam = [1e-2, 0.9, 0.999, 1e-8, 0.5, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
+        check(Kernel::Optim(Optim::Adam { len, decoupled: false, decay: false }), seed, &adam);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: true, decay: false }), seed, &adam);
+        check(Kernel::Optim(Optim::Rmsprop { len, decay: false }), seed, &[1e-2, 0.99, 1e-8, 0.5]);
     }
 }
 

@@ -133,7 +133,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         Op::Prim(p) => p,
         // d/dx reshape(x) = reshape(g) back
         Op::Reshape => return Ok(one(g.reshape(gy, &g.shape(x[0]).0))),
-        op @ (Op::Update(_) | Op::RunningUpdate { .. }) => {
+        op @ (Op::Update { .. } | Op::RunningUpdate { .. }) => {
             return Err(Error::no_grad(op.name(), "an in-place update has no backward rule"))
         }
         op => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
@@ -235,6 +235,12 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         Prim::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, y, gy)),
         // d/dx xhat = rstd (g - mean(g) - xhat mean(g xhat)), statistics recomputed from x
         Prim::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
+        // d/dx (x rstd) = rstd (g - xhat mean(g xhat)), the statistic recomputed from x
+        Prim::RmsNorm { eps } => one(g.rms_norm_grad(*eps, x[0], gy)),
+        // d/dgate silu(gate) up = g up silu'(gate), d/dup = g silu(gate)
+        Prim::Swiglu => {
+            vec![w(0).then(|| g.swiglu_grad_gate(x[0], x[1], gy)), w(1).then(|| g.swiglu_grad_up(x[0], gy))]
+        }
         // d/dp mean((p - t)^2) = 2 (p - t) / n, d/dt = -d/dp
         Prim::MseLoss => {
             let dp = g.pair_loss_grad(Prim::MseGrad, x[0], x[1], gy);
@@ -274,6 +280,9 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         op @ (Prim::UnaryGrad { .. }
         | Prim::SoftmaxGrad { .. }
         | Prim::LayerNormGrad { .. }
+        | Prim::RmsNormGrad { .. }
+        | Prim::SwigluGradGate
+        | Prim::SwigluGradUp
         | Prim::MseGrad
         | Prim::BceLogitsGrad
         | Prim::SoftmaxCeGrad) => {
@@ -314,6 +323,8 @@ mod tests {
             ("softmax", |g, x, _| g.softmax(x)),
             ("scaled_softmax", |g, x, _| g.scaled_softmax(x, 0.5, false)),
             ("layer_norm_no_affine", |g, x, _| g.layer_norm_no_affine(x, 1e-5)),
+            ("rms_norm_no_affine", |g, x, _| g.rms_norm_no_affine(x, 1e-5)),
+            ("swiglu", |g, x, w| g.swiglu(x, w)),
             ("sum", |g, x, _| g.sum(x, 1, false)),
             ("mean", |g, x, _| g.mean(x, 0, true)),
             ("reshape", |g, x, _| g.reshape(x, &[Fixed(12)])),

@@ -73,7 +73,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     let mut order: Vec<(usize, usize)> = (0..n)
         .filter(|&i| executes(i))
         .map(|i| match nodes[i].op {
-            Op::Update(_) => {
+            Op::Update { .. } => {
                 let (param, grad) = (nodes[i].inputs[0], nodes[i].inputs[1]);
                 (2 * grad.index().max(last_reader[root[param.index()]]) + 1, i)
             }
@@ -230,7 +230,9 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
             let inputs: Vec<&[usize]> = inputs.iter().map(|d| d.as_slice()).collect();
             p.lower(&inputs, &node.shape.resolve(batch))?
         }
-        Op::Update(rule) => rule.lower(nodes[node.inputs[0].index()].shape.numel(batch)),
+        Op::Update { rule, decay } => {
+            rule.lower_with(nodes[node.inputs[0].index()].shape.numel(batch), *decay)
+        }
         Op::RunningUpdate { keep, gain, unbiased_per_row } => {
             let target = &nodes[node.inputs[0].index()];
             let scale = match *unbiased_per_row {

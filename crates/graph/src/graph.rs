@@ -57,8 +57,15 @@ pub enum Op {
     /// A primitive: one device kernel, named, validated and lowered by `kiln_device::Prim`.
     Prim(Prim),
     /// In-place optimizer step. Inputs `[param, grad, hyper, state...]`; no output. The node
-    /// carries only the rule; the hyper-parameters are the session's (see [`crate::Optimizer`]).
-    Update(UpdateRule),
+    /// carries only the rule and whether the weight decay applies; the hyper-parameters are the
+    /// session's (see [`crate::Optimizer`]).
+    Update {
+        /// The update rule (picks the kernel).
+        rule: UpdateRule,
+        /// Apply the optimizer's weight decay to this parameter (false: exempt, see
+        /// [`Graph::optimize_with`]).
+        decay: bool,
+    },
     /// In-place running statistic, run by training plans only (after the value is computed and
     /// after every reader of the target). Inputs `[target, value]`; no output. `target = keep *
     /// target + gain * (value * scale)`, where `scale` is 1, or with `unbiased_per_row: Some(p)`
@@ -87,7 +94,7 @@ impl Op {
             Op::Reshape => "reshape",
             Op::Invalid => "invalid",
             Op::Prim(p) => p.name(),
-            Op::Update(rule) => rule.name(),
+            Op::Update { rule, .. } => rule.name(),
             Op::RunningUpdate { .. } => "running_update",
         }
     }
@@ -95,7 +102,7 @@ impl Op {
     /// Whether the node writes a persistent tensor in place in training plans (an optimizer
     /// update or a running statistic) instead of producing an output.
     pub fn is_update(&self) -> bool {
-        matches!(self, Op::Update(_) | Op::RunningUpdate { .. })
+        matches!(self, Op::Update { .. } | Op::RunningUpdate { .. })
     }
 
     /// Whether the node's buffer lives across steps (owned by the session, not by a plan).

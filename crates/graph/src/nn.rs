@@ -247,6 +247,13 @@ impl Graph {
         self.add(self.mul(self.layer_norm_no_affine(x, eps), weight), bias)
     }
 
+    /// Hugging Face `LlamaRMSNorm` over the last axis with `weight` of its size: the fused
+    /// normalization ([`Graph::rms_norm_no_affine`]) times `weight`, a broadcast mul (so the
+    /// weight's gradient is the usual row sum).
+    pub fn rms_norm(&self, x: NodeId, weight: NodeId, eps: f32) -> NodeId {
+        self.mul(self.rms_norm_no_affine(x, eps), weight)
+    }
+
     /// Batch normalization in training mode over `x [N, C]` or `[N, C, H, W]`: normalizes with the
     /// batch statistics and returns `(y, batch_mean [C], batch_var [C])` (biased variance); the
     /// caller updates running statistics from the last two.

@@ -326,6 +326,56 @@ impl Graph {
         })
     }
 
+    /// `x / sqrt(mean(x^2) + eps)` over the last axis: RMSNorm without its weight (Hugging Face
+    /// `LlamaRMSNorm`; one kernel forward, one backward). [`Graph::rms_norm`] adds the weight.
+    pub fn rms_norm_no_affine(&self, x: NodeId, eps: f32) -> NodeId {
+        self.prim(Prim::RmsNorm { eps }, &[x], |n| {
+            want("rms_norm", n[0], F32)?;
+            if n[0].shape.rank() == 0 {
+                return Err(Error::shape("rms_norm", "needs at least one axis, got a scalar"));
+            }
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
+    pub(crate) fn rms_norm_grad(&self, eps: f32, x: NodeId, dy: NodeId) -> NodeId {
+        self.prim(Prim::RmsNormGrad { eps }, &[x, dy], |n| {
+            same("rms_norm_grad", n[0], n[1])?;
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
+    /// `silu(gate) * up` elementwise, one fused kernel (the SwiGLU product of a Llama MLP,
+    /// `down(silu(gate(x)) * up(x))`). `gate` and `up` must have the same shape (no broadcasting).
+    pub fn swiglu(&self, gate: NodeId, up: NodeId) -> NodeId {
+        self.prim(Prim::Swiglu, &[gate, up], |n| {
+            want("swiglu", n[0], F32)?;
+            want("swiglu", n[1], F32)?;
+            if n[0].shape != n[1].shape {
+                return Err(Error::shape(
+                    "swiglu",
+                    format!("gate {} and up {} must have the same shape", n[0].shape, n[1].shape),
+                ));
+            }
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
+    pub(crate) fn swiglu_grad_gate(&self, gate: NodeId, up: NodeId, dy: NodeId) -> NodeId {
+        self.prim(Prim::SwigluGradGate, &[gate, up, dy], |n| {
+            same("swiglu_grad_gate", n[0], n[1])?;
+            same("swiglu_grad_gate", n[0], n[2])?;
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
+    pub(crate) fn swiglu_grad_up(&self, gate: NodeId, dy: NodeId) -> NodeId {
+        self.prim(Prim::SwigluGradUp, &[gate, dy], |n| {
+            same("swiglu_grad_up", n[0], n[1])?;
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
     /// Mean squared error over all elements (fused kernel), a scalar.
     pub fn mse_loss(&self, pred: NodeId, target: NodeId) -> NodeId {
         self.pair_loss(Prim::MseLoss, pred, target)

@@ -13,12 +13,32 @@ use crate::shape::Shape;
 impl Graph {
     /// Appends one in-place update per parameter (with its persistent state and the shared hyper
     /// buffer). Returns the update nodes; run them with `Session::train`. Call once per graph.
+    /// Every parameter gets the optimizer's weight decay; [`Graph::optimize_with`] exempts some.
     pub fn optimize(&self, params: &[NodeId], grads: &[NodeId], opt: Optimizer) -> Result<Vec<NodeId>> {
+        self.optimize_with(params, grads, opt, &vec![true; params.len()])
+    }
+
+    /// [`Graph::optimize`] with two parameter groups: `decay[i]` says whether `params[i]` gets the
+    /// optimizer's weight decay (PyTorch's param groups with `weight_decay=0` for biases and norm
+    /// weights, as nanoGPT and Hugging Face trainers set up AdamW). An exempt parameter runs the
+    /// same update kernel with its decay switched off: AdamW without decay is Adam without decay.
+    pub fn optimize_with(
+        &self,
+        params: &[NodeId],
+        grads: &[NodeId],
+        opt: Optimizer,
+        decay: &[bool],
+    ) -> Result<Vec<NodeId>> {
         self.check()?;
-        if params.len() != grads.len() {
+        if params.len() != grads.len() || params.len() != decay.len() {
             return Err(Error::shape(
                 opt.name(),
-                format!("{} parameters, {} gradients", params.len(), grads.len()),
+                format!(
+                    "{} parameters, {} gradients, {} decay flags",
+                    params.len(),
+                    grads.len(),
+                    decay.len()
+                ),
             ));
         }
         if self.optimizer().is_some() || self.nodes().iter().any(|n| n.op == Op::Hyper) {
@@ -27,7 +47,7 @@ impl Graph {
         self.refuse_running_targets(params, opt.name())?;
         let hyper = self.push(Op::Hyper, &[], Shape::fixed(&[HYPER_LEN]), DType::F32);
         let mut updates = Vec::new();
-        for (&p, &gr) in params.iter().zip(grads) {
+        for ((&p, &gr), &decay) in params.iter().zip(grads).zip(decay) {
             let Some(name) = self.name_of(p).filter(|_| matches!(self.node(p).op, Op::Param { .. })) else {
                 return Err(Error::shape(opt.name(), format!("node {} is not a parameter", p.index())));
             };
@@ -43,7 +63,12 @@ impl Graph {
                 inputs.push(self.state(&format!("{name}.{suffix}"), shape.clone()));
             }
             self.check()?;
-            updates.push(self.push(Op::Update(opt.rule()), &inputs, Shape::scalar(), DType::F32));
+            updates.push(self.push(
+                Op::Update { rule: opt.rule(), decay },
+                &inputs,
+                Shape::scalar(),
+                DType::F32,
+            ));
         }
         self.set_optimizer(opt);
         Ok(updates)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_device::{Broadcast, Prim, ReduceOp, UnaryOp};
+use kiln_device::{Broadcast, Glu, Prim, ReduceOp, UnaryOp};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -53,7 +53,7 @@ fn eval_node(
         }
         Op::Reshape => x(0).clone(),
         Op::Invalid => return Err("invalid node".into()),
-        Op::Update(_) | Op::RunningUpdate { .. } => Vec::new(),
+        Op::Update { .. } | Op::RunningUpdate { .. } => Vec::new(),
         Op::Prim(prim) => match prim {
             Prim::Matmul { trans_a, trans_b } => {
                 let (sa, sb) = (dims(0), dims(1));
@@ -156,6 +156,28 @@ fn eval_node(
                     dx.extend(dy.iter().zip(&xhat).map(|(g, h)| rstd * (g - mg - h * mgx)));
                 }
                 dx
+            }
+            Prim::RmsNorm { eps } => rows(x(0), last(&dims(0)), |r| {
+                let rstd = rms_stat(r, *eps as f64);
+                r.iter().map(|v| v * rstd).collect()
+            }),
+            Prim::RmsNormGrad { eps } => {
+                let cols = last(&dims(0));
+                let mut dx = Vec::with_capacity(len);
+                for (r, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                    let rstd = rms_stat(r, *eps as f64);
+                    let mgx = dy.iter().zip(r).map(|(g, v)| g * v * rstd).sum::<f64>() / cols as f64;
+                    dx.extend(dy.iter().zip(r).map(|(g, v)| rstd * (g - v * rstd * mgx)));
+                }
+                dx
+            }
+            Prim::Swiglu => x(0).iter().zip(x(1)).map(|(&g, &u)| Glu::swiglu_f64(g, u)).collect(),
+            Prim::SwigluGradGate => {
+                let gu = x(0).iter().zip(x(1));
+                gu.zip(x(2)).map(|((&g, &u), &d)| d * Glu::swiglu_grad_f64(g, u).0).collect()
+            }
+            Prim::SwigluGradUp => {
+                x(0).iter().zip(x(1)).map(|(&g, &d)| d * Glu::swiglu_grad_f64(g, 1.0).1).collect()
             }
             Prim::MseLoss => vec![mean(x(0).iter().zip(x(1)).map(|(p, t)| (p - t) * (p - t)))],
             Prim::MseGrad => {
@@ -274,6 +296,11 @@ fn norm_stats(r: &[f64], eps: f64) -> (f64, f64) {
     let mean = r.iter().sum::<f64>() / n;
     let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// `1 / sqrt(mean(x^2) + eps)` of a row.
+fn rms_stat(r: &[f64], eps: f64) -> f64 {
+    (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64 + eps).sqrt().recip()
 }
 
 fn lse(r: &[f64]) -> f64 {

@@ -66,7 +66,7 @@ impl Graph {
             let nodes = self.nodes();
             nodes.iter().find_map(|n| match n.op {
                 Op::RunningUpdate { .. } if n.inputs[0] == target => Some("already has a running update"),
-                Op::Update(_) if n.inputs[0] == target => Some("is trained by the optimizer"),
+                Op::Update { .. } if n.inputs[0] == target => Some("is trained by the optimizer"),
                 _ => None,
             })
         };

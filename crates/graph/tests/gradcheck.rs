@@ -237,3 +237,30 @@ fn silu_equals_x_times_sigmoid() {
         assert!((UnaryOp::Silu.eval(x as f32, 0.0) as f64 - want).abs() < 1e-6, "f32 silu({x})");
     }
 }
+
+#[test]
+fn rms_norm_and_swiglu() {
+    // RMSNorm: x and the weight, over a batch, 1, 3 and 37 columns, a large eps too.
+    for (i, cols) in [1usize, 3, 37].into_iter().enumerate() {
+        let mut c = Case::new(1200 + i as u64, 3);
+        let x = c.input(&[5, cols]);
+        let w0 = c.param(&[5, cols]);
+        let w = c.param(&[cols]);
+        let y = c.g.rms_norm(c.g.mul(x, w0), w, 1e-6);
+        check(&format!("rms_norm cols={cols}"), c, y);
+    }
+    let mut c = Case::new(1205, 1);
+    let x = c.param(&[4, 9]);
+    let y = c.g.rms_norm_no_affine(x, 0.5);
+    check("rms_norm_no_affine eps 0.5", c, y);
+    // SwiGLU: gate and up, straight from parameters and over a batch.
+    let mut c = Case::new(1210, 1);
+    let (gate, up) = (c.param(&[7, 5]), c.param(&[7, 5]));
+    let y = c.g.swiglu(gate, up);
+    check("swiglu", c, y);
+    let mut c = Case::new(1211, 2);
+    let x = c.input(&[3, 6]);
+    let (wg, wu) = (c.param(&[4, 6]), c.param(&[4, 6]));
+    let y = c.g.swiglu(c.g.linear(x, wg, None), c.g.linear(x, wu, None));
+    check("swiglu of two linears [B, 3, 4]", c, y);
+}

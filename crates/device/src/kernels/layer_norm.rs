@@ -1,5 +1,6 @@
-//! LayerNorm without the affine over the last axis of `[rows, cols]`, and its backward
-//! (`shaders/layer_norm.wgsl`). On the CPU row statistics accumulate in f64 and the variance is a
+//! LayerNorm and RMSNorm without the affine over the last axis of `[rows, cols]`, and their
+//! backward (`shaders/layer_norm.wgsl`). RMSNorm shares the family: same parameters, slots and
+//! one-workgroup-per-row reduction, only the row statistic differs (no mean). On the CPU row statistics accumulate in f64 and the variance is a
 //! second pass over the centered row, so the reference stays exact to f32 rounding however long or
 //! offset a row is.
 
@@ -30,6 +31,26 @@ pub enum LayerNorm {
         /// Added to the variance before the square root.
         eps: f32,
     },
+    /// RMSNorm (Hugging Face `LlamaRMSNorm` without the weight): `y = x / sqrt(mean(x^2) + eps)`
+    /// per row.
+    RmsForward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the mean square before the square root (> 0).
+        eps: f32,
+    },
+    /// Backward of [`LayerNorm::RmsForward`] from x (the statistic is recomputed):
+    /// `dx = rstd * (dy - xhat * mean(dy * xhat))`, `xhat = x * rstd`.
+    RmsBackward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the mean square before the square root (> 0).
+        eps: f32,
+    },
 }
 
 /// `Params` in `shaders/layer_norm.wgsl`.
@@ -47,9 +68,10 @@ pub struct LayerNormParams {
 impl LayerNorm {
     fn dims(&self) -> (usize, usize, f32) {
         match *self {
-            LayerNorm::Forward { rows, cols, eps } | LayerNorm::Backward { rows, cols, eps } => {
-                (rows, cols, eps)
-            }
+            LayerNorm::Forward { rows, cols, eps }
+            | LayerNorm::Backward { rows, cols, eps }
+            | LayerNorm::RmsForward { rows, cols, eps }
+            | LayerNorm::RmsBackward { rows, cols, eps } => (rows, cols, eps),
         }
     }
 }
@@ -63,16 +85,18 @@ impl Family for LayerNorm {
         match self {
             LayerNorm::Forward { .. } => "layer_norm",
             LayerNorm::Backward { .. } => "layer_norm_grad",
+            LayerNorm::RmsForward { .. } => "rms_norm",
+            LayerNorm::RmsBackward { .. } => "rms_norm_grad",
         }
     }
 
     fn slots(&self) -> Vec<Slot> {
         let (rows, cols, _) = self.dims();
         match self {
-            LayerNorm::Forward { .. } => {
+            LayerNorm::Forward { .. } | LayerNorm::RmsForward { .. } => {
                 vec![slot(1, "y", F32, rows * cols, Write), slot(2, "x", F32, rows * cols, Read)]
             }
-            LayerNorm::Backward { .. } => vec![
+            LayerNorm::Backward { .. } | LayerNorm::RmsBackward { .. } => vec![
                 slot(1, "dx", F32, rows * cols, Write),
                 slot(2, "x", F32, rows * cols, Read),
                 slot(3, "dy", F32, rows * cols, Read),
@@ -85,6 +109,9 @@ impl Family for LayerNorm {
         nonzero(self.name(), &[rows, cols])?;
         if !eps.is_finite() || eps < 0.0 {
             return Err(Error::shape(self.name(), format!("eps must be finite and >= 0, got {eps}")));
+        }
+        if matches!(self, LayerNorm::RmsForward { .. } | LayerNorm::RmsBackward { .. }) && eps <= 0.0 {
+            return Err(Error::shape(self.name(), format!("eps must be > 0, got {eps}")));
         }
         Ok(())
     }
@@ -106,6 +133,12 @@ impl Family for LayerNorm {
             }
             (LayerNorm::Backward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
                 layer_norm_grad(par, cols, eps, dx, x, dy)
+            }
+            (LayerNorm::RmsForward { cols, eps, .. }, [Out::F(y)], [In::F(x)]) => {
+                rms_norm(par, cols, eps, y, x)
+            }
+            (LayerNorm::RmsBackward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
+                rms_norm_grad(par, cols, eps, dx, x, dy)
             }
             _ => mismatch(self.name()),
         }
@@ -144,6 +177,34 @@ fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], d
         for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
             let xhat = (v as f64 - mean) * rstd;
             *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
+        }
+    })
+}
+
+/// `rstd = 1 / sqrt(mean(x^2) + eps)` of one row, accumulated in f64.
+fn rms_stat(x: &[f32], eps: f32) -> f64 {
+    let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+    1.0 / (ms + eps as f64).sqrt()
+}
+
+/// `y = x * rstd` for each row of `cols`.
+fn rms_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
+    rows(par.heavy(y.len()), cols, y, x, x, |_, y, x, _| {
+        let rstd = rms_stat(x, eps);
+        for (out, &v) in y.iter_mut().zip(x) {
+            *out = (v as f64 * rstd) as f32;
+        }
+    })
+}
+
+/// `dx = rstd * (dy - xhat * mean(dy * xhat))` for each row of `cols`.
+fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32]) {
+    rows(par.heavy(dx.len()), cols, dx, x, dy, |_, dx, x, dy| {
+        let rstd = rms_stat(x, eps);
+        let sgx = x.iter().zip(dy).map(|(&v, &g)| g as f64 * v as f64 * rstd).sum::<f64>();
+        let mgx = sgx / cols as f64;
+        for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+            *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
         }
     })
 }

@@ -17,6 +17,7 @@ macro_rules! shader {
 
 pub mod binary;
 pub mod conv;
+pub mod glu;
 pub mod layer_norm;
 pub mod layout;
 pub mod loss;
@@ -31,6 +32,7 @@ pub mod unary;
 
 pub use binary::{Binary, BinaryOp, Broadcast};
 pub use conv::{Conv, Window2d};
+pub use glu::Glu;
 pub use layer_norm::LayerNorm;
 pub use layout::{Layout, Permute};
 pub use loss::Loss;
@@ -92,7 +94,7 @@ pub enum Kernel {
     Reduce(Reduce),
     /// `shaders/softmax.wgsl`: (log-)softmax, scaled and optionally causal, and backward.
     Softmax(Softmax),
-    /// `shaders/layer_norm.wgsl`: layer norm without the affine, and backward.
+    /// `shaders/layer_norm.wgsl`: layer norm and RMS norm without the affine, and backward.
     LayerNorm(LayerNorm),
     /// `shaders/loss.wgsl`: losses and their gradients.
     Loss(Loss),
@@ -106,6 +108,8 @@ pub enum Kernel {
     Memory(Memory),
     /// `shaders/running.wgsl`: in-place running statistics.
     Running(RunningUpdate),
+    /// `shaders/glu.wgsl`: the SwiGLU product and its backward.
+    Glu(Glu),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -124,6 +128,7 @@ macro_rules! each_family {
             Kernel::Optim($f) => $e,
             Kernel::Memory($f) => $e,
             Kernel::Running($f) => $e,
+            Kernel::Glu($f) => $e,
         }
     };
 }
@@ -139,7 +144,7 @@ macro_rules! from_family {
 }
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
-    Memory => Memory, RunningUpdate => Running);
+    Memory => Memory, RunningUpdate => Running, Glu => Glu);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE

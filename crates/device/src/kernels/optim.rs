@@ -5,6 +5,10 @@
 //! rewrites every step, so a schedule or Adam's bias correction never rebuilds a plan. Its layout is
 //! one of the typed structs below ([`SgdHyper`], [`AdamHyper`], [`RmspropHyper`]), mirrored by the
 //! WGSL structs of the same name; `words()` gives the buffer's contents.
+//!
+//! Every kernel has a `decay` attribute (in [`OptimParams`]): with `decay: false` the hyper
+//! buffer's weight decay is ignored for that parameter (biases and norm weights in AdamW param
+//! groups), so one kernel per rule serves both groups.
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
 use crate::error::Result;
@@ -93,6 +97,8 @@ pub enum Optim {
     Sgd {
         /// Elements.
         len: usize,
+        /// Apply the hyper buffer's weight decay (false: exempt this parameter).
+        decay: bool,
     },
     /// In-place Adam (L2 weight decay) or AdamW (`decoupled`: decoupled weight decay) ([`AdamHyper`]).
     Adam {
@@ -100,11 +106,15 @@ pub enum Optim {
         len: usize,
         /// AdamW: decay the weights directly instead of adding to the gradient.
         decoupled: bool,
+        /// Apply the hyper buffer's weight decay (false: exempt this parameter).
+        decay: bool,
     },
     /// In-place RMSprop ([`RmspropHyper`]).
     Rmsprop {
         /// Elements.
         len: usize,
+        /// Apply the hyper buffer's weight decay (false: exempt this parameter).
+        decay: bool,
     },
 }
 
@@ -114,13 +124,31 @@ pub enum Optim {
 pub struct OptimParams {
     /// Elements of the parameter.
     pub len: u32,
+    /// 1: apply the weight decay, 0: ignore it.
+    pub decay: u32,
 }
 
 impl Optim {
     fn len(&self) -> usize {
         match *self {
-            Optim::Sgd { len } | Optim::Adam { len, .. } | Optim::Rmsprop { len } => len,
+            Optim::Sgd { len, .. } | Optim::Adam { len, .. } | Optim::Rmsprop { len, .. } => len,
         }
+    }
+
+    /// Whether the kernel applies the weight decay.
+    pub fn decay(&self) -> bool {
+        match *self {
+            Optim::Sgd { decay, .. } | Optim::Adam { decay, .. } | Optim::Rmsprop { decay, .. } => decay,
+        }
+    }
+
+    /// The typed hyper buffer, its weight decay zeroed when the kernel is exempt from it.
+    fn hyper<H: bytemuck::Pod>(&self, words: &[f32], weight_decay: impl Fn(&mut H) -> &mut f32) -> H {
+        let mut h: H = hyper(words);
+        if !self.decay() {
+            *weight_decay(&mut h) = 0.0;
+        }
+        h
     }
 }
 
@@ -162,7 +190,7 @@ impl Family for Optim {
     }
 
     fn params(&self) -> OptimParams {
-        OptimParams { len: self.len() as u32 }
+        OptimParams { len: self.len() as u32, decay: self.decay() as u32 }
     }
 
     fn workgroups(&self) -> [u32; 3] {
@@ -171,12 +199,14 @@ impl Family for Optim {
 
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
         match (*self, outs, ins) {
-            (Optim::Sgd { .. }, [Out::F(p), Out::F(v)], [In::F(g), In::F(h)]) => sgd(p, v, g, &hyper(h)),
+            (Optim::Sgd { .. }, [Out::F(p), Out::F(v)], [In::F(g), In::F(h)]) => {
+                sgd(p, v, g, &self.hyper(h, |h: &mut SgdHyper| &mut h.weight_decay))
+            }
             (Optim::Adam { decoupled, .. }, [Out::F(p), Out::F(m), Out::F(v)], [In::F(g), In::F(h)]) => {
-                adam(decoupled, p, m, v, g, &hyper(h))
+                adam(decoupled, p, m, v, g, &self.hyper(h, |h: &mut AdamHyper| &mut h.weight_decay))
             }
             (Optim::Rmsprop { .. }, [Out::F(p), Out::F(sq)], [In::F(g), In::F(h)]) => {
-                rmsprop(p, sq, g, &hyper(h))
+                rmsprop(p, sq, g, &self.hyper(h, |h: &mut RmspropHyper| &mut h.weight_decay))
             }
             _ => mismatch(self.name()),
         }
