@@ -1,4 +1,5 @@
-// Gather / scatter-add along an axis (embeddings and their backward), fill and copy.
+// Gather / scatter-add along an axis (embeddings and their backward), fill, copy, and write_rows
+// (in place: a key/value cache takes this step's rows at their positions).
 // Rust side (description, parameters, CPU twin): crates/device/src/kernels/memory.rs.
 
 // Mirrors MemoryParams.
@@ -10,8 +11,10 @@ struct Params {
 }
 
 // binding 0: params (uniform)
-// binding 1: out   gather [outer, n_idx, inner]; scatter_add [outer, axis_len, inner]; fill/copy [len]
-// binding 2: src   gather: table [outer, axis_len, inner]; scatter_add: [outer, n_idx, inner]; copy [len]
+// binding 1: out   gather [outer, n_idx, inner]; scatter_add, write_rows [outer, axis_len, inner];
+//                  fill/copy [len]
+// binding 2: src   gather: table [outer, axis_len, inner]; scatter_add, write_rows: [outer, n_idx, inner];
+//                  copy [len]
 // binding 3: index [n_idx] u32
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -64,4 +67,19 @@ fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let e = flat_index(gid, nwg);
     if e >= p.a { return; }
     out[e] = src[e];
+}
+
+// In place: out[o, index[j], i] = src[o, j, i]; the rest of out is left as it is. An index out of
+// range is skipped (the CPU twin refuses it).
+@compute @workgroup_size(256)
+fn write_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = flat_index(gid, nwg);
+    let outer = p.a;
+    let axis_len = p.b;
+    if e >= outer * p.n_idx * p.inner { return; }
+    let i = e % p.inner;
+    let j = (e / p.inner) % p.n_idx;
+    let o = e / (p.inner * p.n_idx);
+    let k = index[j];
+    if k < axis_len { out[(o * axis_len + k) * p.inner + i] = src[e]; }
 }

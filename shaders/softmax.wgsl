@@ -1,6 +1,8 @@
 // Softmax and log-softmax of scale * x over the last axis of [rows, cols], and their backward
 // kernels. With `causal` (softmax only) the rows are those of [.., T, T] score matrices, T = cols:
 // row r takes columns j <= r % T and writes exactly 0 to the others. Plain softmax: scale 1.
+// softmax_upto masks by query positions instead: row r of [.., queries, cols] takes the columns
+// j <= positions[r % queries] (a decode step attending over a key/value cache).
 // One workgroup per row; max and sum are combined through workgroup memory (deterministic).
 // Rust side (description, parameters, CPU twin): crates/device/src/kernels/softmax.rs.
 
@@ -10,16 +12,19 @@ struct Params {
     cols: u32,
     scale: f32,
     causal: u32,
+    queries: u32,
 }
 
 // binding 0: params (uniform)
 // binding 1: out [rows, cols]  y (forward) or dx (backward)
 // binding 2: a   [rows, cols]  x (forward) or y (backward)
 // binding 3: dy  [rows, cols]  (backward)
+// binding 4: positions [queries] u32  (softmax_upto)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> positions: array<u32>;
 
 const WG: u32 = 64u;
 
@@ -40,12 +45,8 @@ fn row_stats(r: u32, n: u32, lid: u32) -> vec2<f32> {
     return vec2<f32>(m, tree_sum(lid, s, WG));
 }
 
-@compute @workgroup_size(64)
-fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let r = flat_group(wid, nwg);
-    if r >= p.rows { return; }
-    let n = row_len(r);
+// Softmax of the first n entries of row r, 0 in the others.
+fn softmax_row(r: u32, n: u32, lid: u32) {
     let st = row_stats(r, n, lid);
     let base = r * p.cols;
     for (var j = lid; j < p.cols; j += WG) {
@@ -53,6 +54,23 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         if j < n { v = exp(p.scale * a[base + j] - st.x) / st.y; }
         out[base + j] = v;
     }
+}
+
+@compute @workgroup_size(64)
+fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    softmax_row(r, row_len(r), lid);
+}
+
+// Row r keeps j <= positions[r % queries] (every column for a position >= cols).
+@compute @workgroup_size(64)
+fn softmax_upto(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    softmax_row(r, min(positions[r % p.queries], p.cols - 1u) + 1u, lid);
 }
 
 @compute @workgroup_size(64)

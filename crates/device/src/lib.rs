@@ -8,7 +8,7 @@
 //! Layout of the crate:
 //! - [`kernels`]: one module per kernel family, named as its shader `shaders/<family>.wgsl`
 //!   (matmul, unary, binary, reduce, softmax, layer_norm, loss, conv, layout, optim, memory,
-//!   running, glu). Each holds its kernels' description (the type a [`Kernel`] variant wraps), their
+//!   running, glu, rope). Each holds its kernels' description (the type a [`Kernel`] variant wraps), their
 //!   buffer slots, the `#[repr(C)]` parameter block its shader's `Params` struct mirrors, its
 //!   workgroup counts and its CPU twin. `shaders/common.wgsl` (shared WGSL helpers) is prepended
 //!   to every family's source.
@@ -40,7 +40,7 @@ pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
 pub use kernels::{
     Access, AdamHyper, Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul,
-    Memory, Optim, Permute, Reduce, ReduceOp, RmspropHyper, RunningUpdate, Saved, SgdHyper, Softmax, Unary,
+    Memory, Optim, Permute, Reduce, ReduceOp, RmspropHyper, Rope, RunningUpdate, Saved, SgdHyper, Softmax, Unary,
     UnaryOp, Window2d, HYPER_LEN,
 };
 pub use prim::{Patches, Prim, UpdateRule};

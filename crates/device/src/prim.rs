@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::{
     Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute,
-    Reduce, ReduceOp, Softmax, Unary, UnaryOp, Window2d,
+    Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
 };
 
 /// A primitive op: the WGSL entry point (and CPU twin) it lowers to, with the attributes that do
@@ -128,6 +128,18 @@ pub enum Prim {
         /// Input position of output position 0 along the axis.
         offset: i64,
     },
+    /// Inputs `[x, positions (u32)]`: softmax of `scale * x` over `[.., Tq, Tk]` where row `r`
+    /// keeps the columns `j <= positions[r % Tq]` and the others are exactly 0.
+    SoftmaxUpto {
+        /// Factor applied to x before the softmax.
+        scale: f32,
+    },
+    /// Inputs `[x, cos, sin]`: rotary embedding of `x [.., H, D]` by tables `[rows, D / 2]`
+    /// (see [`Rope`]); `inverse` rotates back (the backward).
+    Rope {
+        /// Negate the sine: the inverse rotation.
+        inverse: bool,
+    },
 }
 
 /// The window geometry of an `Im2col` / `Col2im` primitive (PyTorch's `Conv2d` / pooling
@@ -199,6 +211,8 @@ impl Prim {
             Prim::Col2im(_) => "col2im",
             Prim::Permute { .. } => "permute",
             Prim::Window { .. } => "window",
+            Prim::SoftmaxUpto { .. } => "softmax_upto",
+            Prim::Rope { .. } => "rope",
         }
     }
 
@@ -213,7 +227,9 @@ impl Prim {
             {
                 Err(Error::shape(name, format!("negative slope must be >= 0, got {alpha}")))
             }
-            Prim::Softmax { scale, .. } | Prim::SoftmaxGrad { scale, .. } if !scale.is_finite() => {
+            Prim::Softmax { scale, .. } | Prim::SoftmaxGrad { scale, .. } | Prim::SoftmaxUpto { scale }
+                if !scale.is_finite() =>
+            {
                 Err(Error::shape(name, format!("scale must be finite, got {scale}")))
             }
             Prim::Softmax { causal: true, log: true, .. } => {
@@ -336,6 +352,23 @@ impl Prim {
                 let (outer, src_len, inner) = split(input(0), *axis);
                 let offset = i32::try_from(*offset).map_err(|_| Error::shape("window", "offset past i32"))?;
                 Kernel::Layout(Layout::SlicePad { outer, src_len, out_len: output[*axis], inner, offset })
+            }
+            Prim::SoftmaxUpto { scale } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::Softmax(Softmax::Upto { rows, cols, scale: *scale, queries: numel(input(1)) })
+            }
+            Prim::Rope { inverse } => {
+                let x = input(0);
+                let (heads, d) = (x[x.len().saturating_sub(2)], rows_cols(x).1);
+                let half = d / 2;
+                let table_rows = numel(input(1)) / half.max(1);
+                Kernel::Rope(Rope {
+                    rows: numel(x) / (heads * d).max(1),
+                    heads,
+                    half,
+                    table_rows,
+                    inverse: *inverse,
+                })
             }
         })
     }

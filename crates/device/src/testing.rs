@@ -44,6 +44,7 @@ pub fn one_of_each() -> Vec<Kernel> {
         v.push(Kernel::softmax_grad(3, 5, log));
     }
     v.push(Kernel::Softmax(Softmax::Forward { rows: 10, cols: 5, log: false, scale: 0.5, causal: true }));
+    v.push(Kernel::Softmax(Softmax::Upto { rows: 12, cols: 5, scale: 0.5, queries: 3 }));
     v.push(Kernel::LayerNorm(LayerNorm::Forward { rows: 3, cols: 5, eps: 1e-5 }));
     v.push(Kernel::LayerNorm(LayerNorm::Backward { rows: 3, cols: 5, eps: 1e-5 }));
     v.push(Kernel::LayerNorm(LayerNorm::RmsForward { rows: 3, cols: 5, eps: 1e-5 }));
@@ -74,6 +75,7 @@ pub fn one_of_each() -> Vec<Kernel> {
         Memory::ScatterAdd { outer: 2, axis_len: 5, inner: 3, n_idx: 4 },
         Memory::Fill { len: 9, value: 1.5 },
         Memory::Copy { len: 9 },
+        Memory::WriteRows { outer: 2, axis_len: 5, inner: 3, n_idx: 2 },
     ] {
         v.push(Kernel::Memory(mem));
     }
@@ -82,6 +84,9 @@ pub fn one_of_each() -> Vec<Kernel> {
     v.push(Kernel::Conv(Conv::Col2im { win }));
     v.push(Kernel::Layout(Layout::Permute(Permute::new("permute", &[2, 3, 4], &[1, 0, 2]).unwrap())));
     v.push(Kernel::Layout(Layout::SlicePad { outer: 2, src_len: 5, out_len: 3, inner: 4, offset: 1 }));
+    for inverse in [false, true] {
+        v.push(Kernel::Rope(Rope { rows: 6, heads: 2, half: 3, table_rows: 3, inverse }));
+    }
     v.push(Kernel::Running(RunningUpdate { len: 9, keep: 0.9, gain: 0.1, scale: 1.25 }));
     v
 }

@@ -7,7 +7,7 @@ use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
 use kiln_device::kernels::{self, binary, conv, glu, layer_norm, layout, loss, matmul, memory, optim};
-use kiln_device::kernels::{reduce, running, softmax, unary};
+use kiln_device::kernels::{reduce, rope, running, softmax, unary};
 
 /// The crate's `shaders` link, or the workspace directory it points to where the link is a file
 /// (a checkout without symlinks; see build.rs).
@@ -46,7 +46,7 @@ fn parse(path: &Path) -> naga::Module {
 #[test]
 fn every_shader_validates_with_the_common_prefix() {
     let files = family_files();
-    assert!(files.len() >= 12, "expected the 12 family files in {}, found {files:?}", shader_dir().display());
+    assert!(files.len() >= 13, "expected the 13 family files in {}, found {files:?}", shader_dir().display());
     for f in &files {
         let module = parse(f);
         assert!(!module.entry_points.is_empty(), "{} has no entry points", f.display());
@@ -92,6 +92,7 @@ fn every_params_struct_matches_its_rust_mirror() {
         ("memory", size_of::<memory::MemoryParams>()),
         ("optim", size_of::<optim::OptimParams>()),
         ("reduce", size_of::<reduce::ReduceParams>()),
+        ("rope", size_of::<rope::RopeParams>()),
         ("running", size_of::<running::RunningParams>()),
         ("softmax", size_of::<softmax::SoftmaxParams>()),
         ("unary", size_of::<unary::UnaryParams>()),

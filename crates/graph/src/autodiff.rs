@@ -20,7 +20,7 @@ pub fn saved(op: &Op) -> Saved {
         Prim::Unary { op, .. } => op.saved(),
         Prim::Binary(BinaryOp::Add | BinaryOp::Sub) => Saved::Neither,
         Prim::Im2col(_) | Prim::Col2im(_) | Prim::Permute { .. } | Prim::Window { .. } => Saved::Neither,
-        Prim::Softmax { .. } => Saved::Output,
+        Prim::Softmax { .. } | Prim::SoftmaxUpto { .. } => Saved::Output,
         Prim::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } => Saved::Neither,
         // max reads its output too (to find where the maximum was); every other op its inputs.
         _ => Saved::Input,
@@ -133,7 +133,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         Op::Prim(p) => p,
         // d/dx reshape(x) = reshape(g) back
         Op::Reshape => return Ok(one(g.reshape(gy, &g.shape(x[0]).0))),
-        op @ (Op::Update { .. } | Op::RunningUpdate { .. }) => {
+        op @ (Op::Update { .. } | Op::RunningUpdate { .. } | Op::CacheWrite) => {
             return Err(Error::no_grad(op.name(), "an in-place update has no backward rule"))
         }
         op => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),
@@ -276,6 +276,15 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         Prim::Window { axis, offset } => {
             let len = g.shape(x[0]).0[*axis];
             one(g.window(gy, *axis, -offset, len))
+        }
+        // d/dscores softmax_upto = the softmax backward: masked outputs are 0, so is their gradient
+        Prim::SoftmaxUpto { scale } => vec![Some(g.softmax_grad(false, *scale, y, gy)), None],
+        // d/dx rope(x) = the inverse rotation of g; the tables are constants
+        Prim::Rope { inverse } => {
+            if w(1) || w(2) {
+                return Err(Error::no_grad("rope", "the cos / sin tables are constants, with no gradient"));
+            }
+            vec![Some(g.rope_op(gy, x[1], x[2], !inverse)), None, None]
         }
         op @ (Prim::UnaryGrad { .. }
         | Prim::SoftmaxGrad { .. }

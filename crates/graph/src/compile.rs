@@ -1,9 +1,9 @@
 //! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act`,
 //! a schedule (ascending ids, each optimizer or running-statistic update right after the last
-//! reader of its target), and buffer planning by liveness (a freed activation slot is reused by a later
+//! reader of its target; a cache write at its own id, in place in its cache's buffer), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use kiln_device::{BinaryOp, Kernel, Prim, RunningUpdate, Unary};
+use kiln_device::{BinaryOp, Kernel, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -32,10 +32,11 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         }
     }
 
-    // Reshapes share their source's buffer: `root` is the node that owns the storage.
+    // Reshapes share their source's buffer, and a cache write is its cache after the write:
+    // `root` is the node that owns the storage.
     let mut root: Vec<usize> = (0..n).collect();
     for i in 0..n {
-        if nodes[i].op == Op::Reshape {
+        if matches!(nodes[i].op, Op::Reshape | Op::CacheWrite) {
             root[i] = root[nodes[i].inputs[0].index()];
         }
     }
@@ -147,7 +148,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         let node = &nodes[i];
         let id = NodeId(i as u32);
         let mut bufs = Vec::new();
-        if !node.op.is_update() {
+        if !node.op.is_update() && node.op != Op::CacheWrite {
             let (dtype, len) = (node.dtype, node.shape.numel(batch));
             naive += len as u64;
             let fits = |s: &usize| plan.temps[*s].0 == dtype;
@@ -256,6 +257,14 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                 }
             };
             Kernel::Running(RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale })
+        }
+        // [.., Tmax, inner] cache: rows go to positions along its second-to-last axis.
+        Op::CacheWrite => {
+            let cache = dims(node.inputs[0]);
+            let r = cache.len();
+            let (outer, axis_len) = (cache[..r - 2].iter().product(), cache[r - 2]);
+            let n_idx = nodes[node.inputs[2].index()].shape.numel(batch);
+            Kernel::Memory(Memory::WriteRows { outer, axis_len, inner: cache[r - 1], n_idx })
         }
         op => return Err(Error::shape(op.name(), "has no kernel")),
     })

@@ -79,6 +79,10 @@ pub enum Op {
         /// `Some(p)`: scale the value by `n / (n - 1)` for `n = batch * p`.
         unbiased_per_row: Option<usize>,
     },
+    /// In-place row write into a persistent cache, run by every plan that needs its result.
+    /// Inputs `[cache, rows, positions (u32)]`; the node IS the cache after the write (same
+    /// buffer, no copy, like a reshape). See [`Graph::cache_write`].
+    CacheWrite,
 }
 
 impl Op {
@@ -96,6 +100,7 @@ impl Op {
             Op::Prim(p) => p.name(),
             Op::Update { rule, .. } => rule.name(),
             Op::RunningUpdate { .. } => "running_update",
+            Op::CacheWrite => "cache_write",
         }
     }
 

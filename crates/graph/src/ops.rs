@@ -282,6 +282,23 @@ impl Graph {
         self.softmax_op(x, false, scale, causal)
     }
 
+    /// [`Graph::scaled_softmax`] masked by query positions: `x` is `[.., Tq, Tk]` and `positions`
+    /// a u32 tensor of the `Tq` query positions; entry `(r, j)` (r counting the rows of every
+    /// `[Tq, Tk]` block) is kept iff `j <= positions[r mod Tq]`, the others are exactly 0 (a
+    /// position `>= Tk` keeps the whole row). A decode step attends so over a cache of `Tk = Tmax`
+    /// keys of which the first `pos + 1` are valid (see [`Graph::cache_write`]). The rows of `x`
+    /// must be whole blocks of `Tq`, checked when the plan is compiled.
+    pub fn scaled_softmax_upto(&self, x: NodeId, scale: f32, positions: NodeId) -> NodeId {
+        self.prim(Prim::SoftmaxUpto { scale }, &[x, positions], |n| {
+            want("softmax_upto", n[0], F32)?;
+            want("softmax_upto", n[1], U32)?;
+            if n[0].shape.rank() < 2 {
+                return Err(Error::shape("softmax_upto", format!("needs [.., Tq, Tk], got {}", n[0].shape)));
+            }
+            Ok((n[0].shape.clone(), F32))
+        })
+    }
+
     fn softmax_op(&self, x: NodeId, log: bool, scale: f32, causal: bool) -> NodeId {
         let op = Prim::Softmax { log, scale, causal };
         let name = op.name();

@@ -54,6 +54,22 @@ fn eval_node(
         Op::Reshape => x(0).clone(),
         Op::Invalid => return Err("invalid node".into()),
         Op::Update { .. } | Op::RunningUpdate { .. } => Vec::new(),
+        // the cache with rows written at their positions along its second-to-last axis
+        Op::CacheWrite => {
+            let s = dims(0);
+            let (tmax, inner) = (s[s.len() - 2], s[s.len() - 1]);
+            let (n, mut y) = (x(2).len(), x(0).clone());
+            for o in 0..len / (tmax * inner) {
+                for (j, &p) in x(2).iter().enumerate() {
+                    if p as usize >= tmax {
+                        return Err(format!("position {p} is out of range for {tmax} rows"));
+                    }
+                    let (dst, src) = ((o * tmax + p as usize) * inner, (o * n + j) * inner);
+                    y[dst..dst + inner].copy_from_slice(&x(1)[src..src + inner]);
+                }
+            }
+            y
+        }
         Op::Prim(prim) => match prim {
             Prim::Matmul { trans_a, trans_b } => {
                 let (sa, sb) = (dims(0), dims(1));
@@ -123,6 +139,37 @@ fn eval_node(
                     let lse = lse(&r);
                     y.extend(r.iter().map(|v| if *log { v - lse } else { (v - lse).exp() }));
                     y.extend(std::iter::repeat_n(0.0, cols - n));
+                }
+                y
+            }
+            Prim::SoftmaxUpto { scale } => {
+                let (cols, q) = (last(&dims(0)), x(1).len());
+                let mut y = Vec::with_capacity(len);
+                for (i, r) in x(0).chunks(cols).enumerate() {
+                    // row i keeps columns 0..=positions[i % q]
+                    let n = (x(1)[i % q] as usize).min(cols - 1) + 1;
+                    let r: Vec<f64> = r[..n].iter().map(|v| *scale as f64 * v).collect();
+                    let lse = lse(&r);
+                    y.extend(r.iter().map(|v| (v - lse).exp()));
+                    y.extend(std::iter::repeat_n(0.0, cols - n));
+                }
+                y
+            }
+            Prim::Rope { inverse } => {
+                let s = dims(0);
+                let (heads, d) = (s[s.len() - 2], s[s.len() - 1]);
+                let half = d / 2;
+                let t_rows = x(1).len() / half;
+                let sign = if *inverse { -1.0 } else { 1.0 };
+                let mut y = vec![0.0; len];
+                for v in 0..len / d {
+                    let t = (v / heads % t_rows) * half;
+                    for i in 0..half {
+                        let (c, sn) = (x(1)[t + i], sign * x(2)[t + i]);
+                        let (a, b) = (x(0)[v * d + i], x(0)[v * d + i + half]);
+                        y[v * d + i] = a * c - b * sn;
+                        y[v * d + i + half] = b * c + a * sn;
+                    }
                 }
                 y
             }

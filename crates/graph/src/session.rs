@@ -299,6 +299,12 @@ impl Session {
         self.set("optimizer state", name, data)
     }
 
+    /// Zeroes state `name`: a key/value cache ([`Graph::cache`]) between prompts, or optimizer state.
+    pub fn zero_state(&mut self, name: &str) -> Result<()> {
+        let (_, len) = self.named("optimizer state", name)?;
+        self.set("optimizer state", name, &vec![0.0; len])
+    }
+
     fn set(&mut self, what: &'static str, name: &str, data: &[f32]) -> Result<()> {
         let (b, len) = self.named(what, name)?;
         if data.len() != len {

@@ -137,7 +137,7 @@ impl CpuBackend {
                 n_w += 1;
             }
         }
-        {
+        let ran = {
             let mut outs: [Out<'_>; MAX_WRITES] = [Out::F(&mut []), Out::F(&mut []), Out::F(&mut [])];
             let mut ins: [In<'_>; MAX_READS] = [In::F(&[]); MAX_READS];
             let (mut w, mut r) = (0, 0);
@@ -154,15 +154,15 @@ impl CpuBackend {
                     }
                 }
             }
-            step.kernel.run_cpu(&mut outs[..w], &ins[..r], par);
-        }
+            step.kernel.run_cpu(&mut outs[..w], &ins[..r], par)
+        };
         let mut loans = taken.into_iter();
         for (id, s) in &step.binds {
             if s.access == Access::Write {
                 pool.get_mut(*id)?.raw = loans.next().expect("counted above");
             }
         }
-        Ok(())
+        ran
     }
 }
 

@@ -25,6 +25,7 @@ pub mod matmul;
 pub mod memory;
 pub mod optim;
 pub mod reduce;
+pub mod rope;
 pub mod running;
 pub mod softmax;
 pub(crate) mod twin;
@@ -40,6 +41,7 @@ pub use matmul::Matmul;
 pub use memory::Memory;
 pub use optim::{AdamHyper, Optim, RmspropHyper, SgdHyper, HYPER_LEN};
 pub use reduce::{Reduce, ReduceOp};
+pub use rope::Rope;
 pub use running::RunningUpdate;
 pub use softmax::Softmax;
 pub use unary::{erfc, fast_exp, sigmoid, tanh, Saved, Unary, UnaryOp};
@@ -78,6 +80,11 @@ pub(crate) trait Family {
     /// The CPU twin. `outs` and `ins` are the Write and Read slots, each in slot order, already
     /// checked against [`Family::slots`].
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par);
+    /// Checks the read buffers' contents before [`Family::run_cpu`] (indices a kernel cannot
+    /// skip on the CPU); most families have nothing to check.
+    fn check_cpu(&self, _ins: &[In<'_>]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One kernel launch: a family's kernel with its sizes and scalar parameters. Every tensor is dense
@@ -110,6 +117,8 @@ pub enum Kernel {
     Running(RunningUpdate),
     /// `shaders/glu.wgsl`: the SwiGLU product and its backward.
     Glu(Glu),
+    /// `shaders/rope.wgsl`: rotary position embedding and its inverse.
+    Rope(Rope),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -129,6 +138,7 @@ macro_rules! each_family {
             Kernel::Memory($f) => $e,
             Kernel::Running($f) => $e,
             Kernel::Glu($f) => $e,
+            Kernel::Rope($f) => $e,
         }
     };
 }
@@ -144,7 +154,7 @@ macro_rules! from_family {
 }
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
-    Memory => Memory, RunningUpdate => Running, Glu => Glu);
+    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE
@@ -226,9 +236,12 @@ impl Kernel {
         Ok(())
     }
 
-    /// Runs the CPU twin on buffer views already checked against [`Kernel::slots`].
-    pub(crate) fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
-        each_family!(self, f => f.run_cpu(outs, ins, par))
+    /// Runs the CPU twin on buffer views already checked against [`Kernel::slots`], after the
+    /// family's check of their contents (an error leaves the outputs untouched).
+    pub(crate) fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) -> Result<()> {
+        each_family!(self, f => f.check_cpu(ins))?;
+        each_family!(self, f => f.run_cpu(outs, ins, par));
+        Ok(())
     }
 }
 

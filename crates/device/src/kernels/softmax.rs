@@ -1,10 +1,11 @@
 //! Softmax and log-softmax of `scale * x` over the last axis of `[rows, cols]`, optionally with
-//! attention's causal mask, and their backward kernels (`shaders/softmax.wgsl`).
+//! attention's causal mask or a mask by query positions (a decode step over a key/value cache),
+//! and their backward kernels (`shaders/softmax.wgsl`).
 
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
 use crate::error::{Error, Result};
 use crate::kernels::twin::{mismatch, rows, In, Out, Par};
-use crate::DType::F32;
+use crate::DType::{F32, U32};
 
 /// The kernels of the softmax family.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,6 +26,20 @@ pub enum Softmax {
         scale: f32,
         /// Mask columns after each row's position (softmax only).
         causal: bool,
+    },
+    /// Softmax of `scale * x` over `[rows, cols]` masked by query positions: the rows are those
+    /// of `[.., queries, cols]` score matrices (`rows` a multiple of `queries`), and row `r` takes
+    /// the columns `j <= positions[r % queries]` (all of them for a position `>= cols`) and writes
+    /// exactly 0 to the others. Its backward is [`Softmax::Backward`] (masked outputs are 0).
+    Upto {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis (the keys).
+        cols: usize,
+        /// Factor applied to x before the softmax.
+        scale: f32,
+        /// Length of the positions buffer (the query axis, innermost before `cols`).
+        queries: usize,
     },
     /// Backward of softmax from its output y: `dx = scale * y * (dy - sum(dy * y))`;
     /// of log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`. Causally masked entries have y = 0,
@@ -53,12 +68,16 @@ pub struct SoftmaxParams {
     pub scale: f32,
     /// 1: the causal mask (forward softmax only).
     pub causal: u32,
+    /// Length of the positions buffer (`softmax_upto` only).
+    pub queries: u32,
 }
 
 impl Softmax {
     fn rows_cols(&self) -> (usize, usize) {
         match *self {
-            Softmax::Forward { rows, cols, .. } | Softmax::Backward { rows, cols, .. } => (rows, cols),
+            Softmax::Forward { rows, cols, .. }
+            | Softmax::Backward { rows, cols, .. }
+            | Softmax::Upto { rows, cols, .. } => (rows, cols),
         }
     }
 }
@@ -74,6 +93,7 @@ impl Family for Softmax {
             Softmax::Forward { log: true, .. } => "log_softmax",
             Softmax::Backward { log: false, .. } => "softmax_grad",
             Softmax::Backward { log: true, .. } => "log_softmax_grad",
+            Softmax::Upto { .. } => "softmax_upto",
         }
     }
 
@@ -88,6 +108,11 @@ impl Family for Softmax {
                 slot(2, "y", F32, rows * cols, Read),
                 slot(3, "dy", F32, rows * cols, Read),
             ],
+            Softmax::Upto { queries, .. } => vec![
+                slot(1, "y", F32, rows * cols, Write),
+                slot(2, "x", F32, rows * cols, Read),
+                slot(4, "positions", U32, *queries, Read),
+            ],
         }
     }
 
@@ -95,7 +120,11 @@ impl Family for Softmax {
         let (rows, cols) = self.rows_cols();
         nonzero(self.name(), &[rows, cols])?;
         match *self {
-            Softmax::Forward { scale, .. } | Softmax::Backward { scale, .. } if !scale.is_finite() => {
+            Softmax::Forward { scale, .. }
+            | Softmax::Backward { scale, .. }
+            | Softmax::Upto { scale, .. }
+                if !scale.is_finite() =>
+            {
                 Err(Error::shape(self.name(), format!("scale must be finite, got {scale}")))
             }
             Softmax::Forward { causal: true, log: true, .. } => {
@@ -105,17 +134,23 @@ impl Family for Softmax {
                 self.name(),
                 format!("causal rows ({rows}) must be whole [T, T] blocks of T = cols = {cols}"),
             )),
+            Softmax::Upto { rows, queries, .. } if queries == 0 || rows % queries != 0 => Err(Error::shape(
+                self.name(),
+                format!("rows ({rows}) must be whole [{queries}, cols] blocks of the query positions"),
+            )),
             _ => Ok(()),
         }
     }
 
     fn params(&self) -> SoftmaxParams {
         let (rows, cols) = self.rows_cols();
-        let (scale, causal) = match *self {
-            Softmax::Forward { scale, causal, .. } => (scale, causal),
-            Softmax::Backward { scale, .. } => (scale, false),
+        let (scale, causal, queries) = match *self {
+            Softmax::Forward { scale, causal, .. } => (scale, causal, 0),
+            Softmax::Backward { scale, .. } => (scale, false, 0),
+            Softmax::Upto { scale, queries, .. } => (scale, false, queries),
         };
-        SoftmaxParams { rows: rows as u32, cols: cols as u32, scale, causal: causal as u32 }
+        let (rows, cols, causal, queries) = (rows as u32, cols as u32, causal as u32, queries as u32);
+        SoftmaxParams { rows, cols, scale, causal, queries }
     }
 
     /// One 64-wide workgroup per row.
@@ -126,7 +161,12 @@ impl Family for Softmax {
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         match (*self, outs, ins) {
             (Softmax::Forward { cols, log, scale, causal, .. }, [Out::F(y)], [In::F(x)]) => {
-                softmax(par, cols, log, scale, causal, y, x)
+                let n = |r: usize| if causal { r % cols + 1 } else { cols };
+                softmax(par, cols, log, scale, n, y, x)
+            }
+            (Softmax::Upto { cols, scale, queries, .. }, [Out::F(y)], [In::F(x), In::U(pos)]) => {
+                let n = |r: usize| (pos[r % queries] as usize).min(cols - 1) + 1;
+                softmax(par, cols, false, scale, n, y, x)
             }
             (Softmax::Backward { cols, log, scale, .. }, [Out::F(dx)], [In::F(y), In::F(dy)]) => {
                 softmax_grad(par, cols, log, scale, dx, y, dy)
@@ -144,10 +184,19 @@ pub(crate) fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
 }
 
 /// Softmax (or log-softmax) of each row of `scale * x`, shifted by the row max so nothing
-/// overflows. With `causal`, row `r` takes its first `r % cols + 1` entries and the rest are 0.
-fn softmax(par: Par, cols: usize, log: bool, scale: f32, causal: bool, y: &mut [f32], x: &[f32]) {
+/// overflows. Row `r` takes its first `row_len(r)` entries (all of them, or those a mask keeps)
+/// and the rest are 0.
+fn softmax(
+    par: Par,
+    cols: usize,
+    log: bool,
+    scale: f32,
+    row_len: impl Fn(usize) -> usize + Sync,
+    y: &mut [f32],
+    x: &[f32],
+) {
     rows(par.heavy(y.len()), cols, y, x, x, |r, y, x, _| {
-        let n = if causal { r % cols + 1 } else { cols };
+        let n = row_len(r);
         // scale * x goes to the output row first, then is transformed in place
         let (y, masked) = y.split_at_mut(n);
         y.iter_mut().zip(x).for_each(|(o, &a)| *o = scale * a);
