@@ -8,7 +8,7 @@
 //! The graph has no kernel vocabulary of its own: a primitive node holds a [`Prim`] (defined,
 //! validated and lowered to a sized kernel in kiln-device), autodiff's `vjp` is the one table of
 //! backward rules over those primitives, and an optimizer's update nodes carry only their
-//! [`UpdateRule`]. The [`Optimizer`] given to [`Graph::optimize`] (its typed hyper-parameters) is
+//! [`UpdateRule`] and whether weight decay applies ([`Graph::optimize_with`]). The [`Optimizer`] given to [`Graph::optimize`] (its typed hyper-parameters) is
 //! the session's: [`Session::set_lr`] and [`Session::set_optimizer`] change it between steps.
 //!
 //! ```

@@ -1,6 +1,6 @@
 //! Optimizer update nodes, appended after the backward pass so forward + backward + update run as
 //! one plan, and gradient clipping. An update node carries only its rule (`kiln_device::UpdateRule`,
-//! which picks the kernel); the hyper-parameters stay out of the IR, in the session's
+//! which picks the kernel) and its decay flag (the kernel's decay attribute); the hyper-parameters stay out of the IR, in the session's
 //! [`Optimizer`] (`optimizer.rs`).
 
 use kiln_device::{DType, HYPER_LEN};

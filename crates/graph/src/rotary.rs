@@ -19,10 +19,9 @@ use crate::shape::{Dim, Shape};
 ///
 /// Panics if `head_dim` is odd or zero.
 pub fn rope_tables(positions: usize, head_dim: usize, theta: f32) -> (Vec<f32>, Vec<f32>) {
-    assert!(head_dim > 0 && head_dim % 2 == 0, "rope_tables: head_dim must be even, got {head_dim}");
+    assert!(head_dim > 0 && head_dim.is_multiple_of(2), "rope_tables: head_dim must be even, got {head_dim}");
     let half = head_dim / 2;
-    let inv_freq: Vec<f32> =
-        (0..half).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
+    let inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
     let (mut cos, mut sin) = (Vec::with_capacity(positions * half), Vec::with_capacity(positions * half));
     for t in 0..positions {
         for &f in &inv_freq {
@@ -62,7 +61,7 @@ impl Graph {
                 return err("x must be [B, T, H, D] and the tables [T, D / 2]".into());
             }
             let Dim::Fixed(d) = sx.0[3] else { return err("the head dimension must be fixed".into()) };
-            if d % 2 != 0 || sc.0[1] != Dim::Fixed(d / 2) {
+            if !d.is_multiple_of(2) || sc.0[1] != Dim::Fixed(d / 2) {
                 return err(format!("the tables' rows must hold D / 2 = {} of an even D", d / 2));
             }
             let per_step = sc.0[0] == sx.0[1];

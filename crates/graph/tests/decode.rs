@@ -33,7 +33,11 @@ fn rope_tables_match_hand_computed_values() {
     let (cos, sin) = rope_tables(4, 8, 10000.0);
     assert_eq!((cos.len(), sin.len()), (16, 16));
     assert_eq!((&cos[..4], &sin[..4]), (&[1.0f32; 4][..], &[0.0f32; 4][..]), "position 0");
-    assert_eq!((cos[12], sin[12]), (-0.989_992_496_600_445_f64 as f32, 0.141_120_008_059_867_f64 as f32), "t 3, i 0: cos(3), sin(3)");
+    assert_eq!(
+        (cos[12], sin[12]),
+        (-0.989_992_496_600_445_f64 as f32, 0.141_120_008_059_867_f64 as f32),
+        "t 3, i 0: cos(3), sin(3)"
+    );
     // 3 * f32(0.1) = 0.30000001192..., whose cosine and sine rounded to f32
     assert_eq!((cos[13], sin[13]), (0.955_336_5, 0.295_520_22), "t 3, i 1");
     // SmolLM2's base 100000 with D 64 (computed in f32 as transformers does, then f64 cos / sin)
@@ -43,7 +47,14 @@ fn rope_tables_match_hand_computed_values() {
 }
 
 /// rotate_half from its definition: `y = x * cat(cos, cos) + rotate_half(x) * cat(sin, sin)`.
-fn rope_definition(x: &[f32], cos: &[f32], sin: &[f32], t_of_row: impl Fn(usize) -> usize, h: usize, d: usize) -> Vec<f32> {
+fn rope_definition(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    t_of_row: impl Fn(usize) -> usize,
+    h: usize,
+    d: usize,
+) -> Vec<f32> {
     let half = d / 2;
     let mut y = vec![0.0; x.len()];
     for v in 0..x.len() / d {
@@ -122,10 +133,16 @@ fn rope_refuses_bad_shapes_and_trained_tables() {
     let ok = g.constant(&[5, 3], vec![0.5; 15]);
     g.rope(x, ok, g.constant(&[4, 3], vec![0.5; 12]));
     assert!(g.check().is_err(), "cos and sin differ");
-    for (xs, ts) in [(&[5usize, 3, 7][..], &[5usize, 3][..]), (&[5, 3, 6], &[4, 3]), (&[5, 3, 6], &[5, 2]), (&[3, 6], &[5, 3])] {
+    for (xs, ts) in [
+        (&[5usize, 3, 7][..], &[5usize, 3][..]),
+        (&[5, 3, 6], &[4, 3]),
+        (&[5, 3, 6], &[5, 2]),
+        (&[3, 6], &[5, 3]),
+    ] {
         let g = Graph::new();
         let x = g.input("x", xs);
-        let (c, s) = (g.constant(ts, vec![0.5; ts.iter().product()]), g.constant(ts, vec![0.5; ts.iter().product()]));
+        let (c, s) =
+            (g.constant(ts, vec![0.5; ts.iter().product()]), g.constant(ts, vec![0.5; ts.iter().product()]));
         g.rope(x, c, s);
         assert!(g.check().is_err(), "x [B, {xs:?}] with tables {ts:?}");
     }
@@ -140,7 +157,9 @@ fn rope_refuses_bad_shapes_and_trained_tables() {
 
 #[test]
 fn scaled_softmax_upto_gradient() {
-    for (seed, (lead, tq, tk), pos) in [(1u64, (2, 3, 7), vec![6u32, 0, 3]), (2, (3, 1, 5), vec![9]), (3, (1, 4, 4), vec![1, 3, 0, 2])] {
+    for (seed, (lead, tq, tk), pos) in
+        [(1u64, (2, 3, 7), vec![6u32, 0, 3]), (2, (3, 1, 5), vec![9]), (3, (1, 4, 4), vec![1, 3, 0, 2])]
+    {
         let mut c = Case::new(60 + seed, 1);
         let x = c.param(&[lead, tq, tk]);
         let p = c.g.input_u32("pos", &[tq]);
@@ -177,9 +196,14 @@ const TMAX: usize = 7;
 /// head kvh*G + g, position t at row g*T + t), k and v `[KVH, T, D]`.
 fn full_attention(backend: Box<dyn Backend>, t: usize, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
     let g = Graph::new();
-    let (q, k, v) = (g.constant(&[KVH, G * t, D], q.to_vec()), g.constant(&[KVH, t, D], k.to_vec()), g.constant(&[KVH, t, D], v.to_vec()));
+    let (q, k, v) = (
+        g.constant(&[KVH, G * t, D], q.to_vec()),
+        g.constant(&[KVH, t, D], k.to_vec()),
+        g.constant(&[KVH, t, D], v.to_vec()),
+    );
     let s = g.reshape(g.matmul_t(q, k, false, true), &[Fixed(KVH * G), Fixed(t), Fixed(t)]);
-    let p = g.reshape(g.scaled_softmax(s, 1.0 / (D as f32).sqrt(), true), &[Fixed(KVH), Fixed(G * t), Fixed(t)]);
+    let p =
+        g.reshape(g.scaled_softmax(s, 1.0 / (D as f32).sqrt(), true), &[Fixed(KVH), Fixed(G * t), Fixed(t)]);
     let o = g.matmul(p, v);
     Session::new(g, backend).unwrap().run_sync(&[], &[o]).unwrap().remove(0)
 }
@@ -198,7 +222,10 @@ fn heads_at(m: &[f32], groups: usize, t: usize, step: usize) -> Vec<f32> {
 
 /// Decodes sequences step by step through key/value caches and compares each step with full
 /// causal attention; the caches are cleared between sequences.
-fn decode_matches_full_attention(backend: Box<dyn Backend>, full: impl Fn(usize, &[f32], &[f32], &[f32]) -> Vec<f32>) {
+fn decode_matches_full_attention(
+    backend: Box<dyn Backend>,
+    full: impl Fn(usize, &[f32], &[f32], &[f32]) -> Vec<f32>,
+) {
     let g = Graph::new();
     let q = g.input("q", &[KVH, G, D]); // [B = 1, KVH, G, D]: this token's query heads
     let k = g.input("k", &[KVH, D]);
@@ -224,9 +251,15 @@ fn decode_matches_full_attention(backend: Box<dyn Backend>, full: impl Fn(usize,
         s.zero_state("v_cache").unwrap();
         assert!(s.get_state("k_cache").unwrap().iter().all(|&x| x == 0.0));
         for step in 0..t {
-            let (qs, ks, vs) = (heads_at(&qf, G, t, step), heads_at(&kf, 1, t, step), heads_at(&vf, 1, t, step));
+            let (qs, ks, vs) =
+                (heads_at(&qf, G, t, step), heads_at(&kf, 1, t, step), heads_at(&vf, 1, t, step));
             let p = [step as u32];
-            let feeds = [(q, HostData::F32(&qs)), (k, HostData::F32(&ks)), (v, HostData::F32(&vs)), (pos, HostData::U32(&p))];
+            let feeds = [
+                (q, HostData::F32(&qs)),
+                (k, HostData::F32(&ks)),
+                (v, HostData::F32(&vs)),
+                (pos, HostData::U32(&p)),
+            ];
             let got = s.run_sync(&feeds, &[out]).unwrap().remove(0);
             let want_step = heads_at(&want, G, t, step);
             assert_near(&format!("{name}: sequence {seq}, step {step}"), &got, &want_step, 1e-5);

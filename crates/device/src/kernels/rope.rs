@@ -62,7 +62,7 @@ impl Family for Rope {
 
     fn validate(&self) -> Result<()> {
         nonzero(self.name(), &[self.rows, self.heads, self.half, self.table_rows])?;
-        if self.rows % self.table_rows != 0 {
+        if !self.rows.is_multiple_of(self.table_rows) {
             return Err(Error::shape(
                 self.name(),
                 format!("{} table rows do not divide the {} rows of x", self.table_rows, self.rows),
