@@ -1,7 +1,10 @@
 //! Data loading: CSV tables, NPY and IDX arrays, the bundled digits, and the dataset utilities
-//! (seeded shuffling, batching, train/validation split, standardization).
+//! (seeded shuffling, batching, train/validation split, standardization), and for language
+//! models: character corpora, memory-mapped token files and their windows, tokenizers.
 
 mod array;
+#[cfg(feature = "bpe")]
+pub mod bpe;
 pub mod csv;
 pub mod dataset;
 pub mod digits;
@@ -14,8 +17,14 @@ pub mod rng;
 pub mod standardize;
 mod table;
 pub mod text;
+pub mod token_file;
+pub mod token_file_windows;
+pub mod tokenized_cache;
+pub mod tokenizer;
 
 pub use self::array::Array;
+#[cfg(feature = "bpe")]
+pub use self::bpe::BpeTokenizer;
 pub use self::csv::{
     check_feature_names, read_csv, read_csv_features, read_csv_from_reader, read_csv_labeled,
     read_csv_unlabeled,
@@ -29,3 +38,7 @@ pub use self::rng::SplitMix64;
 pub use self::standardize::Standardizer;
 pub use self::table::{Table, Target, TaskHint, MAX_AUTO_CLASSES};
 pub use self::text::{char_batch, CharCorpus, TokenWindows};
+pub use self::token_file::{write_token_file, TokenFile, TokenWidth};
+pub use self::token_file_windows::TokenFileWindows;
+pub use self::tokenized_cache::{ensure_tokenized, tokenized_meta_path};
+pub use self::tokenizer::{load_tokenizer, ByteTokenizer, Tokenizer};
