@@ -37,6 +37,8 @@ KILN_TRAIN_CMD = "cargo bench -q --bench train_step -- --backend cpu --model mlp
 # The CNN and transformer have no target in BENCHMARKS.md: they show as `info` rows with kiln/torch.
 KILN_MODELS_CMD = "cargo bench -q --bench train_step -- --backend cpu --model cnn --model transformer"
 KILN_MATMUL_CMD = "cargo bench -q --bench matmul"
+# One SmolLM2-135M training step (batch 4 x 128 tokens, AdamW) against transformers' LlamaForCausalLM.
+KILN_LLM_CMD = "cargo bench -q --bench llm_step -- --backend cpu --config smollm2-135m"
 KILN_COLD_CMD = "target/release/examples/cold_start --backend cpu"
 
 DEFAULT_PYTHON = "/opt/peers/bin/python"  # has torch (and numpy); --python
@@ -76,6 +78,8 @@ TARGETS = [
     Target("matmul", (("n", "1024"),), "gflops", "ratio", 0.8, peer="numpy", label=">= 0.8x numpy"),
     Target("matmul", (("n", "2048"),), "gflops", "ratio", 0.8, peer="numpy", label=">= 0.8x numpy"),
     Target("cold-start", (), "seconds", "max", 0.05, peer="torch", label="<= 0.05 s"),
+    Target("smollm2-135m", (("batch", "4"), ("seq", "128")), "steps_per_s", "ratio", 1.0, peer="torch",
+           label=">= 1.0x torch"),
 ]
 
 # ---------------------------------------------------------------------------
@@ -420,11 +424,12 @@ def build_kiln(results, args):
             log(f"    FAILED (exit status {p.returncode}); continuing\n{_tail(p.stderr)}")
 
 
-GROUPS = ("mlp", "models", "matmul", "cold")
+GROUPS = ("mlp", "models", "matmul", "cold", "llm")
 # The group that measures each target's bench: with `--only`, targets of groups not run are left out.
-TARGET_GROUP = {"mlp-small": "mlp", "mlp-large": "mlp", "matmul": "matmul", "cold-start": "cold"}
-CMD_NAMES = ("kiln-train", "kiln-models", "kiln-matmul", "kiln-cold", "torch-mlp", "torch-models", "torch-matmul",
-             "torch-cold", "numpy-matmul")
+TARGET_GROUP = {"mlp-small": "mlp", "mlp-large": "mlp", "matmul": "matmul", "cold-start": "cold",
+                "smollm2-135m": "llm"}
+CMD_NAMES = ("kiln-train", "kiln-models", "kiln-matmul", "kiln-cold", "kiln-llm", "torch-mlp", "torch-models",
+             "torch-matmul", "torch-cold", "torch-llm", "numpy-matmul")
 
 
 def default_cmds(args):
@@ -439,10 +444,12 @@ def default_cmds(args):
         "kiln-models": KILN_MODELS_CMD,
         "kiln-matmul": KILN_MATMUL_CMD,
         "kiln-cold": KILN_COLD_CMD,
+        "kiln-llm": KILN_LLM_CMD,
         "torch-mlp": f"{py} {TORCH_SCRIPT} mlp-small mlp-large{extra}",
         "torch-models": f"{py} {TORCH_SCRIPT} cnn transformer{extra}",
         "torch-matmul": f"{py} {TORCH_SCRIPT} matmul{extra}",
         "torch-cold": f"{py} {TORCH_SCRIPT} --cold-start" + (f" --threads {args.threads}" if args.threads else ""),
+        "torch-llm": f"{py} {TORCH_SCRIPT} smollm2-135m{extra}",
     }
     if os.path.exists(os.path.join(ROOT, NUMPY_SCRIPT)):
         cmds["numpy-matmul"] = f"{shlex.quote(args.numpy_python)} {NUMPY_SCRIPT}"
@@ -463,6 +470,7 @@ def make_groups(args):
         "mlp": [Job(n, cmds[n]) for n in ("kiln-train", "torch-mlp") if n in cmds],
         "models": [Job(n, cmds[n]) for n in ("kiln-models", "torch-models") if n in cmds],
         "matmul": [Job(n, cmds[n]) for n in ("kiln-matmul", "torch-matmul", "numpy-matmul") if n in cmds],
+        "llm": [Job(n, cmds[n]) for n in ("kiln-llm", "torch-llm") if n in cmds],
         "cold": [
             Job(n, cmds[n], "timed", "cold-start", b)
             for n, b in (("kiln-cold", args.kiln_backend), ("torch-cold", "torch"))

@@ -42,6 +42,10 @@ FAKE = textwrap.dedent(
     elif mode == "numpy-matmul":
         print("bench=matmul backend=numpy n=1024 gflops=143")
         print("bench=matmul backend=numpy n=2048 gflops=148")
+    elif mode == "kiln-llm":
+        print("bench=smollm2-135m backend=cpu batch=4 seq=128 steps_per_s=0.25 tokens_per_s=128")
+    elif mode == "torch-llm":
+        print("bench=smollm2-135m backend=torch batch=4 seq=128 steps_per_s=0.2 tokens_per_s=102.4")
     elif mode == "sleep":
         time.sleep(float(sys.argv[2]))
     elif mode == "fail":
@@ -169,7 +173,7 @@ class EndToEndTest(unittest.TestCase):
     def test_all_fake(self):
         extra = []
         for n in ("kiln-train", "kiln-models", "kiln-matmul", "torch-mlp", "torch-models", "torch-matmul",
-                  "numpy-matmul"):
+                  "numpy-matmul", "kiln-llm", "torch-llm"):
             extra += self.cmd(n)
         extra += ["--cmd", "kiln-cold=true", "--cmd", "torch-cold=sleep 0.2"]
         rc, out, err = self.run_main(extra)
@@ -186,6 +190,8 @@ class EndToEndTest(unittest.TestCase):
         # the CNN and transformer have no target: info rows with the kiln/torch ratio
         self.assertRegex(out, r"cnn \(steps/s\) +300 +torch +200 +1\.50x +info")
         self.assertRegex(out, r"transformer \(steps/s\) +40\.0 +torch +50\.0 +0\.80x +info")
+        # the SmolLM2-135M step: steps/s (the preferred metric), target 1.0x torch
+        self.assertRegex(out, r"smollm2-135m batch=4 seq=128 \(steps/s\) +0\.250 +torch +0\.200 +1\.25x")
         self.assertNotIn("Errors", out)
 
     def test_only_models(self):

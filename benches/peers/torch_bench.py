@@ -287,6 +287,66 @@ def bench_matmul(args):
     return lines
 
 
+# ---------------------------------------------------------------------------
+# SmolLM2-135M training step (transformers' LlamaForCausalLM, the reference Kiln's zoo::Llama
+# matches; the same configuration and N(0, initializer_range) init, batch 4 x 128 random tokens,
+# AdamW with weight decay 0.1 on matrices, betas 0.9/0.95)
+
+
+def smollm2_135m_config():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, head_dim=64, rms_norm_eps=1e-5,
+        rope_theta=100000.0, tie_word_embeddings=True, max_position_embeddings=8192,
+        initializer_range=0.041666666666666664, attention_bias=False, mlp_bias=False,
+    )
+
+
+def bench_smollm2_135m(args):
+    import resource
+
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(smollm2_135m_config()).float().train()
+    params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=3e-4, betas=(0.9, 0.95), eps=1e-8,
+    )
+    batch, seq = 4, 128
+    g = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, 49152, (batch, seq + 1), generator=g)
+    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(input_ids=x).logits
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step()  # warm-up
+    times = []
+    for _ in range(2 if args.quick else 5):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    print(f"  smollm2-135m: {params} parameters, step times {[round(t, 3) for t in times]} s", file=sys.stderr)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return [
+        emit(f"bench=smollm2-135m backend=torch batch={batch} seq={seq} steps_per_s={1 / med:.4f} "
+             f"tokens_per_s={batch * seq / med:.1f}"),
+        emit(f"bench=smollm2-135m backend=torch batch={batch} seq={seq} peak_rss_bytes={rss}"),
+    ]
+
+
 # name -> function(args) -> list of printed lines. `all` runs them in this order.
 BENCHMARKS = {
     "mlp-small": bench_mlp_small,
@@ -294,6 +354,7 @@ BENCHMARKS = {
     "cnn": bench_cnn,
     "transformer": bench_transformer,
     "matmul": bench_matmul,
+    "smollm2-135m": bench_smollm2_135m,
 }
 
 

@@ -3,6 +3,7 @@
 mod evaluate;
 mod info;
 mod interrupt;
+mod lm;
 mod output;
 mod plan;
 mod predict;
@@ -39,6 +40,11 @@ enum Command {
     Predict(predict::Args),
     /// Adapters found, the backend `auto` would pick, its limits and features.
     Info,
+    /// Language models (Llama, SmolLM2): train, generate, eval, info.
+    Lm {
+        #[command(subcommand)]
+        command: lm::LmCommand,
+    },
     /// Train on the bundled digits and print the test accuracy (what `kiln` alone does).
     Digits {
         #[command(flatten)]
@@ -60,5 +66,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Evaluate(args)) => evaluate::run(args),
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Info) => info::run(),
+        Some(Command::Lm { command }) => lm::run(command),
     }
 }

@@ -303,6 +303,7 @@ fn fit_and_save(
         quiet: s.quiet,
         standardize: !s.no_standardize,
         standardize_target: true,
+        steps_per_epoch: None,
     };
     let saved = model
         .fit(&train, &opts)

@@ -257,7 +257,13 @@ impl Sequential {
         let specs = self.param_specs()?;
         Ok(specs
             .into_iter()
-            .map(|s| Param { name: s.name, shape: s.shape, buffer: s.buffer, file_dtype: s.file_dtype })
+            .map(|s| Param {
+                name: s.name,
+                shape: s.shape,
+                buffer: s.buffer,
+                file_dtype: s.file_dtype,
+                decay: true,
+            })
             .collect())
     }
 

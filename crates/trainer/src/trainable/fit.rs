@@ -108,6 +108,12 @@ pub struct FitOptions<'a> {
     /// Standardize a regression target (MSE or MAE loss, one output) on the first fit of a table;
     /// losses, metrics and predictions stay in the target's units (default on).
     pub standardize_target: bool,
+    /// Keras' `steps_per_epoch`: an epoch is this many steps (the validation, log line,
+    /// checkpoint and early-stopping interval), taken from passes over the rows that continue
+    /// across epochs (pass `p` in its own seeded order when shuffling). How a language model
+    /// trains for a number of steps with a validation loss every N of them. `None`: an epoch is
+    /// one pass over the rows.
+    pub steps_per_epoch: Option<usize>,
 }
 
 impl Default for FitOptions<'_> {
@@ -124,6 +130,7 @@ impl Default for FitOptions<'_> {
             quiet: false,
             standardize: true,
             standardize_target: true,
+            steps_per_epoch: None,
         }
     }
 }
@@ -386,13 +393,31 @@ impl Core {
 
         while self.epochs_done < opts.epochs {
             let epoch = self.epochs_done;
-            let order: Vec<usize> = if opts.shuffle {
-                epoch_order(train_rows.len(), net.seed(), epoch as u64)
-                    .into_iter()
-                    .map(|i| train_rows[i])
-                    .collect()
-            } else {
-                train_rows.clone()
+            let pass_order = |pass: usize| -> Vec<usize> {
+                if opts.shuffle {
+                    epoch_order(train_rows.len(), net.seed(), pass as u64)
+                        .into_iter()
+                        .map(|i| train_rows[i])
+                        .collect()
+                } else {
+                    train_rows.clone()
+                }
+            };
+            let order: Vec<usize> = match opts.steps_per_epoch {
+                None => pass_order(epoch),
+                Some(spe) => {
+                    // rows [epoch * per, (epoch + 1) * per) of the passes laid end to end
+                    let (n, per) = (train_rows.len(), spe.max(1) * opts.batch_size.max(1));
+                    let (mut at, end) = (epoch * per, (epoch + 1) * per);
+                    let mut rows = Vec::with_capacity(per);
+                    while at < end {
+                        let (pass, from) = (at / n, at % n);
+                        let take = (n - from).min(end - at);
+                        rows.extend_from_slice(&pass_order(pass)[from..from + take]);
+                        at += take;
+                    }
+                    rows
+                }
             };
             let steps = order.len().div_ceil(opts.batch_size.max(1));
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
@@ -441,14 +466,22 @@ impl Core {
                 lr = config.schedule.lr(config.optimizer.lr(), c.session.step_count());
                 c.session.set_lr(lr);
                 check_batch_norm_batch(&c.heads.train.bn, batch.rows)?;
+                // the outputs are read back only when a metric scores them
                 let fetch = [c.heads.loss_train, c.heads.out_train];
-                let pending = c.session.train(&feeds(&c.heads, &batch, prep, true), &fetch)?;
+                let fetch = if config.metrics.is_empty() { &fetch[..1] } else { &fetch[..] };
+                let pending = c.session.train(&feeds(&c.heads, &batch, prep, true), fetch)?;
                 // the previous step's results arrive while this one runs
                 if let Some(prev) = in_flight.replace((pending, batch)) {
                     finish(c, prev, &mut tally)?;
+                    // a language model's throughput in tokens (inputs per row times rows)
+                    let tokens_per_s = vocab.map(|_| {
+                        let rows = (tally.rows - skip.min(tally.rows)) as f64;
+                        rows * data.feature_width().saturating_sub(1) as f64 / progress.elapsed().max(1e-9)
+                    });
                     progress.step(tally.steps, || {
                         let mut parts = vec![format!("loss {:.4}", tally.loss())];
                         parts.extend(tally.metric_values().iter().map(|(n, v)| format!("{n} {v:.4}")));
+                        parts.extend(tokens_per_s.map(|t| format!("{t:.0} tokens/s")));
                         parts.join(" - ")
                     });
                 }

@@ -66,6 +66,8 @@ pub(crate) struct Param {
     /// Saved and loaded, but not trained (BatchNorm running statistics).
     pub buffer: bool,
     pub file_dtype: Dtype,
+    /// The optimizer's weight decay applies to it (Llama exempts its norm weights).
+    pub decay: bool,
 }
 
 /// The graph a model describes to the core.
@@ -118,6 +120,24 @@ pub(crate) trait Trainable {
     fn write_metadata(&self, ck: &mut Checkpoint) -> Result<()>;
 }
 
+/// `net`'s graph with its gradients, clipping and optimizer updates: what a training session runs.
+pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(Graph, Heads)> {
+    let g = Graph::new();
+    let heads = net.build(&g, config)?;
+    g.check()?;
+    // buffers (BatchNorm running statistics) are parameters of the graph, so they persist and
+    // save like one, but they get no gradient and no optimizer update
+    let trained: Vec<&(NodeId, Param)> = heads.params.iter().filter(|(_, p)| !p.buffer).collect();
+    let trainable: Vec<NodeId> = trained.iter().map(|(n, _)| *n).collect();
+    let decay: Vec<bool> = trained.iter().map(|(_, p)| p.decay).collect();
+    let mut grads = g.gradients(heads.loss_train, &trainable)?;
+    if let Some(max_norm) = config.clip_norm {
+        grads = g.clip_grad_norm(&grads, max_norm).0;
+    }
+    g.optimize_with(&trainable, &grads, config.optimizer, &decay)?;
+    Ok((g, heads))
+}
+
 /// A model bound to a backend: its session, graph heads and training configuration.
 pub(crate) struct Bound {
     pub session: Session,
@@ -159,18 +179,7 @@ impl Core {
             ),
             None => None,
         };
-        let g = Graph::new();
-        let heads = net.build(&g, &config)?;
-        g.check()?;
-        // buffers (BatchNorm running statistics) are parameters of the graph, so they persist and
-        // save like one, but they get no gradient and no optimizer update
-        let trainable: Vec<NodeId> =
-            heads.params.iter().filter(|(_, p)| !p.buffer).map(|(n, _)| *n).collect();
-        let mut grads = g.gradients(heads.loss_train, &trainable)?;
-        if let Some(max_norm) = config.clip_norm {
-            grads = g.clip_grad_norm(&grads, max_norm).0;
-        }
-        g.optimize(&trainable, &grads, config.optimizer)?;
+        let (g, heads) = training_graph(net, &config)?;
         let backend = match backend {
             Some(b) => b,
             None => kiln_device::open(config.backend)?,

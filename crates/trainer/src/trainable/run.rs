@@ -73,6 +73,8 @@ impl Core {
         let vocab = net.token_vocab();
         let c = self.bound_mut()?;
         let fetch = [c.heads.loss_eval, c.heads.out_eval];
+        // the outputs are read back only when a metric scores them
+        let fetch = if config.metrics.is_empty() { &fetch[..1] } else { &fetch[..] };
         let all: Vec<usize>;
         let order = match rows {
             Some(r) => r,
@@ -84,7 +86,7 @@ impl Core {
         let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0, tokens: vocab };
         let mut in_flight: Option<(Pending, StepBatch)> = None;
         stream(data, order, batch_size, prep, &no_masks, |batch| {
-            let pending = c.session.run(&feeds(&c.heads, &batch, prep, false), &fetch)?;
+            let pending = c.session.run(&feeds(&c.heads, &batch, prep, false), fetch)?;
             if let Some((p, b)) = in_flight.replace((pending, batch)) {
                 let (loss, pred) = collect(&mut c.session, p)?;
                 tally.add(&b, loss, &pred, c.heads.out_width, logit_output);

@@ -384,6 +384,7 @@ impl Trainable for CharGpt {
                     shape: g.shape(p).resolve(1),
                     buffer: false,
                     file_dtype: Dtype::F32,
+                    decay: true,
                 };
                 (p, param)
             })

@@ -1,0 +1,265 @@
+//! `kiln lm train`: a Llama-style model from a preset, a config file or a checkpoint to
+//! fine-tune, trained for a number of steps with warmup + cosine AdamW (weight decay on matrices
+//! only), clipping, a validation loss every `--eval-every` steps, progress with tokens/s,
+//! checkpoints and exact resume.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use kiln_device::BackendChoice;
+use kiln_trainer::zoo::{Llama, LlamaConfig, Sampling, Weights};
+use kiln_trainer::{Compile, FitOptions, Loss, Optimizer, Schedule, Validation};
+
+use super::source;
+use crate::cli::output::check_output;
+use crate::cli::run_lock::RunLock;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architecture: `tiny`, `smollm2-135m`, or a config.json file (ignored with --from or
+    /// --resume, which bring their own).
+    #[arg(long, default_value = "tiny")]
+    config: String,
+    /// Training text (tokenized on first use, cached beside --out) or a token file (`.bin` of
+    /// little-endian u16 ids as nanoGPT writes them; `.u32` or --token-width u32 for u32 ids).
+    #[arg(long, default_value = "data/tinyshakespeare.txt")]
+    data: PathBuf,
+    /// `byte` (built in, 256 ids), or a Hugging Face tokenizer.json (needs the `bpe` feature);
+    /// default: the tokenizer the --from model records, else `byte`.
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// Width of the ids in a token file.
+    #[arg(long)]
+    token_width: Option<String>,
+    /// Fine-tune these weights: a Kiln checkpoint or a Hugging Face model folder (config.json +
+    /// model.safetensors), with a fresh optimizer.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Continue the run saved at --out exactly where it stopped (its optimizer state, step and
+    /// data position).
+    #[arg(long)]
+    resume: bool,
+    /// Tokens per training sequence.
+    #[arg(long, default_value_t = 128)]
+    context: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Optimizer steps in total.
+    #[arg(long, default_value_t = 600)]
+    steps: usize,
+    /// Peak learning rate (after warmup); default 1e-3 for `tiny`, else 3e-4.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// The rate cosine decay ends at; default lr / 10.
+    #[arg(long)]
+    min_lr: Option<f32>,
+    /// Linear warmup steps; default a tenth of --steps, at most 200.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// AdamW's decoupled weight decay (matrices only; norm weights are not decayed).
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f32,
+    /// Clip gradients to this global norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    /// Steps between validation losses (each is a line, a log record and a checkpoint).
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Validation windows (sequences) drawn from the held-out tail of the data.
+    #[arg(long, default_value_t = 64)]
+    eval_windows: usize,
+    /// Fraction of the tokens held out (the end of the file) for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Seeds the initial weights and the training windows.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The checkpoint (safetensors; optimizer state in *.optim.safetensors beside it).
+    #[arg(long, default_value = "target/kiln/lm.safetensors")]
+    out: PathBuf,
+    /// Also write a Hugging Face model folder (config.json + model.safetensors) here.
+    #[arg(long)]
+    hf_out: Option<PathBuf>,
+    /// auto, gpu or cpu (default: KILN_BACKEND, else auto).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Print a sample of this many tokens from the trained model (0: none).
+    #[arg(long, default_value_t = 200)]
+    sample: usize,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
+    let lr = a.lr.unwrap_or(preset_lr);
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("--lr {lr} must be positive");
+    }
+    let warmup = a.warmup.unwrap_or((a.steps / 10).min(200));
+    if warmup >= a.steps {
+        bail!("--warmup {warmup} must be below --steps {}", a.steps);
+    }
+    let opt = Optimizer::AdamW { lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: a.weight_decay };
+    let mut c = Compile::new(opt, Loss::CrossEntropy, &[]);
+    c.schedule = Schedule::Warmup {
+        steps: warmup as u64,
+        then: Box::new(Schedule::Cosine {
+            total: (a.steps - warmup) as u64,
+            min_lr: a.min_lr.unwrap_or(lr / 10.0),
+        }),
+    };
+    c.clip_norm = (a.clip > 0.0).then_some(a.clip);
+    c.backend = backend(&a.backend)?;
+    Ok(c)
+}
+
+pub fn backend(flag: &Option<String>) -> Result<BackendChoice> {
+    Ok(match flag {
+        Some(b) => b.parse()?,
+        None => BackendChoice::from_env()?,
+    })
+}
+
+fn beside(out: &Path, suffix: &str) -> PathBuf {
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("lm");
+    out.with_file_name(format!("{stem}{suffix}"))
+}
+
+pub fn run(a: Args) -> Result<()> {
+    crate::cli::interrupt::install();
+    if a.steps == 0 || a.batch_size == 0 || a.context == 0 || a.eval_every == 0 {
+        bail!("--steps, --batch-size, --context and --eval-every must be positive");
+    }
+    if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
+        bail!("--val-fraction {} must be between 0 and 1", a.val_fraction);
+    }
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    check_output("--out", &a.out, &[("--data", &a.data)])?;
+    let _lock = RunLock::take(&a.out)?;
+    let device = kiln_device::open(backend(&a.backend)?)?;
+
+    let (mut model, tokenizer_name) = if a.resume {
+        let m = Llama::load(&a.out, device)
+            .with_context(|| format!("--resume: cannot read {}", a.out.display()))?;
+        if m.context() != a.context {
+            bail!(
+                "--resume: {} trains on {} tokens per sequence; pass --context {}",
+                a.out.display(),
+                m.context(),
+                m.context()
+            );
+        }
+        let tok = m.tokenizer().unwrap_or("byte").to_string();
+        (m, tok)
+    } else if let Some(from) = &a.from {
+        let w = Weights::read(from).with_context(|| format!("--from {}", from.display()))?;
+        let tok = a.tokenizer.clone().or(w.tokenizer.clone()).unwrap_or_else(|| "byte".into());
+        let config = w.config.clone();
+        let m = Llama::from_weights(config, a.context, &w.tensors, training(&a, 3e-4)?, device)?;
+        (m, tok)
+    } else {
+        let config = LlamaConfig::named_or_file(&a.config)?;
+        let lr = if a.config == "tiny" { 1e-3 } else { 3e-4 };
+        let m = Llama::with_training(config, a.context, a.seed, training(&a, lr)?, device)?;
+        (m, a.tokenizer.clone().unwrap_or_else(|| "byte".into()))
+    };
+    let tok = source::tokenizer(&tokenizer_name)?;
+    if tok.vocab_size() > model.config().vocab_size {
+        bail!(
+            "the tokenizer {tokenizer_name} has {} ids but the model's vocabulary is {}",
+            tok.vocab_size(),
+            model.config().vocab_size
+        );
+    }
+    model.set_tokenizer(Some(tokenizer_name.clone()));
+    let cache_dir =
+        a.out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let tokens = source::tokens(&a.data, tok.as_ref(), a.token_width.as_deref(), &cache_dir)?;
+    tokens.check_vocab(model.config().vocab_size)?;
+    let (train, val) = tokens.split(a.val_fraction)?;
+    let train_windows = train.random_windows(a.context, a.steps * a.batch_size, a.seed)?;
+    let val_windows = val.random_windows(a.context, a.eval_windows, a.seed ^ 0x7A11)?;
+
+    let c = model.config().clone();
+    if !a.quiet {
+        println!(
+            "llama: {} parameters ({} layers, width {}, {} query / {} key-value heads, vocab {}) on {}",
+            model.parameters(),
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.vocab_size,
+            model.device()
+        );
+        println!(
+            "data: {} ({} tokens: {} train, {} validation; tokenizer {tokenizer_name}); {} steps of {} x {} tokens",
+            a.data.display(),
+            tokens.len(),
+            train.len(),
+            val.len(),
+            a.steps,
+            a.batch_size,
+            a.context
+        );
+    }
+    let epochs = a.steps.div_ceil(a.eval_every);
+    let opts = FitOptions {
+        epochs,
+        batch_size: a.batch_size,
+        shuffle: false, // the windows are drawn at random already
+        validation: Validation::Data(&val_windows),
+        checkpoint_best: Some(beside(&a.out, ".best.safetensors")),
+        log: Some(beside(&a.out, ".log.jsonl")),
+        curves: Some(beside(&a.out, ".curves.svg")),
+        quiet: a.quiet,
+        standardize: false,
+        standardize_target: false,
+        steps_per_epoch: Some(a.eval_every),
+        early_stopping: None,
+    };
+    let start = Instant::now();
+    let fitted = model.fit(&train_windows, &opts);
+    // whatever happened, the weights trained so far are kept (an interrupt resumes from them)
+    let saved = model.save(&a.out).with_context(|| format!("writing {}", a.out.display()));
+    let history = fitted?;
+    saved?;
+    if kiln_trainer::interrupt::stop_requested() {
+        bail!(
+            "interrupted at step {}: the model and its optimizer state are saved to {}; run the same \
+             command with --resume to continue",
+            model.step(),
+            a.out.display()
+        );
+    }
+    if let Some(dir) = &a.hf_out {
+        model.save_hf(dir).with_context(|| format!("--hf-out {}", dir.display()))?;
+    }
+    if !a.quiet {
+        let secs = start.elapsed().as_secs_f64();
+        let trained = history.epochs.iter().map(|e| e.steps).sum::<usize>();
+        let last = history.epochs.last();
+        println!(
+            "trained {trained} steps in {secs:.1} s ({:.0} tokens/s): loss {:.4}, val_loss {:.4}",
+            (trained * a.batch_size * a.context) as f64 / secs.max(1e-9),
+            last.map_or(f64::NAN, |e| e.loss),
+            last.and_then(|e| e.val_loss).unwrap_or(f64::NAN),
+        );
+        println!("model: {} (log: {})", a.out.display(), beside(&a.out, ".log.jsonl").display());
+        if let Some(dir) = &a.hf_out {
+            println!("hugging face folder: {}", dir.display());
+        }
+        if a.sample > 0 {
+            let prompt = tok.encode("\n")?;
+            let mut gen = model.generator(prompt.len() + a.sample)?;
+            let ids = gen.generate(&prompt, a.sample, &Sampling { seed: a.seed, ..Sampling::default() })?;
+            println!("sample:\n{}", tok.decode(&ids));
+        }
+    }
+    Ok(())
+}
