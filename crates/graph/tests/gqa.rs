@@ -19,16 +19,7 @@ fn grouped_query_attention_gradients() {
 }
 
 /// Attention in f64 with key/value head `h / G` for query head `h`, causal.
-fn reference(
-    q: &[f64],
-    k: &[f64],
-    v: &[f64],
-    b: usize,
-    t: usize,
-    h: usize,
-    kvh: usize,
-    d: usize,
-) -> Vec<f64> {
+fn reference(q: &[f64], k: &[f64], v: &[f64], [b, t, h, kvh, d]: [usize; 5]) -> Vec<f64> {
     let g = h / kvh;
     let mut out = vec![0.0; b * t * h * d];
     for bi in 0..b {
@@ -69,7 +60,7 @@ fn grouped_query_attention_values() {
     assert_eq!(g.shape(y).resolve(1), vec![b, t, h * d]);
     let vals = evaluate(&g, 1, &Values::new()).unwrap();
     let got = &vals[y.index()];
-    let want = reference(&vals[q.index()], &vals[k.index()], &vals[v.index()], b, t, h, kvh, d);
+    let want = reference(&vals[q.index()], &vals[k.index()], &vals[v.index()], [b, t, h, kvh, d]);
     for (i, (a, w)) in got.iter().zip(&want).enumerate() {
         // the softmax scale 1/sqrt(D) is an f32 attribute: 1e-7 relative
         assert!((a - w).abs() <= 1e-7 * (1.0 + w.abs()), "element {i}: {a} vs {w}");

@@ -42,7 +42,7 @@ pub use layers::{
 };
 pub use losses::Loss;
 pub use metrics::Metric;
-pub use model::{DataInfo, Predictions, Sequential};
+pub use model::{DataInfo, NamedTensor, Predictions, Sequential};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
 pub use trainable::{

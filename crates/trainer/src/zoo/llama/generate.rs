@@ -11,6 +11,7 @@ use super::{Llama, LlamaConfig};
 use crate::data::SplitMix64;
 use crate::error::{Error, Result};
 use crate::layers::unit;
+use crate::model::NamedTensor;
 
 /// How the next token is drawn from the logits.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,7 +87,7 @@ impl Generator {
     /// [`Llama::state_dict`] gives them) and caches for `max_len` positions on `backend`.
     pub fn new(
         config: LlamaConfig,
-        weights: &[(String, Vec<usize>, Vec<f32>)],
+        weights: &[NamedTensor],
         max_len: usize,
         backend: Box<dyn Backend>,
     ) -> Result<Self> {
@@ -194,12 +195,7 @@ impl Generator {
 type DecodeHeads = (NodeId, NodeId, NodeId, Vec<String>);
 
 /// One token per step (batch 1): see the module docs.
-fn decode_graph(
-    g: &Graph,
-    c: &LlamaConfig,
-    max_len: usize,
-    weights: &[(String, Vec<usize>, Vec<f32>)],
-) -> Result<DecodeHeads> {
+fn decode_graph(g: &Graph, c: &LlamaConfig, max_len: usize, weights: &[NamedTensor]) -> Result<DecodeHeads> {
     let (hd, h, kvh, eps) = (c.head_dim(), c.num_attention_heads, c.num_key_value_heads, c.rms_norm_eps);
     let group = c.group();
     let shapes = c.parameter_shapes();

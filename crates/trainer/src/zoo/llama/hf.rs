@@ -11,6 +11,7 @@ use kiln_device::Backend;
 use super::{Llama, LlamaConfig};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
+use crate::model::NamedTensor;
 use crate::trainable::Compile;
 
 /// The tensors of a model folder, merged from its shards.
@@ -54,7 +55,7 @@ pub struct Weights {
     /// The architecture.
     pub config: LlamaConfig,
     /// Every parameter: Hugging Face name, shape, values.
-    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub tensors: Vec<NamedTensor>,
     /// The tokenizer: `byte`, or a `tokenizer.json` path (a Hugging Face folder's own, when it
     /// has one).
     pub tokenizer: Option<String>,

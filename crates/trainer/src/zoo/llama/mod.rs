@@ -27,6 +27,7 @@ use crate::data::{Dataset, SplitMix64};
 use crate::error::{Error, Result};
 use crate::layers::{gaussian, TrainState};
 use crate::losses::Loss;
+use crate::model::NamedTensor;
 use crate::report::History;
 use crate::stream::Prep;
 use crate::trainable::{
@@ -131,7 +132,7 @@ impl Llama {
     pub fn from_weights(
         config: LlamaConfig,
         context: usize,
-        weights: &[(String, Vec<usize>, Vec<f32>)],
+        weights: &[NamedTensor],
         training: Compile,
         backend: Box<dyn Backend>,
     ) -> Result<Self> {
@@ -180,7 +181,7 @@ impl Llama {
     }
 
     /// Every parameter (name, shape, values) in `state_dict` order.
-    pub fn state_dict(&mut self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn state_dict(&mut self) -> Result<Vec<NamedTensor>> {
         let params: Vec<Param> = self.bound().heads.params.iter().map(|(_, p)| p.clone()).collect();
         params.into_iter().map(|p| Ok((p.name.clone(), p.shape, self.param(&p.name)?))).collect()
     }
