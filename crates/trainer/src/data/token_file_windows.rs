@@ -33,7 +33,8 @@ pub struct TokenFileWindows {
 impl TokenFile {
     /// `n` windows of `context + 1` ids at random starts (uniform over every start that leaves
     /// a whole window), the same for the same `seed`. Errors when the view has fewer than
-    /// `context + 1` tokens or `context` is 0.
+    /// `context + 1` tokens or `context` is 0. `fit` visits these `n` windows in a new order
+    /// each epoch; for new windows, make the data set again with another seed.
     pub fn random_windows(&self, context: usize, n: usize, seed: u64) -> Result<TokenFileWindows> {
         self.check_context(context)?;
         Ok(TokenFileWindows { file: self.clone(), context, rows: n, starts: Starts::Random { seed } })
