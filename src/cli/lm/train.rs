@@ -40,6 +40,9 @@ pub struct Args {
     /// data position).
     #[arg(long)]
     resume: bool,
+    /// Start a new run even though --out holds one (it is replaced when this run saves).
+    #[arg(long)]
+    overwrite: bool,
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 128)]
     context: usize,
@@ -139,7 +142,28 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    check_output("--out", &a.out, &[("--data", &a.data)])?;
+    let mut inputs = vec![("--data", a.data.as_path())];
+    if let Some(from) = &a.from {
+        inputs.push(("--from", from.as_path()));
+    }
+    for suffix in ["", ".best.safetensors", ".log.jsonl", ".curves.svg"] {
+        let path = if suffix.is_empty() { a.out.clone() } else { beside(&a.out, suffix) };
+        check_output("--out", &path, &inputs)?;
+    }
+    check_output("--out", &kiln_trainer::optimizer_path(&a.out), &inputs)?;
+    if a.resume && a.overwrite {
+        bail!("--resume continues the run at --out and --overwrite replaces it: pass one of them");
+    }
+    if a.out.exists() && !a.resume && !a.overwrite {
+        bail!(
+            "--out {} holds a model already: pass --resume to continue its run, or --overwrite to start \
+             a new one in its place",
+            a.out.display()
+        );
+    }
+    if a.resume && !a.out.exists() {
+        bail!("--resume: there is no run at --out {} to continue", a.out.display());
+    }
     let _lock = RunLock::take(&a.out)?;
     let device = kiln_device::open(backend(&a.backend)?)?;
 
