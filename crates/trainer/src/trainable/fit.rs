@@ -542,7 +542,13 @@ impl Core {
             // about 20 epoch lines per run; the bar shows every epoch on a terminal
             let every = (opts.epochs / 20).max(1);
             let show = record.epoch == 1 || record.epoch.is_multiple_of(every) || record.epoch == opts.epochs;
-            progress.finish(&format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s), show);
+            let mut line = format!("{} - {:.0} steps/s", record.summary(), record.steps_per_s);
+            if vocab.is_some() {
+                // a language model's throughput: input tokens per second
+                let tokens = tally.rows as f64 * data.feature_width().saturating_sub(1) as f64;
+                line.push_str(&format!(" - {:.0} tokens/s", tokens / seconds.max(1e-9)));
+            }
+            progress.finish(&line, show);
             if let Some(log) = &mut log {
                 log.write(&record)?;
             }
