@@ -6,6 +6,7 @@
 //! early stopping, progress and logs, evaluate and predict, and save / load / exact resume.
 
 mod fit;
+mod language;
 mod run;
 mod save;
 
@@ -14,6 +15,7 @@ use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
+pub(crate) use language::{check_windows, next_token_heads};
 pub use run::{Evaluation, Features};
 pub use save::optimizer_path;
 pub(crate) use save::{set_weights_from, Progress};

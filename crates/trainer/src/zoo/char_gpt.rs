@@ -12,15 +12,16 @@ use kiln_device::{Backend, HostData};
 use kiln_graph::{Graph, Optimizer, Session, TransformerBlock};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, Dtype, STEP};
+use crate::checkpoint::{Checkpoint, STEP};
 use crate::data::{Dataset, SplitMix64};
 use crate::error::{Error, Result};
-use crate::layers::{gaussian, unit, TrainState};
+use crate::layers::{gaussian, unit};
 use crate::losses::Loss;
 use crate::report::History;
 use crate::stream::Prep;
 use crate::trainable::{
-    set_weights_from, Bound, Compile, Core, Evaluation, FitOptions, Heads, Param, Trainable,
+    check_windows, next_token_heads, set_weights_from, Bound, Compile, Core, Evaluation, FitOptions, Heads,
+    Param, Trainable,
 };
 
 /// Metadata key: the [`CharGptConfig`] (JSON).
@@ -375,32 +376,7 @@ impl Trainable for CharGpt {
         let head = g.param_init("lm_head.weight", &[v, d], init(&[v, d], 2500));
         params.extend([lnf_w, lnf_b, head]);
         let logits = g.linear(g.layer_norm(h, lnf_w, lnf_b, 1e-5), head, None); // [B, T, V]
-        let loss = g.softmax_cross_entropy(logits, targets);
-        let params = params
-            .into_iter()
-            .map(|p| {
-                let param = Param {
-                    name: g.name_of(p).unwrap_or_default(),
-                    shape: g.shape(p).resolve(1),
-                    buffer: false,
-                    file_dtype: Dtype::F32,
-                    decay: true,
-                };
-                (p, param)
-            })
-            .collect();
-        Ok(Heads {
-            x: tokens,
-            tokens: true,
-            target: targets,
-            out_train: logits,
-            out_eval: logits,
-            loss_train: loss,
-            loss_eval: loss,
-            train: TrainState::default(),
-            out_width: v,
-            params,
-        })
+        Ok(next_token_heads(g, (tokens, targets, logits), v, params, |_| true))
     }
 
     fn prep(&self, data: &dyn Dataset, _: Loss) -> Result<Prep> {
@@ -409,15 +385,7 @@ impl Trainable for CharGpt {
     }
 
     fn check_features(&self, data: &dyn Dataset) -> Result<()> {
-        let want = self.config.context + 1;
-        if data.feature_width() != want {
-            return Err(Error::Model(format!(
-                "a CharGpt of context {} trains on windows of {want} token ids, the data has {} per row",
-                self.config.context,
-                data.feature_width()
-            )));
-        }
-        Ok(())
+        check_windows("CharGpt", self.config.context, data)
     }
 
     fn token_vocab(&self) -> Option<usize> {

@@ -22,16 +22,17 @@ pub use generate::{Generator, Sampling};
 pub use hf::Weights;
 pub use memory::MemoryPlan;
 
-use crate::checkpoint::{Checkpoint, Dtype};
+use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, SplitMix64};
 use crate::error::{Error, Result};
-use crate::layers::{gaussian, TrainState};
+use crate::layers::gaussian;
 use crate::losses::Loss;
 use crate::model::NamedTensor;
 use crate::report::History;
 use crate::stream::Prep;
 use crate::trainable::{
-    set_weights_from, Bound, Compile, Core, Evaluation, FitOptions, Heads, Param, Trainable,
+    check_windows, next_token_heads, set_weights_from, Bound, Compile, Core, Evaluation, FitOptions, Heads,
+    Param, Trainable,
 };
 
 /// Metadata key: the [`LlamaConfig`] (Hugging Face's `config.json` fields).
@@ -349,33 +350,7 @@ impl Trainable for Llama {
         let norm = next(&mut param);
         let head = if c.tie_word_embeddings { embed } else { next(&mut param) };
         let logits = g.linear(g.rms_norm(x, norm, eps), head, None); // [B, T, V]
-        let loss = g.softmax_cross_entropy(logits, targets);
-        let params = params
-            .into_iter()
-            .map(|p| {
-                let shape = g.shape(p).resolve(1);
-                let param = Param {
-                    name: g.name_of(p).unwrap_or_default(),
-                    decay: decayed(&shape),
-                    shape,
-                    buffer: false,
-                    file_dtype: Dtype::F32,
-                };
-                (p, param)
-            })
-            .collect();
-        Ok(Heads {
-            x: tokens,
-            tokens: true,
-            target: targets,
-            out_train: logits,
-            out_eval: logits,
-            loss_train: loss,
-            loss_eval: loss,
-            train: TrainState::default(),
-            out_width: v,
-            params,
-        })
+        Ok(next_token_heads(g, (tokens, targets, logits), v, params, decayed))
     }
 
     fn prep(&self, data: &dyn Dataset, _: Loss) -> Result<Prep> {
@@ -384,15 +359,7 @@ impl Trainable for Llama {
     }
 
     fn check_features(&self, data: &dyn Dataset) -> Result<()> {
-        let want = self.context + 1;
-        if data.feature_width() != want {
-            return Err(Error::Model(format!(
-                "a Llama of context {} trains on windows of {want} token ids, the data has {} per row",
-                self.context,
-                data.feature_width()
-            )));
-        }
-        Ok(())
+        check_windows("Llama", self.context, data)
     }
 
     fn token_vocab(&self) -> Option<usize> {
