@@ -2,7 +2,10 @@
 // Rust side (description, parameters, CPU twin: matrixmultiply's sgemm over the same strides):
 // crates/device/src/kernels/matmul.rs.
 //
-// Each workgroup computes a 64x64 tile of C with 256 invocations; each invocation owns a 4x4 block
+// Two entry points, same Params and bindings: `matmul` (below) for small and thin products and
+// `matmul_blocked` (after it) for large ones; the lowering picks one by shape (`MatmulTile`).
+//
+// matmul: each workgroup computes a 64x64 tile of C with 256 invocations; each invocation owns a 4x4 block
 // held in four vec4 accumulators (named variables, not an array: naga would spill an array to memory).
 // K advances in steps of 16 through two tiles in workgroup memory. Loads are bounds-checked and
 // zero-filled at the edges, so any M, N, K works.

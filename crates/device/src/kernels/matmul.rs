@@ -1,4 +1,6 @@
-//! Batched matmul (`shaders/matmul.wgsl`). The CPU twin runs the `matrixmultiply` crate's sgemm (its
+//! Batched matmul (`shaders/matmul.wgsl`), two entry points: `matmul` (64x64 tiles) and the
+//! register-blocked `matmul_blocked` (128x128 tiles, 8x8 outputs per invocation); [`MatmulTile`]
+//! names them and [`MatmulTile::for_shape`] is the lowering's rule. The CPU twin runs the `matrixmultiply` crate's sgemm (its
 //! own threads for large products); it takes row and column strides, so a transposed operand is just
 //! swapped strides, never a copy.
 //!
