@@ -9,25 +9,32 @@
 //! `--backend cpu|gpu|auto` runs one backend only (`gpu` takes any wgpu adapter, software ones
 //! included; `benches/gpu/run.sh` uses `--backend gpu 1024 2048 4096 8192`). Without it: the CPU,
 //! then the GPU when `auto` finds a hardware one. `--peak-gflops P` adds `pct_peak=` to each line.
+//!
+//! On a GPU each size runs on both WGSL entry points of the matmul family, one line each with
+//! `variant=small` (`matmul`, 64x64 tiles) or `variant=blocked` (`matmul_blocked`, 128x128 tiles,
+//! 8x8 per invocation), and `rule=` naming the one the lowering picks for that shape
+//! (`MatmulTile::for_shape`). `--variant small|blocked|rule` runs only that one. The CPU twin
+//! ignores the variant: CPU lines have no `variant=`.
 
 use std::time::{Duration, Instant};
 
 use kiln_device::cpu::CpuBackend;
-use kiln_device::{open, Backend, BackendChoice, DType, HostData, Kernel, Launch, Matmul};
+use kiln_device::{open, Backend, BackendChoice, DType, HostData, Kernel, Launch, Matmul, MatmulTile};
 
 const SIZES: [usize; 4] = [256, 512, 1024, 2048];
 /// Each size repeats for about this long (at least `MIN_REPS` times).
 const BUDGET: Duration = Duration::from_millis(1500);
 const MIN_REPS: usize = 5;
 
-/// Median seconds of one `n x n @ n x n` product on `be`.
-fn time_matmul(be: &mut dyn Backend, n: usize) -> anyhow::Result<f64> {
+/// Median seconds of one `n x n @ n x n` product on `be`, on entry point `tile`.
+fn time_matmul(be: &mut dyn Backend, n: usize, tile: MatmulTile) -> anyhow::Result<f64> {
     // Deterministic, nonzero data: the speed of a GEMM does not depend on the values.
     let data: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5).collect();
     let a = be.upload(HostData::F32(&data))?;
     let b = be.upload(HostData::F32(&data))?;
     let c = be.alloc(DType::F32, n * n)?;
-    let plan = be.prepare(&[Launch::new(Kernel::Matmul(Matmul::new(n, n, n)), &[c, a, b])])?;
+    let plan =
+        be.prepare(&[Launch::new(Kernel::Matmul(Matmul::new(n, n, n).with_tile(tile)), &[c, a, b])])?;
     let run = |be: &mut dyn Backend| -> anyhow::Result<f64> {
         let start = Instant::now();
         let ticket = be.submit(plan, &[])?;
@@ -47,12 +54,38 @@ fn time_matmul(be: &mut dyn Backend, n: usize) -> anyhow::Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-fn bench(be: &mut dyn Backend, label: &str, sizes: &[usize], peak: Option<f64>) -> anyhow::Result<()> {
+/// Which entry points to time (`--variant`); `None`: all of them.
+type Variants = Option<&'static str>;
+
+fn bench(
+    be: &mut dyn Backend,
+    label: &str,
+    sizes: &[usize],
+    peak: Option<f64>,
+    variants: Variants,
+) -> anyhow::Result<()> {
+    let name = |t: MatmulTile| match t {
+        MatmulTile::Small => "small",
+        MatmulTile::Blocked => "blocked",
+    };
     for &n in sizes {
-        let secs = time_matmul(be, n)?;
-        let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
-        let pct = peak.map_or(String::new(), |p| format!(" pct_peak={:.1}", 100.0 * gflops / p));
-        println!("bench=matmul backend={label} n={n} gflops={gflops:.1}{pct}");
+        let rule = MatmulTile::for_shape(1, n, n, n);
+        let tiles: Vec<Option<MatmulTile>> = if label == "cpu" {
+            vec![None] // the CPU twin ignores the variant
+        } else {
+            match variants {
+                None => MatmulTile::ALL.iter().copied().map(Some).collect(),
+                Some("rule") => vec![Some(rule)],
+                Some(v) => MatmulTile::ALL.iter().copied().filter(|&t| name(t) == v).map(Some).collect(),
+            }
+        };
+        for tile in tiles {
+            let secs = time_matmul(be, n, tile.unwrap_or(rule))?;
+            let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
+            let pct = peak.map_or(String::new(), |p| format!(" pct_peak={:.1}", 100.0 * gflops / p));
+            let var = tile.map_or(String::new(), |t| format!(" variant={} rule={}", name(t), name(rule)));
+            println!("bench=matmul backend={label}{var} n={n} gflops={gflops:.1}{pct}");
+        }
     }
     Ok(())
 }
@@ -88,11 +121,20 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let peak = flag(&args, "--peak-gflops").map(|p| p.parse::<f64>()).transpose()?;
     let backend = flag(&args, "--backend");
+    let variants: Variants = match flag(&args, "--variant").as_deref() {
+        None => None,
+        Some("small") => Some("small"),
+        Some("blocked") => Some("blocked"),
+        Some("rule") => Some("rule"),
+        Some(other) => anyhow::bail!("--variant {other}: expected small, blocked or rule"),
+    };
     // Sizes: the bare numbers on the command line (cargo passes `--bench` too), else SIZES.
     let mut sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || !matches!(args[i - 1].as_str(), "--peak-gflops" | "--backend"))
+        .filter(|(i, _)| {
+            *i == 0 || !matches!(args[i - 1].as_str(), "--peak-gflops" | "--backend" | "--variant")
+        })
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     if sizes.is_empty() {
@@ -109,15 +151,15 @@ fn main() -> anyhow::Result<()> {
         let mut be = open(choice)?;
         let label = if be.info().kind == kiln_device::DeviceKind::Cpu { "cpu" } else { "gpu" };
         eprintln!("# {}", be.info());
-        return bench(be.as_mut(), label, &sizes, peak);
+        return bench(be.as_mut(), label, &sizes, peak, variants);
     }
     let mut cpu = CpuBackend::new();
     eprintln!("# {}", cpu.info());
-    bench(&mut cpu, "cpu", &sizes, peak)?;
+    bench(&mut cpu, "cpu", &sizes, peak, variants)?;
     // The GPU lines: printed when `auto` yields a hardware GPU.
     if let Some(mut gpu) = hardware_gpu() {
         eprintln!("# {}", gpu.info());
-        bench(gpu.as_mut(), "gpu", &sizes, peak)?;
+        bench(gpu.as_mut(), "gpu", &sizes, peak, variants)?;
     }
     Ok(())
 }

@@ -4,24 +4,31 @@
 #   benches/gpu/run.sh --prepare       # here, on the build machine: release binaries into
 #                                      # target/gpu-bench/, the Vulkan loader debs into .gl/
 #   benches/gpu/run.sh [--peak-gflops 67000] [--sizes "1024 2048 4096 8192"]
-#                                      # there, on the GPU machine: builds nothing, < 5 minutes
+#                                      # there, on the GPU machine: builds nothing, < 8 minutes
 #
 # On the GPU machine it needs only target/gpu-bench/ and .gl/ (both git-ignored; carry them).
-# It prints the adapter (`kiln info`), matmul GFLOP/s against the fp32 peak you pass (default: the
-# H200's ~67 TFLOP/s), mlp-small, mlp-large, cnn and transformer steps/s with the host time to encode and submit one
-# step (`bench=step-overhead backend=gpu submit_us=...`), and the cold start. Every figure is a
-# `bench=... backend=gpu ...` line (BENCHMARKS.md), so compare.py's parser reads them too.
+# It prints the adapter (`kiln info`), the cold start, matmul GFLOP/s and % of the fp32 peak for
+# each WGSL matmul variant (`variant=small`: the 64x64-tile `matmul`; `variant=blocked`: the
+# register-blocked 128x128 `matmul_blocked`; `rule=` is the one the lowering picks for that
+# shape), the SmolLM2-135M training step (steps/s, tokens/s, MFU) with the lowering's rule and
+# with every matmul forced onto the 64x64 one (KILN_MATMUL_TILE=small), then mlp-small, mlp-large, cnn and
+# transformer steps/s with the host time to encode and submit one step
+# (`bench=step-overhead backend=gpu submit_us=...`). Every figure is a `bench=... backend=gpu ...`
+# line (BENCHMARKS.md), so compare.py's parser reads them too.
+#
+# The fp32 peak: KILN_PEAK_FLOPS (FLOP/s) if set, else --peak-gflops (GFLOP/s), else 67 TFLOP/s,
+# the H200 SXM's non-tensor fp32 peak (H100 SXM: also ~67; A100: 19.5; RTX 4090: 82.6).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=target/gpu-bench
-PEAK=67000   # GFLOP/s, fp32 (H200 SXM: ~67 TFLOP/s non-tensor)
+PEAK=67000   # GFLOP/s, fp32 (H200 SXM: ~67 TFLOP/s non-tensor); KILN_PEAK_FLOPS overrides
 SIZES="1024 2048 4096 8192"
 
 if [[ "${1:-}" == "--prepare" ]]; then
     cargo build --release --bin kiln --example cold_start
-    cargo bench --no-run --bench matmul --bench train_step 2>&1 | tee /tmp/kiln-gpu-bench-build.log
+    cargo bench --no-run --bench matmul --bench train_step --bench llm_step 2>&1 | tee /tmp/kiln-gpu-bench-build.log
     mkdir -p "$BIN"
-    for b in matmul train_step; do
+    for b in matmul train_step llm_step; do
         exe=$(grep -o "target/release/deps/$b-[0-9a-f]*" /tmp/kiln-gpu-bench-build.log | tail -1)
         cp "$exe" "$BIN/$b"
     done
@@ -45,6 +52,10 @@ while [[ $# -gt 0 ]]; do
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
+if [[ -n ${KILN_PEAK_FLOPS:-} ]]; then
+    PEAK=$(awk -v f="$KILN_PEAK_FLOPS" 'BEGIN { printf "%.0f", f / 1e9 }')
+fi
+export KILN_PEAK_FLOPS=$(awk -v g="$PEAK" 'BEGIN { printf "%.0f", g * 1e9 }')   # for llm_step's mfu=
 [[ -x $BIN/matmul ]] || { echo "no $BIN/: run 'benches/gpu/run.sh --prepare' on the build machine" >&2; exit 1; }
 
 # The Vulkan loader, if the machine lacks it.
@@ -75,12 +86,24 @@ for i in 1 2 3; do
     time (timeout 20 "$BIN/cold_start" --backend gpu 2>/dev/null || echo "cold_start failed (rc $?)")
 done
 
-step "matmul, fp32 peak ${PEAK} GFLOP/s (target: >= 25% at n >= 4096)"
-# shellcheck disable=SC2086
-timeout 75 "$BIN/matmul" --backend gpu --peak-gflops "$PEAK" $SIZES || echo "matmul failed (rc $?)"
+step "matmul, each variant, fp32 peak ${PEAK} GFLOP/s (target: >= 25% at n >= 4096)"
+# One process per size, so a slow or failing size does not hide the others.
+for n in $SIZES; do
+    timeout 45 "$BIN/matmul" --backend gpu --peak-gflops "$PEAK" "$n" || echo "matmul n=$n failed (rc $?)"
+done
+
+step "SmolLM2-135M training step (batch 4 x 128), matmuls by the lowering's rule, then forced"
+[[ -x $BIN/llm_step ]] || echo "no $BIN/llm_step: rerun --prepare"
+for tile in rule small; do
+    echo "# KILN_MATMUL_TILE=$tile"
+    if [[ $tile == rule ]]; then unset KILN_MATMUL_TILE; else export KILN_MATMUL_TILE=$tile; fi
+    timeout 90 "$BIN/llm_step" --backend gpu --config smollm2-135m --steps 5 || echo "llm_step ($tile) failed (rc $?)"
+done
+unset KILN_MATMUL_TILE
 
 step "training steps (loss read back one step late) and host time per step (target <= 50 us)"
-# Worst case with every timeout hit: 30 + 3 x 20 + 75 + 2 x 45 + 2 x 20 = 295 s.
+# Worst case with every timeout hit: 30 + 3 x 20 + 4 x 45 + 2 x 90 + 2 x 45 + 2 x 20 = 580 s; expected
+# well under half that (each matmul size ~5-15 s for both variants, each llm_step ~10-40 s).
 for model in mlp-small mlp-large; do
     timeout 45 "$BIN/train_step" --backend gpu --model $model || echo "train_step $model failed (rc $?)"
 done

@@ -52,7 +52,7 @@ DEFAULT_TIMEOUT = 1800  # seconds per command
 
 # Keys that identify a figure besides `bench` (e.g. matmul n); other non-metric
 # keys (threads=, async=, ...) are kept as notes and do not split figures.
-ID_KEYS = ("n", "m", "k", "size", "seq", "model", "batch")
+ID_KEYS = ("n", "m", "k", "size", "seq", "model", "batch", "variant")
 # Keys that carry the measured value, in order of preference.
 METRIC_KEYS = ("steps_per_s", "gflops", "seconds", "ms", "us", "tokens_per_s", "samples_per_s", "images_per_s")
 LOWER_IS_BETTER = ("seconds", "ms", "us")

@@ -40,8 +40,8 @@ pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
 pub use kernels::{
     Access, AdamHyper, Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul,
-    Memory, Optim, Permute, Reduce, ReduceOp, RmspropHyper, Rope, RunningUpdate, Saved, SgdHyper, Softmax,
-    Unary, UnaryOp, Window2d, HYPER_LEN,
+    MatmulTile, Memory, Optim, Permute, Reduce, ReduceOp, RmspropHyper, Rope, RunningUpdate, Saved, SgdHyper,
+    Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 pub use prim::{Patches, Prim, UpdateRule};
 pub use select::{open, BackendChoice};

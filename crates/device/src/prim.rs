@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{
-    Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute,
-    Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
+    Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, MatmulTile, Memory,
+    Optim, Permute, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
 };
 
 /// A primitive op: the WGSL entry point (and CPU twin) it lowers to, with the attributes that do
@@ -281,6 +281,7 @@ impl Prim {
                     trans_b: *trans_b,
                     a_batched: sa.len() == 3,
                     b_batched: sb.len() == 3,
+                    tile: MatmulTile::for_shape(batch, m, n, k),
                 })
             }
             Prim::Unary { op, alpha } => {

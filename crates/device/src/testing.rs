@@ -28,6 +28,7 @@ pub fn gpu_or_skip(what: &str) -> Option<Box<dyn Backend>> {
 /// One small instance of every entry point, for tests that must cover them all.
 pub fn one_of_each() -> Vec<Kernel> {
     let mut v = vec![Kernel::Matmul(Matmul::new(3, 5, 7))];
+    v.push(Kernel::Matmul(Matmul::new(3, 5, 7).with_tile(MatmulTile::Blocked)));
     for op in UnaryOp::ALL {
         v.push(Kernel::Unary(Unary::Forward { op, len: 9, alpha: 0.1 }));
         v.push(Kernel::Unary(Unary::Backward { op, len: 9, alpha: 0.1 }));

@@ -802,7 +802,8 @@ fn matmul_transposes_batches_and_shared_operands() {
         for (batch, a_batched, b_batched) in batching {
             for trans_a in [false, true] {
                 for trans_b in [false, true] {
-                    let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched };
+                    let tile = MatmulTile::Small;
+                    let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched, tile };
                     let (a, b) = (rng.normal_vec(mm.a_len()), rng.normal_vec(mm.b_len()));
                     let got = out0(Kernel::Matmul(mm), vec![Init::F(a.clone()), Init::F(b.clone())]);
                     let mut want = Vec::new();

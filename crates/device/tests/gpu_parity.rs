@@ -12,8 +12,8 @@ use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
     Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostData, HostVec, Kernel, Launch,
-    LayerNorm, Layout, Loss, Matmul, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate, Softmax, Unary,
-    UnaryOp, Window2d, HYPER_LEN,
+    LayerNorm, Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate,
+    Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -166,7 +166,8 @@ fn matmul_matches_cpu() {
                 if batch == 1 && !(a_batched && b_batched) {
                     continue;
                 }
-                let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched };
+                let tile = MatmulTile::Small;
+                let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched, tile };
                 seed += 1;
                 check(Kernel::Matmul(mm), seed, &[]);
             }

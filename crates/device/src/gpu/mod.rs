@@ -221,7 +221,10 @@ impl Backend for GpuBackend {
     }
 
     fn alloc(&mut self, dtype: DType, len: usize) -> Result<BufferId> {
-        let bytes = 4 * len.max(1) as u64;
+        // Whole vec4s: `matmul_blocked` reads its operands through `array<vec4<f32>>` views, whose
+        // binding must hold at least one element and whose last elements must be addressable.
+        // The padding is never read as data (loads past `len` are bounds-checked in the shader).
+        let bytes = (4 * len.max(1) as u64).next_multiple_of(16);
         if bytes > self.max_binding {
             return Err(Error::Unsupported {
                 adapter: self.info.name.clone(),

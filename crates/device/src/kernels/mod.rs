@@ -37,7 +37,7 @@ pub use glu::Glu;
 pub use layer_norm::LayerNorm;
 pub use layout::{Layout, Permute};
 pub use loss::Loss;
-pub use matmul::Matmul;
+pub use matmul::{Matmul, MatmulTile};
 pub use memory::Memory;
 pub use optim::{AdamHyper, Optim, RmspropHyper, SgdHyper, HYPER_LEN};
 pub use reduce::{Reduce, ReduceOp};
@@ -339,6 +339,7 @@ mod tests {
             trans_b: false,
             a_batched: true,
             b_batched: false,
+            tile: MatmulTile::Small,
         };
         assert_eq!(words(Kernel::Matmul(mm)), pad(&[2, 3, 4, 5, 1, 0, 15, 0]));
         assert_eq!(
