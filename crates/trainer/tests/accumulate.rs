@@ -28,7 +28,15 @@ fn table(rows: usize, seed: u64) -> Table {
     .unwrap()
 }
 
-/// Trains a 5 -> 7 -> 3 MLP for 3 epochs; returns (epoch losses, updates per epoch, weights).
+/// What a fit of the MLP ends with.
+struct Run {
+    losses: Vec<f64>,
+    /// Optimizer updates per epoch.
+    steps: Vec<usize>,
+    weights: Vec<(String, Vec<f32>)>,
+}
+
+/// Trains a 5 -> 7 -> 3 MLP for 3 epochs.
 fn mlp(
     backend: BackendChoice,
     data: &Table,
@@ -36,7 +44,7 @@ fn mlp(
     accumulate: usize,
     opt: Optimizer,
     clip: Option<f32>,
-) -> (Vec<f64>, Vec<usize>, Vec<(String, Vec<f32>)>) {
+) -> Run {
     let mut m = Sequential::new(&[5]).add(Dense(7, Tanh)).add(Dense(3, Softmax)).seed(11);
     let mut c = Compile::new(opt, Loss::CrossEntropy, &[]);
     c.backend = backend;
@@ -46,25 +54,27 @@ fn mlp(
     let opts =
         FitOptions { epochs: 3, batch_size: batch, quiet: true, standardize: false, ..Default::default() };
     let h = m.fit(data, &opts).unwrap();
-    let w = m.weights().unwrap().into_iter().map(|(n, _, v)| (n, v)).collect();
-    (h.epochs.iter().map(|e| e.loss).collect(), h.epochs.iter().map(|e| e.steps).collect(), w)
+    Run {
+        losses: h.epochs.iter().map(|e| e.loss).collect(),
+        steps: h.epochs.iter().map(|e| e.steps).collect(),
+        weights: m.weights().unwrap().into_iter().map(|(n, _, v)| (n, v)).collect(),
+    }
 }
 
 fn mlp_case(backend: BackendChoice, rows: usize, opt: Optimizer, clip: Option<f32>, rtol: f32) {
     let data = table(rows, rows as u64);
-    let (l1, s1, w1) = mlp(backend, &data, 18, 1, opt, clip);
-    let (l3, s3, w3) = mlp(backend, &data, 6, 3, opt, clip);
-    assert_eq!(s1, vec![rows.div_ceil(18); 3], "updates per epoch");
-    assert_eq!(s3, s1, "an accumulated epoch counts updates");
-    let (l1, l3): (Vec<f32>, Vec<f32>) =
-        (l1.iter().map(|&v| v as f32).collect(), l3.iter().map(|&v| v as f32).collect());
-    close("losses", &l3, &l1, rtol);
-    for ((n, a), (_, b)) in w3.iter().zip(&w1) {
+    let one = mlp(backend, &data, 18, 1, opt, clip);
+    let acc = mlp(backend, &data, 6, 3, opt, clip);
+    assert_eq!(one.steps, vec![rows.div_ceil(18); 3], "updates per epoch");
+    assert_eq!(acc.steps, one.steps, "an accumulated epoch counts updates");
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    close("losses", &f32s(&acc.losses), &f32s(&one.losses), rtol);
+    for ((n, a), (_, b)) in acc.weights.iter().zip(&one.weights) {
         close(n, a, b, rtol);
     }
     // and the updates did move the weights (else equal weights prove nothing)
-    let (_, _, w0) = mlp(backend, &data, 18, 1, Optimizer::sgd(0.0), None);
-    assert!(w0[0].1.iter().zip(&w1[0].1).any(|(a, b)| (a - b).abs() > 1e-3));
+    let still = mlp(backend, &data, 18, 1, Optimizer::sgd(0.0), None);
+    assert!(still.weights[0].1.iter().zip(&one.weights[0].1).any(|(a, b)| (a - b).abs() > 1e-3));
 }
 
 fn momentum() -> Optimizer {

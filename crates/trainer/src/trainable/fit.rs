@@ -301,7 +301,7 @@ fn one() -> usize {
 fn micro_weight(k: usize, rows: usize, batch_size: usize, n: usize, total: usize) -> (f32, bool) {
     let start = (k / n) * n * batch_size;
     let end = (start + n * batch_size).min(total);
-    let last = (k + 1) % n == 0 || (k + 1) * batch_size >= total;
+    let last = (k + 1).is_multiple_of(n) || (k + 1) * batch_size >= total;
     (rows as f32 / (end - start) as f32, last)
 }
 
@@ -491,7 +491,7 @@ impl Core {
             };
             let mut stopped = false;
             let streamed = stream(data, &order[skip..], opts.batch_size, prep, &masks, |batch| {
-                if crate::interrupt::stop_requested() && submitted % n_acc == 0 {
+                if crate::interrupt::stop_requested() && submitted.is_multiple_of(n_acc) {
                     // asked to stop (SIGINT): at the end of the step in flight (an update)
                     stopped = true;
                     return Err(Error::InvalidArgument("interrupted".into()));
