@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 const COPIES_PER_PARAM: u64 = 5;
 
 /// Memory this machine can give (Linux `MemAvailable`); `None` where it cannot be read.
-fn available_bytes() -> Option<u64> {
+pub fn available_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

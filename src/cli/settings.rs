@@ -50,6 +50,10 @@ pub struct TrainSettings {
     /// [default: min(200, rows)]
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Gradient accumulation: batches per optimizer update (an update as with a batch this many
+    /// times larger) [default: 1; on --resume, the saved value].
+    #[arg(long)]
+    pub accumulate: Option<usize>,
     /// adam, adamw, sgd or rmsprop [default: adam].
     #[arg(long)]
     pub optimizer: Option<String>,
@@ -127,6 +131,7 @@ impl TrainSettings {
             activation: self.activation.or(other.activation),
             epochs: self.epochs.or(other.epochs),
             batch_size: self.batch_size.or(other.batch_size),
+            accumulate: self.accumulate.or(other.accumulate),
             optimizer: self.optimizer.or(other.optimizer),
             lr: self.lr.or(other.lr),
             validation: self.validation.or(other.validation),

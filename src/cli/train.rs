@@ -30,6 +30,9 @@ fn check_settings(s: &TrainSettings) -> Result<()> {
     if s.batch_size == Some(0) {
         bail!("--batch-size 0: give at least 1");
     }
+    if s.accumulate == Some(0) {
+        bail!("--accumulate 0: give at least 1 batch per update");
+    }
     if let Some(f) = s.validation_split {
         if !(0.0..1.0).contains(&f) {
             bail!("--validation-split {f}: must be in [0, 1) (0 means no validation)");
@@ -245,6 +248,10 @@ fn fit_and_save(
         } else {
             saved.optimizer
         };
+        config.accumulate = saved.accumulate;
+    }
+    if let Some(n) = s.accumulate {
+        config.accumulate = n;
     }
     // Open the device first: the model's buffers are checked against its limits before any is
     // allocated.

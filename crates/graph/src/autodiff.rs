@@ -133,7 +133,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         Op::Prim(p) => p,
         // d/dx reshape(x) = reshape(g) back
         Op::Reshape => return Ok(one(g.reshape(gy, &g.shape(x[0]).0))),
-        op @ (Op::Update { .. } | Op::RunningUpdate { .. } | Op::CacheWrite) => {
+        op @ (Op::Update { .. } | Op::RunningUpdate { .. } | Op::CacheWrite | Op::Accumulate) => {
             return Err(Error::no_grad(op.name(), "an in-place update has no backward rule"))
         }
         op => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),

@@ -9,9 +9,28 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
 use crate::plan::{Buf, Plan, Step};
 
+/// What a compiled step runs besides what its fetched outputs need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Evaluation or prediction: only what the fetched outputs need.
+    Run,
+    /// A training step: every optimizer and running-statistic update; gradient accumulators
+    /// ([`Graph::accumulate_gradients`]) are read (their sum is what the optimizer sees) and then
+    /// zeroed.
+    Train,
+    /// A micro-step of gradient accumulation: running statistics and the accumulations (each
+    /// accumulator adds its value), no optimizer update.
+    Accumulate,
+}
+
 /// Compiles the part of `g` that `fetch` (and, when `train`, every optimizer and running-statistic
 /// update) needs, at batch size `batch`.
 pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result<Plan> {
+    compile_mode(g, fetch, if train { Mode::Train } else { Mode::Run }, batch)
+}
+
+/// [`compile`] for any [`Mode`] (an accumulation micro-step among them).
+pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Result<Plan> {
     g.check()?;
     if batch == 0 {
         return Err(Error::shape("compile", "batch size must be at least 1"));
@@ -19,9 +38,12 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     let nodes = g.nodes();
     let n = nodes.len();
     let mut roots: Vec<NodeId> = fetch.to_vec();
-    if train {
-        roots.extend((0..n).filter(|&i| nodes[i].op.is_update()).map(|i| NodeId(i as u32)));
-    }
+    let runs = |op: &Op| match mode {
+        Mode::Run => false,
+        Mode::Train => op.is_update(),
+        Mode::Accumulate => matches!(op, Op::RunningUpdate { .. } | Op::Accumulate),
+    };
+    roots.extend((0..n).filter(|&i| runs(&nodes[i].op)).map(|i| NodeId(i as u32)));
 
     // Dead-node elimination: keep what the roots reach.
     let mut live = vec![false; n];
@@ -78,7 +100,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
                 let (param, grad) = (nodes[i].inputs[0], nodes[i].inputs[1]);
                 (2 * grad.index().max(last_reader[root[param.index()]]) + 1, i)
             }
-            Op::RunningUpdate { .. } => {
+            Op::RunningUpdate { .. } | Op::Accumulate => {
                 let (target, value) = (nodes[i].inputs[0], nodes[i].inputs[1]);
                 (2 * value.index().max(last_reader[root[target.index()]]) + 1, i)
             }
@@ -92,6 +114,8 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     let reads = |i: usize| -> Vec<NodeId> {
         match fused_into[i] {
             Some((x, b)) => vec![x, b],
+            // a training step zeroes the accumulator (a fill of its own buffer)
+            None if nodes[i].op == Op::Accumulate && mode == Mode::Train => vec![nodes[i].inputs[0]],
             None => nodes[i].inputs.clone(),
         }
     };
@@ -180,7 +204,7 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
         for x in &inputs {
             bufs.push(buf[root[x.index()]].expect("inputs are scheduled before their readers"));
         }
-        let kernel = kernel_for(&nodes, i, fused_into[i], batch)?;
+        let kernel = kernel_for(&nodes, i, fused_into[i], batch, mode)?;
         plan.steps.push(Step { node: id, kernel, bufs });
         // Free what this step read (or wrote) for the last time.
         let mut ending: Vec<usize> = inputs.iter().map(|x| root[x.index()]).collect();
@@ -217,7 +241,13 @@ fn bias_pair(nodes: &[Node], add: &Node) -> Option<(NodeId, NodeId)> {
 
 /// The device kernel that computes node `i` at this batch size: the primitive's own lowering,
 /// except for a fused bias + activation and the in-place updates.
-fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: usize) -> Result<Kernel> {
+fn kernel_for(
+    nodes: &[Node],
+    i: usize,
+    fused: Option<(NodeId, NodeId)>,
+    batch: usize,
+    mode: Mode,
+) -> Result<Kernel> {
     let node = &nodes[i];
     let dims = |id: NodeId| nodes[id.index()].shape.resolve(batch);
     Ok(match &node.op {
@@ -257,6 +287,13 @@ fn kernel_for(nodes: &[Node], i: usize, fused: Option<(NodeId, NodeId)>, batch: 
                 }
             };
             Kernel::Running(RunningUpdate { len: target.shape.numel(batch), keep: *keep, gain: *gain, scale })
+        }
+        Op::Accumulate => {
+            let len = nodes[node.inputs[0].index()].shape.numel(batch);
+            match mode {
+                Mode::Train => Kernel::Memory(Memory::Fill { len, value: 0.0 }),
+                _ => Kernel::Running(RunningUpdate { len, keep: 1.0, gain: 1.0, scale: 1.0 }),
+            }
         }
         // [.., Tmax, inner] cache: rows go to positions along its second-to-last axis.
         Op::CacheWrite => {

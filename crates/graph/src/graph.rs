@@ -83,6 +83,18 @@ pub enum Op {
     /// Inputs `[cache, rows, positions (u32)]`; the node IS the cache after the write (same
     /// buffer, no copy, like a reshape). See [`Graph::cache_write`].
     CacheWrite,
+    /// A persistent gradient accumulator (or the accumulation weight), made by
+    /// [`Graph::accumulate_gradients`]: session-owned like optimizer state but neither trained
+    /// nor saved (it is empty at every optimizer update).
+    Accumulator {
+        /// Its name (`<param>.grad_accum`, or `grad_accum.weight`).
+        name: String,
+    },
+    /// In-place gradient accumulation. Inputs `[accumulator, value]`; no output. An accumulate
+    /// step ([`Session::accumulate`](crate::Session::accumulate)) adds `value` into the
+    /// accumulator; a training step reads the accumulator (the summed gradient) and then zeroes
+    /// it. See [`Graph::accumulate_gradients`].
+    Accumulate,
 }
 
 impl Op {
@@ -101,18 +113,20 @@ impl Op {
             Op::Update { rule, .. } => rule.name(),
             Op::RunningUpdate { .. } => "running_update",
             Op::CacheWrite => "cache_write",
+            Op::Accumulator { .. } => "accumulator",
+            Op::Accumulate => "accumulate",
         }
     }
 
     /// Whether the node writes a persistent tensor in place in training plans (an optimizer
     /// update or a running statistic) instead of producing an output.
     pub fn is_update(&self) -> bool {
-        matches!(self, Op::Update { .. } | Op::RunningUpdate { .. })
+        matches!(self, Op::Update { .. } | Op::RunningUpdate { .. } | Op::Accumulate)
     }
 
     /// Whether the node's buffer lives across steps (owned by the session, not by a plan).
     pub fn is_persistent(&self) -> bool {
-        matches!(self, Op::Param { .. } | Op::State { .. } | Op::Const | Op::Hyper)
+        matches!(self, Op::Param { .. } | Op::State { .. } | Op::Const | Op::Hyper | Op::Accumulator { .. })
     }
 }
 

@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+mod accumulate;
 mod attention;
 mod autodiff;
 mod compile;
@@ -64,8 +65,9 @@ mod running;
 mod session;
 pub mod shape;
 
+pub use accumulate::GRAD_WEIGHT;
 pub use autodiff::saved;
-pub use compile::compile;
+pub use compile::{compile, compile_mode, Mode};
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId, Op};
 pub use nn::{Attention, Conv2dOpts, TransformerBlock};

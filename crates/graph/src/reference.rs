@@ -43,7 +43,7 @@ fn eval_node(
     let last = |s: &[usize]| *s.last().unwrap_or(&1);
     Ok(match &node.op {
         Op::Input { name } => return Err(format!("input '{name}' has no value")),
-        Op::Param { .. } | Op::Const => match &node.init {
+        Op::Param { .. } | Op::Const | Op::Accumulator { .. } => match &node.init {
             Some(d) => d.iter().map(|&v| v as f64).collect(),
             None => vec![0.0; len],
         },
@@ -53,7 +53,7 @@ fn eval_node(
         }
         Op::Reshape => x(0).clone(),
         Op::Invalid => return Err("invalid node".into()),
-        Op::Update { .. } | Op::RunningUpdate { .. } => Vec::new(),
+        Op::Update { .. } | Op::RunningUpdate { .. } | Op::Accumulate => Vec::new(),
         // the cache with rows written at their positions along its second-to-last axis
         Op::CacheWrite => {
             let s = dims(0);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use kiln_device::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
 
-use crate::compile::compile;
+use crate::compile::{compile_mode, Mode};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op};
 use crate::optimizer::Optimizer;
@@ -28,7 +28,7 @@ pub struct Session {
 
 /// A plan bound to device buffers.
 struct Bound {
-    train: bool,
+    mode: Mode,
     fetch: Vec<NodeId>,
     plan: Plan,
     id: PlanId,
@@ -96,12 +96,35 @@ impl Session {
     /// One training step: forward, backward and every optimizer update, fetching `fetch` (the
     /// loss, metrics...) at the end of the step. Returns as soon as the work is queued.
     pub fn train(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Pending> {
-        self.submit(feeds, fetch, true)
+        self.submit(feeds, fetch, Mode::Train)
+    }
+
+    /// A micro-step of gradient accumulation ([`Graph::accumulate_gradients`]): forward,
+    /// backward and running statistics, the weighted gradients added into the accumulators, no
+    /// optimizer update (the step count stays). The next [`Session::train`] updates from the sum.
+    /// Errors when the graph accumulates no gradients.
+    pub fn accumulate(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Pending> {
+        if self.graph.grad_weight().is_none() {
+            return Err(Error::shape("accumulate", "the graph accumulates no gradients"));
+        }
+        self.submit(feeds, fetch, Mode::Accumulate)
+    }
+
+    /// Sets the weight of the gradients of the next steps (accumulate or train) in a graph that
+    /// accumulates them (initially `1 / micro_batches`): for a mean-reduced loss, the
+    /// micro-batch's rows over the rows of its whole accumulation window. One small write, no
+    /// read-back.
+    pub fn set_grad_weight(&mut self, weight: f32) -> Result<()> {
+        let node = self
+            .graph
+            .grad_weight()
+            .ok_or_else(|| Error::shape("accumulate", "the graph accumulates no gradients"))?;
+        Ok(self.backend.write(self.persistent[&node], HostData::F32(&[weight]))?)
     }
 
     /// Evaluation or prediction: computes only what `fetch` needs, no updates, same parameters.
     pub fn run(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Pending> {
-        self.submit(feeds, fetch, false)
+        self.submit(feeds, fetch, Mode::Run)
     }
 
     /// Blocks until a step is done and returns its fetched outputs, in the order asked.
@@ -132,13 +155,18 @@ impl Session {
 
     /// The plan used for this batch size, mode and outputs, compiled and bound on first use.
     pub fn plan(&mut self, batch: usize, train: bool, fetch: &[NodeId]) -> Result<&Plan> {
-        let i = self.bound(batch, train, fetch)?;
+        self.plan_mode(batch, if train { Mode::Train } else { Mode::Run }, fetch)
+    }
+
+    /// [`Session::plan`] for any [`Mode`] (an accumulation micro-step among them).
+    pub fn plan_mode(&mut self, batch: usize, mode: Mode, fetch: &[NodeId]) -> Result<&Plan> {
+        let i = self.bound(batch, mode, fetch)?;
         Ok(&self.plans[i].plan)
     }
 
-    fn submit(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId], train: bool) -> Result<Pending> {
+    fn submit(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId], mode: Mode) -> Result<Pending> {
         let batch = self.batch_of(feeds)?;
-        let i = self.bound(batch, train, fetch)?;
+        let i = self.bound(batch, mode, fetch)?;
         let bound = &self.plans[i];
         for &(node, buffer) in &bound.inputs {
             let Some((_, data)) = feeds.iter().find(|f| f.0 == node) else {
@@ -147,7 +175,7 @@ impl Session {
             };
             self.backend.write(buffer, *data)?;
         }
-        if train {
+        if mode == Mode::Train {
             if let Some((opt, hyper)) = self.optimizer {
                 self.step += 1;
                 let h = opt.hyper(opt.lr(), self.step);
@@ -191,13 +219,13 @@ impl Session {
         Ok(batch.unwrap_or(1))
     }
 
-    fn bound(&mut self, batch: usize, train: bool, fetch: &[NodeId]) -> Result<usize> {
+    fn bound(&mut self, batch: usize, mode: Mode, fetch: &[NodeId]) -> Result<usize> {
         if let Some(i) =
-            self.plans.iter().position(|b| b.plan.batch == batch && b.train == train && b.fetch == fetch)
+            self.plans.iter().position(|b| b.plan.batch == batch && b.mode == mode && b.fetch == fetch)
         {
             return Ok(i);
         }
-        let plan = compile(&self.graph, fetch, train, batch)?;
+        let plan = compile_mode(&self.graph, fetch, mode, batch)?;
         let mut owned = Vec::new();
         let mut temps = Vec::new();
         for &(dtype, len) in &plan.temps {
@@ -228,7 +256,7 @@ impl Session {
             .collect();
         let reads: Vec<BufferId> = plan.fetch.iter().map(|&b| resolve(b)).collect();
         let id = self.backend.prepare(&launches)?;
-        self.plans.push(Bound { train, fetch: fetch.to_vec(), plan, id, inputs, reads, owned });
+        self.plans.push(Bound { mode, fetch: fetch.to_vec(), plan, id, inputs, reads, owned });
         Ok(self.plans.len() - 1)
     }
 

@@ -3,6 +3,7 @@
 mod eval;
 mod generate;
 mod info;
+mod memory;
 mod source;
 mod train;
 

@@ -11,7 +11,7 @@ use kiln_device::BackendChoice;
 use kiln_trainer::zoo::{Llama, LlamaConfig, Sampling, Weights};
 use kiln_trainer::{Compile, FitOptions, Loss, Optimizer, Schedule, Validation};
 
-use super::source;
+use super::{memory, source};
 use crate::cli::output::check_output;
 use crate::cli::run_lock::RunLock;
 
@@ -46,9 +46,13 @@ pub struct Args {
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 128)]
     context: usize,
-    /// Sequences per step.
+    /// Sequences per micro-batch (per step without --accumulate).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Gradient accumulation: micro-batches of --batch-size per optimizer step (a step as with a
+    /// batch this many times larger, in the memory of one micro-batch).
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
     /// Optimizer steps in total.
     #[arg(long, default_value_t = 600)]
     steps: usize,
@@ -116,6 +120,7 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     };
     c.clip_norm = (a.clip > 0.0).then_some(a.clip);
     c.backend = backend(&a.backend)?;
+    c.accumulate = a.accumulate;
     Ok(c)
 }
 
@@ -133,8 +138,8 @@ fn beside(out: &Path, suffix: &str) -> PathBuf {
 
 pub fn run(a: Args) -> Result<()> {
     crate::cli::interrupt::install();
-    if a.steps == 0 || a.batch_size == 0 || a.context == 0 || a.eval_every == 0 {
-        bail!("--steps, --batch-size, --context and --eval-every must be positive");
+    if a.steps == 0 || a.batch_size == 0 || a.context == 0 || a.eval_every == 0 || a.accumulate == 0 {
+        bail!("--steps, --batch-size, --context, --eval-every and --accumulate must be positive");
     }
     if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
         bail!("--val-fraction {} must be between 0 and 1", a.val_fraction);
@@ -166,8 +171,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     let _lock = RunLock::take(&a.out)?;
     let device = kiln_device::open(backend(&a.backend)?)?;
+    // the planned memory of a step, refused before the model's buffers are allocated (on
+    // --resume, before its activations are: the checkpoint's weights are loaded first)
+    let info = device.info().clone();
+    let check_memory = |config: &LlamaConfig, training: &Compile| -> Result<String> {
+        let plan = Llama::plan_memory(config, a.context, a.batch_size, training)?;
+        memory::check(&plan, a.batch_size, a.context, &info, crate::cli::plan::available_bytes())
+    };
 
-    let (mut model, tokenizer_name) = if a.resume {
+    let (mut model, tokenizer_name, memory_line) = if a.resume {
         let m = Llama::load(&a.out, device)
             .with_context(|| format!("--resume: cannot read {}", a.out.display()))?;
         if m.context() != a.context {
@@ -178,19 +190,30 @@ pub fn run(a: Args) -> Result<()> {
                 m.context()
             );
         }
+        if m.training().accumulate != a.accumulate {
+            bail!(
+                "--resume: {} trains with --accumulate {}; pass it again",
+                a.out.display(),
+                m.training().accumulate
+            );
+        }
         let tok = m.tokenizer().unwrap_or("byte").to_string();
-        (m, tok)
+        let line = check_memory(m.config(), m.training())?;
+        (m, tok, line)
     } else if let Some(from) = &a.from {
         let w = Weights::read(from).with_context(|| format!("--from {}", from.display()))?;
         let tok = a.tokenizer.clone().or(w.tokenizer.clone()).unwrap_or_else(|| "byte".into());
-        let config = w.config.clone();
-        let m = Llama::from_weights(config, a.context, &w.tensors, training(&a, 3e-4)?, device)?;
-        (m, tok)
+        let (config, training) = (w.config.clone(), training(&a, 3e-4)?);
+        let line = check_memory(&config, &training)?;
+        let m = Llama::from_weights(config, a.context, &w.tensors, training, device)?;
+        (m, tok, line)
     } else {
         let config = LlamaConfig::named_or_file(&a.config)?;
         let lr = if a.config == "tiny" { 1e-3 } else { 3e-4 };
-        let m = Llama::with_training(config, a.context, a.seed, training(&a, lr)?, device)?;
-        (m, a.tokenizer.clone().unwrap_or_else(|| "byte".into()))
+        let training = training(&a, lr)?;
+        let line = check_memory(&config, &training)?;
+        let m = Llama::with_training(config, a.context, a.seed, training, device)?;
+        (m, a.tokenizer.clone().unwrap_or_else(|| "byte".into()), line)
     };
     let tok = source::tokenizer(&tokenizer_name)?;
     if tok.vocab_size() > model.config().vocab_size {
@@ -206,7 +229,8 @@ pub fn run(a: Args) -> Result<()> {
     let tokens = source::tokens(&a.data, tok.as_ref(), a.token_width.as_deref(), &cache_dir)?;
     tokens.check_vocab(model.config().vocab_size)?;
     let (train, val) = tokens.split(a.val_fraction)?;
-    let train_windows = train.random_windows(a.context, a.steps * a.batch_size, a.seed)?;
+    let per_step = a.batch_size * a.accumulate;
+    let train_windows = train.random_windows(a.context, a.steps * per_step, a.seed)?;
     let val_windows = val.random_windows(a.context, a.eval_windows, a.seed ^ 0x7A11)?;
 
     let c = model.config().clone();
@@ -222,15 +246,21 @@ pub fn run(a: Args) -> Result<()> {
             model.device()
         );
         println!(
-            "data: {} ({} tokens: {} train, {} validation; tokenizer {tokenizer_name}); {} steps of {} x {} tokens",
+            "data: {} ({} tokens: {} train, {} validation; tokenizer {tokenizer_name}); {} steps of {} x {} tokens{}",
             a.data.display(),
             tokens.len(),
             train.len(),
             val.len(),
             a.steps,
-            a.batch_size,
-            a.context
+            per_step,
+            a.context,
+            if a.accumulate > 1 {
+                format!(" ({} micro-batches of {} accumulated)", a.accumulate, a.batch_size)
+            } else {
+                String::new()
+            }
         );
+        println!("{memory_line}");
     }
     let epochs = a.steps.div_ceil(a.eval_every);
     let opts = FitOptions {
@@ -270,7 +300,7 @@ pub fn run(a: Args) -> Result<()> {
         let last = history.epochs.last();
         println!(
             "trained {trained} steps in {secs:.1} s ({:.0} tokens/s): loss {:.4}, val_loss {:.4}",
-            (trained * a.batch_size * a.context) as f64 / secs.max(1e-9),
+            (trained * per_step * a.context) as f64 / secs.max(1e-9),
             last.map_or(f64::NAN, |e| e.loss),
             last.and_then(|e| e.val_loss).unwrap_or(f64::NAN),
         );

@@ -25,11 +25,11 @@ pub struct EpochRecord {
     pub val_metrics: Vec<(String, f64)>,
     /// Learning rate of the epoch's last step.
     pub lr: f32,
-    /// Training steps (batches) in the epoch.
+    /// Training steps in the epoch: optimizer updates (batches, or batches / accumulate rounded up).
     pub steps: usize,
     /// Wall-clock seconds of the epoch, validation included.
     pub seconds: f64,
-    /// Training steps per second.
+    /// Training steps (optimizer updates) per second.
     pub steps_per_s: f64,
 }
 

@@ -269,6 +269,10 @@ pub(crate) struct Partial {
     /// Training rows, and whether they were shuffled (the order must be the same on resume).
     pub rows: usize,
     pub shuffle: bool,
+    /// Micro-batches per update (files from before accumulation: 1); an interrupt stops at an
+    /// update, so `steps_done` is a multiple of it.
+    #[serde(default = "one")]
+    pub accumulate: usize,
     /// The epoch's sums so far: loss (f64 bits), rows, and (total, count) bits per metric.
     pub loss: u64,
     pub tally_rows: usize,
@@ -285,6 +289,20 @@ pub struct StoppedAt {
     pub step: usize,
     /// Steps in that epoch.
     pub steps: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The weight of batch `k` (of `rows` rows) of an epoch of `total` rows in batches of
+/// `batch_size`, accumulated `n` per update: its rows over its window's rows, and whether it
+/// completes the window (the window's last batch, or the epoch's).
+fn micro_weight(k: usize, rows: usize, batch_size: usize, n: usize, total: usize) -> (f32, bool) {
+    let start = (k / n) * n * batch_size;
+    let end = (start + n * batch_size).min(total);
+    let last = (k + 1).is_multiple_of(n) || (k + 1) * batch_size >= total;
+    (rows as f32 / (end - start) as f32, last)
 }
 
 fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool {
@@ -306,6 +324,14 @@ impl Core {
         opts: &FitOptions<'_>,
     ) -> Result<History> {
         let config = self.bound_mut()?.config.clone();
+        let n_acc = config.accumulate.max(1);
+        if self.bound_mut()?.micro > 0 {
+            return Err(Error::InvalidArgument(
+                "fit: micro-batches accumulated by train_step are not yet applied; finish the update \
+                 first"
+                    .into(),
+            ));
+        }
         if opts.epochs <= self.epochs_done {
             return Err(Error::InvalidArgument(format!(
                 "fit: the model has already trained {done} epochs and `epochs` ({e}) counts epochs in \
@@ -360,22 +386,25 @@ impl Core {
         }
         if let Some(p) = &state.counters.partial {
             let (rows, metrics) = (train_rows.len(), config.metrics.len());
-            if (p.batch_size, p.rows, p.shuffle, p.metrics.len())
-                != (opts.batch_size, rows, opts.shuffle, metrics)
+            if (p.batch_size, p.rows, p.shuffle, p.metrics.len(), p.accumulate)
+                != (opts.batch_size, rows, opts.shuffle, metrics, n_acc)
             {
                 let message = format!(
                     "resuming epoch {} at step {} needs the interrupted fit's batch size {}, {} \
-                     training rows, shuffle {} and {} metrics (given {}, {}, {} and {})",
+                     training rows, shuffle {}, {} metrics and accumulate {} (given {}, {}, {}, {} \
+                     and {})",
                     self.epochs_done + 1,
                     p.steps_done + 1,
                     p.batch_size,
                     p.rows,
                     p.shuffle,
                     p.metrics.len(),
+                    p.accumulate,
                     opts.batch_size,
                     rows,
                     opts.shuffle,
-                    metrics
+                    metrics,
+                    n_acc
                 );
                 self.fit_state = Some(state); // kept for a fit that matches
                 return Err(Error::InvalidArgument(message));
@@ -407,7 +436,7 @@ impl Core {
                 None => pass_order(epoch),
                 Some(spe) => {
                     // rows [epoch * per, (epoch + 1) * per) of the passes laid end to end
-                    let (n, per) = (train_rows.len(), spe.max(1) * opts.batch_size.max(1));
+                    let (n, per) = (train_rows.len(), spe.max(1) * n_acc * opts.batch_size.max(1));
                     let (mut at, end) = (epoch * per, (epoch + 1) * per);
                     let mut rows = Vec::with_capacity(per);
                     while at < end {
@@ -423,7 +452,10 @@ impl Core {
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
             let mut tally = Tally::new(&config.metrics).scaled(net.target_scale(), config.loss);
             let (mut skip, mut seconds_before) = (0, 0.0);
+            // batches of this epoch submitted so far (the window of accumulation they fall in)
+            let mut submitted = 0;
             if let Some(p) = state.counters.partial.take() {
+                submitted = p.steps_done;
                 skip = (p.steps_done * opts.batch_size).min(order.len());
                 tally.loss = f64::from_bits(p.loss);
                 tally.rows = p.tally_rows;
@@ -438,7 +470,8 @@ impl Core {
             let masks = MaskPlan {
                 layers: c.heads.train.masks.iter().map(|m| (m.rate, m.width)).collect(),
                 seed: net.seed(),
-                first_step: c.session.step_count(),
+                // (masks by micro-batch: an epoch starts at an update, after step_count * n)
+                first_step: c.session.step_count() * n_acc as u64,
                 tokens: vocab,
             };
             let mut in_flight: Option<(Pending, StepBatch)> = None;
@@ -458,8 +491,8 @@ impl Core {
             };
             let mut stopped = false;
             let streamed = stream(data, &order[skip..], opts.batch_size, prep, &masks, |batch| {
-                if crate::interrupt::stop_requested() {
-                    // asked to stop (SIGINT): at the end of the step in flight
+                if crate::interrupt::stop_requested() && submitted.is_multiple_of(n_acc) {
+                    // asked to stop (SIGINT): at the end of the step in flight (an update)
                     stopped = true;
                     return Err(Error::InvalidArgument("interrupted".into()));
                 }
@@ -469,7 +502,21 @@ impl Core {
                 // the outputs are read back only when a metric scores them
                 let fetch = [c.heads.loss_train, c.heads.out_train];
                 let fetch = if config.metrics.is_empty() { &fetch[..1] } else { &fetch[..] };
-                let pending = c.session.train(&feeds(&c.heads, &batch, prep, true), fetch)?;
+                let (weight, update) =
+                    micro_weight(submitted, batch.rows, opts.batch_size, n_acc, order.len());
+                let fed = feeds(&c.heads, &batch, prep, true);
+                let pending = if n_acc == 1 {
+                    c.session.train(&fed, fetch)?
+                } else {
+                    c.session.set_grad_weight(weight)?;
+                    c.micro = if update { 0 } else { c.micro + 1 };
+                    if update {
+                        c.session.train(&fed, fetch)?
+                    } else {
+                        c.session.accumulate(&fed, fetch)?
+                    }
+                };
+                submitted += 1;
                 // the previous step's results arrive while this one runs
                 if let Some(prev) = in_flight.replace((pending, batch)) {
                     finish(c, prev, &mut tally)?;
@@ -503,6 +550,7 @@ impl Core {
                         batch_size: opts.batch_size,
                         rows: order.len(),
                         shuffle: opts.shuffle,
+                        accumulate: n_acc,
                         loss: tally.loss.to_bits(),
                         tally_rows: tally.rows,
                         metrics: tally
@@ -521,6 +569,7 @@ impl Core {
             }
             self.epochs_done += 1;
 
+            let steps = steps.div_ceil(n_acc); // optimizer updates
             let val = match (opts.validation, &split_val) {
                 (Validation::Data(v), _) => Some(self.evaluate_rows(net, v, None, opts.batch_size)?),
                 (Validation::Split(_), Some(rows)) => {

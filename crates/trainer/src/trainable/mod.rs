@@ -44,6 +44,14 @@ pub struct Compile {
     pub schedule: Schedule,
     /// Clip gradients to this global L2 norm before each update.
     pub clip_norm: Option<f32>,
+    /// Gradient accumulation: micro-batches per optimizer update (default 1, no accumulation).
+    /// The gradients of `accumulate` consecutive batches are summed on the device, each weighted
+    /// by its rows over the rows of them all (a short last batch or window included), so an
+    /// update equals one over a batch `accumulate` times larger (a mean-reduced loss); clipping
+    /// sees the summed gradient. The step count and the schedule count updates; `fit`'s
+    /// `batch_size` is the micro-batch, its `steps_per_epoch` counts updates; an interrupt stops
+    /// `fit` at the next update.
+    pub accumulate: usize,
 }
 
 impl Compile {
@@ -56,6 +64,7 @@ impl Compile {
             backend: BackendChoice::from_env().unwrap_or_default(),
             schedule: Schedule::Constant,
             clip_norm: None,
+            accumulate: 1,
         }
     }
 }
@@ -133,6 +142,12 @@ pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(G
     let trainable: Vec<NodeId> = trained.iter().map(|(n, _)| *n).collect();
     let decay: Vec<bool> = trained.iter().map(|(_, p)| p.decay).collect();
     let mut grads = g.gradients(heads.loss_train, &trainable)?;
+    if config.accumulate == 0 {
+        return Err(Error::InvalidArgument("accumulate: at least 1 micro-batch per update".into()));
+    }
+    if config.accumulate > 1 {
+        grads = g.accumulate_gradients(&trainable, &grads, config.accumulate)?;
+    }
     if let Some(max_norm) = config.clip_norm {
         grads = g.clip_grad_norm(&grads, max_norm).0;
     }
@@ -145,6 +160,8 @@ pub(crate) struct Bound {
     pub session: Session,
     pub heads: Heads,
     pub config: Compile,
+    /// Micro-batches accumulated since the last optimizer update (below `config.accumulate`).
+    pub micro: usize,
 }
 
 /// Training state every model shares (see the module docs).
@@ -190,7 +207,7 @@ impl Core {
         for (name, values) in carried.unwrap_or_default() {
             session.set_param(&name, &values)?;
         }
-        self.bound = Some(Bound { session, heads, config });
+        self.bound = Some(Bound { session, heads, config, micro: 0 });
         self.restore_pending_state()
     }
 
@@ -209,12 +226,26 @@ impl Core {
     }
 
     /// One optimizer step on fed inputs at the schedule's rate; returns the batch's mean loss
-    /// (before the update). A non-finite loss is an error naming the step.
+    /// (before the update). A non-finite loss is an error naming the step. With
+    /// `accumulate = N`, a micro-step: every N-th call updates, from the N batches' gradients
+    /// weighted equally (batches of one size).
     pub fn train_step(&mut self, feeds: &[(NodeId, HostData<'_>)]) -> Result<f32> {
         let b = self.bound_mut()?;
         let step = b.session.step_count();
         b.session.set_lr(b.config.schedule.lr(b.config.optimizer.lr(), step));
-        let loss = b.session.train_sync(feeds, &[b.heads.loss_train])?[0][0];
+        let n = b.config.accumulate.max(1);
+        let fetch = [b.heads.loss_train];
+        let pending = if n > 1 {
+            b.session.set_grad_weight(1.0 / n as f32)?;
+            let update = b.micro + 1 == n;
+            let p =
+                if update { b.session.train(feeds, &fetch)? } else { b.session.accumulate(feeds, &fetch)? };
+            b.micro = if update { 0 } else { b.micro + 1 };
+            p
+        } else {
+            b.session.train(feeds, &fetch)?
+        };
+        let loss = b.session.wait(pending)?.remove(0).into_f32()?[0];
         if !loss.is_finite() {
             return Err(Error::NonFiniteLoss { loss, epoch: 0, step: 0, global_step: step + 1 });
         }

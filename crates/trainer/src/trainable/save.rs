@@ -28,6 +28,13 @@ pub(crate) struct Training {
     metrics: Vec<Metric>,
     schedule: Schedule,
     clip_norm: Option<f32>,
+    /// Micro-batches per update (absent in files saved before accumulation: 1).
+    #[serde(default = "one")]
+    accumulate: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -123,6 +130,14 @@ impl Core {
     /// Writes `net` to `path` (and, once compiled, its optimizer state next to it). A failure
     /// leaves any existing file untouched.
     pub fn save(&mut self, net: &dyn Trainable, path: &Path) -> Result<()> {
+        if let Some(c) = self.bound.as_ref().filter(|c| c.micro > 0) {
+            // the accumulators are not saved: they are empty at every update
+            return Err(Error::InvalidArgument(format!(
+                "save: {} of {} micro-batches are accumulated but not yet applied; save after the \
+                 update (every {}-th train_step)",
+                c.micro, c.config.accumulate, c.config.accumulate
+            )));
+        }
         let mut ck = Checkpoint::new();
         let params = self.params(net)?;
         for (p, data) in &params {
@@ -140,6 +155,7 @@ impl Core {
                 metrics: cfg.metrics.clone(),
                 schedule: cfg.schedule.clone(),
                 clip_norm: cfg.clip_norm,
+                accumulate: cfg.accumulate,
             };
             ck.set_json(OPTIMIZER, &training)?;
             let mut state = Checkpoint::new();
@@ -192,6 +208,7 @@ impl Core {
             let mut cfg = Compile::new(optimizer_from_json(&t.optimizer)?, t.loss, &t.metrics);
             cfg.schedule = t.schedule;
             cfg.clip_norm = t.clip_norm;
+            cfg.accumulate = t.accumulate;
             self.saved = Some(cfg);
         }
         let opt_path = optimizer_path(path);

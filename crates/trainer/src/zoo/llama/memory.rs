@@ -15,8 +15,12 @@ pub struct MemoryPlan {
     /// Bytes of the optimizer state (AdamW: two moments per value).
     pub optimizer_bytes: u64,
     /// Bytes of everything else the step keeps: activations saved for the backward, gradients,
-    /// workspace, inputs, constants (after the plan's buffer reuse).
+    /// workspace, inputs, constants (after the plan's buffer reuse), and with `accumulate > 1`
+    /// the gradient accumulators (one more copy of the parameters).
     pub activation_bytes: u64,
+    /// Bytes of the largest single buffer (what a GPU's `max_buffer_size` and
+    /// `max_storage_buffer_binding_size` bound).
+    pub largest_buffer_bytes: u64,
     /// Kernel launches per step.
     pub launches: usize,
 }
@@ -46,11 +50,14 @@ impl Llama {
         let per_value = training.optimizer.state_names().len() as u64;
         let optimizer_bytes = 4 * per_value * parameters as u64;
         let activation_bytes = plan.peak_bytes().saturating_sub(parameter_bytes + optimizer_bytes);
+        let lens = plan.temps.iter().map(|t| t.1).chain(plan.inputs.iter().map(|i| i.2));
+        let largest = lens.chain(plan.persistent.iter().map(|p| p.1)).max().unwrap_or(0);
         Ok(MemoryPlan {
             parameters,
             parameter_bytes,
             optimizer_bytes,
             activation_bytes,
+            largest_buffer_bytes: 4 * largest as u64,
             launches: plan.launches(),
         })
     }
