@@ -5,6 +5,7 @@
 //! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
 //! early stopping, progress and logs, evaluate and predict, and save / load / exact resume.
 
+mod data_parallel;
 mod fit;
 mod run;
 mod save;
@@ -12,6 +13,7 @@ mod save;
 use kiln_device::{Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
+pub use data_parallel::{AllReduce, SingleProcess, StepTimes};
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
 pub use run::{Evaluation, Features};
@@ -42,6 +44,11 @@ pub struct Compile {
     pub schedule: Schedule,
     /// Clip gradients to this global L2 norm before each update.
     pub clip_norm: Option<f32>,
+    /// Data-parallel replicas in this process (default 1): each opens its own `backend` (a CPU
+    /// backend with its share of the threads, or another device on the GPU adapter), trains on
+    /// its contiguous share of every batch, and the row-weighted gradient sum updates replica 0,
+    /// whose weights the others copy before each step (see `trainable/data_parallel.rs`).
+    pub devices: usize,
 }
 
 impl Compile {
@@ -54,6 +61,7 @@ impl Compile {
             backend: BackendChoice::from_env().unwrap_or_default(),
             schedule: Schedule::Constant,
             clip_norm: None,
+            devices: 1,
         }
     }
 }
@@ -143,6 +151,8 @@ pub(crate) struct Bound {
     pub session: Session,
     pub heads: Heads,
     pub config: Compile,
+    /// The other replicas when `config.devices > 1`.
+    pub replicas: Option<data_parallel::Replicas>,
 }
 
 /// Training state every model shares (see the module docs).
@@ -179,17 +189,27 @@ impl Core {
             ),
             None => None,
         };
-        let (g, heads) = training_graph(net, &config)?;
-        let backend = match backend {
-            Some(b) => b,
-            None => kiln_device::open(config.backend)?,
+        let (mut session, heads, replicas) = if config.devices > 1 {
+            let (session, heads, replicas) = data_parallel::bind(net, &config, backend)?;
+            (session, heads, Some(replicas))
+        } else {
+            let (g, heads) = training_graph(net, &config)?;
+            let backend = match backend {
+                Some(b) => b,
+                None => kiln_device::open(config.backend)?,
+            };
+            (Session::new(g, backend)?, heads, None)
         };
-        let mut session = Session::new(g, backend)?;
         for (name, values) in carried.unwrap_or_default() {
             session.set_param(&name, &values)?;
         }
-        self.bound = Some(Bound { session, heads, config });
+        self.bound = Some(Bound { session, heads, config, replicas });
         self.restore_pending_state()
+    }
+
+    /// Where data-parallel steps spent their time (`None` on one device or before compile).
+    pub fn step_times(&self) -> Option<StepTimes> {
+        self.bound.as_ref()?.replicas.as_ref().map(|r| r.times)
     }
 
     pub fn bound_mut(&mut self) -> Result<&mut Bound> {
@@ -212,7 +232,10 @@ impl Core {
         let b = self.bound_mut()?;
         let step = b.session.step_count();
         b.session.set_lr(b.config.schedule.lr(b.config.optimizer.lr(), step));
-        let loss = b.session.train_sync(feeds, &[b.heads.loss_train])?[0][0];
+        let loss = match b.replicas {
+            Some(_) => data_parallel::step(b, feeds, data_parallel::rows_of(&b.session, feeds), None)?.0,
+            None => b.session.train_sync(feeds, &[b.heads.loss_train])?[0][0],
+        };
         if !loss.is_finite() {
             return Err(Error::NonFiniteLoss { loss, epoch: 0, step: 0, global_step: step + 1 });
         }
