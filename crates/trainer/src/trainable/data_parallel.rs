@@ -1,6 +1,6 @@
 //! Data parallelism in one process: `Compile::devices = N` binds N replicas (one [`Session`] per
-//! device: several CPU backends, each with its share of the threads, or several devices opened on
-//! the GPU adapter). Each global batch is split into contiguous row ranges whose sizes differ by at
+//! device, opened by `kiln_device::open_replica`: several CPU backends, each with its share of the
+//! threads, or the best GPU adapters of one kind in turn: each GPU, or several devices on one). Each global batch is split into contiguous row ranges whose sizes differ by at
 //! most one; every replica runs forward + backward on its rows (one submit each, in parallel
 //! threads) and reads back its loss and gradients; the gradients are summed weighted by rows
 //! (`rows_r / rows`: the gradient of the global batch's mean loss, exactly as one device computes
@@ -117,13 +117,13 @@ pub(crate) fn bind(
     first: Option<Box<dyn Backend>>,
 ) -> Result<(Session, Heads, Replicas)> {
     let n = config.devices.max(1);
-    let open = || -> Result<Box<dyn Backend>> { Ok(kiln_device::open(config.backend)?) };
+    let open = |i| -> Result<Box<dyn Backend>> { Ok(kiln_device::open_replica(config.backend, i)?) };
     let (g, heads, grads) = replica_graph(net, config, true)?;
-    let master = Session::new(g, first.map_or_else(open, Ok)?)?;
+    let master = Session::new(g, first.map_or_else(|| open(0), Ok)?)?;
     let mut others = Vec::new();
-    for _ in 1..n {
+    for i in 1..n {
         let (g, _, _) = replica_graph(net, config, false)?;
-        others.push(Session::new(g, open()?)?);
+        others.push(Session::new(g, open(i)?)?);
     }
     let threads = (rayon::current_num_threads() / n).max(1);
     let pools = (0..n)
