@@ -127,22 +127,33 @@ fn llama_config() -> LlamaConfig {
     }
 }
 
-/// Steps of batch 5 (context 8) on `devices` replicas: each step's loss and the final weights.
-fn llama_steps(backend: BackendChoice, devices: usize, steps: usize) -> (Vec<f32>, Vec<f32>) {
+/// 5 random sequences of 8 inputs and their next tokens.
+fn llama_batch(rng: &mut SplitMix64) -> (Vec<u32>, Vec<u32>) {
+    let seq: Vec<u32> = (0..5 * 9).map(|_| rng.below(41) as u32).collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for row in seq.chunks(9) {
+        x.extend_from_slice(&row[..8]);
+        y.extend_from_slice(&row[1..]);
+    }
+    (x, y)
+}
+
+fn llama_training(backend: BackendChoice, devices: usize) -> Compile {
     let mut training = Llama::default_training();
     training.optimizer = Optimizer::adamw(3e-3);
     training.clip_norm = Some(1.0);
     (training.backend, training.devices) = (backend, devices);
+    training
+}
+
+/// Steps of batch 5 (context 8) on `devices` replicas: each step's loss and the final weights.
+fn llama_steps(backend: BackendChoice, devices: usize, steps: usize) -> (Vec<f32>, Vec<f32>) {
+    let training = llama_training(backend, devices);
     let mut m = Llama::with_training(llama_config(), 8, 11, training, open(backend).unwrap()).unwrap();
     let mut rng = SplitMix64::new(9);
     let mut losses = Vec::new();
     for _ in 0..steps {
-        let seq: Vec<u32> = (0..5 * 9).map(|_| rng.below(41) as u32).collect();
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for row in seq.chunks(9) {
-            x.extend_from_slice(&row[..8]);
-            y.extend_from_slice(&row[1..]);
-        }
+        let (x, y) = llama_batch(&mut rng);
         losses.push(m.train_step(&x, &y).unwrap());
     }
     if devices > 1 {
@@ -170,4 +181,34 @@ fn tiny_llama_on_two_gpu_devices_trains_as_one() {
     let (l2, w2) = llama_steps(BackendChoice::Gpu, 2, 3);
     close("gpu llama losses", &l2, &l1, 1e-5, 1e-6);
     close("gpu llama weights", &w2, &w1, 2e-4, 2e-5);
+}
+
+#[test]
+fn a_model_moved_onto_several_devices_keeps_its_optimizer_state() {
+    let (l1, w1) = llama_steps(BackendChoice::Cpu, 1, 4);
+    // two steps on one device, then `set_devices(3)`, then two more: as four on one device
+    let training = llama_training(BackendChoice::Cpu, 1);
+    let mut m =
+        Llama::with_training(llama_config(), 8, 11, training, open(BackendChoice::Cpu).unwrap()).unwrap();
+    let mut rng = SplitMix64::new(9);
+    let mut losses = Vec::new();
+    for step in 0..4 {
+        if step == 2 {
+            m.set_devices(3, BackendChoice::Cpu).unwrap();
+        }
+        let (x, y) = llama_batch(&mut rng);
+        losses.push(m.train_step(&x, &y).unwrap());
+    }
+    assert_eq!(m.step_times().unwrap().steps, 2);
+    close("moved llama losses", &losses, &l1, 1e-5, 1e-6);
+    close("moved llama weights", &flat(m.state_dict().unwrap()), &w1, 2e-4, 2e-5);
+}
+
+#[test]
+fn batch_norm_is_refused_on_several_devices() {
+    let mut m = Sequential::new(&[7]).add(Dense(5, Relu)).add(BatchNorm()).add(Dense(3, Softmax));
+    let mut c = Compile::new(Optimizer::adam(0.01), Loss::CrossEntropy, &[]);
+    (c.backend, c.devices) = (BackendChoice::Cpu, 2);
+    let e = m.compile_with(c).expect_err("BatchNorm on 2 devices").to_string();
+    assert!(e.contains("BatchNorm"), "{e}");
 }

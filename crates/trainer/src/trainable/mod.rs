@@ -3,7 +3,8 @@
 //! its metadata through [`Trainable`]; [`Core`] owns the session and provides, once for all of
 //! them, binding to a backend (what `Sequential::compile` does: gradients, clipping, the
 //! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
-//! early stopping, progress and logs, evaluate and predict, and save / load / exact resume.
+//! early stopping, progress and logs, evaluate and predict, and save / load / exact resume; and
+//! data parallelism over several devices in one process (`Compile::devices`, `data_parallel.rs`).
 
 mod data_parallel;
 mod fit;
