@@ -1194,3 +1194,30 @@ fn an_unknown_backend_name_says_which_names_exist() {
     assert!(!e.contains("no suitable adapter"), "{e}");
     assert!(!d.path("m.safetensors").exists());
 }
+
+/// `kiln train --devices 2` (two CPU replicas, each on half of every batch; 61 rows in batches of
+/// 20 split 10/10 and a last 1 row on one replica) logs the losses one device does, to float32
+/// summation tolerance (the replicas' gradients are summed weighted by rows); its --resume works.
+#[test]
+fn train_on_two_devices_matches_one() {
+    let d = TempDir::new("devices");
+    let train = d.write("train.csv", &classes_csv(61, 5, ["no", "yes"]));
+    let losses = |name: &str, devices: &str, epochs: &str, resume: bool| -> Vec<f64> {
+        let out = d.arg(&format!("{name}.safetensors"));
+        let mut args = vec!["train", "--data", &train, "--target", "label", "--out", &out, "--quiet"];
+        args.extend(["--epochs", epochs, "--batch-size", "20", "--backend", "cpu", "--devices", devices]);
+        if resume {
+            args.push("--resume");
+        }
+        ok(kiln(&args));
+        let log = std::fs::read_to_string(d.path(&format!("{name}.log.jsonl"))).unwrap();
+        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    };
+    let one = losses("one", "1", "4", false);
+    losses("two", "2", "2", false);
+    let two = losses("two", "2", "4", true);
+    assert_eq!(two.len(), 4, "{two:?}");
+    for (a, b) in two.iter().zip(&one) {
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "2 devices {two:?}, 1 device {one:?}");
+    }
+}

@@ -76,6 +76,10 @@ pub struct TrainSettings {
     /// auto, gpu or cpu [default: KILN_BACKEND, else auto].
     #[arg(long)]
     pub backend: Option<String>,
+    /// Data-parallel replicas of --backend in this process, each training on its share of every
+    /// batch [default: 1].
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Starting weights (safetensors with PyTorch nn.Sequential names).
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -139,6 +143,7 @@ impl TrainSettings {
             patience: self.patience.or(other.patience),
             seed: self.seed.or(other.seed),
             backend: self.backend.or(other.backend),
+            devices: self.devices.or(other.devices),
             init: self.init.or(other.init),
             resume: self.resume || other.resume,
             no_shuffle: self.no_shuffle || other.no_shuffle,

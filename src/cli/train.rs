@@ -253,6 +253,7 @@ fn fit_and_save(
     if let Some(n) = s.accumulate {
         config.accumulate = n;
     }
+    (config.backend, config.devices) = (backend, s.devices.unwrap_or(1).max(1));
     // Open the device first: the model's buffers are checked against its limits before any is
     // allocated.
     let device = kiln_device::open(backend)?;

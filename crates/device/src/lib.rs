@@ -44,4 +44,4 @@ pub use kernels::{
     Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 pub use prim::{Patches, Prim, UpdateRule};
-pub use select::{open, BackendChoice};
+pub use select::{open, open_replica, BackendChoice};

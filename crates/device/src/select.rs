@@ -54,11 +54,18 @@ impl fmt::Display for BackendChoice {
 
 /// Opens the backend the choice asks for, following the adapter policy.
 pub fn open(choice: BackendChoice) -> Result<Box<dyn Backend>> {
+    open_replica(choice, 0)
+}
+
+/// [`open`] for data-parallel replica `index` (0 is what `open` opens): a GPU choice gives the
+/// replicas the best adapters of one kind in turn (each GPU of a multi-GPU machine, or several
+/// devices on one adapter); a CPU choice opens another CPU backend.
+pub fn open_replica(choice: BackendChoice, index: usize) -> Result<Box<dyn Backend>> {
     match choice {
         BackendChoice::Cpu => Ok(Box::new(CpuBackend::new())),
-        BackendChoice::Gpu => Ok(Box::new(GpuBackend::new(true)?)),
+        BackendChoice::Gpu => Ok(Box::new(GpuBackend::new_nth(true, index)?)),
         BackendChoice::Auto => match gpu::has_hardware_adapter() {
-            true => Ok(Box::new(GpuBackend::new(false)?)),
+            true => Ok(Box::new(GpuBackend::new_nth(false, index)?)),
             false => Ok(Box::new(CpuBackend::new())),
         },
     }

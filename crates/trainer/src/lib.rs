@@ -46,7 +46,8 @@ pub use model::{DataInfo, NamedTensor, Predictions, Sequential};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
 pub use trainable::{
-    optimizer_path, Compile, EarlyStopping, Evaluation, Features, FitOptions, StoppedAt, Validation,
+    optimizer_path, AllReduce, Compile, EarlyStopping, Evaluation, Features, FitOptions, SingleProcess,
+    StepTimes, StoppedAt, Validation,
 };
 
 /// Everything a training script needs, Keras-style: `Dense(64, Relu)`, `Optimizer::adam(1e-3)`.

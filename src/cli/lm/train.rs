@@ -92,6 +92,10 @@ pub struct Args {
     /// auto, gpu or cpu (default: KILN_BACKEND, else auto).
     #[arg(long)]
     backend: Option<String>,
+    /// Data-parallel replicas of --backend in this process, each training on its share of every
+    /// batch.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
     /// Print a sample of this many tokens from the trained model (0: none).
     #[arg(long, default_value_t = 200)]
     sample: usize,
@@ -121,6 +125,7 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     c.clip_norm = (a.clip > 0.0).then_some(a.clip);
     c.backend = backend(&a.backend)?;
     c.accumulate = a.accumulate;
+    c.devices = a.devices.max(1);
     Ok(c)
 }
 
@@ -198,6 +203,10 @@ pub fn run(a: Args) -> Result<()> {
             );
         }
         let tok = m.tokenizer().unwrap_or("byte").to_string();
+        let mut m = m;
+        if a.devices > 1 {
+            m.set_devices(a.devices, backend(&a.backend)?)?;
+        }
         let line = check_memory(m.config(), m.training())?;
         (m, tok, line)
     } else if let Some(from) = &a.from {

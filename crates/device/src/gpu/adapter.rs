@@ -110,20 +110,29 @@ fn info_of(a: &wgpu::Adapter, kind: DeviceKind, l: wgpu::Limits, features: wgpu:
     }
 }
 
-/// Opens the best adapter: hardware only unless `allow_software`.
-pub(crate) fn open(allow_software: bool) -> Result<(wgpu::Device, wgpu::Queue, DeviceInfo)> {
-    let adapters = list();
+/// Opens an adapter (hardware only unless `allow_software`): the best for `index` 0, and for
+/// data-parallel replica `index` the adapters of the best one's kind and API (two identical GPUs,
+/// not one GPU seen through two APIs) in turn, so one adapter takes them all.
+pub(crate) fn open_nth(
+    allow_software: bool,
+    index: usize,
+) -> Result<(wgpu::Device, wgpu::Queue, DeviceInfo)> {
+    let mut adapters = list();
     let found: Vec<String> = adapters.iter().map(|(a, k)| format!("{} ({k:?})", a.get_info().name)).collect();
-    let (adapter, kind) =
-        adapters.into_iter().find(|(_, kind)| allow_software || kind.is_hardware_gpu()).ok_or_else(|| {
-            Error::NoAdapter(if found.is_empty() {
-                "wgpu found no Vulkan, Metal or DX12 adapter (on Linux without a GPU: apt-get install \
+    adapters.retain(|(_, kind)| allow_software || kind.is_hardware_gpu());
+    if let Some((best, kind)) = adapters.first().map(|(a, k)| (a.get_info().backend, *k)) {
+        adapters.retain(|(a, k)| *k == kind && a.get_info().backend == best);
+    }
+    let turn = index % adapters.len().max(1);
+    let (adapter, kind) = adapters.into_iter().nth(turn).ok_or_else(|| {
+        Error::NoAdapter(if found.is_empty() {
+            "wgpu found no Vulkan, Metal or DX12 adapter (on Linux without a GPU: apt-get install \
                  mesa-vulkan-drivers libvulkan1 for the software one)"
-                    .into()
-            } else {
-                format!("only software adapters were found: {}", found.join(", "))
-            })
-        })?;
+                .into()
+        } else {
+            format!("only software adapters were found: {}", found.join(", "))
+        })
+    })?;
     let name = adapter.get_info().name;
     let limits = adapter.limits();
     check_limits(&name, &limits)?;

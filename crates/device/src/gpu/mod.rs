@@ -72,7 +72,13 @@ impl GpuBackend {
     /// Opens the best adapter (see `select::open` for the policy); `allow_software` admits
     /// software rasterizers such as lavapipe.
     pub fn new(allow_software: bool) -> Result<Self> {
-        let (device, queue, info) = adapter::open(allow_software)?;
+        Self::new_nth(allow_software, 0)
+    }
+
+    /// [`GpuBackend::new`] for data-parallel replica `index`: the best adapters of one kind take
+    /// the replicas in turn (one adapter takes them all, each its own device and queue).
+    pub fn new_nth(allow_software: bool, index: usize) -> Result<Self> {
+        let (device, queue, info) = adapter::open_nth(allow_software, index)?;
         let limits = device.limits();
         Ok(GpuBackend {
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),

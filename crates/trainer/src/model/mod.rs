@@ -343,6 +343,11 @@ impl Sequential {
         }
     }
 
+    /// Where its data-parallel steps spent their time (compiled with `devices > 1`).
+    pub fn step_times(&self) -> Option<crate::StepTimes> {
+        self.core.step_times()
+    }
+
     /// The configuration the model was compiled with.
     pub fn compiled(&self) -> Option<&Compile> {
         self.core.bound.as_ref().map(|c| &c.config)

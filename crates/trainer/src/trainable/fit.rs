@@ -476,18 +476,22 @@ impl Core {
             };
             let mut in_flight: Option<(Pending, StepBatch)> = None;
             let mut lr = 0.0;
+            let finish_with =
+                |c: &mut Bound, loss: f32, pred: &[f32], b: &StepBatch, tally: &mut Tally| -> Result<()> {
+                    if !loss.is_finite() {
+                        return Err(Error::NonFiniteLoss {
+                            loss,
+                            epoch: epoch + 1,
+                            step: tally.steps + 1,
+                            global_step: c.session.step_count(),
+                        });
+                    }
+                    tally.add(b, loss, pred, c.heads.out_width, logit_output);
+                    Ok(())
+                };
             let finish = |c: &mut Bound, (p, b): (Pending, StepBatch), tally: &mut Tally| -> Result<()> {
                 let (loss, pred) = collect(&mut c.session, p)?;
-                if !loss.is_finite() {
-                    return Err(Error::NonFiniteLoss {
-                        loss,
-                        epoch: epoch + 1,
-                        step: tally.steps + 1,
-                        global_step: c.session.step_count(),
-                    });
-                }
-                tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
-                Ok(())
+                finish_with(c, loss, &pred, &b, tally)
             };
             let mut stopped = false;
             let streamed = stream(data, &order[skip..], opts.batch_size, prep, &masks, |batch| {
@@ -502,24 +506,35 @@ impl Core {
                 // the outputs are read back only when a metric scores them
                 let fetch = [c.heads.loss_train, c.heads.out_train];
                 let fetch = if config.metrics.is_empty() { &fetch[..1] } else { &fetch[..] };
-                let (weight, update) =
-                    micro_weight(submitted, batch.rows, opts.batch_size, n_acc, order.len());
-                let fed = feeds(&c.heads, &batch, prep, true);
-                let pending = if n_acc == 1 {
-                    c.session.train(&fed, fetch)?
+                let reported = if c.replicas.is_some() {
+                    // several devices: a synchronous step (the gradients are summed before the update)
+                    let fed = feeds(&c.heads, &batch, prep, true);
+                    let (loss, pred) =
+                        super::data_parallel::step(c, &fed, batch.rows, fetch.get(1).copied())?;
+                    finish_with(c, loss, &pred, &batch, &mut tally)?;
+                    submitted += 1;
+                    true
                 } else {
-                    c.session.set_grad_weight(weight)?;
-                    c.micro = if update { 0 } else { c.micro + 1 };
-                    if update {
+                    let (weight, update) =
+                        micro_weight(submitted, batch.rows, opts.batch_size, n_acc, order.len());
+                    let fed = feeds(&c.heads, &batch, prep, true);
+                    let pending = if n_acc == 1 {
                         c.session.train(&fed, fetch)?
                     } else {
-                        c.session.accumulate(&fed, fetch)?
-                    }
+                        c.session.set_grad_weight(weight)?;
+                        c.micro = if update { 0 } else { c.micro + 1 };
+                        if update {
+                            c.session.train(&fed, fetch)?
+                        } else {
+                            c.session.accumulate(&fed, fetch)?
+                        }
+                    };
+                    submitted += 1;
+                    // the previous step's results arrive while this one runs
+                    let prev = in_flight.replace((pending, batch));
+                    prev.map(|prev| finish(c, prev, &mut tally)).transpose()?.is_some()
                 };
-                submitted += 1;
-                // the previous step's results arrive while this one runs
-                if let Some(prev) = in_flight.replace((pending, batch)) {
-                    finish(c, prev, &mut tally)?;
+                if reported {
                     // a language model's throughput in tokens (inputs per row times rows)
                     let tokens_per_s = vocab.map(|_| {
                         let rows = (tally.rows - skip.min(tally.rows)) as f64;

@@ -3,8 +3,10 @@
 //! its metadata through [`Trainable`]; [`Core`] owns the session and provides, once for all of
 //! them, binding to a backend (what `Sequential::compile` does: gradients, clipping, the
 //! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
-//! early stopping, progress and logs, evaluate and predict, and save / load / exact resume.
+//! early stopping, progress and logs, evaluate and predict, and save / load / exact resume; and
+//! data parallelism over several devices in one process (`Compile::devices`, `data_parallel.rs`).
 
+mod data_parallel;
 mod fit;
 mod language;
 mod run;
@@ -13,6 +15,7 @@ mod save;
 use kiln_device::{Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
+pub use data_parallel::{AllReduce, SingleProcess, StepTimes};
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
 pub(crate) use language::{check_windows, next_token_heads};
@@ -52,6 +55,11 @@ pub struct Compile {
     /// `batch_size` is the micro-batch, its `steps_per_epoch` counts updates; an interrupt stops
     /// `fit` at the next update.
     pub accumulate: usize,
+    /// Data-parallel replicas in this process (default 1): each opens its own `backend` (a CPU
+    /// backend with its share of the threads, or another device on the GPU adapter), trains on
+    /// its contiguous share of every batch, and the row-weighted gradient sum updates replica 0,
+    /// whose weights the others copy before each step (see `trainable/data_parallel.rs`).
+    pub devices: usize,
 }
 
 impl Compile {
@@ -65,6 +73,7 @@ impl Compile {
             schedule: Schedule::Constant,
             clip_norm: None,
             accumulate: 1,
+            devices: 1,
         }
     }
 }
@@ -162,6 +171,8 @@ pub(crate) struct Bound {
     pub config: Compile,
     /// Micro-batches accumulated since the last optimizer update (below `config.accumulate`).
     pub micro: usize,
+    /// The other replicas when `config.devices > 1`.
+    pub replicas: Option<data_parallel::Replicas>,
 }
 
 /// Training state every model shares (see the module docs).
@@ -198,17 +209,35 @@ impl Core {
             ),
             None => None,
         };
-        let (g, heads) = training_graph(net, &config)?;
-        let backend = match backend {
-            Some(b) => b,
-            None => kiln_device::open(config.backend)?,
+        if config.devices > 1 && config.accumulate > 1 {
+            return Err(Error::InvalidArgument(format!(
+                "accumulate {} with devices {}: gradient accumulation and several devices do not \
+                 combine yet; use one of them (a larger global batch over the devices, or accumulation \
+                 on one device)",
+                config.accumulate, config.devices
+            )));
+        }
+        let (mut session, heads, replicas) = if config.devices > 1 {
+            let (session, heads, replicas) = data_parallel::bind(net, &config, backend)?;
+            (session, heads, Some(replicas))
+        } else {
+            let (g, heads) = training_graph(net, &config)?;
+            let backend = match backend {
+                Some(b) => b,
+                None => kiln_device::open(config.backend)?,
+            };
+            (Session::new(g, backend)?, heads, None)
         };
-        let mut session = Session::new(g, backend)?;
         for (name, values) in carried.unwrap_or_default() {
             session.set_param(&name, &values)?;
         }
-        self.bound = Some(Bound { session, heads, config, micro: 0 });
+        self.bound = Some(Bound { session, heads, config, micro: 0, replicas });
         self.restore_pending_state()
+    }
+
+    /// Where data-parallel steps spent their time (`None` on one device or before compile).
+    pub fn step_times(&self) -> Option<StepTimes> {
+        self.bound.as_ref()?.replicas.as_ref().map(|r| r.times)
     }
 
     pub fn bound_mut(&mut self) -> Result<&mut Bound> {
@@ -233,19 +262,24 @@ impl Core {
         let b = self.bound_mut()?;
         let step = b.session.step_count();
         b.session.set_lr(b.config.schedule.lr(b.config.optimizer.lr(), step));
-        let n = b.config.accumulate.max(1);
-        let fetch = [b.heads.loss_train];
-        let pending = if n > 1 {
-            b.session.set_grad_weight(1.0 / n as f32)?;
-            let update = b.micro + 1 == n;
-            let p =
-                if update { b.session.train(feeds, &fetch)? } else { b.session.accumulate(feeds, &fetch)? };
-            b.micro = if update { 0 } else { b.micro + 1 };
-            p
-        } else {
-            b.session.train(feeds, &fetch)?
+        let loss = match b.replicas {
+            Some(_) => data_parallel::step(b, feeds, data_parallel::rows_of(&b.session, feeds), None)?.0,
+            None => {
+                let n = b.config.accumulate.max(1);
+                let fetch = [b.heads.loss_train];
+                let pending = if n > 1 {
+                    b.session.set_grad_weight(1.0 / n as f32)?;
+                    let update = b.micro + 1 == n;
+                    let p =
+                        if update { b.session.train(feeds, &fetch)? } else { b.session.accumulate(feeds, &fetch)? };
+                    b.micro = if update { 0 } else { b.micro + 1 };
+                    p
+                } else {
+                    b.session.train(feeds, &fetch)?
+                };
+                b.session.wait(pending)?.remove(0).into_f32()?[0]
+            }
         };
-        let loss = b.session.wait(pending)?.remove(0).into_f32()?[0];
         if !loss.is_finite() {
             return Err(Error::NonFiniteLoss { loss, epoch: 0, step: 0, global_step: step + 1 });
         }

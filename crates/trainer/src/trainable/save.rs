@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::fit::{Counters, FitState};
-use super::{Compile, Core, Param, Trainable};
+use super::{data_parallel, Compile, Core, Param, Trainable};
 use crate::checkpoint::{Checkpoint, OPTIMIZER, STEP};
 use crate::losses::Loss;
 use crate::metrics::Metric;
@@ -159,7 +159,7 @@ impl Core {
             };
             ck.set_json(OPTIMIZER, &training)?;
             let mut state = Checkpoint::new();
-            for name in c.session.state_names() {
+            for name in c.session.state_names().into_iter().filter(|n| !data_parallel::is_grad_state(n)) {
                 let data = c.session.get_state(&name)?;
                 state.push(&name, &[data.len()], data)?;
             }
@@ -234,7 +234,8 @@ impl Core {
     pub(crate) fn restore_pending_state(&mut self) -> Result<()> {
         let Some((state, step)) = self.pending_state.take() else { return Ok(()) };
         let Some(c) = &mut self.bound else { return Ok(()) };
-        let names = c.session.state_names();
+        let names: Vec<String> =
+            c.session.state_names().into_iter().filter(|n| !data_parallel::is_grad_state(n)).collect();
         if names.is_empty() || !names.iter().all(|n| state.get(n).is_some()) {
             return Ok(()); // another optimizer: start it fresh
         }

@@ -151,6 +151,18 @@ impl Llama {
         self.context
     }
 
+    /// Trains on `devices` data-parallel replicas opened from `backend` from now on (replica 0 on
+    /// a fresh device too), keeping the weights, optimizer state and step: how a loaded model
+    /// resumes on several devices. Nothing happens when neither changes.
+    pub fn set_devices(&mut self, devices: usize, backend: kiln_device::BackendChoice) -> Result<()> {
+        self.with_core(|core, net| core.set_devices(net, devices, backend))
+    }
+
+    /// Where its data-parallel steps spent their time (`None` on one device).
+    pub fn step_times(&self) -> Option<crate::StepTimes> {
+        self.core.step_times()
+    }
+
     /// The training configuration (optimizer, schedule, clipping).
     pub fn training(&self) -> &Compile {
         &self.bound().config
