@@ -119,7 +119,7 @@ impl Llama {
                 }
             }
         }
-        let mut m = Llama::with_training(config, context, 0, training, backend)?;
+        let mut m = Llama::bind_new(config, context, 0, false, training, backend)?;
         m.set_weights(&weights, &path)?;
         Ok(m)
     }

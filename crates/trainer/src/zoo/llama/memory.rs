@@ -42,7 +42,14 @@ impl Llama {
         training: &Compile,
     ) -> Result<MemoryPlan> {
         config.check()?;
-        let net = Llama { config: config.clone(), context, seed: 0, tokenizer: None, core: Core::default() };
+        let net = Llama {
+            config: config.clone(),
+            context,
+            seed: 0,
+            tokenizer: None,
+            init: false,
+            core: Core::default(),
+        };
         let (g, heads) = training_graph(&net, training)?;
         let plan = kiln_graph::compile(&g, &[heads.loss_train], true, batch)?;
         let parameters = config.parameters();

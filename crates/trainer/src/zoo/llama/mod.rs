@@ -55,6 +55,9 @@ pub struct Llama {
     context: usize,
     seed: u64,
     tokenizer: Option<String>,
+    /// Draw initial weights when building (a fresh model); off when the weights come from a
+    /// file or the graph is only planned (134M Gaussian draws take seconds).
+    init: bool,
     core: Core,
 }
 
@@ -82,11 +85,23 @@ impl Llama {
         training: Compile,
         backend: Box<dyn Backend>,
     ) -> Result<Self> {
+        Llama::bind_new(config, context, seed, true, training, backend)
+    }
+
+    /// A model bound to `backend`, its weights drawn (`init`) or zero until set from a file.
+    fn bind_new(
+        config: LlamaConfig,
+        context: usize,
+        seed: u64,
+        init: bool,
+        training: Compile,
+        backend: Box<dyn Backend>,
+    ) -> Result<Self> {
         config.check()?;
         if context == 0 {
             return Err(Error::InvalidArgument("a context of 0 tokens".into()));
         }
-        let mut m = Llama { config, context, seed, tokenizer: None, core: Core::default() };
+        let mut m = Llama { config, context, seed, tokenizer: None, init, core: Core::default() };
         m.with_core(|core, net| core.bind(net, training, Some(backend)))?;
         Ok(m)
     }
@@ -141,7 +156,7 @@ impl Llama {
         for (name, shape, data) in weights {
             ck.push(name, shape, data.clone())?;
         }
-        let mut m = Llama::with_training(config, context, 0, training, backend)?;
+        let mut m = Llama::bind_new(config, context, 0, false, training, backend)?;
         m.set_weights(&ck, Path::new("(weights)"))?;
         Ok(m)
     }
@@ -294,7 +309,7 @@ impl Llama {
         core.read_state(&c, path)?;
         let training = core.saved.take().unwrap_or_else(Llama::default_training);
         let tokenizer = c.json(TOKENIZER)?;
-        let mut m = Llama { config, context: shape.context, seed: shape.seed, tokenizer, core };
+        let mut m = Llama { config, context: shape.context, seed: shape.seed, tokenizer, init: false, core };
         let pending = m.core.pending_state.take();
         m.with_core(|core, net| core.bind(net, training, Some(backend)))?;
         m.set_weights(&c, path)?;
@@ -322,12 +337,14 @@ impl Trainable for Llama {
         let mut params = Vec::new();
         let mut param = |name: &str, shape: &[usize]| -> NodeId {
             let n = shape.iter().product();
-            let init = if decayed(shape) {
-                (0..n).map(|_| (gaussian(&mut rng) * std) as f32).collect()
-            } else {
-                vec![1.0; n] // RMSNorm weights
+            let mut init = || -> Vec<f32> {
+                if decayed(shape) {
+                    (0..n).map(|_| (gaussian(&mut rng) * std) as f32).collect()
+                } else {
+                    vec![1.0; n] // RMSNorm weights
+                }
             };
-            let id = g.param_init(name, shape, init);
+            let id = if self.init { g.param_init(name, shape, init()) } else { g.param(name, shape) };
             params.push(id);
             id
         };
