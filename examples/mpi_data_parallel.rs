@@ -74,8 +74,13 @@ fn llama(ranks: usize, steps: usize) -> kiln::Result<()> {
     let (batch, context) = (8, 64);
     let mut training = Llama::default_training();
     training.backend = BackendChoice::Cpu;
-    let mut m =
-        Llama::with_training(LlamaConfig::tiny(), context, 1, training, kiln::device::open(BackendChoice::Cpu)?)?;
+    let mut m = Llama::with_training(
+        LlamaConfig::tiny(),
+        context,
+        1,
+        training,
+        kiln::device::open(BackendChoice::Cpu)?,
+    )?;
     let mut rng = SplitMix64::new(2);
     let x: Vec<u32> = (0..batch * context).map(|_| rng.below(256) as u32).collect();
     let y: Vec<u32> = (0..batch * context).map(|_| rng.below(256) as u32).collect();

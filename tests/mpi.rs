@@ -5,8 +5,9 @@
 //! Tolerances: 2 ranks take the same steps as one process `--devices 2` (the same row split, the
 //! same weighted sum `w0 g0 + w1 g1`, commutative in float32), so their weights are compared
 //! bit for bit; against one process on the whole batch (a different float32 summation order in
-//! the batch reduction, then Adam on it) losses agree within 1e-4 relative and weights within
-//! 1e-3 absolute (measured: see each test).
+//! the batch reduction, then Adam on it) losses agree within 1e-5 relative and weights within
+//! 1e-4 absolute (measured: 6e-8 on the MLP's weights after 3 epochs, 9e-6 on the tiny Llama's
+//! after 6 steps; losses within 1e-8 relative).
 #![cfg(feature = "mpi")]
 
 use std::path::{Path, PathBuf};
@@ -51,7 +52,9 @@ fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
 
 fn losses(log: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(log).unwrap();
-    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
 }
 
 fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
@@ -113,17 +116,20 @@ fn two_ranks_train_the_mlp_as_one_process() {
     let (w1, wd, w2) = (weights(&one), weights(&dev2), weights(&two));
     assert_eq!(w2, wd, "2 ranks and --devices 2 take the same steps");
     let diff = max_diff(&w1, &w2);
-    assert!(diff < 1e-3, "2 ranks vs 1 process: weights differ by {diff}");
+    assert!(diff < 1e-4, "2 ranks vs 1 process: weights differ by {diff}");
     let (l1, l2) = (losses(&d.join("one.log.jsonl")), losses(&d.join("two.log.jsonl")));
     eprintln!("2 ranks vs 1 process: weights within {diff:e}, losses {l1:?} vs {l2:?}");
     assert_eq!(l1.len(), 3);
-    close_losses(&l1, &l2, 1e-4);
+    close_losses(&l1, &l2, 1e-5);
     close_losses(&losses(&d.join("dev2.log.jsonl")), &l2, 1e-6);
     // rank 0 alone wrote the files, and no lock or temporary file is left
-    let mut names: Vec<String> =
-        std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    let two_files: Vec<&String> = names.iter().filter(|n| n.starts_with("two") || n.starts_with(".two")).collect();
+    let two_files: Vec<&String> =
+        names.iter().filter(|n| n.starts_with("two") || n.starts_with(".two")).collect();
     assert_eq!(
         two_files,
         ["two.curves.svg", "two.log.jsonl", "two.optim.safetensors", "two.safetensors"],
@@ -140,8 +146,25 @@ fn two_ranks_train_the_mlp_as_one_process() {
 
 fn lm(out: &Path, text: &Path, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
-        "lm", "train", "--config", "tiny", "--steps", "6", "--batch-size", "4", "--context", "32",
-        "--eval-every", "3", "--eval-windows", "4", "--backend", "cpu", "--sample", "0", "--quiet",
+        "lm",
+        "train",
+        "--config",
+        "tiny",
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--context",
+        "32",
+        "--eval-every",
+        "3",
+        "--eval-windows",
+        "4",
+        "--backend",
+        "cpu",
+        "--sample",
+        "0",
+        "--quiet",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -166,11 +189,11 @@ fn two_ranks_train_the_tiny_lm_as_one_process() {
     let (w1, wd, w2) = (weights(&one), weights(&dev2), weights(&two));
     assert_eq!(w2, wd, "2 ranks and --devices 2 take the same steps");
     let diff = max_diff(&w1, &w2);
-    assert!(diff < 1e-3, "2 ranks vs 1 process: weights differ by {diff}");
+    assert!(diff < 1e-4, "2 ranks vs 1 process: weights differ by {diff}");
     let (l1, l2) = (losses(&d.join("one.log.jsonl")), losses(&d.join("two.log.jsonl")));
     eprintln!("2 ranks vs 1 process: weights within {diff:e}, losses {l1:?} vs {l2:?}");
     assert_eq!(l1.len(), 2);
-    close_losses(&l1, &l2, 1e-4);
+    close_losses(&l1, &l2, 1e-5);
     assert!(d.join("two.best.safetensors").exists());
 }
 

@@ -315,15 +315,12 @@ fn fit_and_save(
         standardize_target: true,
         steps_per_epoch: None,
     };
-    let saved = model
-        .fit(&train, &opts)
-        .map_err(anyhow::Error::from)
-        .and_then(|h| {
-            if root {
-                model.save(out).with_context(|| format!("writing {}", out.display()))?;
-            }
-            Ok(h)
-        });
+    let saved = model.fit(&train, &opts).map_err(anyhow::Error::from).and_then(|h| {
+        if root {
+            model.save(out).with_context(|| format!("writing {}", out.display()))?;
+        }
+        Ok(h)
+    });
     let history = match saved {
         Ok(h) => h,
         Err(e) => {

@@ -111,7 +111,9 @@ impl AllReduce for MpiAllReduce {
                 counts
             )));
         }
-        let to_count = |n: usize| mpi::Count::try_from(n).map_err(|_| Error::Model("all_gather: too many values".into()));
+        let to_count = |n: usize| {
+            mpi::Count::try_from(n).map_err(|_| Error::Model("all_gather: too many values".into()))
+        };
         let counts = counts.iter().map(|&c| to_count(c)).collect::<Result<Vec<_>>>()?;
         let mut displs = Vec::with_capacity(counts.len());
         let mut at = 0;

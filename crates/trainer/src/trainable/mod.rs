@@ -272,8 +272,11 @@ impl Core {
                 let pending = if n > 1 {
                     b.session.set_grad_weight(1.0 / n as f32)?;
                     let update = b.micro + 1 == n;
-                    let p =
-                        if update { b.session.train(feeds, &fetch)? } else { b.session.accumulate(feeds, &fetch)? };
+                    let p = if update {
+                        b.session.train(feeds, &fetch)?
+                    } else {
+                        b.session.accumulate(feeds, &fetch)?
+                    };
                     b.micro = if update { 0 } else { b.micro + 1 };
                     p
                 } else {
