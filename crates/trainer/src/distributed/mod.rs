@@ -1,7 +1,7 @@
 //! Data parallelism across processes (and machines): the process group this process trains in.
 //!
 //! A process joins a group once, at start ([`set_process_group`]; with the `mpi` feature,
-//! [`Mpi::init`] under `mpirun`). From then on every model bound in it
+//! `Mpi::init` under `mpirun`). From then on every model bound in it
 //! ([`Compile`](crate::Compile)) is one replica of a data-parallel job over the group's
 //! processes ("ranks"): every rank computes the same seeded order of rows, takes its contiguous
 //! share of each global batch (rank `r` of `n` takes `split_rows(rows, n)[r]`, sizes within one,
