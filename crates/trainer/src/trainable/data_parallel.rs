@@ -18,8 +18,9 @@
 //! binding even with one device when its group has several processes.
 //!
 //! Not done yet: overlapping the reduction with the backward pass (the gradients of one
-//! submitted plan arrive together); [`StepTimes`] measures the reduction's share of the step. BatchNorm is refused (its batch
-//! statistics would be per replica, and its running statistics live in train plans).
+//! submitted plan arrive together); [`StepTimes`] measures the reduction's share of the step.
+//! BatchNorm is refused (its batch statistics would be per replica, and its running statistics
+//! live in train plans).
 
 use std::time::Instant;
 
