@@ -68,6 +68,7 @@ fn minus(t: StepTimes, b: StepTimes) -> StepTimes {
         compute_s: t.compute_s - b.compute_s,
         all_reduce_s: t.all_reduce_s - b.all_reduce_s,
         update_s: t.update_s - b.update_s,
+        process_s: t.process_s - b.process_s,
     }
 }
 

@@ -13,8 +13,13 @@ extern "C" fn on_sigint(_: libc::c_int) {
     unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
 
-/// Installs the handler (unix; elsewhere Ctrl-C keeps its default).
+/// Installs the handler (unix; elsewhere Ctrl-C keeps its default). Not in a job of several
+/// processes: a stop must be taken by every rank at the same step, so there Ctrl-C (which
+/// `mpirun` forwards) ends the job, and `--resume` continues from the last checkpoint.
 pub fn install() {
+    if kiln_trainer::distributed::size() > 1 {
+        return;
+    }
     #[cfg(unix)]
     // SAFETY: the handler only does async-signal-safe work (an atomic swap, write, _exit)
     unsafe {

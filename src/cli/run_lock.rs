@@ -1,14 +1,16 @@
 //! One `kiln train` per output: `<out>.lock` holds the pid of the run writing `<out>` and its
 //! companions (log, curves, optimizer state), so a second run fails up front instead of
 //! interleaving the log. A lock whose process is gone (killed) is taken over, and the temporary
-//! files such a run left beside the output are removed.
+//! files such a run left beside the output are removed. In an MPI job rank 0 alone takes it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-pub struct RunLock(PathBuf);
+/// The lock file while held (`None` on the ranks of an MPI job besides rank 0, which write
+/// nothing).
+pub struct RunLock(Option<PathBuf>);
 
 fn lock_path(out: &Path) -> PathBuf {
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -27,13 +29,16 @@ fn alive(pid: u32) -> bool {
 
 impl RunLock {
     pub fn take(out: &Path) -> Result<RunLock> {
+        if !kiln_trainer::distributed::is_root() {
+            return Ok(RunLock(None));
+        }
         let path = lock_path(out);
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
                     write!(f, "{}", std::process::id()).with_context(|| format!("{}", path.display()))?;
                     remove_stale_temps(out);
-                    return Ok(RunLock(path));
+                    return Ok(RunLock(Some(path)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -59,7 +64,9 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -275,7 +275,9 @@ fn fit_and_save(
         )?;
     }
     model.compile_on(config, device)?;
-    if !s.quiet {
+    // in an MPI job every rank trains its share and rank 0 alone prints and writes files
+    let root = kiln_trainer::distributed::is_root();
+    if !s.quiet && root {
         eprint!("{}", model.summary()?);
         eprintln!("task: {} ({why})", task.name());
         eprintln!(
@@ -290,7 +292,7 @@ fn fit_and_save(
     let monitor = if val.is_some() { "val_loss" } else { "loss" };
     let log_final = beside(out, ".log.jsonl");
     let log_part = beside(out, ".log.jsonl.part");
-    if s.resume && log_final.exists() {
+    if s.resume && log_final.exists() && root {
         std::fs::copy(&log_final, &log_part).with_context(|| format!("{}", log_final.display()))?;
     }
     let val_ref: Option<&(dyn kiln_trainer::data::Dataset + Sync)> = val.as_ref().map(|v| v as _);
@@ -313,17 +315,24 @@ fn fit_and_save(
         standardize_target: true,
         steps_per_epoch: None,
     };
-    let saved = model
-        .fit(&train, &opts)
-        .map_err(anyhow::Error::from)
-        .and_then(|h| model.save(out).with_context(|| format!("writing {}", out.display())).map(|_| h));
+    let saved = model.fit(&train, &opts).map_err(anyhow::Error::from).and_then(|h| {
+        if root {
+            model.save(out).with_context(|| format!("writing {}", out.display()))?;
+        }
+        Ok(h)
+    });
     let history = match saved {
         Ok(h) => h,
         Err(e) => {
-            let _ = std::fs::remove_file(&log_part); // no half-written log left behind
+            if root {
+                let _ = std::fs::remove_file(&log_part); // no half-written log left behind
+            }
             return Err(e);
         }
     };
+    if !root {
+        return Ok((model, history));
+    }
     std::fs::rename(&log_part, &log_final).with_context(|| format!("{}", log_final.display()))?;
     if !history.epochs.is_empty() {
         write_svg(&beside(out, ".curves.svg"), &history.epochs)?;
@@ -346,7 +355,7 @@ fn fit_and_save(
 /// The end line: where training stopped, and the numbers of the epoch whose weights were saved
 /// (the restored one after early stopping), then every file written, by full path.
 fn report(history: &History, out: &Path, quiet: bool) {
-    if quiet {
+    if quiet || !kiln_trainer::distributed::is_root() {
         return;
     }
     // after early stopping, `fit` has printed where it stopped and the restored epoch's numbers
@@ -412,7 +421,8 @@ pub fn digits(mut s: TrainSettings) -> Result<()> {
     check_outputs(&s, &out)?;
     let _lock = RunLock::take(&out)?;
     super::interrupt::install();
-    if !s.quiet {
+    let root = kiln_trainer::distributed::is_root();
+    if !s.quiet && root {
         eprintln!(
             "Kiln main job: MLP on the UCI handwritten digits ({} train / {} test images)",
             train.rows, test.rows
@@ -421,6 +431,9 @@ pub fn digits(mut s: TrainSettings) -> Result<()> {
     let (mut model, history) = fit_and_save(&s, train, None, "label".into(), &out)?;
     report(&history, &out, s.quiet);
     let eval = model.evaluate(&test, 512)?;
+    if !root {
+        return Ok(());
+    }
     let acc = eval.get("accuracy").unwrap_or(f64::NAN);
     println!(
         "test accuracy: {:.2}% ({} images), test loss {:.4}, {:.1} s",

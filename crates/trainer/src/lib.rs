@@ -21,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 mod error;
 pub mod interrupt;
 pub mod layers;

@@ -175,6 +175,9 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--resume: there is no run at --out {} to continue", a.out.display());
     }
     let _lock = RunLock::take(&a.out)?;
+    // in an MPI job every rank trains its share and rank 0 alone prints and writes files
+    let root = kiln_trainer::distributed::is_root();
+    let quiet = a.quiet || !root;
     let device = kiln_device::open(backend(&a.backend)?)?;
     // the planned memory of a step, refused before the model's buffers are allocated (on
     // --resume, before its activations are: the checkpoint's weights are loaded first)
@@ -235,7 +238,15 @@ pub fn run(a: Args) -> Result<()> {
     model.set_tokenizer(Some(tokenizer_name.clone()));
     let cache_dir =
         a.out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    // rank 0 tokenizes a text into the cache first, the other ranks then read that cache
+    if !root {
+        kiln_trainer::distributed::barrier()?;
+    }
+    // (a rank that fails here ends the job, the others waiting in the barrier included)
     let tokens = source::tokens(&a.data, tok.as_ref(), a.token_width.as_deref(), &cache_dir)?;
+    if root {
+        kiln_trainer::distributed::barrier()?;
+    }
     tokens.check_vocab(model.config().vocab_size)?;
     let (train, val) = tokens.split(a.val_fraction)?;
     let per_step = a.batch_size * a.accumulate;
@@ -243,7 +254,7 @@ pub fn run(a: Args) -> Result<()> {
     let val_windows = val.random_windows(a.context, a.eval_windows, a.seed ^ 0x7A11)?;
 
     let c = model.config().clone();
-    if !a.quiet {
+    if !quiet {
         println!(
             "llama: {} parameters ({} layers, width {}, {} query / {} key-value heads, vocab {}) on {}",
             model.parameters(),
@@ -280,7 +291,7 @@ pub fn run(a: Args) -> Result<()> {
         checkpoint_best: Some(beside(&a.out, ".best.safetensors")),
         log: Some(beside(&a.out, ".log.jsonl")),
         curves: Some(beside(&a.out, ".curves.svg")),
-        quiet: a.quiet,
+        quiet,
         standardize: false,
         standardize_target: false,
         steps_per_epoch: Some(a.eval_every),
@@ -289,7 +300,11 @@ pub fn run(a: Args) -> Result<()> {
     let start = Instant::now();
     let fitted = model.fit(&train_windows, &opts);
     // whatever happened, the weights trained so far are kept (an interrupt resumes from them)
-    let saved = model.save(&a.out).with_context(|| format!("writing {}", a.out.display()));
+    let saved = if root {
+        model.save(&a.out).with_context(|| format!("writing {}", a.out.display()))
+    } else {
+        Ok(())
+    };
     let history = fitted?;
     saved?;
     if kiln_trainer::interrupt::stop_requested() {
@@ -300,10 +315,10 @@ pub fn run(a: Args) -> Result<()> {
             a.out.display()
         );
     }
-    if let Some(dir) = &a.hf_out {
+    if let Some(dir) = a.hf_out.as_ref().filter(|_| root) {
         model.save_hf(dir).with_context(|| format!("--hf-out {}", dir.display()))?;
     }
-    if !a.quiet {
+    if !quiet {
         let secs = start.elapsed().as_secs_f64();
         let trained = history.epochs.iter().map(|e| e.steps).sum::<usize>();
         let last = history.epochs.last();

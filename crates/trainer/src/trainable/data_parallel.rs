@@ -10,9 +10,17 @@
 //! parameters (one updates, the others receive a broadcast), so whatever sets replica 0 (load,
 //! restore best weights, exact resume) reaches them. Saving reads replica 0 only.
 //!
-//! Not done yet: overlapping the reduction with the backward pass (PyTorch DDP's 25 MiB buckets);
-//! [`StepTimes`] measures the reduction's share of the step. BatchNorm is refused (its batch
-//! statistics would be per replica, and its running statistics live in train plans).
+//! Across processes (`crate::distributed`, an MPI job): the global batch is first split over the
+//! ranks (rank `r` takes `split_rows(rows, ranks)[r]`), then over this process's replicas; the
+//! weights stay `rows_r / rows` of the global batch, the host sum goes through the group's
+//! [`AllReduce`] (with the batch's loss appended, and the outputs gathered when a metric needs
+//! them), and every rank's replica 0 applies the same update. A process is a data-parallel
+//! binding even with one device when its group has several processes.
+//!
+//! Not done yet: overlapping the reduction with the backward pass (the gradients of one
+//! submitted plan arrive together); [`StepTimes`] measures the reduction's share of the step.
+//! BatchNorm is refused (its batch statistics would be per replica, and its running statistics
+//! live in train plans).
 
 use std::time::Instant;
 
@@ -32,11 +40,28 @@ pub(crate) fn is_grad_state(name: &str) -> bool {
 }
 
 /// Sums gradients across processes. The replicas of one process are summed on the host first;
-/// an MPI communicator implements this with `MPI_Allreduce(MPI_SUM)` over its ranks.
+/// an MPI communicator implements this with `MPI_Allreduce(MPI_SUM)` over its ranks
+/// (`distributed::MpiAllReduce`, the `mpi` feature).
 pub trait AllReduce: Send {
     /// Replaces each of this process's gradient tensors (`grads[k]`, already weighted by rows) by
     /// its element-wise sum over every process.
     fn all_reduce_sum(&mut self, grads: &mut [Vec<f32>]) -> Result<()>;
+
+    /// This process's rank in the group (0 of 1 by default).
+    fn rank(&self) -> usize {
+        0
+    }
+
+    /// Processes in the group.
+    fn size(&self) -> usize {
+        1
+    }
+
+    /// Every rank's `local` values laid end to end in rank order; rank `r` sends `counts[r]`
+    /// values (one process: `local` itself).
+    fn all_gather(&mut self, local: &[f32], _counts: &[usize]) -> Result<Vec<f32>> {
+        Ok(local.to_vec())
+    }
 }
 
 /// The communicator of a single process: its local sum is the global one.
@@ -62,6 +87,9 @@ pub struct StepTimes {
     pub all_reduce_s: f64,
     /// Replica 0's update plan (clipping and the optimizer).
     pub update_s: f64,
+    /// Of `all_reduce_s`, the time in the [`AllReduce`] across processes (MPI), predictions
+    /// gathered for metrics included; 0 in one process.
+    pub process_s: f64,
 }
 
 impl StepTimes {
@@ -79,6 +107,8 @@ pub(crate) struct Replicas {
     /// The gradient nodes of the trained parameters, in the order of `trained`.
     grads: Vec<NodeId>,
     trained: Vec<String>,
+    /// Elements of each trained parameter (a rank without rows in a batch sends zeros).
+    sizes: Vec<usize>,
     /// Every parameter and buffer (what the broadcast copies).
     params: Vec<String>,
     comm: Box<dyn AllReduce>,
@@ -117,6 +147,7 @@ pub(crate) fn bind(
     first: Option<Box<dyn Backend>>,
 ) -> Result<(Session, Heads, Replicas)> {
     let n = config.devices.max(1);
+    let comm = crate::distributed::open_group();
     let open = |i| -> Result<Box<dyn Backend>> { Ok(kiln_device::open_replica(config.backend, i)?) };
     let (g, heads, grads) = replica_graph(net, config, true)?;
     let master = Session::new(g, first.map_or_else(|| open(0), Ok)?)?;
@@ -130,10 +161,12 @@ pub(crate) fn bind(
         .map(|_| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Model(format!("cannot start a replica's threads: {e}")))?;
-    let trained = heads.params.iter().filter(|(_, p)| !p.buffer).map(|(_, p)| p.name.clone()).collect();
+    let trained_params = heads.params.iter().filter(|(_, p)| !p.buffer);
+    let trained = trained_params.clone().map(|(_, p)| p.name.clone()).collect();
+    let sizes = trained_params.map(|(_, p)| p.shape.iter().product()).collect();
     let params = heads.params.iter().map(|(_, p)| p.name.clone()).collect();
-    let comm = Box::new(SingleProcess);
-    Ok((master, heads, Replicas { others, pools, grads, trained, params, comm, times: StepTimes::default() }))
+    let times = StepTimes::default();
+    Ok((master, heads, Replicas { others, pools, grads, trained, sizes, params, comm, times }))
 }
 
 impl Core {
@@ -215,7 +248,16 @@ pub(crate) fn step(
     }
     let t1 = Instant::now();
 
-    let ranges = split_rows(rows, 1 + r.others.len());
+    // this process's rows of the global batch (none when it has fewer rows than processes),
+    // split again over its replicas
+    let (rank, procs) = (r.comm.rank(), r.comm.size());
+    let global = split_rows(rows, procs);
+    let (lo, hi) = global.get(rank).copied().unwrap_or((rows, rows));
+    let ranges: Vec<(usize, usize)> = if hi > lo {
+        split_rows(hi - lo, 1 + r.others.len()).into_iter().map(|(a, b)| (lo + a, lo + b)).collect()
+    } else {
+        Vec::new()
+    };
     let mut fetch = vec![heads.loss_train];
     fetch.extend(out);
     fetch.extend(&r.grads);
@@ -238,7 +280,7 @@ pub(crate) fn step(
     let g0 = 1 + usize::from(out.is_some());
     let mut loss = 0.0f64;
     let mut pred = Vec::new();
-    let mut grads: Vec<Vec<f32>> = outs[0][g0..].iter().map(|g| vec![0.0; g.len()]).collect();
+    let mut grads: Vec<Vec<f32>> = r.sizes.iter().map(|&n| vec![0.0; n]).collect();
     for (o, &(lo, hi)) in outs.iter().zip(&ranges) {
         let w = (hi - lo) as f32 / rows as f32;
         loss += f64::from(w) * f64::from(o[0].first().copied().unwrap_or(f32::NAN));
@@ -249,7 +291,22 @@ pub(crate) fn step(
             sum.iter_mut().zip(g).for_each(|(s, x)| *s += w * x);
         }
     }
-    r.comm.all_reduce_sum(&mut grads)?;
+    let tp = Instant::now();
+    if procs > 1 {
+        // the batch's loss travels with the gradients (its share, weighted by rows, summed)
+        grads.push(vec![loss as f32]);
+        r.comm.all_reduce_sum(&mut grads)?;
+        loss = f64::from(grads.pop().expect("pushed above")[0]);
+        if out.is_some() {
+            let width = heads.out_width;
+            let counts: Vec<usize> =
+                (0..procs).map(|p| global.get(p).map_or(0, |(a, b)| (b - a) * width)).collect();
+            pred = r.comm.all_gather(&pred, &counts)?;
+        }
+    } else {
+        r.comm.all_reduce_sum(&mut grads)?;
+    }
+    r.times.process_s += tp.elapsed().as_secs_f64();
     let master = &mut b.session;
     for (name, g) in r.trained.iter().zip(&grads) {
         master.set_state(&format!("{name}{GRAD_SUFFIX}"), g)?;

@@ -315,6 +315,36 @@ fn improved(monitor: &str, new: f64, best: Option<f64>, min_delta: f64) -> bool 
 }
 
 impl Core {
+    /// Fails (on every rank) unless every rank of the process group starts this fit alike: the
+    /// same training rows, batch size, epochs, epochs done, step, seed and weights.
+    fn check_ranks_agree(&mut self, net: &dyn Trainable, opts: &FitOptions<'_>, rows: usize) -> Result<()> {
+        let weights = self.params(net)?;
+        let step = self.bound_mut()?.session.step_count();
+        let what = [
+            "number of training rows",
+            "batch size",
+            "number of epochs",
+            "steps per epoch",
+            "shuffle",
+            "number of epochs done (a resumed file)",
+            "optimizer step (a resumed file)",
+            "seed",
+            "weights (initial or resumed)",
+        ];
+        let values = [
+            rows as u64,
+            opts.batch_size as u64,
+            opts.epochs as u64,
+            opts.steps_per_epoch.map_or(0, |s| s as u64 + 1),
+            u64::from(opts.shuffle),
+            self.epochs_done as u64,
+            step,
+            net.seed(),
+            crate::distributed::checksum(weights.iter().map(|(_, w)| w.as_slice())),
+        ];
+        crate::distributed::check_same(&what, &values)
+    }
+
     /// Trains `net` on `data` (Keras' `fit`). Returns the per-epoch history. A NaN or infinite
     /// loss stops training with [`Error::NonFiniteLoss`] naming the step.
     pub fn fit(
@@ -323,6 +353,15 @@ impl Core {
         data: &(dyn Dataset + Sync),
         opts: &FitOptions<'_>,
     ) -> Result<History> {
+        // in a job of several processes only rank 0 logs, plots, prints and checkpoints
+        let root_opts;
+        let opts = if crate::distributed::is_root() {
+            opts
+        } else {
+            root_opts =
+                FitOptions { log: None, curves: None, checkpoint_best: None, quiet: true, ..opts.clone() };
+            &root_opts
+        };
         let config = self.bound_mut()?.config.clone();
         let n_acc = config.accumulate.max(1);
         if self.bound_mut()?.micro > 0 {
@@ -367,6 +406,9 @@ impl Core {
                 "cannot monitor '{monitor}': this fit reports {}",
                 known.join(", ")
             )));
+        }
+        if crate::distributed::size() > 1 {
+            self.check_ranks_agree(net, opts, train_rows.len())?;
         }
         let mut log = match &opts.log {
             Some(p) => Some(JsonLog::open(p, self.epochs_done > 0)?),

@@ -209,15 +209,17 @@ impl Core {
             ),
             None => None,
         };
-        if config.devices > 1 && config.accumulate > 1 {
+        let procs = crate::distributed::size();
+        if (config.devices > 1 || procs > 1) && config.accumulate > 1 {
             return Err(Error::InvalidArgument(format!(
-                "accumulate {} with devices {}: gradient accumulation and several devices do not \
-                 combine yet; use one of them (a larger global batch over the devices, or accumulation \
-                 on one device)",
+                "accumulate {} with devices {} in {procs} processes: gradient accumulation and \
+                 several devices or processes do not combine yet; use one of them (a larger global \
+                 batch over the devices, or accumulation on one device)",
                 config.accumulate, config.devices
             )));
         }
-        let (mut session, heads, replicas) = if config.devices > 1 {
+        // several processes (an MPI job): every process is a data-parallel replica
+        let (mut session, heads, replicas) = if config.devices > 1 || procs > 1 {
             let (session, heads, replicas) = data_parallel::bind(net, &config, backend)?;
             (session, heads, Some(replicas))
         } else {
