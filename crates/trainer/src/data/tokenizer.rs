@@ -1,10 +1,8 @@
 //! Tokenizers for language models: the [`Tokenizer`] trait, the built-in [`ByteTokenizer`]
-//! (UTF-8 bytes as ids) and [`load_tokenizer`] for Hugging Face `tokenizer.json` files
-//! (`BpeTokenizer`, with the `bpe` feature).
+//! (UTF-8 bytes as ids); `load_tokenizer` (in `load_tokenizer.rs`) reads Hugging Face
+//! `tokenizer.json` files (`BpeTokenizer`, with the `bpe` feature).
 
-use std::path::Path;
-
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Text to token ids and back. `Send + Sync` so one tokenizer can serve several threads.
 pub trait Tokenizer: std::fmt::Debug + Send + Sync {
@@ -50,33 +48,6 @@ impl Tokenizer for ByteTokenizer {
     fn fingerprint(&self) -> String {
         "byte".into()
     }
-}
-
-/// Loads a Hugging Face tokenizer from a `tokenizer.json` file or a folder holding one (a model
-/// folder as SmolLM2 ships). Needs the `bpe` feature; without it the error says how to rebuild.
-pub fn load_tokenizer(path_or_folder: impl AsRef<Path>) -> Result<Box<dyn Tokenizer>> {
-    let path = path_or_folder.as_ref();
-    let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
-    if !file.is_file() {
-        return Err(Error::io(
-            &file,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such tokenizer file"),
-        ));
-    }
-    load_file(&file)
-}
-
-#[cfg(feature = "bpe")]
-fn load_file(file: &Path) -> Result<Box<dyn Tokenizer>> {
-    Ok(Box::new(super::bpe::BpeTokenizer::from_file(file)?))
-}
-
-#[cfg(not(feature = "bpe"))]
-fn load_file(file: &Path) -> Result<Box<dyn Tokenizer>> {
-    Err(Error::format(
-        file,
-        "this kiln was built without the `bpe` feature: rebuild with --features bpe to load tokenizer.json files",
-    ))
 }
 
 #[cfg(test)]

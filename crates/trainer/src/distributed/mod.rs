@@ -17,14 +17,15 @@
 //!
 //! Without a group (the default) a process is a group of one ([`SingleProcess`]).
 
+mod all_reduce;
 #[cfg(feature = "mpi")]
 mod mpi;
 
 use std::sync::OnceLock;
 
+pub use self::all_reduce::{AllReduce, SingleProcess};
 #[cfg(feature = "mpi")]
 pub use self::mpi::{Mpi, MpiAllReduce, BUCKET_BYTES};
-use crate::trainable::{AllReduce, SingleProcess};
 use crate::{Error, Result};
 
 /// Opens a handle on the process group (each binding of a model takes one).

@@ -8,7 +8,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Threading;
 
-use crate::trainable::AllReduce;
+use super::AllReduce;
 use crate::{Error, Result};
 
 /// The size of a fused gradient bucket: gradient tensors are concatenated into buffers of up to

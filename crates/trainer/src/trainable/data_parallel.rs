@@ -28,6 +28,7 @@ use kiln_device::{Backend, HostData};
 use kiln_graph::{Feed, Graph, NodeId, Session};
 
 use super::{Bound, Compile, Core, Heads, Trainable};
+use crate::distributed::AllReduce;
 use crate::{Error, Result};
 
 /// Suffix of the state buffers replica 0's update plan reads its (reduced) gradients from; not
@@ -37,41 +38,6 @@ pub(crate) const GRAD_SUFFIX: &str = ".reduced_grad";
 /// Whether a session state is a data-parallel gradient buffer (not optimizer state).
 pub(crate) fn is_grad_state(name: &str) -> bool {
     name.ends_with(GRAD_SUFFIX)
-}
-
-/// Sums gradients across processes. The replicas of one process are summed on the host first;
-/// an MPI communicator implements this with `MPI_Allreduce(MPI_SUM)` over its ranks
-/// (`distributed::MpiAllReduce`, the `mpi` feature).
-pub trait AllReduce: Send {
-    /// Replaces each of this process's gradient tensors (`grads[k]`, already weighted by rows) by
-    /// its element-wise sum over every process.
-    fn all_reduce_sum(&mut self, grads: &mut [Vec<f32>]) -> Result<()>;
-
-    /// This process's rank in the group (0 of 1 by default).
-    fn rank(&self) -> usize {
-        0
-    }
-
-    /// Processes in the group.
-    fn size(&self) -> usize {
-        1
-    }
-
-    /// Every rank's `local` values laid end to end in rank order; rank `r` sends `counts[r]`
-    /// values (one process: `local` itself).
-    fn all_gather(&mut self, local: &[f32], _counts: &[usize]) -> Result<Vec<f32>> {
-        Ok(local.to_vec())
-    }
-}
-
-/// The communicator of a single process: its local sum is the global one.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SingleProcess;
-
-impl AllReduce for SingleProcess {
-    fn all_reduce_sum(&mut self, _grads: &mut [Vec<f32>]) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// Where data-parallel training steps spend their time, summed over the steps.

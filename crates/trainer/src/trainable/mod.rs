@@ -15,7 +15,8 @@ mod save;
 use kiln_device::{Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
-pub use data_parallel::{AllReduce, SingleProcess, StepTimes};
+pub use crate::distributed::{AllReduce, SingleProcess};
+pub use data_parallel::StepTimes;
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
 pub(crate) use language::{check_windows, next_token_heads};
