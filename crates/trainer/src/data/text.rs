@@ -189,23 +189,40 @@ impl Dataset for TokenWindows {
 
     fn fetch(&self, indices: &[usize], features: &mut [f32], _: TargetBuf<'_>) -> Result<()> {
         let w = self.context + 1;
-        if features.len() != indices.len() * w {
-            return Err(Error::shape(
-                "TokenWindows::fetch features buffer",
-                indices.len() * w,
-                features.len(),
-            ));
-        }
-        for (dst, &i) in features.chunks_exact_mut(w).zip(indices) {
-            let &start = self.starts.get(i).ok_or_else(|| {
-                Error::InvalidArgument(format!("window {i} out of range for {} windows", self.starts.len()))
-            })?;
+        let window = |i: usize| self.starts.get(i).copied();
+        fetch_windows("TokenWindows", w, self.starts.len(), indices, features, window, |start, dst| {
             for (d, &id) in dst.iter_mut().zip(&self.ids[start..start + w]) {
                 *d = id as f32;
             }
-        }
-        Ok(())
+        })
     }
+}
+
+/// Fills `features` with the windows of `width` ids at `indices` of a window data set of
+/// `windows` rows: `start(i)` is window i's first position, `read(start, dst)` copies its ids.
+pub(crate) fn fetch_windows(
+    name: &str,
+    width: usize,
+    windows: usize,
+    indices: &[usize],
+    features: &mut [f32],
+    start: impl Fn(usize) -> Option<usize>,
+    mut read: impl FnMut(usize, &mut [f32]),
+) -> Result<()> {
+    if features.len() != indices.len() * width {
+        return Err(Error::shape(
+            format!("{name}::fetch features buffer"),
+            indices.len() * width,
+            features.len(),
+        ));
+    }
+    for (dst, &i) in features.chunks_exact_mut(width).zip(indices) {
+        let at = start(i).ok_or_else(|| {
+            Error::InvalidArgument(format!("window {i} out of range for {windows} windows"))
+        })?;
+        read(at, dst);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

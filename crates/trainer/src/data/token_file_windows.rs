@@ -4,6 +4,7 @@
 
 use super::dataset::{Dataset, TargetBuf};
 use super::rng::SplitMix64;
+use super::text::fetch_windows;
 use super::token_file::TokenFile;
 use crate::error::{Error, Result};
 
@@ -110,20 +111,8 @@ impl Dataset for TokenFileWindows {
     }
 
     fn fetch(&self, indices: &[usize], features: &mut [f32], _: TargetBuf<'_>) -> Result<()> {
-        let w = self.context + 1;
-        if features.len() != indices.len() * w {
-            return Err(Error::shape(
-                "TokenFileWindows::fetch features buffer",
-                indices.len() * w,
-                features.len(),
-            ));
-        }
-        for (dst, &i) in features.chunks_exact_mut(w).zip(indices) {
-            let start = self.start(i).ok_or_else(|| {
-                Error::InvalidArgument(format!("window {i} out of range for {} windows", self.rows))
-            })?;
-            self.file.read_f32(start, dst);
-        }
-        Ok(())
+        let window = |i: usize| self.start(i);
+        let read = |start: usize, dst: &mut [f32]| self.file.read_f32(start, dst);
+        fetch_windows("TokenFileWindows", self.context + 1, self.rows, indices, features, window, read)
     }
 }

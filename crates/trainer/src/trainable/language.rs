@@ -54,3 +54,27 @@ pub(crate) fn check_windows(model: &str, context: usize, data: &dyn Dataset) -> 
     }
     Ok(())
 }
+
+/// Checks a `[batch, context]` batch of token ids and their next-token targets (`model` names
+/// the model in the error): same lengths, a whole number of sequences, every id below `vocab`.
+pub(crate) fn check_token_batch(
+    model: &str,
+    context: usize,
+    vocab: usize,
+    tokens: &[u32],
+    targets: &[u32],
+) -> Result<()> {
+    if tokens.is_empty() || !tokens.len().is_multiple_of(context) || targets.len() != tokens.len() {
+        return Err(Error::shape(
+            format!("{model} batch"),
+            format!("[batch, {context}] tokens and targets of the same length"),
+            format!("{} tokens, {} targets", tokens.len(), targets.len()),
+        ));
+    }
+    if let Some((i, bad)) = tokens.iter().chain(targets).enumerate().find(|(_, &id)| id as usize >= vocab) {
+        return Err(Error::InvalidArgument(format!(
+            "token id {bad} (at {i}) is outside the vocabulary of {vocab}"
+        )));
+    }
+    Ok(())
+}

@@ -19,7 +19,7 @@ pub use crate::distributed::{AllReduce, SingleProcess};
 pub use data_parallel::StepTimes;
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
-pub(crate) use language::{check_windows, next_token_heads};
+pub(crate) use language::{check_token_batch, check_windows, next_token_heads};
 pub use run::{Evaluation, Features};
 pub use save::optimizer_path;
 pub(crate) use save::{set_weights_from, Progress};

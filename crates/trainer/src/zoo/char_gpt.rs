@@ -20,8 +20,8 @@ use crate::losses::Loss;
 use crate::report::History;
 use crate::stream::Prep;
 use crate::trainable::{
-    check_windows, next_token_heads, set_weights_from, Bound, Compile, Core, Evaluation, FitOptions, Heads,
-    Param, Trainable,
+    check_token_batch, check_windows, next_token_heads, set_weights_from, Bound, Compile, Core, Evaluation,
+    FitOptions, Heads, Param, Trainable,
 };
 
 /// Metadata key: the [`CharGptConfig`] (JSON).
@@ -213,21 +213,7 @@ impl CharGpt {
     }
 
     fn check_batch(&self, tokens: &[u32], targets: &[u32]) -> Result<()> {
-        let t = self.config.context;
-        if tokens.is_empty() || !tokens.len().is_multiple_of(t) || targets.len() != tokens.len() {
-            return Err(Error::shape(
-                "char_gpt batch",
-                format!("[batch, {t}] tokens and targets of the same length"),
-                format!("{} tokens, {} targets", tokens.len(), targets.len()),
-            ));
-        }
-        if let Some(bad) = tokens.iter().chain(targets).find(|&&i| i as usize >= self.config.vocab) {
-            return Err(Error::InvalidArgument(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.config.vocab
-            )));
-        }
-        Ok(())
+        check_token_batch("char_gpt", self.config.context, self.config.vocab, tokens, targets)
     }
 
     /// Continues `prompt` by `n` characters, each drawn from the softmax of the last position's

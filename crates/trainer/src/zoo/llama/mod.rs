@@ -31,8 +31,8 @@ use crate::model::NamedTensor;
 use crate::report::History;
 use crate::stream::Prep;
 use crate::trainable::{
-    check_windows, next_token_heads, set_weights_from, Bound, Compile, Core, Evaluation, FitOptions, Heads,
-    Param, Trainable,
+    check_token_batch, check_windows, next_token_heads, set_weights_from, Bound, Compile, Core, Evaluation,
+    FitOptions, Heads, Param, Trainable,
 };
 
 /// Metadata key: the [`LlamaConfig`] (Hugging Face's `config.json` fields).
@@ -270,21 +270,7 @@ impl Llama {
     }
 
     fn check_batch(&self, tokens: &[u32], targets: &[u32]) -> Result<()> {
-        let t = self.context;
-        if tokens.is_empty() || !tokens.len().is_multiple_of(t) || targets.len() != tokens.len() {
-            return Err(Error::shape(
-                "llama batch",
-                format!("[batch, {t}] tokens and targets of the same length"),
-                format!("{} tokens, {} targets", tokens.len(), targets.len()),
-            ));
-        }
-        let v = self.config.vocab_size;
-        if let Some((i, bad)) = tokens.iter().chain(targets).enumerate().find(|(_, &id)| id as usize >= v) {
-            return Err(Error::InvalidArgument(format!(
-                "token id {bad} (at {i}) is outside the vocabulary of {v}"
-            )));
-        }
-        Ok(())
+        check_token_batch("llama", self.context, self.config.vocab_size, tokens, targets)
     }
 
     /// Writes the model (Hugging Face parameter names, its config, the training configuration
