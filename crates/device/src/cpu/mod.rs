@@ -18,6 +18,9 @@ use crate::kernels::twin::{In, Out, Par};
 use crate::kernels::{Access, Kernel, Slot};
 use crate::pool::Pool;
 
+mod profile;
+use profile::KernelProfile;
+
 /// Default for [`CpuBackend::with_parallel_min`]. Measured on the shared 2-core dev machine (under
 /// load from other builds): splitting `exp`/`gelu` over rayon did not pay below ~64K elements, and
 /// `add` (memory-bound, ~0.15 ns/element) was slower threaded even at 128K. Re-measure on an idle
@@ -63,15 +66,23 @@ struct CpuLaunch {
     binds: Vec<(BufferId, Slot)>,
 }
 
+/// A prepared plan: its launches, and whether any of them is big enough to split over threads.
+struct CpuPlan {
+    launches: Vec<CpuLaunch>,
+    threaded: bool,
+}
+
 /// The native CPU backend.
 pub struct CpuBackend {
     info: DeviceInfo,
     pool: Pool<CpuBuf>,
-    plans: Vec<Option<Vec<CpuLaunch>>>,
+    plans: Vec<Option<CpuPlan>>,
     free_plans: Vec<u32>,
     next_ticket: u64,
     done: HashMap<u64, Vec<HostVec>>,
     par: Par,
+    /// Time per kernel (`KILN_PROFILE_KERNELS=1`), printed when the backend is dropped.
+    profile: Option<KernelProfile>,
 }
 
 impl Default for CpuBackend {
@@ -105,6 +116,7 @@ impl CpuBackend {
             next_ticket: 0,
             done: HashMap::new(),
             par: Par { min: elements.max(1) },
+            profile: KernelProfile::from_env(),
         }
     }
 
@@ -166,6 +178,14 @@ impl CpuBackend {
     }
 }
 
+impl Drop for CpuBackend {
+    fn drop(&mut self) {
+        if let Some(p) = &self.profile {
+            eprint!("{}", p.report());
+        }
+    }
+}
+
 impl Backend for CpuBackend {
     fn info(&self) -> &DeviceInfo {
         &self.info
@@ -223,6 +243,10 @@ impl Backend for CpuBackend {
                 binds: launch.buffers.iter().copied().zip(slots).collect(),
             });
         }
+        // Kernels split their work only past `par.min` elements; matmuls past a few MFLOP, which
+        // an output of that many elements is a fair proxy for.
+        let threaded = steps.iter().any(|l| l.binds.iter().any(|(_, s)| s.len >= self.par.min));
+        let steps = CpuPlan { launches: steps, threaded };
         self.pool.stats.plans_compiled += 1;
         Ok(match self.free_plans.pop() {
             Some(i) => {
@@ -249,8 +273,23 @@ impl Backend for CpuBackend {
         }
         let steps =
             self.plans.get(plan.0 as usize).and_then(Option::as_ref).ok_or(Error::UnknownPlan(plan.0))?;
-        for step in steps {
-            Self::run_step(&mut self.pool, step, self.par)?;
+        let (pool, par, profile) = (&mut self.pool, self.par, &mut self.profile);
+        let mut run = || {
+            for step in &steps.launches {
+                match profile {
+                    None => Self::run_step(pool, step, par)?,
+                    Some(p) => p.time(&step.kernel, || Self::run_step(pool, step, par))?,
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        if steps.threaded {
+            // The whole plan runs on one of rayon's threads: a kernel that splits its work then
+            // forks onto the other threads from inside the pool, instead of this thread handing
+            // every launch to the pool and sleeping until it is done (a wake-up per launch, ~10 us).
+            rayon::scope(|_| run())?;
+        } else {
+            run()?;
         }
         let out = reads.iter().map(|&id| self.read(id)).collect::<Result<Vec<_>>>()?;
         let ticket = self.next_ticket;

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot, MAX_RANK};
 use crate::error::{Error, Result};
-use crate::kernels::twin::{map2, mismatch, In, Out, Par, PAR_CHUNK};
+use crate::kernels::twin::{map2, map_wide, mismatch, zip2_wide, In, Out, Par, PAR_CHUNK};
 use crate::DType::F32;
 
 /// Binary elementwise ops with broadcasting. Comparisons return 1.0 or 0.0.
@@ -220,10 +220,10 @@ impl Family for Binary {
 fn binary(par: Par, op: BinaryOp, bc: &Broadcast, c: &mut [f32], a: &[f32], b: &[f32]) {
     if a.len() == c.len() && b.len() == c.len() {
         // Same shape: strides are the identity.
-        return with_binary!(op, o => map2(par.light(c.len()), c, a, b, |x, y| o.eval(x, y)));
+        return with_binary!(op, o => map2(par.light(c.len()), c, a, b, #[inline(always)] |x, y| o.eval(x, y)));
     }
     with_binary!(op, o => {
-        let run = |start: usize, c: &mut [f32]| broadcast_range(bc, start, c, a, b, |x, y| o.eval(x, y));
+        let run = |start: usize, c: &mut [f32]| broadcast_range(bc, start, c, a, b, #[inline(always)] |x, y| o.eval(x, y));
         if par.light(c.len()) {
             c.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(i, c)| run(i * PAR_CHUNK, c))
         } else {
@@ -249,8 +249,23 @@ fn broadcast_range(
         let i = start + done;
         let (oa, ob) = bc.offsets(i);
         let n = (row - i % row).min(c.len() - done);
-        for (j, out) in c[done..done + n].iter_mut().enumerate() {
-            *out = f(a[oa + j * sa], b[ob + j * sb]);
+        let c = &mut c[done..done + n];
+        // The common innermost strides get loops the compiler vectorizes.
+        match (sa, sb) {
+            (1, 1) => zip2_wide(c, &a[oa..oa + n], &b[ob..ob + n], &f),
+            (1, 0) => map_wide(
+                c,
+                &a[oa..oa + n],
+                #[inline(always)]
+                |x| f(x, b[ob]),
+            ),
+            (0, 1) => map_wide(
+                c,
+                &b[ob..ob + n],
+                #[inline(always)]
+                |y| f(a[oa], y),
+            ),
+            _ => c.iter_mut().enumerate().for_each(|(j, o)| *o = f(a[oa + j * sa], b[ob + j * sb])),
         }
         done += n;
     }

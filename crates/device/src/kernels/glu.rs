@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::{nonzero, per_element, slot, Access::*, Family, Slot};
 use crate::error::Result;
+use crate::kernels::simd::run_wide;
 use crate::kernels::twin::{map2, mismatch, In, Out, Par, PAR_CHUNK};
 use crate::kernels::unary::sigmoid;
 use crate::DType::F32;
@@ -110,15 +111,25 @@ impl Family for Glu {
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         let heavy = par.heavy(self.len());
         match (*self, outs, ins) {
-            (Glu::Swiglu { .. }, [Out::F(y)], [In::F(gate), In::F(up)]) => {
-                map2(heavy, y, gate, up, |g, u| silu(g) * u)
-            }
+            (Glu::Swiglu { .. }, [Out::F(y)], [In::F(gate), In::F(up)]) => map2(
+                heavy,
+                y,
+                gate,
+                up,
+                #[inline(always)]
+                |g, u| silu(g) * u,
+            ),
             (Glu::SwigluGradGate { .. }, [Out::F(dg)], [In::F(gate), In::F(up), In::F(dy)]) => {
                 swiglu_grad_gate(heavy, dg, gate, up, dy)
             }
-            (Glu::SwigluGradUp { .. }, [Out::F(du)], [In::F(gate), In::F(dy)]) => {
-                map2(heavy, du, gate, dy, |g, d| d * silu(g))
-            }
+            (Glu::SwigluGradUp { .. }, [Out::F(du)], [In::F(gate), In::F(dy)]) => map2(
+                heavy,
+                du,
+                gate,
+                dy,
+                #[inline(always)]
+                |g, d| d * silu(g),
+            ),
             _ => mismatch(self.name()),
         }
     }
@@ -127,9 +138,14 @@ impl Family for Glu {
 /// `dgate = dy * up * silu'(gate)`, split over rayon when `parallel`.
 fn swiglu_grad_gate(parallel: bool, dg: &mut [f32], gate: &[f32], up: &[f32], dy: &[f32]) {
     let run = |dg: &mut [f32], gate: &[f32], up: &[f32], dy: &[f32]| {
-        for (((o, &g), &u), &d) in dg.iter_mut().zip(gate).zip(up).zip(dy) {
-            *o = d * u * silu_grad(g);
-        }
+        run_wide(
+            #[inline(always)]
+            || {
+                for (((o, &g), &u), &d) in dg.iter_mut().zip(gate.iter()).zip(up).zip(dy) {
+                    *o = d * u * silu_grad(g);
+                }
+            },
+        )
     };
     if parallel {
         dg.par_chunks_mut(PAR_CHUNK)

@@ -146,6 +146,7 @@ impl Family for LayerNorm {
 }
 
 /// `(mean, rstd)` of one row, `rstd = 1 / sqrt(var + eps)` with the biased variance.
+#[inline(always)]
 fn stats(x: &[f32], eps: f32) -> (f64, f64) {
     let n = x.len() as f64;
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -155,33 +156,50 @@ fn stats(x: &[f32], eps: f32) -> (f64, f64) {
 
 /// `y = (x - mean) * rstd` for each row of `cols`.
 fn layer_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
-    rows(par.heavy(y.len()), cols, y, x, x, |_, y, x, _| {
-        let (mean, rstd) = stats(x, eps);
-        for (out, &v) in y.iter_mut().zip(x) {
-            *out = ((v as f64 - mean) * rstd) as f32;
-        }
-    })
+    rows(
+        par.heavy(y.len()),
+        cols,
+        y,
+        x,
+        x,
+        #[inline(always)]
+        |_, y, x, _| {
+            let (mean, rstd) = stats(x, eps);
+            for (out, &v) in y.iter_mut().zip(x) {
+                *out = ((v as f64 - mean) * rstd) as f32;
+            }
+        },
+    )
 }
 
 /// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for each row of `cols`.
 fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32]) {
-    rows(par.heavy(dx.len()), cols, dx, x, dy, |_, dx, x, dy| {
-        let (mean, rstd) = stats(x, eps);
-        let n = cols as f64;
-        let (mut sg, mut sgx) = (0.0, 0.0);
-        for (&v, &g) in x.iter().zip(dy) {
-            sg += g as f64;
-            sgx += g as f64 * (v as f64 - mean) * rstd;
-        }
-        let (mg, mgx) = (sg / n, sgx / n);
-        for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-            let xhat = (v as f64 - mean) * rstd;
-            *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
-        }
-    })
+    rows(
+        par.heavy(dx.len()),
+        cols,
+        dx,
+        x,
+        dy,
+        #[inline(always)]
+        |_, dx, x, dy| {
+            let (mean, rstd) = stats(x, eps);
+            let n = cols as f64;
+            let (mut sg, mut sgx) = (0.0, 0.0);
+            for (&v, &g) in x.iter().zip(dy) {
+                sg += g as f64;
+                sgx += g as f64 * (v as f64 - mean) * rstd;
+            }
+            let (mg, mgx) = (sg / n, sgx / n);
+            for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                let xhat = (v as f64 - mean) * rstd;
+                *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
+            }
+        },
+    )
 }
 
 /// `rstd = 1 / sqrt(mean(x^2) + eps)` of one row, accumulated in f64.
+#[inline(always)]
 fn rms_stat(x: &[f32], eps: f32) -> f64 {
     let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
     1.0 / (ms + eps as f64).sqrt()
@@ -189,22 +207,38 @@ fn rms_stat(x: &[f32], eps: f32) -> f64 {
 
 /// `y = x * rstd` for each row of `cols`.
 fn rms_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
-    rows(par.heavy(y.len()), cols, y, x, x, |_, y, x, _| {
-        let rstd = rms_stat(x, eps);
-        for (out, &v) in y.iter_mut().zip(x) {
-            *out = (v as f64 * rstd) as f32;
-        }
-    })
+    rows(
+        par.heavy(y.len()),
+        cols,
+        y,
+        x,
+        x,
+        #[inline(always)]
+        |_, y, x, _| {
+            let rstd = rms_stat(x, eps);
+            for (out, &v) in y.iter_mut().zip(x) {
+                *out = (v as f64 * rstd) as f32;
+            }
+        },
+    )
 }
 
 /// `dx = rstd * (dy - xhat * mean(dy * xhat))` for each row of `cols`.
 fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32]) {
-    rows(par.heavy(dx.len()), cols, dx, x, dy, |_, dx, x, dy| {
-        let rstd = rms_stat(x, eps);
-        let sgx = x.iter().zip(dy).map(|(&v, &g)| g as f64 * v as f64 * rstd).sum::<f64>();
-        let mgx = sgx / cols as f64;
-        for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-            *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
-        }
-    })
+    rows(
+        par.heavy(dx.len()),
+        cols,
+        dx,
+        x,
+        dy,
+        #[inline(always)]
+        |_, dx, x, dy| {
+            let rstd = rms_stat(x, eps);
+            let sgx = x.iter().zip(dy).map(|(&v, &g)| g as f64 * v as f64 * rstd).sum::<f64>();
+            let mgx = sgx / cols as f64;
+            for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
+            }
+        },
+    )
 }

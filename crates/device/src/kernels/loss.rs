@@ -2,11 +2,15 @@
 //! scaled by the incoming 1-element `dloss` (`shaders/loss.wgsl`). On the CPU means accumulate in
 //! f64.
 
-use super::softmax::max_and_sum_exp;
+use rayon::prelude::*;
+
+use super::simd::run_wide;
+use super::softmax::{max_and_sum_exp, row_max};
+use super::unary::fast_exp;
 use super::unary::sigmoid;
 use super::{nonzero, per_element, slot, slot_lens, spread, Access::*, Family, Slot};
 use crate::error::Result;
-use crate::kernels::twin::{mismatch, In, Out, Par};
+use crate::kernels::twin::{mismatch, rows, In, Out, Par};
 use crate::DType::{F32, U32};
 
 /// The kernels of the loss family.
@@ -136,7 +140,7 @@ impl Family for Loss {
         }
     }
 
-    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         use In as I;
         use Out as O;
         match (*self, outs, ins) {
@@ -147,10 +151,10 @@ impl Family for Loss {
                 bce_logits_grad(dz, z, t, dl[0])
             }
             (Loss::SoftmaxCeLoss { cols, .. }, [O::F(l)], [I::F(z), I::U(lab)]) => {
-                softmax_ce(cols, l, z, lab)
+                softmax_ce(par.heavy(z.len()), cols, l, z, lab)
             }
             (Loss::SoftmaxCeGrad { cols, .. }, [O::F(dz)], [I::F(z), I::U(lab), I::F(dl)]) => {
-                softmax_ce_grad(cols, dz, z, lab, dl[0])
+                softmax_ce_grad(par.heavy(z.len()), cols, dz, z, lab, dl[0])
             }
             _ => mismatch(self.name()),
         }
@@ -188,29 +192,49 @@ fn bce_logits_grad(dz: &mut [f32], z: &[f32], t: &[f32], dloss: f32) {
 
 /// `loss = mean over rows of (logsumexp(row) - row[label])`. A label `>= cols` has an all-zero
 /// one-hot: its row adds `logsumexp(row)` (the label term is skipped), matching the gradient.
-fn softmax_ce(cols: usize, loss: &mut [f32], z: &[f32], labels: &[u32]) {
-    let mut total = 0f64;
-    for (row, &label) in z.chunks(cols).zip(labels) {
-        let (m, s) = max_and_sum_exp(row);
-        total += m as f64 + s.ln();
-        if let Some(&picked) = row.get(label as usize) {
-            total -= picked as f64;
-        }
-    }
+/// Rows are split over rayon's threads when `parallel`; their terms are added in row order.
+fn softmax_ce(parallel: bool, cols: usize, loss: &mut [f32], z: &[f32], labels: &[u32]) {
+    let row_term = |row: &[f32], label: u32| {
+        let mut t = 0f64;
+        run_wide(
+            #[inline(always)]
+            || {
+                let (m, s) = max_and_sum_exp(row);
+                t = m as f64 + s.ln() - row.get(label as usize).map_or(0.0, |&p| p as f64);
+            },
+        );
+        t
+    };
+    let total: f64 = if parallel {
+        let terms: Vec<f64> = z.par_chunks(cols).zip(labels).map(|(row, &l)| row_term(row, l)).collect();
+        terms.iter().sum()
+    } else {
+        z.chunks(cols).zip(labels).map(|(row, &l)| row_term(row, l)).sum()
+    };
     loss[0] = (total / labels.len() as f64) as f32;
 }
 
 /// `dz = (softmax(z) - onehot(label)) / rows * dloss`; a label `>= cols` subtracts nothing.
-fn softmax_ce_grad(cols: usize, dz: &mut [f32], z: &[f32], labels: &[u32], dloss: f32) {
+fn softmax_ce_grad(parallel: bool, cols: usize, dz: &mut [f32], z: &[f32], labels: &[u32], dloss: f32) {
     let scale = dloss / labels.len() as f32;
-    for ((out, row), &label) in dz.chunks_mut(cols).zip(z.chunks(cols)).zip(labels) {
-        let (m, s) = max_and_sum_exp(row);
-        let inv = (1.0 / s) as f32;
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = (v - m).exp() * inv * scale;
-        }
-        if let Some(o) = out.get_mut(label as usize) {
-            *o -= scale;
-        }
-    }
+    rows(
+        parallel,
+        cols,
+        dz,
+        z,
+        z,
+        #[inline(always)]
+        |r, out, row, _| {
+            let m = row_max(row);
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = fast_exp(v - m);
+            }
+            let s: f64 = out.iter().map(|&v| v as f64).sum();
+            let f = (1.0 / s) as f32 * scale;
+            out.iter_mut().for_each(|o| *o *= f);
+            if let Some(o) = out.get_mut(labels[r] as usize) {
+                *o -= scale;
+            }
+        },
+    )
 }

@@ -1,17 +1,13 @@
 //! Batched matmul (`shaders/matmul.wgsl`), two entry points: `matmul` (64x64 tiles) and the
 //! register-blocked `matmul_blocked` (128x128 tiles, 8x8 outputs per invocation); [`MatmulTile`]
-//! names them and [`MatmulTile::for_shape`] is the lowering's rule. The CPU twin runs the `matrixmultiply` crate's sgemm (its
-//! own threads for large products); it takes row and column strides, so a transposed operand is just
+//! names them and [`MatmulTile::for_shape`] is the lowering's rule. The CPU twin runs a
+//! library GEMM (`super::sgemm`: the `gemm` crate on CPUs with AVX-512, `matrixmultiply`
+//! elsewhere, chosen at run time); it takes row and column strides, so a transposed operand is just
 //! swapped strides, never a copy.
-//!
-//! Chosen over the `gemm` crate (0.19, rayon) by measurement on the 2-core dev machine, side by side
-//! with NumPy/OpenBLAS (GFLOP/s at n = 1024 / 2048, machine shared and loaded, so noisy):
-//! matrixmultiply 40-48 / 45-47, gemm 36-39 / 36-39, NumPy 27-36 / 48-50; single-threaded:
-//! matrixmultiply 45 / 49, gemm 44 / 42, NumPy 57 / 53. Note matrixmultiply uses at most 4 threads
-//! (its `MAX_THREADS`): on many-core machines re-measure against `gemm`, which uses all of rayon's.
 
 use super::{nonzero, slot, Access::*, Family, Slot};
 use crate::error::Result;
+use crate::kernels::sgemm::{self, Product};
 use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
@@ -208,29 +204,6 @@ fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32]) {
     let (rsb, csb) = if mm.trans_b { (1, k) } else { (n, 1) };
     let a_stride = if mm.a_batched { m * k } else { 0 };
     let b_stride = if mm.b_batched { k * n } else { 0 };
-    for (bi, c) in c.chunks_exact_mut(m * n).take(mm.batch).enumerate() {
-        let a = &a[bi * a_stride..][..m * k];
-        let b = &b[bi * b_stride..][..k * n];
-        // SAFETY: the slices above hold exactly the m x k, k x n and m x n elements the strides
-        // address, C is not aliased (a launch never binds its written buffer twice), and beta = 0
-        // means C is only written.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                rsa as isize,
-                csa as isize,
-                b.as_ptr(),
-                rsb as isize,
-                csb as isize,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
-    }
+    let product = Product { m, n, k, rsa, csa, rsb, csb };
+    sgemm::batched(&product, &mut c[..mm.batch * m * n], a, a_stride, b, b_stride);
 }

@@ -27,6 +27,8 @@ pub mod optim;
 pub mod reduce;
 pub mod rope;
 pub mod running;
+mod sgemm;
+pub mod simd;
 pub mod softmax;
 pub(crate) mod twin;
 pub mod unary;

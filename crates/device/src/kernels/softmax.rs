@@ -5,6 +5,7 @@
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
 use crate::error::{Error, Result};
 use crate::kernels::twin::{mismatch, rows, In, Out, Par};
+use crate::kernels::unary::fast_exp;
 use crate::DType::{F32, U32};
 
 /// The kernels of the softmax family.
@@ -177,10 +178,43 @@ impl Family for Softmax {
 }
 
 /// `max(row)` and `sum(exp(row - max))`, the stable pieces of softmax and logsumexp.
+#[inline(always)]
 pub(crate) fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s = row.iter().map(|&v| (v - m).exp() as f64).sum();
-    (m, s)
+    let m = row_max(row);
+    (m, sum_exp(row, m))
+}
+
+/// The largest entry of `row` (NaNs skipped, as `f32::max` does; -inf if empty), 16 lanes at a
+/// time: max is exact, so the lane order changes nothing.
+#[inline(always)]
+pub(crate) fn row_max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = row.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v);
+        }
+    }
+    lanes.iter().chain(rest).copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `sum(exp(row - m))` in f64, added in row order; the exponentials (`fast_exp`, within 2 ulp)
+/// are computed a block at a time so they vectorize.
+#[inline(always)]
+pub(crate) fn sum_exp(row: &[f32], m: f32) -> f64 {
+    let mut block = [0f32; 64];
+    let mut s = 0f64;
+    for c in row.chunks(64) {
+        let e = &mut block[..c.len()];
+        for (o, &v) in e.iter_mut().zip(c) {
+            *o = fast_exp(v - m);
+        }
+        for &v in e.iter() {
+            s += v as f64;
+        }
+    }
+    s
 }
 
 /// Softmax (or log-softmax) of each row of `scale * x`, shifted by the row max so nothing
@@ -195,36 +229,54 @@ fn softmax(
     y: &mut [f32],
     x: &[f32],
 ) {
-    rows(par.heavy(y.len()), cols, y, x, x, |r, y, x, _| {
-        let n = row_len(r);
-        // scale * x goes to the output row first, then is transformed in place
-        let (y, masked) = y.split_at_mut(n);
-        y.iter_mut().zip(x).for_each(|(o, &a)| *o = scale * a);
-        let (m, s) = max_and_sum_exp(y);
-        if log {
-            let lse = m as f64 + s.ln();
-            y.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
-        } else {
-            let inv = (1.0 / s) as f32;
-            y.iter_mut().for_each(|v| *v = (*v - m).exp() * inv);
-        }
-        masked.fill(0.0);
-    })
+    rows(
+        par.heavy(y.len()),
+        cols,
+        y,
+        x,
+        x,
+        #[inline(always)]
+        |r, y, x, _| {
+            let n = row_len(r);
+            // scale * x goes to the output row first, then is transformed in place
+            let (y, masked) = y.split_at_mut(n);
+            y.iter_mut().zip(x).for_each(|(o, &a)| *o = scale * a);
+            let m = row_max(y);
+            if log {
+                let lse = m as f64 + sum_exp(y, m).ln();
+                y.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
+            } else {
+                y.iter_mut().for_each(|v| *v = fast_exp(*v - m));
+                let s: f64 = y.iter().map(|&v| v as f64).sum();
+                let inv = (1.0 / s) as f32;
+                y.iter_mut().for_each(|v| *v *= inv);
+            }
+            masked.fill(0.0);
+        },
+    )
 }
 
 /// Softmax: `dx = scale * y * (dy - sum(dy * y))`; log-softmax: `dx = scale * (dy - exp(y) * sum(dy))`.
 fn softmax_grad(par: Par, cols: usize, log: bool, scale: f32, dx: &mut [f32], y: &[f32], dy: &[f32]) {
-    rows(if log { par.heavy(dx.len()) } else { par.light(dx.len()) }, cols, dx, y, dy, |_, dx, y, dy| {
-        if log {
-            let s = dy.iter().map(|&g| g as f64).sum::<f64>() as f32;
-            for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
-                *out = scale * (g - yv.exp() * s);
+    rows(
+        if log { par.heavy(dx.len()) } else { par.light(dx.len()) },
+        cols,
+        dx,
+        y,
+        dy,
+        #[inline(always)]
+        |_, dx, y, dy| {
+            if log {
+                let s = dy.iter().map(|&g| g as f64).sum::<f64>() as f32;
+                for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+                    *out = scale * (g - fast_exp(yv) * s);
+                }
+            } else {
+                let dot = y.iter().zip(dy).map(|(&yv, &g)| yv as f64 * g as f64).sum::<f64>() as f32;
+                for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+                    *out = scale * yv * (g - dot);
+                }
             }
-        } else {
-            let dot = y.iter().zip(dy).map(|(&yv, &g)| yv as f64 * g as f64).sum::<f64>() as f32;
-            for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
-                *out = scale * yv * (g - dot);
-            }
-        }
-    })
+        },
+    )
 }

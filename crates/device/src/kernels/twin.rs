@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::simd::wide_fn;
+
 /// A written buffer, sliced to the length its slot needs.
 pub(crate) enum Out<'a> {
     F(&'a mut [f32]),
@@ -56,11 +58,7 @@ pub(crate) fn map2(
     b: &[f32],
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) {
-    let run = |out: &mut [f32], a: &[f32], b: &[f32]| {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = f(x, y);
-        }
-    };
+    let run = |out: &mut [f32], a: &[f32], b: &[f32]| zip2_wide(out, a, b, &f);
     if parallel {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
@@ -70,24 +68,69 @@ pub(crate) fn map2(
     }
 }
 
-/// Row-parallel helper: `f(row_index, out_row, in_row, other_row)` over rows of `cols`.
-pub(crate) fn rows(
+wide_fn! {
+    /// `out[i] = f(a[i], b[i])` on one thread, as wide as the CPU allows.
+    pub(crate) fn zip2_wide<F>(out: &mut [f32], a: &[f32], b: &[f32], f: &F) where [Fn(f32, f32) -> f32] = zip2
+}
+
+wide_fn! {
+    /// `out[i] = f(a[i])` on one thread, as wide as the CPU allows.
+    pub(crate) fn map_wide<F>(out: &mut [f32], a: &[f32], f: F) where [Fn(f32) -> f32] = map1
+}
+
+#[inline(always)]
+fn map1<F: Fn(f32) -> f32>(out: &mut [f32], a: &[f32], f: F) {
+    for (o, &x) in out.iter_mut().zip(a) {
+        *o = f(x);
+    }
+}
+
+#[inline(always)]
+fn zip2<F: Fn(f32, f32) -> f32>(out: &mut [f32], a: &[f32], b: &[f32], f: &F) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = f(x, y);
+    }
+}
+
+/// Row-parallel helper: `f(row_index, out_row, in_row, other_row)` over rows of `cols`, as wide
+/// as the CPU allows (`f` must be an `#[inline(always)]` closure for that), split over rayon in
+/// tasks of whole rows when `parallel`.
+pub(crate) fn rows<F: Fn(usize, &mut [f32], &[f32], &[f32]) + Sync>(
     parallel: bool,
     cols: usize,
     out: &mut [f32],
     a: &[f32],
     b: &[f32],
-    f: impl Fn(usize, &mut [f32], &[f32], &[f32]) + Sync,
+    f: F,
 ) {
-    if parallel && out.len() > cols {
-        out.par_chunks_mut(cols)
-            .zip(a.par_chunks(cols).zip(b.par_chunks(cols)))
+    let per_task = (PAR_CHUNK / cols.max(1)).max(1);
+    if parallel && out.len() > cols * per_task {
+        let chunk = cols * per_task;
+        out.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
             .enumerate()
-            .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
+            .for_each(|(t, (o, (a, b)))| rows_wide(cols, t * per_task, o, a, b, &f));
     } else {
-        out.chunks_mut(cols)
-            .zip(a.chunks(cols).zip(b.chunks(cols)))
-            .enumerate()
-            .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
+        rows_wide(cols, 0, out, a, b, &f);
+    }
+}
+
+wide_fn! {
+    /// Rows `first..` of `rows`, on one thread.
+    fn rows_wide<F>(cols: usize, first: usize, out: &mut [f32], a: &[f32], b: &[f32], f: &F)
+        where [Fn(usize, &mut [f32], &[f32], &[f32])] = rows_loop
+}
+
+#[inline(always)]
+fn rows_loop<F: Fn(usize, &mut [f32], &[f32], &[f32])>(
+    cols: usize,
+    first: usize,
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: &F,
+) {
+    for (r, (o, (a, b))) in out.chunks_mut(cols).zip(a.chunks(cols).zip(b.chunks(cols))).enumerate() {
+        f(first + r, o, a, b);
     }
 }

@@ -50,19 +50,22 @@ pub fn fast_exp(x: f32) -> f32 {
     }
 }
 
-/// Logistic function, evaluated without overflow for either sign.
+/// Logistic function, evaluated without overflow for either sign (with [`fast_exp`], so loops
+/// over it vectorize).
+#[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
+    let e = fast_exp(-x.abs());
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        1.0 / (1.0 + e)
     } else {
-        let e = x.exp();
         e / (1.0 + e)
     }
 }
 
 /// tanh through exp(-2|x|), which never overflows. WGSL has the same formula.
+#[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    let t = (-2.0 * x.abs()).exp();
+    let t = fast_exp(-2.0 * x.abs());
     let r = (1.0 - t) / (1.0 + t);
     if x < 0.0 {
         -r

@@ -403,13 +403,13 @@ fn parallel(par: Par, op: UnaryOp, len: usize) -> bool {
 /// `y = op(x)`.
 fn unary(par: Par, op: UnaryOp, alpha: f32, y: &mut [f32], x: &[f32]) {
     let parallel = parallel(par, op, y.len());
-    with_unary!(op, o => map2(parallel, y, x, x, |v, _| o.eval(v, alpha)))
+    with_unary!(op, o => map2(parallel, y, x, x, #[inline(always)] |v, _| o.eval(v, alpha)))
 }
 
 /// `dx = op'(saved) * dy`.
 fn unary_grad(par: Par, op: UnaryOp, alpha: f32, dx: &mut [f32], saved: &[f32], dy: &[f32]) {
     let parallel = parallel(par, op, dx.len());
-    with_unary!(op, o => map2(parallel, dx, saved, dy, |s, g| o.grad(s, g, alpha)))
+    with_unary!(op, o => map2(parallel, dx, saved, dy, #[inline(always)] |s, g| o.grad(s, g, alpha)))
 }
 
 /// `y[r, c] = op(x[r, c] + bias[c])` for `x` of `[rows, cols]`.
