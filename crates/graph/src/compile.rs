@@ -142,6 +142,7 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         fetch_lens: Vec::new(),
         fused: fused_into.iter().filter(|f| f.is_some()).count(),
         naive_bytes: 0,
+        live: Vec::new(),
     };
     let mut buf: Vec<Option<Buf>> = vec![None; n];
     for i in (0..n).filter(|&i| live[i] && is_leaf(&nodes[i].op)) {
@@ -168,6 +169,7 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
     // new tensor takes the smallest free slot that fits, else grows the largest free one.
     let mut free: Vec<usize> = Vec::new();
     let mut naive = plan.peak_bytes() / 4;
+    let mut alive = 0u64; // elements of the activation tensors alive
     for (pos, &i) in order.iter().enumerate() {
         let node = &nodes[i];
         let id = NodeId(i as u32);
@@ -175,6 +177,7 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         if !node.op.is_update() && node.op != Op::CacheWrite {
             let (dtype, len) = (node.dtype, node.shape.numel(batch));
             naive += len as u64;
+            alive += len as u64;
             let fits = |s: &usize| plan.temps[*s].0 == dtype;
             let best = free
                 .iter()
@@ -215,9 +218,11 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
             if last_use[r] == Some(pos) {
                 if let Some(Buf::Temp(s)) = buf[r] {
                     free.push(s);
+                    alive -= nodes[r].shape.numel(batch) as u64;
                 }
             }
         }
+        plan.live.push(4 * alive);
     }
     naive += (0..n).filter(|&i| skip[i]).map(|i| nodes[i].shape.numel(batch) as u64).sum::<u64>();
     plan.naive_bytes = 4 * naive;

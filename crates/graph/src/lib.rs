@@ -60,6 +60,7 @@ mod optim;
 mod optimizer;
 mod plan;
 pub mod reference;
+mod recompute;
 mod rotary;
 mod running;
 mod session;
