@@ -59,12 +59,13 @@ mod ops;
 mod optim;
 mod optimizer;
 mod plan;
-pub mod reference;
 mod recompute;
+pub mod reference;
 mod rotary;
 mod running;
 mod session;
 pub mod shape;
+mod slots;
 
 pub use accumulate::GRAD_WEIGHT;
 pub use autodiff::saved;

@@ -82,8 +82,11 @@ fn assert_same(with: &[Vec<f32>], without: &[Vec<f32>], device: &str) {
         }
     }
     // the recomputed kernels are the forward's own, on the same inputs: the same bits
-    let same_bits = with.iter().flatten().zip(without.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits());
-    eprintln!("{device}: gradients with recompute vs without: identical bits {same_bits}, max relative {max_rel:e}");
+    let same_bits =
+        with.iter().flatten().zip(without.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits());
+    eprintln!(
+        "{device}: gradients with recompute vs without: identical bits {same_bits}, max relative {max_rel:e}"
+    );
     assert!(same_bits && max_rel == 0.0, "{device}: max relative difference {max_rel:e}");
 }
 
