@@ -1,14 +1,15 @@
 //! One training step of a Llama-style language model (BENCHMARKS.md `smollm2-135m`): the
 //! SmolLM2-135M configuration (134,515,008 parameters) at batch 4 x 128 tokens, forward +
 //! next-token cross-entropy + backward + AdamW (weight decay on matrices) + the loss back on the
-//! host, through the same `zoo::Llama` the CLI trains. `--config tiny` runs the toy preset.
+//! host, through the same `zoo::Llama` the CLI trains. `--config tiny` runs the toy preset;
+//! `--recompute` recomputes each block during the backward (activation checkpointing).
 //!
 //! ```text
-//! cargo bench --bench llm_step -- [--backend cpu|gpu|auto] [--config smollm2-135m|tiny|FILE] [--batch 4] [--seq 128] [--steps 3] [--quick]
+//! cargo bench --bench llm_step -- [--backend cpu|gpu|auto] [--config smollm2-135m|tiny|FILE] [--batch 4] [--seq 128] [--steps 3] [--recompute] [--quick]
 //! ```
 //!
 //! Lines: `bench=smollm2-135m backend=cpu batch=4 seq=128 steps_per_s=... tokens_per_s=...`
-//! (median of the timed steps), then `... peak_rss_bytes=... planned_bytes=... launches=...`,
+//! (median of the timed steps), then `... recompute=... peak_rss_bytes=... planned_bytes=... launches=...`,
 //! and on a GPU `mfu=...` (6 * parameters * tokens / step time / the fp32 peak given by
 //! `KILN_PEAK_FLOPS`, when set).
 
@@ -31,7 +32,9 @@ fn main() -> anyhow::Result<()> {
     let config = LlamaConfig::named_or_file(&name)?;
     let mut training = Llama::default_training();
     training.backend = backend;
+    training.recompute = common::has("--recompute");
     let planned = Llama::plan_memory(&config, seq, batch, &training)?;
+    let training_recompute = training.recompute;
     let device = kiln::device::open(backend)?;
     let label = if device.info().kind == kiln::device::DeviceKind::Cpu { "cpu" } else { "gpu" };
     let mut model = Llama::with_training(config.clone(), seq, 1, training, device)?;
@@ -63,7 +66,8 @@ fn main() -> anyhow::Result<()> {
         tokens_per_step / median
     );
     let mut line = format!(
-        "bench={name} backend={label} batch={batch} seq={seq} peak_rss_bytes={} planned_bytes={} launches={}",
+        "bench={name} backend={label} batch={batch} seq={seq} recompute={} peak_rss_bytes={} planned_bytes={} launches={}",
+        training_recompute,
         common::peak_rss_bytes(),
         planned.total_bytes(),
         planned.launches

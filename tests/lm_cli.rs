@@ -117,8 +117,10 @@ fn train_resume_export_generate_and_evaluate() {
         "--out",
         &out,
         "--resume",
+        "--recompute",
     ]));
     assert!(resumed.contains("trained 3 steps"), "{resumed}");
+    assert!(resumed.contains("workspace") && resumed.contains("blocks recomputed"), "{resumed}");
 
     // the checkpoint and the Hugging Face folder hold the same weights (the folder the first
     // run's, the checkpoint the resumed run's: compare the folder against a fresh export)
@@ -171,6 +173,28 @@ fn train_resume_export_generate_and_evaluate() {
 fn info_reports_the_smollm2_size_and_errors_are_clear() {
     let info = ok(kiln(&["lm", "info", "--config", "smollm2-135m"]));
     assert!(info.contains("134515008 parameters") && info.contains("optimizer state"), "{info}");
+    // both settings planned by kind, and the largest batch that fits a budget for each
+    let info = ok(kiln(&["lm", "info", "--context", "32", "--batch-size", "3", "--fit-in", "20MB"]));
+    let tiny = kiln::trainer::zoo::LlamaConfig::tiny();
+    for recompute in [false, true] {
+        let mut t = Llama::default_training();
+        t.recompute = recompute;
+        let m = Llama::plan_memory(&tiny, 32, 3, &t).unwrap();
+        let kinds = format!(
+            "(bytes: {} + {} + {} + {} = {})",
+            m.parameter_bytes,
+            m.optimizer_bytes,
+            m.activation_bytes,
+            m.workspace_bytes,
+            m.total_bytes()
+        );
+        assert!(info.contains(&kinds), "recompute {recompute}: {kinds} not in {info}");
+        let (batch, _) = Llama::largest_batch(&tiny, 32, &t, 20_000_000).unwrap().unwrap();
+        let label = if recompute { "f32, recompute" } else { "f32" };
+        assert!(info.contains(&format!("{label}: batch {batch} ")), "{label}: batch {batch} not in {info}");
+    }
+    let e = err(kiln(&["lm", "info", "--fit-in", "8 lightyears"]));
+    assert!(e.contains("unknown unit"), "{e}");
     let e = err(kiln(&["lm", "train", "--config", "gpt5", "--steps", "1"]));
     assert!(e.contains("unknown config 'gpt5'") && e.contains("smollm2-135m"), "{e}");
     let e = err(kiln(&["lm", "generate", "--model", "/nonexistent/model.safetensors"]));

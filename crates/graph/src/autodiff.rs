@@ -5,6 +5,7 @@ use kiln_device::{BinaryOp, DType, Patches, Prim, ReduceOp, Saved, UnaryOp};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op};
+use crate::recompute::Recompute;
 use crate::shape::{Batch, Fixed, Shape};
 
 /// What an op's backward reads besides the incoming gradient: its inputs, its output, or neither.
@@ -30,7 +31,8 @@ pub fn saved(op: &Op) -> Saved {
 impl Graph {
     /// `d loss / d p` for each parameter `p`, as new nodes of this graph. A non-scalar loss is
     /// summed. A parameter the loss does not depend on is an error, as is an op on the path from a
-    /// parameter to the loss that has no backward rule.
+    /// parameter to the loss that has no backward rule. Segments marked with
+    /// [`Graph::checkpoint`] are recomputed right before their backward (see its docs).
     pub fn gradients(&self, loss: NodeId, params: &[NodeId]) -> Result<Vec<NodeId>> {
         self.check()?;
         self.refuse_running_targets(params, "gradients")?;
@@ -57,6 +59,7 @@ impl Graph {
         }
         let active = |id: NodeId| id.index() < n && from_param[id.index()] && to_loss[id.index()];
 
+        let mut recompute = Recompute::new(self, n)?;
         let mut grads: Vec<Option<NodeId>> = vec![None; n];
         grads[loss.index()] = Some(self.fill(self.shape(loss), 1.0));
         for i in (0..n).rev() {
@@ -66,7 +69,7 @@ impl Graph {
             if !wanted.iter().any(|&w| w) {
                 continue;
             }
-            let contribs = vjp(self, NodeId(i as u32), gy, &wanted)?;
+            let contribs = vjp(self, recompute.backward_node(self, i), gy, &wanted)?;
             for ((&x, c), w) in node.inputs.iter().zip(contribs).zip(wanted) {
                 let Some(c) = c.filter(|_| w) else { continue };
                 let c = self.sum_to(c, &self.shape(x));

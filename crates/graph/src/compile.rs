@@ -1,13 +1,15 @@
 //! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act`,
 //! a schedule (ascending ids, each optimizer or running-statistic update right after the last
-//! reader of its target; a cache write at its own id, in place in its cache's buffer), and buffer planning by liveness (a freed activation slot is reused by a later
-//! tensor of the same type; slots are sized for the largest tensor they hold).
+//! reader of its target; a cache write at its own id, in place in its cache's buffer), and buffer
+//! planning by liveness (tensors of one type whose lifetimes do not overlap share an activation
+//! slot, see `slots.rs`).
 
 use kiln_device::{BinaryOp, Kernel, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
 use crate::plan::{Buf, Plan, Step};
+use crate::slots::{self, Lifetime};
 
 /// What a compiled step runs besides what its fetched outputs need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -142,6 +144,7 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         fetch_lens: Vec::new(),
         fused: fused_into.iter().filter(|f| f.is_some()).count(),
         naive_bytes: 0,
+        live: Vec::new(),
     };
     let mut buf: Vec<Option<Buf>> = vec![None; n];
     for i in (0..n).filter(|&i| live[i] && is_leaf(&nodes[i].op)) {
@@ -164,41 +167,34 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         });
     }
 
-    // Activation slots by liveness. A slot takes the size of the largest tensor it ever holds: a
-    // new tensor takes the smallest free slot that fits, else grows the largest free one.
-    let mut free: Vec<usize> = Vec::new();
+    // Activation slots by liveness (see `slots.rs`): the tensors each step writes, placed by
+    // their lifetimes.
+    let writes = |i: usize| !nodes[i].op.is_update() && nodes[i].op != Op::CacheWrite;
+    let (written, lifetimes): (Vec<usize>, Vec<Lifetime>) = order
+        .iter()
+        .enumerate()
+        .filter(|&(_, &i)| writes(i))
+        .map(|(pos, &i)| {
+            let (dtype, len) = (nodes[i].dtype, nodes[i].shape.numel(batch));
+            (i, Lifetime { dtype, len, first: pos, last: last_use[i].unwrap_or(pos) })
+        })
+        .unzip();
     let mut naive = plan.peak_bytes() / 4;
+    let (slot_of, temps) = slots::assign(&lifetimes);
+    plan.temps = temps;
+    for (i, slot) in written.into_iter().zip(slot_of) {
+        buf[i] = Some(Buf::Temp(slot));
+    }
+    let mut alive = 0u64; // elements of the activation tensors alive
     for (pos, &i) in order.iter().enumerate() {
         let node = &nodes[i];
         let id = NodeId(i as u32);
         let mut bufs = Vec::new();
-        if !node.op.is_update() && node.op != Op::CacheWrite {
-            let (dtype, len) = (node.dtype, node.shape.numel(batch));
-            naive += len as u64;
-            let fits = |s: &usize| plan.temps[*s].0 == dtype;
-            let best = free
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| fits(s))
-                .min_by_key(|(_, &s)| {
-                    let have = plan.temps[s].1;
-                    if have >= len {
-                        (0, have)
-                    } else {
-                        (1, usize::MAX - have)
-                    }
-                })
-                .map(|(k, _)| k);
-            let slot = match best {
-                Some(k) => free.swap_remove(k),
-                None => {
-                    plan.temps.push((dtype, 0));
-                    plan.temps.len() - 1
-                }
-            };
-            plan.temps[slot].1 = plan.temps[slot].1.max(len);
-            buf[i] = Some(Buf::Temp(slot));
-            bufs.push(Buf::Temp(slot));
+        if writes(i) {
+            let len = node.shape.numel(batch) as u64;
+            naive += len;
+            alive += len;
+            bufs.push(buf[i].expect("every written tensor has a slot"));
         }
         let inputs = reads(i);
         for x in &inputs {
@@ -213,11 +209,12 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         ending.dedup();
         for r in ending {
             if last_use[r] == Some(pos) {
-                if let Some(Buf::Temp(s)) = buf[r] {
-                    free.push(s);
+                if let Some(Buf::Temp(_)) = buf[r] {
+                    alive -= nodes[r].shape.numel(batch) as u64;
                 }
             }
         }
+        plan.live.push(4 * alive);
     }
     naive += (0..n).filter(|&i| skip[i]).map(|i| nodes[i].shape.numel(batch) as u64).sum::<u64>();
     plan.naive_bytes = 4 * naive;

@@ -169,7 +169,7 @@ pub struct Node {
 /// ```
 #[derive(Default)]
 pub struct Graph {
-    inner: RefCell<Inner>,
+    pub(crate) inner: RefCell<Inner>,
 }
 
 #[derive(Default)]
@@ -179,6 +179,10 @@ pub(crate) struct Inner {
     /// The hyper-parameters [`Graph::optimize`] was given: the session starts from them. Not
     /// part of the IR (update nodes carry only their rule).
     pub optimizer: Option<Optimizer>,
+    /// Recomputed segments ([`Graph::checkpoint`]): ranges of node indices.
+    pub segments: Vec<std::ops::Range<usize>>,
+    /// Where the segment being built starts, while [`Graph::checkpoint`] runs.
+    pub open_segment: Option<usize>,
 }
 
 impl Graph {

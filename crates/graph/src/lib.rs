@@ -3,7 +3,8 @@
 //! Build a [`Graph`] of primitive ops (shape errors are found here), derive gradients with
 //! [`Graph::gradients`], append optimizer updates with [`Graph::optimize`], and run it with a
 //! [`Session`], which compiles one [`Plan`] per batch size (fused, buffers planned by liveness)
-//! and submits it every step.
+//! and submits it every step. Segments marked with [`Graph::checkpoint`] are recomputed during
+//! the backward instead of keeping their activations alive (activation checkpointing).
 //!
 //! The graph has no kernel vocabulary of its own: a primitive node holds a [`Prim`] (defined,
 //! validated and lowered to a sized kernel in kiln-device), autodiff's `vjp` is the one table of
@@ -59,11 +60,13 @@ mod ops;
 mod optim;
 mod optimizer;
 mod plan;
+mod recompute;
 pub mod reference;
 mod rotary;
 mod running;
 mod session;
 pub mod shape;
+mod slots;
 
 pub use accumulate::GRAD_WEIGHT;
 pub use autodiff::saved;

@@ -56,6 +56,9 @@ pub struct Plan {
     /// Bytes every tensor would take with a buffer of its own (no reuse, no fusion), persistent
     /// ones included.
     pub naive_bytes: u64,
+    /// Bytes of the activation tensors alive after each step (one entry per step: a tensor is
+    /// alive from the step that writes it to its last reader), fetched outputs included.
+    pub live: Vec<u64>,
 }
 
 impl Plan {
@@ -72,6 +75,24 @@ impl Plan {
         let inputs: usize = self.inputs.iter().map(|i| i.2).sum();
         let persistent: usize = self.persistent.iter().map(|p| p.1).sum();
         4 * (temps + fills + inputs + persistent) as u64
+    }
+
+    /// Bytes of the activation slots (what the plan allocates for activations, gradients and
+    /// workspace; at least [`Plan::peak_live_bytes`], more where slots fragment).
+    pub fn temp_bytes(&self) -> u64 {
+        4 * self.temps.iter().map(|t| t.1 as u64).sum::<u64>()
+    }
+
+    /// The most bytes of activation tensors alive at once (after any one step).
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.live.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Bytes of activation tensors alive after the step that computes `node` (`None` when no
+    /// step computes it): for the loss of a training step, the forward activations kept for the
+    /// backward.
+    pub fn live_bytes_after(&self, node: NodeId) -> Option<u64> {
+        self.steps.iter().position(|s| s.node == node).map(|p| self.live[p])
     }
 
     /// Bytes of the session-owned tensors the plan binds (the same with or without reuse).

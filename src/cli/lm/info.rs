@@ -1,9 +1,11 @@
-//! `kiln lm info`: a configuration's parameter count and the memory its training step plans.
+//! `kiln lm info`: a configuration's parameter count and the memory its training step plans, by
+//! kind, without and with activation checkpointing (`--recompute` in `kiln lm train`), and with
+//! `--fit-in` the largest batch whose step fits a memory budget (planned, nothing allocated).
 
 use anyhow::Result;
-use kiln_trainer::zoo::{Llama, LlamaConfig};
+use kiln_trainer::zoo::{Llama, LlamaConfig, MemoryPlan};
 
-use super::bytes;
+use super::{bytes, parse_bytes};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,6 +18,10 @@ pub struct Args {
     /// Sequences per step for the memory plan.
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
+    /// Also find the largest batch (sequences of --context tokens) whose training step fits this
+    /// much memory, e.g. `8GB` (10^9 bytes) or `8GiB` (2^30 bytes), for each setting.
+    #[arg(long, value_parser = parse_bytes)]
+    fit_in: Option<u64>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -33,16 +39,55 @@ pub fn run(a: Args) -> Result<()> {
         c.intermediate_size,
         c.tie_word_embeddings
     );
-    let m = Llama::plan_memory(&c, a.context, a.batch_size, &Llama::default_training())?;
     println!(
-        "training step at batch {} x {} tokens (f32, AdamW): parameters {}, optimizer state {}, activations and gradients {}, total {} ({} kernel launches)",
+        "training step at batch {} x {} tokens (AdamW), planned bytes:\n{:<24} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}",
         a.batch_size,
         a.context,
+        "setting",
+        "parameters",
+        "optimizer state",
+        "activations",
+        "workspace",
+        "total",
+        "launches"
+    );
+    let mut fits = Vec::new();
+    for recompute in [false, true] {
+        let mut training = Llama::default_training();
+        training.recompute = recompute;
+        let label = if recompute { "f32, recompute" } else { "f32" };
+        let m = Llama::plan_memory(&c, a.context, a.batch_size, &training)?;
+        println!("{}", row(label, &m));
+        if let Some(budget) = a.fit_in {
+            fits.push((label, Llama::largest_batch(&c, a.context, &training, budget)?));
+        }
+    }
+    if let Some(budget) = a.fit_in {
+        println!("largest batch of {} tokens in {} ({budget} bytes):", a.context, bytes(budget));
+        for (label, fit) in fits {
+            match fit {
+                Some((batch, m)) => println!("{}", row(&format!("{label}: batch {batch}"), &m)),
+                None => println!("{label}: none (one sequence needs more)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One row of the table: the bytes of each kind, readable and exact.
+fn row(label: &str, m: &MemoryPlan) -> String {
+    format!(
+        "{label:<24} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}  (bytes: {} + {} + {} + {} = {})",
         bytes(m.parameter_bytes),
         bytes(m.optimizer_bytes),
         bytes(m.activation_bytes),
+        bytes(m.workspace_bytes),
         bytes(m.total_bytes()),
-        m.launches
-    );
-    Ok(())
+        m.launches,
+        m.parameter_bytes,
+        m.optimizer_bytes,
+        m.activation_bytes,
+        m.workspace_bytes,
+        m.total_bytes()
+    )
 }

@@ -29,28 +29,31 @@ pub fn check(
     host_available: Option<u64>,
 ) -> Result<String> {
     let mut line = format!(
-        "memory: parameters {}, optimizer state {}, activations and gradients {}, total {} \
+        "memory: parameters {}, optimizer state {}, activations {}, workspace {}, total {} \
          (largest buffer {})",
         bytes(plan.parameter_bytes),
         bytes(plan.optimizer_bytes),
         bytes(plan.activation_bytes),
+        bytes(plan.workspace_bytes),
         bytes(plan.total_bytes()),
         bytes(plan.largest_buffer_bytes)
     );
     let what = format!("a step of {batch} x {context} tokens");
-    let fix = "use a smaller --batch-size or --context (--accumulate N keeps the update's batch)";
+    let fix = "use a smaller --batch-size or --context (--accumulate N keeps the update's batch), \
+               or --recompute (recompute each block's activations during the backward)";
     if info.kind == DeviceKind::Cpu {
         if let Some(have) = host_available {
             line += &format!("; {} of RAM available", bytes(have));
             if plan.total_bytes() > have {
                 bail!(
                     "{what} needs {} bytes ({}: parameters {}, optimizer state {}, activations \
-                     and gradients {}) but this machine has {} bytes ({}) available; {fix}",
+                     {}, workspace {}) but this machine has {} bytes ({}) available; {fix}",
                     plan.total_bytes(),
                     bytes(plan.total_bytes()),
                     bytes(plan.parameter_bytes),
                     bytes(plan.optimizer_bytes),
                     bytes(plan.activation_bytes),
+                    bytes(plan.workspace_bytes),
                     have,
                     bytes(have)
                 );

@@ -53,6 +53,11 @@ pub struct Args {
     /// batch this many times larger, in the memory of one micro-batch).
     #[arg(long, default_value_t = 1)]
     accumulate: usize,
+    /// Activation checkpointing: keep only each transformer block's input from the forward to the
+    /// backward, which recomputes the block's activations when it needs them (less memory, about
+    /// one more forward per step, the same gradients). With --resume it may be turned on or off.
+    #[arg(long)]
+    recompute: bool,
     /// Optimizer steps in total.
     #[arg(long, default_value_t = 600)]
     steps: usize,
@@ -126,6 +131,7 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     c.backend = backend(&a.backend)?;
     c.accumulate = a.accumulate;
     c.devices = a.devices.max(1);
+    c.recompute = a.recompute;
     Ok(c)
 }
 
@@ -184,7 +190,8 @@ pub fn run(a: Args) -> Result<()> {
     let info = device.info().clone();
     let check_memory = |config: &LlamaConfig, training: &Compile| -> Result<String> {
         let plan = Llama::plan_memory(config, a.context, a.batch_size, training)?;
-        memory::check(&plan, a.batch_size, a.context, &info, crate::cli::plan::available_bytes())
+        let line = memory::check(&plan, a.batch_size, a.context, &info, crate::cli::plan::available_bytes())?;
+        Ok(if training.recompute { format!("{line}; blocks recomputed in the backward") } else { line })
     };
 
     let (mut model, tokenizer_name, memory_line) = if a.resume {
@@ -210,6 +217,7 @@ pub fn run(a: Args) -> Result<()> {
         if a.devices > 1 {
             m.set_devices(a.devices, backend(&a.backend)?)?;
         }
+        m.set_recompute(a.recompute)?;
         let line = check_memory(m.config(), m.training())?;
         (m, tok, line)
     } else if let Some(from) = &a.from {

@@ -149,18 +149,9 @@ impl Core {
         if b.config.devices.max(1) == devices.max(1) && b.config.backend == backend {
             return Ok(());
         }
-        let names = b.session.state_names().into_iter().filter(|n| !is_grad_state(n));
-        let states = names.map(|n| Ok((b.session.get_state(&n)?, n))).collect::<Result<Vec<_>>>()?;
-        let step = b.session.step_count();
         let mut config = b.config.clone();
         (config.devices, config.backend) = (devices.max(1), backend);
-        self.bind(net, config, None)?;
-        let b = self.bound_mut()?;
-        for (data, name) in states {
-            b.session.set_state(&name, &data)?;
-        }
-        b.session.set_step_count(step);
-        Ok(())
+        self.rebind(net, config)
     }
 }
 

@@ -61,6 +61,12 @@ pub struct Compile {
     /// its contiguous share of every batch, and the row-weighted gradient sum updates replica 0,
     /// whose weights the others copy before each step (see `trainable/data_parallel.rs`).
     pub devices: usize,
+    /// Activation checkpointing (default off): the segments the model marks (each transformer
+    /// block of a `Llama` or `CharGpt`) keep only their inputs from the forward to the backward,
+    /// which recomputes their inner activations just before it needs them (see
+    /// `kiln_graph::Graph::checkpoint`): less memory for about one more forward per step, the
+    /// same gradients. A model that marks no segment refuses it.
+    pub recompute: bool,
 }
 
 impl Compile {
@@ -75,6 +81,7 @@ impl Compile {
             clip_norm: None,
             accumulate: 1,
             devices: 1,
+            recompute: false,
         }
     }
 }
@@ -146,6 +153,13 @@ pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(G
     let g = Graph::new();
     let heads = net.build(&g, config)?;
     g.check()?;
+    if config.recompute && g.segments().is_empty() {
+        return Err(Error::InvalidArgument(
+            "recompute: this model marks no segment to recompute (activation checkpointing is \
+             for models that mark their blocks, such as Llama and CharGpt)"
+                .into(),
+        ));
+    }
     // buffers (BatchNorm running statistics) are parameters of the graph, so they persist and
     // save like one, but they get no gradient and no optimizer update
     let trained: Vec<&(NodeId, Param)> = heads.params.iter().filter(|(_, p)| !p.buffer).collect();
@@ -236,6 +250,22 @@ impl Core {
         }
         self.bound = Some(Bound { session, heads, config, micro: 0, replicas });
         self.restore_pending_state()
+    }
+
+    /// Binds `net` again with `config` (another device count, backend or recompute setting),
+    /// keeping the parameters, the optimizer state and the step.
+    pub fn rebind(&mut self, net: &dyn Trainable, config: Compile) -> Result<()> {
+        let b = self.bound_mut()?;
+        let names = b.session.state_names().into_iter().filter(|n| !data_parallel::is_grad_state(n));
+        let states = names.map(|n| Ok((b.session.get_state(&n)?, n))).collect::<Result<Vec<_>>>()?;
+        let step = b.session.step_count();
+        self.bind(net, config, None)?;
+        let b = self.bound_mut()?;
+        for (data, name) in states {
+            b.session.set_state(&name, &data)?;
+        }
+        b.session.set_step_count(step);
+        Ok(())
     }
 
     /// Where data-parallel steps spent their time (`None` on one device or before compile).

@@ -31,6 +31,9 @@ pub(crate) struct Training {
     /// Micro-batches per update (absent in files saved before accumulation: 1).
     #[serde(default = "one")]
     accumulate: usize,
+    /// Activation checkpointing (absent in files saved before it: off).
+    #[serde(default)]
+    recompute: bool,
 }
 
 fn one() -> usize {
@@ -156,6 +159,7 @@ impl Core {
                 schedule: cfg.schedule.clone(),
                 clip_norm: cfg.clip_norm,
                 accumulate: cfg.accumulate,
+                recompute: cfg.recompute,
             };
             ck.set_json(OPTIMIZER, &training)?;
             let mut state = Checkpoint::new();
@@ -209,6 +213,7 @@ impl Core {
             cfg.schedule = t.schedule;
             cfg.clip_norm = t.clip_norm;
             cfg.accumulate = t.accumulate;
+            cfg.recompute = t.recompute;
             self.saved = Some(cfg);
         }
         let opt_path = optimizer_path(path);

@@ -337,7 +337,7 @@ impl CharGpt {
 }
 
 impl Trainable for CharGpt {
-    fn build(&self, g: &Graph, _: &Compile) -> Result<Heads> {
+    fn build(&self, g: &Graph, training: &Compile) -> Result<Heads> {
         let config = &self.config;
         let (v, d, t) = (config.vocab, config.dim, config.context);
         let mut rng = SplitMix64::new(config.seed);
@@ -354,7 +354,12 @@ impl Trainable for CharGpt {
         for l in 0..config.layers {
             let blk = TransformerBlock::new(g, &format!("h.{l}"), d, config.heads, 4 * d, true, &mut init);
             params.extend(blk.params());
-            h = g.transformer_block(h, &blk);
+            // activation checkpointing: each block one recomputed segment
+            h = if training.recompute {
+                g.checkpoint(|| g.transformer_block(h, &blk))
+            } else {
+                g.transformer_block(h, &blk)
+            };
         }
         let lnf_w = g.param_init("ln_f.weight", &[d], vec![1.0; d]);
         let lnf_b = g.param_init("ln_f.bias", &[d], vec![0.0; d]);

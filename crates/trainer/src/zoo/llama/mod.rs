@@ -173,6 +173,18 @@ impl Llama {
         self.with_core(|core, net| core.set_devices(net, devices, backend))
     }
 
+    /// Turns activation checkpointing ([`Compile::recompute`]: each block recomputed during the
+    /// backward) on or off from now on, keeping the weights, optimizer state and step (how a
+    /// loaded model resumes with less memory). Nothing happens when it does not change.
+    pub fn set_recompute(&mut self, recompute: bool) -> Result<()> {
+        if self.training().recompute == recompute {
+            return Ok(());
+        }
+        let mut config = self.training().clone();
+        config.recompute = recompute;
+        self.with_core(|core, net| core.rebind(net, config))
+    }
+
     /// Where its data-parallel steps spent their time (`None` on one device).
     pub fn step_times(&self) -> Option<crate::StepTimes> {
         self.core.step_times()
@@ -314,7 +326,7 @@ impl Llama {
 }
 
 impl Trainable for Llama {
-    fn build(&self, g: &Graph, _: &Compile) -> Result<Heads> {
+    fn build(&self, g: &Graph, training: &Compile) -> Result<Heads> {
         let c = &self.config;
         let (v, t, hd) = (c.vocab_size, self.context, c.head_dim());
         let (h, kvh, eps) = (c.num_attention_heads, c.num_key_value_heads, c.rms_norm_eps);
@@ -353,14 +365,18 @@ impl Trainable for Llama {
             let (wq, wk, wv, wo) = (next(&mut param), next(&mut param), next(&mut param), next(&mut param));
             let (wg, wu, wd) = (next(&mut param), next(&mut param), next(&mut param));
             let (n_in, n_post) = (next(&mut param), next(&mut param));
-            let a = g.rms_norm(x, n_in, eps);
-            let q = g.rope(heads(g.linear(a, wq, None), h), cos, sin);
-            let k = g.rope(heads(g.linear(a, wk, None), kvh), cos, sin);
-            let vv = heads(g.linear(a, wv, None), kvh);
-            x = g.add(x, g.linear(g.grouped_query_attention(q, k, vv), wo, None));
-            let m = g.rms_norm(x, n_post, eps);
-            let up = g.swiglu(g.linear(m, wg, None), g.linear(m, wu, None));
-            x = g.add(x, g.linear(up, wd, None));
+            let block = |x: NodeId| {
+                let a = g.rms_norm(x, n_in, eps);
+                let q = g.rope(heads(g.linear(a, wq, None), h), cos, sin);
+                let k = g.rope(heads(g.linear(a, wk, None), kvh), cos, sin);
+                let vv = heads(g.linear(a, wv, None), kvh);
+                let x = g.add(x, g.linear(g.grouped_query_attention(q, k, vv), wo, None));
+                let m = g.rms_norm(x, n_post, eps);
+                let up = g.swiglu(g.linear(m, wg, None), g.linear(m, wu, None));
+                g.add(x, g.linear(up, wd, None))
+            };
+            // activation checkpointing: each block one recomputed segment
+            x = if training.recompute { g.checkpoint(|| block(x)) } else { block(x) };
         }
         let norm = next(&mut param);
         let head = if c.tie_word_embeddings { embed } else { next(&mut param) };
