@@ -8,6 +8,7 @@ use crate::kernels::{
     Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, MatmulTile, Memory,
     Optim, Permute, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
 };
+use crate::DType;
 
 /// A primitive op: the WGSL entry point (and CPU twin) it lowers to, with the attributes that do
 /// not depend on the batch size. Axes count in the tensor's own dimensions.
@@ -282,6 +283,8 @@ impl Prim {
                     a_batched: sa.len() == 3,
                     b_batched: sb.len() == 3,
                     tile: MatmulTile::for_shape(batch, m, n, k),
+                    a_dtype: DType::F32,
+                    b_dtype: DType::F32,
                 })
             }
             Prim::Unary { op, alpha } => {

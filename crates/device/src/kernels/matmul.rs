@@ -4,16 +4,24 @@
 //! own threads for large products); it takes row and column strides, so a transposed operand is just
 //! swapped strides, never a copy.
 //!
+//! Half inputs: either operand may be f16 or bf16 ([`Matmul::a_dtype`], [`Matmul::b_dtype`]), on
+//! both entry points, with every transpose and batching; `C` is f32 and the products accumulate in
+//! f32. The shaders bind A and B as `array<u32>` (`array<vec4<u32>>` for the blocked loads) and widen
+//! each element exactly as it is loaded (`shaders/common.wgsl`); the CPU twin widens a half operand
+//! into an f32 copy with the `half` crate (`cast::widen`, the same values) and runs the same sgemm,
+//! so the two differ only in f32 summation order.
+//!
 //! Chosen over the `gemm` crate (0.19, rayon) by measurement on the 2-core dev machine, side by side
 //! with NumPy/OpenBLAS (GFLOP/s at n = 1024 / 2048, machine shared and loaded, so noisy):
 //! matrixmultiply 40-48 / 45-47, gemm 36-39 / 36-39, NumPy 27-36 / 48-50; single-threaded:
 //! matrixmultiply 45 / 49, gemm 44 / 42, NumPy 57 / 53. Note matrixmultiply uses at most 4 threads
 //! (its `MAX_THREADS`): on many-core machines re-measure against `gemm`, which uses all of rayon's.
 
+use super::cast::{dtype_code, widen};
 use super::{nonzero, slot, Access::*, Family, Slot};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::twin::{mismatch, In, Out, Par};
-use crate::DType::F32;
+use crate::DType::{self, F32};
 
 /// `C[b] = op(A[b]) @ op(B[b])`, row-major. `A` is `[m, k]` (`[k, m]` when `trans_a`), `B` is `[k, n]`
 /// (`[n, k]` when `trans_b`), `C` is `[batch, m, n]`. An operand that is not batched is shared by
@@ -38,6 +46,10 @@ pub struct Matmul {
     pub b_batched: bool,
     /// Which entry point computes it (the lowering picks by shape: [`MatmulTile::for_shape`]).
     pub tile: MatmulTile,
+    /// `A`'s element type: f32, f16 or bf16.
+    pub a_dtype: DType,
+    /// `B`'s element type: f32, f16 or bf16.
+    pub b_dtype: DType,
 }
 
 /// The matmul family's two entry points: same parameters, bindings and results (up to float
@@ -113,11 +125,17 @@ impl Matmul {
             a_batched: false,
             b_batched: false,
             tile: MatmulTile::for_shape(1, m, n, k),
+            a_dtype: F32,
+            b_dtype: F32,
         }
     }
     /// The same product on another entry point.
     pub fn with_tile(self, tile: MatmulTile) -> Self {
         Matmul { tile, ..self }
+    }
+    /// The same product reading `A` as `a` and `B` as `b` (each f32, f16 or bf16).
+    pub fn with_dtypes(self, a: DType, b: DType) -> Self {
+        Matmul { a_dtype: a, b_dtype: b, ..self }
     }
     /// Elements of `A`.
     pub fn a_len(&self) -> usize {
@@ -149,6 +167,10 @@ pub struct MatmulParams {
     pub a_stride: u32,
     /// Elements between batch entries of B (0: shared by all).
     pub b_stride: u32,
+    /// A's element type (`DTYPE_*` in `shaders/common.wgsl`: 0 f32, 1 f16, 2 bf16).
+    pub a_dtype: u32,
+    /// B's element type, likewise.
+    pub b_dtype: u32,
 }
 
 impl Family for Matmul {
@@ -163,12 +185,20 @@ impl Family for Matmul {
     fn slots(&self) -> Vec<Slot> {
         vec![
             slot(1, "c", F32, self.batch * self.m * self.n, Write),
-            slot(2, "a", F32, self.a_len(), Read),
-            slot(3, "b", F32, self.b_len(), Read),
+            slot(2, "a", self.a_dtype, self.a_len(), Read),
+            slot(3, "b", self.b_dtype, self.b_len(), Read),
         ]
     }
 
     fn validate(&self) -> Result<()> {
+        for (operand, dtype) in [("A", self.a_dtype), ("B", self.b_dtype)] {
+            if dtype == DType::U32 {
+                return Err(Error::shape(
+                    self.name(),
+                    format!("{operand} is u32; expected f32, f16 or bf16"),
+                ));
+            }
+        }
         nonzero(self.name(), &[self.batch, self.m, self.n, self.k])
     }
 
@@ -183,6 +213,8 @@ impl Family for Matmul {
             trans_b: self.trans_b as u32,
             a_stride: if self.a_batched { u(self.m * self.k) } else { 0 },
             b_stride: if self.b_batched { u(self.k * self.n) } else { 0 },
+            a_dtype: dtype_code(self.a_dtype),
+            b_dtype: dtype_code(self.b_dtype),
         }
     }
 
@@ -195,6 +227,11 @@ impl Family for Matmul {
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
         match (outs, ins) {
             ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b),
+            // Half operands: widened to f32 copies first (the GPU widens them as it loads).
+            ([Out::F(c)], &[a, b]) => {
+                let (a, b) = (widen(self.a_dtype, a, self.name()), widen(self.b_dtype, b, self.name()));
+                matmul(self, c, &a, &b)
+            }
             _ => mismatch(self.name()),
         }
     }

@@ -16,6 +16,7 @@ macro_rules! shader {
 }
 
 pub mod binary;
+pub mod cast;
 pub mod conv;
 pub mod glu;
 pub mod layer_norm;
@@ -32,6 +33,7 @@ pub(crate) mod twin;
 pub mod unary;
 
 pub use binary::{Binary, BinaryOp, Broadcast};
+pub use cast::Cast;
 pub use conv::{Conv, Window2d};
 pub use glu::Glu;
 pub use layer_norm::LayerNorm;
@@ -119,6 +121,8 @@ pub enum Kernel {
     Glu(Glu),
     /// `shaders/rope.wgsl`: rotary position embedding and its inverse.
     Rope(Rope),
+    /// `shaders/cast.wgsl`: f32 <-> f16 and f32 <-> bf16 conversions.
+    Cast(Cast),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -139,6 +143,7 @@ macro_rules! each_family {
             Kernel::Running($f) => $e,
             Kernel::Glu($f) => $e,
             Kernel::Rope($f) => $e,
+            Kernel::Cast($f) => $e,
         }
     };
 }
@@ -154,7 +159,7 @@ macro_rules! from_family {
 }
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
-    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope);
+    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope, Cast => Cast);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE
@@ -340,6 +345,8 @@ mod tests {
             a_batched: true,
             b_batched: false,
             tile: MatmulTile::Small,
+            a_dtype: DType::F32,
+            b_dtype: DType::F32,
         };
         assert_eq!(words(Kernel::Matmul(mm)), pad(&[2, 3, 4, 5, 1, 0, 15, 0]));
         assert_eq!(

@@ -5,17 +5,21 @@
 
 use rayon::prelude::*;
 
-/// A written buffer, sliced to the length its slot needs.
+/// A written buffer, sliced to the length its slot needs. `H` holds f16 or bf16 bits (the slot's
+/// dtype says which).
 pub(crate) enum Out<'a> {
     F(&'a mut [f32]),
     U(&'a mut [u32]),
+    H(&'a mut [u16]),
 }
 
-/// A read buffer, sliced to the length its slot needs.
+/// A read buffer, sliced to the length its slot needs. `H` holds f16 or bf16 bits (the slot's
+/// dtype says which).
 #[derive(Clone, Copy)]
 pub(crate) enum In<'a> {
     F(&'a [f32]),
     U(&'a [u32]),
+    H(&'a [u16]),
 }
 
 /// What a CPU twin does when its buffer views do not match its slots: `prepare` checked their
@@ -89,5 +93,25 @@ pub(crate) fn rows(
             .zip(a.chunks(cols).zip(b.chunks(cols)))
             .enumerate()
             .for_each(|(r, (o, (a, b)))| f(r, o, a, b));
+    }
+}
+
+/// `out[i] = f(x[i])` over equal-length slices of any element types, split over rayon when
+/// `parallel`.
+pub(crate) fn map1<A: Copy + Sync, B: Send>(
+    parallel: bool,
+    out: &mut [B],
+    x: &[A],
+    f: impl Fn(A) -> B + Sync,
+) {
+    let run = |out: &mut [B], x: &[A]| {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)).for_each(|(o, x)| run(o, x));
+    } else {
+        run(out, x);
     }
 }
