@@ -3,7 +3,7 @@
 //! reader of its target; a cache write at its own id, in place in its cache's buffer), and buffer planning by liveness (a freed activation slot is reused by a later
 //! tensor of the same type; slots are sized for the largest tensor they hold).
 
-use kiln_device::{BinaryOp, Kernel, Memory, Prim, RunningUpdate, Unary};
+use kiln_device::{BinaryOp, DType, Kernel, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -259,7 +259,8 @@ fn kernel_for(
         Op::Prim(p) => {
             let inputs: Vec<Vec<usize>> = node.inputs.iter().map(|&x| dims(x)).collect();
             let inputs: Vec<&[usize]> = inputs.iter().map(|d| d.as_slice()).collect();
-            p.lower(&inputs, &node.shape.resolve(batch))?
+            let dtypes: Vec<DType> = node.inputs.iter().map(|&x| nodes[x.index()].dtype).collect();
+            p.lower_typed(&inputs, &dtypes, &node.shape.resolve(batch))?
         }
         Op::Update { rule, decay } => {
             rule.lower_with(nodes[node.inputs[0].index()].shape.numel(batch), *decay)
