@@ -11,8 +11,8 @@
 // zero-filled at the edges, so any M, N, K works.
 //
 // Half inputs: A and B are bound as words (`array<u32>`, and `array<vec4<u32>>` in the blocked
-// variant), each read as f32 bits or as packed f16/bf16 pairs by its `*_dtype` code, and widened to
-// f32 exactly as it is loaded (common.wgsl); products accumulate in f32 and C is f32.
+// variant), each read as f32 bits or as packed f16/bf16 pairs by its type (A_DTYPE, B_DTYPE below),
+// and widened to f32 exactly as it is loaded (common.wgsl); products accumulate in f32, C is f32.
 
 // Mirrors MatmulParams.
 struct Params {
@@ -24,9 +24,13 @@ struct Params {
     trans_b: u32,  // 1: B is stored [n, k]
     a_stride: u32, // elements between batch entries of A (0: shared by all)
     b_stride: u32,
-    a_dtype: u32,  // DTYPE_F32, DTYPE_F16 or DTYPE_BF16 (common.wgsl)
-    b_dtype: u32,
 }
+
+// The operands' element types (DTYPE_F32, DTYPE_F16 or DTYPE_BF16, common.wgsl): pipeline
+// constants, one pipeline per combination (`Matmul::overrides`), so the compiler folds the type
+// branches away and the f32 pipelines run exactly the f32 code.
+override A_DTYPE: u32 = 0u;
+override B_DTYPE: u32 = 0u;
 
 // binding 0: params (uniform)
 // binding 1: c [batch, m, n]
@@ -46,13 +50,13 @@ var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
 
 // Element i of A (of B), widened to f32.
 fn a_at(i: u32) -> f32 {
-    if p.a_dtype == DTYPE_F32 { return bitcast<f32>(a[i]); }
-    return bitcast<f32>(half_to_f32_bits(half_in_word(a[i >> 1u], i), p.a_dtype));
+    if A_DTYPE == DTYPE_F32 { return bitcast<f32>(a[i]); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(a[i >> 1u], i), A_DTYPE));
 }
 
 fn b_at(i: u32) -> f32 {
-    if p.b_dtype == DTYPE_F32 { return bitcast<f32>(b[i]); }
-    return bitcast<f32>(half_to_f32_bits(half_in_word(b[i >> 1u], i), p.b_dtype));
+    if B_DTYPE == DTYPE_F32 { return bitcast<f32>(b[i]); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(b[i >> 1u], i), B_DTYPE));
 }
 
 fn load_a(base: u32, row: u32, kk: u32) -> f32 {
@@ -163,13 +167,13 @@ fn b4_word(w: u32) -> u32 {
 
 // Element i of A (of B), widened to f32.
 fn a4_at(i: u32) -> f32 {
-    if p.a_dtype == DTYPE_F32 { return bitcast<f32>(a4_word(i)); }
-    return bitcast<f32>(half_to_f32_bits(half_in_word(a4_word(i >> 1u), i), p.a_dtype));
+    if A_DTYPE == DTYPE_F32 { return bitcast<f32>(a4_word(i)); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(a4_word(i >> 1u), i), A_DTYPE));
 }
 
 fn b4_at(i: u32) -> f32 {
-    if p.b_dtype == DTYPE_F32 { return bitcast<f32>(b4_word(i)); }
-    return bitcast<f32>(half_to_f32_bits(half_in_word(b4_word(i >> 1u), i), p.b_dtype));
+    if B_DTYPE == DTYPE_F32 { return bitcast<f32>(b4_word(i)); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(b4_word(i >> 1u), i), B_DTYPE));
 }
 
 // Four halves of type `dtype` held in two words, widened.
@@ -190,9 +194,9 @@ fn half_pair(v: vec4<u32>, i: u32) -> vec2<u32> {
 // inside the matrix; one vec4 load when all four do and i is a multiple of 4.
 fn a_run(i: u32, run: u32) -> vec4<f32> {
     if run == 4u && (i & 3u) == 0u {
-        if p.a_dtype == DTYPE_F32 { return bitcast<vec4<f32>>(a4[i >> 2u]); }
+        if A_DTYPE == DTYPE_F32 { return bitcast<vec4<f32>>(a4[i >> 2u]); }
         let w = half_pair(a4[i >> 3u], i);
-        return widen4(w.x, w.y, p.a_dtype);
+        return widen4(w.x, w.y, A_DTYPE);
     }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
@@ -203,9 +207,9 @@ fn a_run(i: u32, run: u32) -> vec4<f32> {
 
 fn b_run(i: u32, run: u32) -> vec4<f32> {
     if run == 4u && (i & 3u) == 0u {
-        if p.b_dtype == DTYPE_F32 { return bitcast<vec4<f32>>(b4[i >> 2u]); }
+        if B_DTYPE == DTYPE_F32 { return bitcast<vec4<f32>>(b4[i >> 2u]); }
         let w = half_pair(b4[i >> 3u], i);
-        return widen4(w.x, w.y, p.b_dtype);
+        return widen4(w.x, w.y, B_DTYPE);
     }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {

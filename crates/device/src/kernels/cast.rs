@@ -12,11 +12,13 @@
 
 use std::borrow::Cow;
 
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use super::{nonzero, per_element, slot, Access::*, Family, Slot};
 use crate::error::{Error, Result};
-use crate::kernels::twin::{map1, mismatch, In, Out, Par};
+use crate::kernels::twin::{map1, mismatch, In, Out, Par, PAR_CHUNK};
 use crate::DType::{self, BF16, F16, F32};
 
 /// `out[i] = x[i]` converted from `from` to `to`: one of f32 -> bf16, bf16 -> f32, f32 -> f16,
@@ -109,10 +111,11 @@ impl Family for Cast {
     }
 }
 
-/// `out[i]` = the `to` bits of `x[i]`, rounded to nearest even (the `half` crate's conversion).
+/// `out[i]` = the `to` bits of `x[i]`, rounded to nearest even (the `half` crate's conversion;
+/// f16 through its slice conversion, which uses the CPU's F16C instructions where present).
 fn narrow(to: DType, parallel: bool, out: &mut [u16], x: &[f32]) {
     match to {
-        F16 => map1(parallel, out, x, |v| f16::from_f32(v).to_bits()),
+        F16 => chunks(parallel, out, x, |o, x| o.reinterpret_cast_mut::<f16>().convert_from_f32_slice(x)),
         BF16 => map1(parallel, out, x, |v| bf16::from_f32(v).to_bits()),
         _ => unreachable!("narrowing to {to}"),
     }
@@ -121,9 +124,19 @@ fn narrow(to: DType, parallel: bool, out: &mut [u16], x: &[f32]) {
 /// `out[i]` = the half value of type `from` whose bits are `x[i]`, as f32 (exact).
 fn widen_into(from: DType, parallel: bool, out: &mut [f32], x: &[u16]) {
     match from {
-        F16 => map1(parallel, out, x, |h| f16::from_bits(h).to_f32()),
+        F16 => chunks(parallel, out, x, |o, x| x.reinterpret_cast::<f16>().convert_to_f32_slice(o)),
         BF16 => map1(parallel, out, x, |h| bf16::from_bits(h).to_f32()),
         _ => unreachable!("widening from {from}"),
+    }
+}
+
+/// `f(out_chunk, x_chunk)` over equal-length slices in `PAR_CHUNK` pieces, on rayon's threads
+/// when `parallel`.
+fn chunks<A: Sync, B: Send>(parallel: bool, out: &mut [B], x: &[A], f: impl Fn(&mut [B], &[A]) + Sync) {
+    if parallel {
+        out.par_chunks_mut(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)).for_each(|(o, x)| f(o, x));
+    } else {
+        f(out, x);
     }
 }
 

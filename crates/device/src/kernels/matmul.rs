@@ -7,7 +7,9 @@
 //! Half inputs: either operand may be f16 or bf16 ([`Matmul::a_dtype`], [`Matmul::b_dtype`]), on
 //! both entry points, with every transpose and batching; `C` is f32 and the products accumulate in
 //! f32. The shaders bind A and B as `array<u32>` (`array<vec4<u32>>` for the blocked loads) and widen
-//! each element exactly as it is loaded (`shaders/common.wgsl`); the CPU twin widens a half operand
+//! each element exactly as it is loaded (`shaders/common.wgsl`); the operand types are pipeline
+//! constants (`override`), so each combination is its own pipeline and the f32 one runs the f32
+//! code alone (with them as uniform parameters, lavapipe ran the f32 blocked kernel at ~60%); the CPU twin widens a half operand
 //! into an f32 copy with the `half` crate (`cast::widen`, the same values) and runs the same sgemm,
 //! so the two differ only in f32 summation order.
 //!
@@ -167,10 +169,6 @@ pub struct MatmulParams {
     pub a_stride: u32,
     /// Elements between batch entries of B (0: shared by all).
     pub b_stride: u32,
-    /// A's element type (`DTYPE_*` in `shaders/common.wgsl`: 0 f32, 1 f16, 2 bf16).
-    pub a_dtype: u32,
-    /// B's element type, likewise.
-    pub b_dtype: u32,
 }
 
 impl Family for Matmul {
@@ -213,9 +211,12 @@ impl Family for Matmul {
             trans_b: self.trans_b as u32,
             a_stride: if self.a_batched { u(self.m * self.k) } else { 0 },
             b_stride: if self.b_batched { u(self.k * self.n) } else { 0 },
-            a_dtype: dtype_code(self.a_dtype),
-            b_dtype: dtype_code(self.b_dtype),
         }
+    }
+
+    /// The operand types, as the shader's pipeline constants.
+    fn overrides(&self) -> Vec<(&'static str, u32)> {
+        vec![("A_DTYPE", dtype_code(self.a_dtype)), ("B_DTYPE", dtype_code(self.b_dtype))]
     }
 
     /// One workgroup per tile of C (64 x 64 or 128 x 128), one layer per batch entry.

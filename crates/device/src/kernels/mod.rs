@@ -79,6 +79,11 @@ pub(crate) trait Family {
     fn params(&self) -> Self::Params;
     /// Workgroups to dispatch on the GPU (x, y, z).
     fn workgroups(&self) -> [u32; 3];
+    /// Values of the entry point's WGSL `override` constants (by name). The GPU backend builds one
+    /// pipeline per entry point and values; most families have none.
+    fn overrides(&self) -> Vec<(&'static str, u32)> {
+        Vec::new()
+    }
     /// The CPU twin. `outs` and `ins` are the Write and Read slots, each in slot order, already
     /// checked against [`Family::slots`].
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par);
@@ -227,6 +232,12 @@ impl Kernel {
     /// Workgroups to dispatch on the GPU.
     pub fn workgroups(&self) -> [u32; 3] {
         each_family!(self, f => f.workgroups())
+    }
+
+    /// Values of the entry point's WGSL `override` constants, by name (a matmul's operand types);
+    /// the GPU backend builds one pipeline per entry point and values.
+    pub fn overrides(&self) -> Vec<(&'static str, u32)> {
+        each_family!(self, f => f.overrides())
     }
 
     /// Checks the workgroup counts against the per-dimension limit (matmul's y and z cannot spill).
