@@ -805,19 +805,14 @@ fn matmul_transposes_batches_and_shared_operands() {
             for trans_a in [false, true] {
                 for trans_b in [false, true] {
                     let tile = MatmulTile::Small;
-                    let (a_dtype, b_dtype) = (DType::F32, DType::F32);
                     let mm = Matmul {
                         batch,
-                        m,
-                        n,
-                        k,
                         trans_a,
                         trans_b,
                         a_batched,
                         b_batched,
                         tile,
-                        a_dtype,
-                        b_dtype,
+                        ..Matmul::new(m, n, k)
                     };
                     let (a, b) = (rng.normal_vec(mm.a_len()), rng.normal_vec(mm.b_len()));
                     let got = out0(Kernel::Matmul(mm), vec![Init::F(a.clone()), Init::F(b.clone())]);

@@ -162,9 +162,8 @@ fn matmul_matches_cpu() {
                     continue;
                 }
                 let tile = MatmulTile::Small;
-                let (a_dtype, b_dtype) = (DType::F32, DType::F32);
                 let mm =
-                    Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched, tile, a_dtype, b_dtype };
+                    Matmul { batch, trans_a, trans_b, a_batched, b_batched, tile, ..Matmul::new(m, n, k) };
                 seed += 1;
                 check(Kernel::Matmul(mm), seed, &[]);
             }

@@ -104,8 +104,7 @@ pub fn all_layouts(batch: usize, m: usize, n: usize, k: usize, tile: MatmulTile)
             if batch == 1 && !(a_batched && b_batched) {
                 continue;
             }
-            let (a_dtype, b_dtype) = (DType::F32, DType::F32);
-            v.push(Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched, tile, a_dtype, b_dtype });
+            v.push(Matmul { batch, trans_a, trans_b, a_batched, b_batched, tile, ..Matmul::new(m, n, k) });
         }
     }
     v
