@@ -145,3 +145,24 @@ fn integer_tensors_are_refused() {
     let err = c.g.check().unwrap_err().to_string();
     assert!(err.contains("u32 to f16"), "{err}");
 }
+
+/// A Linear over `[B, T, k]` half activations (the weight's gradient is one matmul over the stacked
+/// rows of the reshaped half operand), with the weight half too.
+#[test]
+fn batched_half_activations_through_a_shared_weight() {
+    let build = || {
+        let mut c = Case::new(77, 2);
+        let x = c.input(&[3, 7]);
+        let w = c.param(&[5, 7]);
+        let y = c.g.matmul_t(c.g.cast(x, DType::BF16), c.g.cast(w, DType::BF16), false, true);
+        let loss = c.test_loss(y);
+        let grads = c.g.gradients(loss, &[w]).unwrap();
+        (c, loss, grads)
+    };
+    let (mut c, loss, grads) = build();
+    let (a, n) = directional(&mut c, loss, &grads);
+    assert!(close(a, n, 1e-6), "analytic {a} vs numeric {n}");
+    backend_matches_reference("[B, T, k] bf16 @ bf16^T", c, loss, &grads, BackendChoice::Cpu, 2e-2);
+    let (c, loss, grads) = build();
+    backend_matches_reference("[B, T, k] bf16 @ bf16^T", c, loss, &grads, BackendChoice::Gpu, 2e-2);
+}
