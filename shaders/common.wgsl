@@ -52,7 +52,9 @@ fn tree_max(lid: u32, v: f32, width: u32) -> f32 {
 // conversions are integer bit operations, so no adapter feature (`enable f16;`) is needed and the
 // result does not depend on how a driver rounds `pack2x16float`: they give the bits of the `half`
 // crate's conversions (the CPU twins'): round to nearest, ties to even; NaNs quieted with their top
-// payload bits kept; f16 subnormals kept; f32 past f16's range to infinity.
+// payload bits kept; f16 subnormals kept; f32 past f16's range to infinity. (Checked on lavapipe:
+// its pack2x16float agreed on 400,000 finite values, ties and subnormals included, but returned a
+// canonical NaN, dropping payloads; WGSL leaves both implementation-defined.)
 
 // Element-type codes of float operands in parameter blocks (`dtype_code` in kernels/cast.rs).
 const DTYPE_F32: u32 = 0u;
