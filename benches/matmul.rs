@@ -15,26 +15,45 @@
 //! 8x8 per invocation), and `rule=` naming the one the lowering picks for that shape
 //! (`MatmulTile::for_shape`). `--variant small|blocked|rule` runs only that one. The CPU twin
 //! ignores the variant: CPU lines have no `variant=`.
+//!
+//! `--dtype f16|bf16` reads both operands in that half type (f32 accumulation and output; the CPU
+//! twin widens them to f32 copies first); its lines carry `dtype=`. The default is f32.
 
 use std::time::{Duration, Instant};
 
 use kiln_device::cpu::CpuBackend;
-use kiln_device::{open, Backend, BackendChoice, DType, HostData, Kernel, Launch, Matmul, MatmulTile};
+use kiln_device::half::{bf16, f16};
+use kiln_device::{
+    open, Backend, BackendChoice, BufferId, DType, HostData, Kernel, Launch, Matmul, MatmulTile,
+};
 
 const SIZES: [usize; 4] = [256, 512, 1024, 2048];
 /// Each size repeats for about this long (at least `MIN_REPS` times).
 const BUDGET: Duration = Duration::from_millis(1500);
 const MIN_REPS: usize = 5;
 
-/// Median seconds of one `n x n @ n x n` product on `be`, on entry point `tile`.
-fn time_matmul(be: &mut dyn Backend, n: usize, tile: MatmulTile) -> anyhow::Result<f64> {
+/// A buffer holding `data` as `dtype` (f32, f16 or bf16).
+fn upload_as(be: &mut dyn Backend, dtype: DType, data: &[f32]) -> anyhow::Result<BufferId> {
+    Ok(match dtype {
+        DType::F16 => {
+            be.upload(HostData::F16(&data.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>()))?
+        }
+        DType::BF16 => {
+            be.upload(HostData::BF16(&data.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>()))?
+        }
+        _ => be.upload(HostData::F32(data))?,
+    })
+}
+
+/// Median seconds of one `n x n @ n x n` product on `be`, on entry point `tile`, operands `dtype`.
+fn time_matmul(be: &mut dyn Backend, n: usize, tile: MatmulTile, dtype: DType) -> anyhow::Result<f64> {
     // Deterministic, nonzero data: the speed of a GEMM does not depend on the values.
     let data: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5).collect();
-    let a = be.upload(HostData::F32(&data))?;
-    let b = be.upload(HostData::F32(&data))?;
+    let a = upload_as(be, dtype, &data)?;
+    let b = upload_as(be, dtype, &data)?;
     let c = be.alloc(DType::F32, n * n)?;
-    let plan =
-        be.prepare(&[Launch::new(Kernel::Matmul(Matmul::new(n, n, n).with_tile(tile)), &[c, a, b])])?;
+    let mm = Matmul::new(n, n, n).with_tile(tile).with_dtypes(dtype, dtype);
+    let plan = be.prepare(&[Launch::new(Kernel::Matmul(mm), &[c, a, b])])?;
     let run = |be: &mut dyn Backend| -> anyhow::Result<f64> {
         let start = Instant::now();
         let ticket = be.submit(plan, &[])?;
@@ -63,6 +82,7 @@ fn bench(
     sizes: &[usize],
     peak: Option<f64>,
     variants: Variants,
+    dtype: DType,
 ) -> anyhow::Result<()> {
     let name = |t: MatmulTile| match t {
         MatmulTile::Small => "small",
@@ -80,11 +100,12 @@ fn bench(
             }
         };
         for tile in tiles {
-            let secs = time_matmul(be, n, tile.unwrap_or(rule))?;
+            let secs = time_matmul(be, n, tile.unwrap_or(rule), dtype)?;
             let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
             let pct = peak.map_or(String::new(), |p| format!(" pct_peak={:.1}", 100.0 * gflops / p));
             let var = tile.map_or(String::new(), |t| format!(" variant={} rule={}", name(t), name(rule)));
-            println!("bench=matmul backend={label}{var} n={n} gflops={gflops:.1}{pct}");
+            let dt = if dtype == DType::F32 { String::new() } else { format!(" dtype={dtype}") };
+            println!("bench=matmul backend={label}{var}{dt} n={n} gflops={gflops:.1}{pct}");
         }
     }
     Ok(())
@@ -128,12 +149,19 @@ fn main() -> anyhow::Result<()> {
         Some("rule") => Some("rule"),
         Some(other) => anyhow::bail!("--variant {other}: expected small, blocked or rule"),
     };
+    let dtype = match flag(&args, "--dtype").as_deref() {
+        None | Some("f32") => DType::F32,
+        Some("f16") => DType::F16,
+        Some("bf16") => DType::BF16,
+        Some(other) => anyhow::bail!("--dtype {other}: expected f32, f16 or bf16"),
+    };
     // Sizes: the bare numbers on the command line (cargo passes `--bench` too), else SIZES.
     let mut sizes: Vec<usize> = args
         .iter()
         .enumerate()
         .filter(|(i, _)| {
-            *i == 0 || !matches!(args[i - 1].as_str(), "--peak-gflops" | "--backend" | "--variant")
+            *i == 0
+                || !matches!(args[i - 1].as_str(), "--peak-gflops" | "--backend" | "--variant" | "--dtype")
         })
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
@@ -151,15 +179,15 @@ fn main() -> anyhow::Result<()> {
         let mut be = open(choice)?;
         let label = if be.info().kind == kiln_device::DeviceKind::Cpu { "cpu" } else { "gpu" };
         eprintln!("# {}", be.info());
-        return bench(be.as_mut(), label, &sizes, peak, variants);
+        return bench(be.as_mut(), label, &sizes, peak, variants, dtype);
     }
     let mut cpu = CpuBackend::new();
     eprintln!("# {}", cpu.info());
-    bench(&mut cpu, "cpu", &sizes, peak, variants)?;
+    bench(&mut cpu, "cpu", &sizes, peak, variants, dtype)?;
     // The GPU lines: printed when `auto` yields a hardware GPU.
     if let Some(mut gpu) = hardware_gpu() {
         eprintln!("# {}", gpu.info());
-        bench(gpu.as_mut(), "gpu", &sizes, peak, variants)?;
+        bench(gpu.as_mut(), "gpu", &sizes, peak, variants, dtype)?;
     }
     Ok(())
 }

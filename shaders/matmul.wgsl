@@ -9,6 +9,10 @@
 // held in four vec4 accumulators (named variables, not an array: naga would spill an array to memory).
 // K advances in steps of 16 through two tiles in workgroup memory. Loads are bounds-checked and
 // zero-filled at the edges, so any M, N, K works.
+//
+// Half inputs: A and B are bound as words (`array<u32>`, and `array<vec4<u32>>` in the blocked
+// variant), each read as f32 bits or as packed f16/bf16 pairs by its type (A_DTYPE, B_DTYPE below),
+// and widened to f32 exactly as it is loaded (common.wgsl); products accumulate in f32, C is f32.
 
 // Mirrors MatmulParams.
 struct Params {
@@ -22,14 +26,20 @@ struct Params {
     b_stride: u32,
 }
 
+// The operands' element types (DTYPE_F32, DTYPE_F16 or DTYPE_BF16, common.wgsl): pipeline
+// constants, one pipeline per combination (`Matmul::overrides`), so the compiler folds the type
+// branches away and the f32 pipelines run exactly the f32 code.
+override A_DTYPE: u32 = 0u;
+override B_DTYPE: u32 = 0u;
+
 // binding 0: params (uniform)
 // binding 1: c [batch, m, n]
-// binding 2: a [batch?, m, k] or [batch?, k, m]
-// binding 3: b [batch?, k, n] or [batch?, n, k]
+// binding 2: a [batch?, m, k] or [batch?, k, m] (f32 bits, or f16/bf16 packed two per word)
+// binding 3: b [batch?, k, n] or [batch?, n, k] (likewise)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<u32>;
+@group(0) @binding(3) var<storage, read> b: array<u32>;
 
 const TM: u32 = 64u; // tile rows
 const TN: u32 = 64u; // tile cols
@@ -38,16 +48,27 @@ const TK: u32 = 16u; // tile depth
 var<workgroup> a_tile: array<f32, 1024>; // [TK][TM]
 var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
 
+// Element i of A (of B), widened to f32.
+fn a_at(i: u32) -> f32 {
+    if A_DTYPE == DTYPE_F32 { return bitcast<f32>(a[i]); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(a[i >> 1u], i), A_DTYPE));
+}
+
+fn b_at(i: u32) -> f32 {
+    if B_DTYPE == DTYPE_F32 { return bitcast<f32>(b[i]); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(b[i >> 1u], i), B_DTYPE));
+}
+
 fn load_a(base: u32, row: u32, kk: u32) -> f32 {
     if row >= p.m || kk >= p.k { return 0.0; }
-    if p.trans_a == 1u { return a[base + kk * p.m + row]; }
-    return a[base + row * p.k + kk];
+    if p.trans_a == 1u { return a_at(base + kk * p.m + row); }
+    return a_at(base + row * p.k + kk);
 }
 
 fn load_b(base: u32, kk: u32, col: u32) -> f32 {
     if col >= p.n || kk >= p.k { return 0.0; }
-    if p.trans_b == 1u { return b[base + col * p.k + kk]; }
-    return b[base + kk * p.n + col];
+    if p.trans_b == 1u { return b_at(base + col * p.k + kk); }
+    return b_at(base + kk * p.n + col);
 }
 
 fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
@@ -122,10 +143,11 @@ fn matmul(
 // current one is multiplied. A and B are read through vec4 views of their buffers (the GPU
 // backend sizes buffers to whole vec4s): one aligned vec4 load per invocation and operand per
 // step where the stored rows are a multiple of 4 long and the vec4 lies inside the matrix,
-// bounds-checked scalar loads (zero outside) otherwise, so any M, N, K works.
+// bounds-checked scalar loads (zero outside) otherwise, so any M, N, K works. Half operands are
+// read through the same vec4-of-words views: four aligned halves are two words of one vec4.
 
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<u32>>;
 
 const BM: u32 = 128u; // tile rows
 const BN: u32 = 128u; // tile cols
@@ -134,18 +156,48 @@ const BK: u32 = 8u;   // tile depth
 var<workgroup> a_blk: array<vec4<f32>, 256>; // [BK][BM / 4]: a_blk[kk * 32 + r / 4][r % 4]
 var<workgroup> b_blk: array<vec4<f32>, 256>; // [BK][BN / 4]
 
+// Word w of a vec4-of-words view.
+fn a4_word(w: u32) -> u32 {
+    return a4[w >> 2u][w & 3u];
+}
+
+fn b4_word(w: u32) -> u32 {
+    return b4[w >> 2u][w & 3u];
+}
+
+// Element i of A (of B), widened to f32.
 fn a4_at(i: u32) -> f32 {
-    return a4[i >> 2u][i & 3u];
+    if A_DTYPE == DTYPE_F32 { return bitcast<f32>(a4_word(i)); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(a4_word(i >> 1u), i), A_DTYPE));
 }
 
 fn b4_at(i: u32) -> f32 {
-    return b4[i >> 2u][i & 3u];
+    if B_DTYPE == DTYPE_F32 { return bitcast<f32>(b4_word(i)); }
+    return bitcast<f32>(half_to_f32_bits(half_in_word(b4_word(i >> 1u), i), B_DTYPE));
+}
+
+// Four halves of type `dtype` held in two words, widened.
+fn widen4(lo: u32, hi: u32, dtype: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(
+        half_to_f32_bits(lo & 0xffffu, dtype), half_to_f32_bits(lo >> 16u, dtype),
+        half_to_f32_bits(hi & 0xffffu, dtype), half_to_f32_bits(hi >> 16u, dtype),
+    ));
+}
+
+// The two words holding halves i..i+3 (i a multiple of 4) of a vec4-of-words view's vec4 `v`.
+fn half_pair(v: vec4<u32>, i: u32) -> vec2<u32> {
+    if (i & 4u) == 0u { return v.xy; }
+    return v.zw;
 }
 
 // Four consecutive stored elements of A starting at flat index i, where `run` of them (0..4) lie
 // inside the matrix; one vec4 load when all four do and i is a multiple of 4.
 fn a_run(i: u32, run: u32) -> vec4<f32> {
-    if run == 4u && (i & 3u) == 0u { return a4[i >> 2u]; }
+    if run == 4u && (i & 3u) == 0u {
+        if A_DTYPE == DTYPE_F32 { return bitcast<vec4<f32>>(a4[i >> 2u]); }
+        let w = half_pair(a4[i >> 3u], i);
+        return widen4(w.x, w.y, A_DTYPE);
+    }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         if j < run { v[j] = a4_at(i + j); }
@@ -154,7 +206,11 @@ fn a_run(i: u32, run: u32) -> vec4<f32> {
 }
 
 fn b_run(i: u32, run: u32) -> vec4<f32> {
-    if run == 4u && (i & 3u) == 0u { return b4[i >> 2u]; }
+    if run == 4u && (i & 3u) == 0u {
+        if B_DTYPE == DTYPE_F32 { return bitcast<vec4<f32>>(b4[i >> 2u]); }
+        let w = half_pair(b4[i >> 3u], i);
+        return widen4(w.x, w.y, B_DTYPE);
+    }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         if j < run { v[j] = b4_at(i + j); }

@@ -1,8 +1,9 @@
 //! `kiln info`: the adapters Kiln finds, each with the limits and features it depends on, what
-//! `auto` (or `KILN_BACKEND`) picks, and the CPU backend (threads, CPU features).
+//! `auto` (or `KILN_BACKEND`) picks, the element types buffers can hold, and the CPU backend
+//! (threads, CPU features).
 
 use anyhow::Result;
-use kiln_device::{gpu, open, BackendChoice, DeviceInfo};
+use kiln_device::{gpu, open, BackendChoice, DType, DeviceInfo};
 
 /// The optional wgpu features Kiln asks for, by wgpu's name and by the name `kiln info` shows.
 const FEATURES: [(&str, &str); 4] = [
@@ -22,6 +23,12 @@ pub fn run() -> Result<()> {
             print_adapter(i, a);
         }
     }
+    let dtypes: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
+    println!(
+        "element types: {} (f16 and bf16 on every adapter: two per 32-bit word, converted with integer \
+         bit operations, no shader-f16 needed)",
+        dtypes.join(", ")
+    );
     let choice = BackendChoice::from_env()?;
     let backend = open(choice)?;
     println!("backend '{choice}' picks: {}", backend.info());

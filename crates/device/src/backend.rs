@@ -1,16 +1,71 @@
 //! The seam between the graph and the hardware: the [`Backend`] trait, buffers, launches and plans.
 
+use half::slice::HalfFloatSliceExt;
+use half::vec::HalfBitsVecExt;
+use half::{bf16, f16};
+
 use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::kernels::{Access, Kernel};
 
-/// Element type of a device buffer. Both are 4 bytes.
+/// Element type of a device buffer.
+///
+/// `F32` and `U32` take 4 bytes per element. `F16` and `BF16` take 2, packed two per 32-bit word
+/// (element `2i` in the low half of word `i`, `2i + 1` in the high half); a buffer of them is
+/// rounded up to whole words, so an odd length leaves the last word's high half unused. On the CPU
+/// they are held as `u16` bits; on the GPU the WGSL kernels read them through `array<u32>` and
+/// convert with integer bit operations (no adapter feature needed), rounding to nearest even exactly
+/// as the `half` crate does on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     /// 32-bit float.
     F32,
     /// 32-bit unsigned integer (class labels, token ids, indices).
     U32,
+    /// IEEE 754 binary16 (`half::f16`): 5 exponent bits, 10 mantissa bits.
+    F16,
+    /// bfloat16 (`half::bf16`): the high 16 bits of an f32 (8 exponent bits, 7 mantissa bits).
+    BF16,
+}
+
+impl DType {
+    /// Every element type.
+    pub const ALL: [DType; 4] = [DType::F32, DType::U32, DType::F16, DType::BF16];
+
+    /// Bytes of one element: 4, or 2 for the half types.
+    pub fn size(self) -> usize {
+        if self.is_half() {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// Bytes of a buffer of `len` elements: `len * size`, rounded up to whole 32-bit words.
+    pub fn bytes(self, len: usize) -> u64 {
+        (self.size() as u64 * len as u64).next_multiple_of(4)
+    }
+
+    /// Whether this is a 16-bit float type (`F16` or `BF16`).
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
+    }
+
+    /// The lower-case name (`f32`, `u32`, `f16`, `bf16`), as in PyTorch and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::U32 => "u32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A buffer owned by a backend.
@@ -49,14 +104,29 @@ pub enum HostData<'a> {
     F32(&'a [f32]),
     /// u32 values.
     U32(&'a [u32]),
+    /// f16 values.
+    F16(&'a [f16]),
+    /// bf16 values.
+    BF16(&'a [bf16]),
 }
 
-impl HostData<'_> {
+impl<'a> HostData<'a> {
+    /// Elements `range` of the data.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> HostData<'a> {
+        match *self {
+            HostData::F32(d) => HostData::F32(&d[range]),
+            HostData::U32(d) => HostData::U32(&d[range]),
+            HostData::F16(d) => HostData::F16(&d[range]),
+            HostData::BF16(d) => HostData::BF16(&d[range]),
+        }
+    }
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             HostData::F32(_) => DType::F32,
             HostData::U32(_) => DType::U32,
+            HostData::F16(_) => DType::F16,
+            HostData::BF16(_) => DType::BF16,
         }
     }
     /// Number of elements.
@@ -64,19 +134,49 @@ impl HostData<'_> {
         match self {
             HostData::F32(d) => d.len(),
             HostData::U32(d) => d.len(),
+            HostData::F16(d) => d.len(),
+            HostData::BF16(d) => d.len(),
         }
     }
     /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The raw little-endian bytes.
+    /// The raw little-endian bytes (2 per element for the half types, not padded).
     pub fn bytes(&self) -> &[u8] {
         match self {
             HostData::F32(d) => bytemuck::cast_slice(d),
             HostData::U32(d) => bytemuck::cast_slice(d),
+            HostData::F16(d) => bytemuck::cast_slice(d.reinterpret_cast()),
+            HostData::BF16(d) => bytemuck::cast_slice(d.reinterpret_cast()),
         }
     }
+    /// The half types' bits (`None` for f32 and u32).
+    pub(crate) fn half_bits(&self) -> Option<&'a [u16]> {
+        match self {
+            HostData::F16(d) => Some(d.reinterpret_cast()),
+            HostData::BF16(d) => Some(d.reinterpret_cast()),
+            HostData::F32(_) | HostData::U32(_) => None,
+        }
+    }
+}
+
+/// Checks a host write of `data` into a buffer of `len` x `dtype` (the same rule on every backend):
+/// same type, no longer than the buffer, and for the half types either an even number of elements
+/// or the whole buffer (a GPU write covers whole 32-bit words, so a partial write of odd length would
+/// clobber the next element).
+pub(crate) fn check_write(dtype: DType, len: usize, data: &HostData<'_>) -> Result<()> {
+    let odd_partial = dtype.is_half() && data.len() % 2 == 1 && data.len() < len;
+    if dtype != data.dtype() || data.len() > len || odd_partial {
+        return Err(Error::HostData {
+            what: if odd_partial { "write (a partial half write must have an even length)" } else { "write" },
+            buffer: len,
+            buffer_dtype: dtype,
+            host: data.len(),
+            host_dtype: data.dtype(),
+        });
+    }
+    Ok(())
 }
 
 /// Data read back from a buffer.
@@ -86,27 +186,104 @@ pub enum HostVec {
     F32(Vec<f32>),
     /// Contents of a u32 buffer.
     U32(Vec<u32>),
+    /// Contents of an f16 buffer.
+    F16(Vec<f16>),
+    /// Contents of a bf16 buffer.
+    BF16(Vec<bf16>),
 }
 
 impl HostVec {
-    /// The f32 contents; an error for a u32 buffer.
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostVec::F32(_) => DType::F32,
+            HostVec::U32(_) => DType::U32,
+            HostVec::F16(_) => DType::F16,
+            HostVec::BF16(_) => DType::BF16,
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            HostVec::F32(v) => v.len(),
+            HostVec::U32(v) => v.len(),
+            HostVec::F16(v) => v.len(),
+            HostVec::BF16(v) => v.len(),
+        }
+    }
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A view to write back into a buffer.
+    pub fn as_data(&self) -> HostData<'_> {
+        match self {
+            HostVec::F32(v) => HostData::F32(v),
+            HostVec::U32(v) => HostData::U32(v),
+            HostVec::F16(v) => HostData::F16(v),
+            HostVec::BF16(v) => HostData::BF16(v),
+        }
+    }
+    /// Keeps the first `len` elements.
+    pub fn truncate(&mut self, len: usize) {
+        match self {
+            HostVec::F32(v) => v.truncate(len),
+            HostVec::U32(v) => v.truncate(len),
+            HostVec::F16(v) => v.truncate(len),
+            HostVec::BF16(v) => v.truncate(len),
+        }
+    }
+    /// The f32 contents; an error for any other type.
     pub fn into_f32(self) -> Result<Vec<f32>> {
         match self {
             HostVec::F32(v) => Ok(v),
-            HostVec::U32(v) => Err(host_mismatch("read as f32", v.len(), DType::U32, DType::F32)),
+            other => Err(host_mismatch("read as f32", &other, DType::F32)),
         }
     }
-    /// The u32 contents; an error for an f32 buffer.
+    /// The u32 contents; an error for any other type.
     pub fn into_u32(self) -> Result<Vec<u32>> {
         match self {
             HostVec::U32(v) => Ok(v),
-            HostVec::F32(v) => Err(host_mismatch("read as u32", v.len(), DType::F32, DType::U32)),
+            other => Err(host_mismatch("read as u32", &other, DType::U32)),
+        }
+    }
+    /// The f16 contents; an error for any other type.
+    pub fn into_f16(self) -> Result<Vec<f16>> {
+        match self {
+            HostVec::F16(v) => Ok(v),
+            other => Err(host_mismatch("read as f16", &other, DType::F16)),
+        }
+    }
+    /// The bf16 contents; an error for any other type.
+    pub fn into_bf16(self) -> Result<Vec<bf16>> {
+        match self {
+            HostVec::BF16(v) => Ok(v),
+            other => Err(host_mismatch("read as bf16", &other, DType::BF16)),
+        }
+    }
+    /// `len` elements of `dtype` from a buffer's raw little-endian bytes (at least
+    /// `dtype.size() * len` of them).
+    pub(crate) fn from_bytes(dtype: DType, len: usize, bytes: &[u8]) -> HostVec {
+        let bytes = &bytes[..dtype.size() * len];
+        match dtype {
+            DType::F32 => HostVec::F32(bytemuck::pod_collect_to_vec(bytes)),
+            DType::U32 => HostVec::U32(bytemuck::pod_collect_to_vec(bytes)),
+            DType::F16 | DType::BF16 => HostVec::from_half_bits(dtype, bytemuck::pod_collect_to_vec(bytes)),
+        }
+    }
+    /// A half type's contents from its bits.
+    pub(crate) fn from_half_bits(dtype: DType, bits: Vec<u16>) -> HostVec {
+        match dtype {
+            DType::F16 => HostVec::F16(bits.reinterpret_into()),
+            DType::BF16 => HostVec::BF16(bits.reinterpret_into()),
+            DType::F32 | DType::U32 => unreachable!("{dtype} is not a half type"),
         }
     }
 }
 
-fn host_mismatch(what: &'static str, len: usize, have: DType, want: DType) -> Error {
-    Error::HostData { what, buffer: len, buffer_dtype: have, host: len, host_dtype: want }
+fn host_mismatch(what: &'static str, have: &HostVec, want: DType) -> Error {
+    let len = have.len();
+    Error::HostData { what, buffer: len, buffer_dtype: have.dtype(), host: len, host_dtype: want }
 }
 
 /// Counters a caller can assert on: after warm-up, a training loop should create nothing.
@@ -177,7 +354,7 @@ pub trait Backend: Send {
         self.wait(ticket?).map(|_| ())
     }
 
-    /// Blocking read of an f32 buffer; an error for a u32 one.
+    /// Blocking read of an f32 buffer; an error for any other type.
     fn read_f32(&mut self, id: BufferId) -> Result<Vec<f32>> {
         self.read(id)?.into_f32()
     }

@@ -5,10 +5,15 @@
 //! A caller allocates buffers, prepares a list of [`Launch`]es into a plan once, then submits that
 //! plan as often as it likes; on the GPU one submission is one command buffer.
 //!
+//! Buffers hold one [`DType`]: f32, u32, or the half types f16 and bf16 (two per 32-bit word on
+//! both backends' terms, converted in the shaders with integer bit operations, so every adapter runs
+//! them; host data uses the re-exported [`half`] crate's types). The `cast` family converts between
+//! f32 and the half types; the matmul family reads half operands ([`Matmul::with_dtypes`]).
+//!
 //! Layout of the crate:
 //! - [`kernels`]: one module per kernel family, named as its shader `shaders/<family>.wgsl`
 //!   (matmul, unary, binary, reduce, softmax, layer_norm, loss, conv, layout, optim, memory,
-//!   running, glu, rope). Each holds its kernels' description (the type a [`Kernel`] variant wraps), their
+//!   running, glu, rope, cast). Each holds its kernels' description (the type a [`Kernel`] variant wraps), their
 //!   buffer slots, the `#[repr(C)]` parameter block its shader's `Params` struct mirrors, its
 //!   workgroup counts and its CPU twin. `shaders/common.wgsl` (shared WGSL helpers) is prepended
 //!   to every family's source.
@@ -22,6 +27,10 @@
 //! workspace's top-level `shaders/`), so `cargo package` ships them; see `build.rs`.
 
 #![warn(missing_docs)]
+
+/// The `half` crate, whose `f16` and `bf16` are the host types of [`DType::F16`] and
+/// [`DType::BF16`] buffers ([`HostData`], [`HostVec`]).
+pub use half;
 
 mod backend;
 pub mod cpu;
@@ -39,7 +48,7 @@ pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, S
 pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
 pub use kernels::{
-    Access, AdamHyper, Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul,
+    Access, AdamHyper, Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul,
     MatmulTile, Memory, Optim, Permute, Reduce, ReduceOp, RmspropHyper, Rope, RunningUpdate, Saved, SgdHyper,
     Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };

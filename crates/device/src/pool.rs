@@ -36,7 +36,7 @@ impl<R> Pool<R> {
             None => {
                 let raw = create()?;
                 self.stats.buffers_created += 1;
-                self.stats.bytes_held += 4 * len as u64;
+                self.stats.bytes_held += dtype.bytes(len);
                 raw
             }
         };

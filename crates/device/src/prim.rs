@@ -5,9 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{
-    Binary, BinaryOp, Broadcast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, MatmulTile, Memory,
-    Optim, Permute, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
+    Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, MatmulTile,
+    Memory, Optim, Permute, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
 };
+use crate::DType;
 
 /// A primitive op: the WGSL entry point (and CPU twin) it lowers to, with the attributes that do
 /// not depend on the batch size. Axes count in the tensor's own dimensions.
@@ -19,6 +20,13 @@ pub enum Prim {
         trans_a: bool,
         /// Use `b` transposed.
         trans_b: bool,
+    },
+    /// `y = x` converted from `from` to `to` (f32 <-> f16, f32 <-> bf16), rounding to nearest even.
+    Cast {
+        /// The input's element type.
+        from: DType,
+        /// The output's element type.
+        to: DType,
     },
     /// `y = op(x)`, elementwise.
     Unary {
@@ -184,6 +192,7 @@ impl Prim {
     pub fn name(&self) -> &'static str {
         match self {
             Prim::Matmul { .. } => "matmul",
+            Prim::Cast { .. } => "cast",
             Prim::Unary { op, .. } => op.name(),
             Prim::UnaryGrad { op, .. } => op.grad_name(),
             Prim::Binary(op) => op.name(),
@@ -241,8 +250,19 @@ impl Prim {
             Prim::RmsNorm { eps } | Prim::RmsNormGrad { eps } if !eps.is_finite() || eps <= 0.0 => {
                 Err(Error::shape(name, format!("eps must be finite and > 0, got {eps}")))
             }
+            Prim::Cast { from, to } => Kernel::Cast(Cast::new(from, to, 1)).validate(),
             _ => Ok(()),
         }
+    }
+
+    /// [`Prim::lower`] for inputs of the element types `dtypes` (in input order): a matmul reads
+    /// f16 and bf16 operands as such ([`Matmul::with_dtypes`]); every other kernel's types are
+    /// fixed by the primitive.
+    pub fn lower_typed(&self, inputs: &[&[usize]], dtypes: &[DType], output: &[usize]) -> Result<Kernel> {
+        Ok(match self.lower(inputs, output)? {
+            Kernel::Matmul(mm) => Kernel::Matmul(mm.with_dtypes(dtypes[0], dtypes[1])),
+            k => k,
+        })
     }
 
     /// The sized kernel that computes this primitive over dense, row-major tensors: `inputs` are
@@ -282,8 +302,11 @@ impl Prim {
                     a_batched: sa.len() == 3,
                     b_batched: sb.len() == 3,
                     tile: MatmulTile::for_shape(batch, m, n, k),
+                    a_dtype: DType::F32,
+                    b_dtype: DType::F32,
                 })
             }
+            Prim::Cast { from, to } => Kernel::Cast(Cast::new(*from, *to, numel(output))),
             Prim::Unary { op, alpha } => {
                 Kernel::Unary(Unary::Forward { op: *op, len: numel(output), alpha: *alpha })
             }

@@ -2,7 +2,7 @@
 //! Not part of the API a program builds on.
 
 use crate::kernels::*;
-use crate::{open, Backend, BackendChoice};
+use crate::{open, Backend, BackendChoice, DType};
 
 /// Whether `KILN_REQUIRE_GPU=1` asks GPU tests to fail instead of skipping.
 pub fn gpu_required() -> bool {
@@ -29,6 +29,12 @@ pub fn gpu_or_skip(what: &str) -> Option<Box<dyn Backend>> {
 pub fn one_of_each() -> Vec<Kernel> {
     let mut v = vec![Kernel::Matmul(Matmul::new(3, 5, 7))];
     v.push(Kernel::Matmul(Matmul::new(3, 5, 7).with_tile(MatmulTile::Blocked)));
+    for tile in MatmulTile::ALL {
+        v.push(Kernel::Matmul(Matmul::new(3, 5, 7).with_tile(tile).with_dtypes(DType::BF16, DType::F16)));
+    }
+    for (from, to) in Cast::PAIRS {
+        v.push(Kernel::Cast(Cast::new(from, to, 9)));
+    }
     for op in UnaryOp::ALL {
         v.push(Kernel::Unary(Unary::Forward { op, len: 9, alpha: 0.1 }));
         v.push(Kernel::Unary(Unary::Backward { op, len: 9, alpha: 0.1 }));

@@ -58,6 +58,8 @@ fn launch_on(mut be: CpuBackend, kernel: Kernel, init: Vec<Init>) -> Vec<HostVec
             Init::Poison => match s.dtype {
                 DType::F32 => be.upload(HostData::F32(&vec![f32::NAN; s.len])).unwrap(),
                 DType::U32 => be.upload(HostData::U32(&vec![u32::MAX; s.len])).unwrap(),
+                DType::F16 => be.upload(HostData::F16(&vec![half::f16::NAN; s.len])).unwrap(),
+                DType::BF16 => be.upload(HostData::BF16(&vec![half::bf16::NAN; s.len])).unwrap(),
             },
         })
         .collect();
@@ -803,7 +805,15 @@ fn matmul_transposes_batches_and_shared_operands() {
             for trans_a in [false, true] {
                 for trans_b in [false, true] {
                     let tile = MatmulTile::Small;
-                    let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched, tile };
+                    let mm = Matmul {
+                        batch,
+                        trans_a,
+                        trans_b,
+                        a_batched,
+                        b_batched,
+                        tile,
+                        ..Matmul::new(m, n, k)
+                    };
                     let (a, b) = (rng.normal_vec(mm.a_len()), rng.normal_vec(mm.b_len()));
                     let got = out0(Kernel::Matmul(mm), vec![Init::F(a.clone()), Init::F(b.clone())]);
                     let mut want = Vec::new();

@@ -11,9 +11,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
-    Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostData, HostVec, Kernel, Launch,
-    LayerNorm, Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate,
-    Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
+    Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostVec, Kernel, Launch, LayerNorm,
+    Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate, Softmax,
+    Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -117,12 +117,7 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
 }
 
 fn upload(b: &mut dyn Backend, data: &[HostVec]) -> Vec<kiln_device::BufferId> {
-    data.iter()
-        .map(|d| match d {
-            HostVec::F32(v) => b.upload(HostData::F32(v)).unwrap(),
-            HostVec::U32(v) => b.upload(HostData::U32(v)).unwrap(),
-        })
-        .collect()
+    data.iter().map(|d| b.upload(d.as_data()).unwrap()).collect()
 }
 
 /// Runs `k` on both backends from the same inputs and compares every written buffer.
@@ -167,7 +162,8 @@ fn matmul_matches_cpu() {
                     continue;
                 }
                 let tile = MatmulTile::Small;
-                let mm = Matmul { batch, m, n, k, trans_a, trans_b, a_batched, b_batched, tile };
+                let mm =
+                    Matmul { batch, trans_a, trans_b, a_batched, b_batched, tile, ..Matmul::new(m, n, k) };
                 seed += 1;
                 check(Kernel::Matmul(mm), seed, &[]);
             }

@@ -6,7 +6,7 @@
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
-use kiln_device::kernels::{self, binary, conv, glu, layer_norm, layout, loss, matmul, memory, optim};
+use kiln_device::kernels::{self, binary, cast, conv, glu, layer_norm, layout, loss, matmul, memory, optim};
 use kiln_device::kernels::{reduce, rope, running, softmax, unary};
 
 /// The crate's `shaders` link, or the workspace directory it points to where the link is a file
@@ -83,6 +83,7 @@ fn every_kernel_has_its_entry_point() {
 fn every_params_struct_matches_its_rust_mirror() {
     let rust = [
         ("binary", size_of::<binary::BinaryParams>()),
+        ("cast", size_of::<cast::CastParams>()),
         ("conv", size_of::<conv::ConvParams>()),
         ("glu", size_of::<glu::GluParams>()),
         ("layer_norm", size_of::<layer_norm::LayerNormParams>()),

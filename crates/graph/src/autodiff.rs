@@ -22,7 +22,7 @@ pub fn saved(op: &Op) -> Saved {
         Prim::Binary(BinaryOp::Add | BinaryOp::Sub) => Saved::Neither,
         Prim::Im2col(_) | Prim::Col2im(_) | Prim::Permute { .. } | Prim::Window { .. } => Saved::Neither,
         Prim::Softmax { .. } | Prim::SoftmaxUpto { .. } => Saved::Output,
-        Prim::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } => Saved::Neither,
+        Prim::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. } | Prim::Cast { .. } => Saved::Neither,
         // max reads its output too (to find where the maximum was); every other op its inputs.
         _ => Saved::Input,
     }
@@ -72,7 +72,9 @@ impl Graph {
             let contribs = vjp(self, recompute.backward_node(self, i), gy, &wanted)?;
             for ((&x, c), w) in node.inputs.iter().zip(contribs).zip(wanted) {
                 let Some(c) = c.filter(|_| w) else { continue };
-                let c = self.sum_to(c, &self.shape(x));
+                // A gradient has its tensor's type: a half operand of a matmul (f32 product)
+                // gets its gradient cast to half, as in PyTorch.
+                let c = self.cast(self.sum_to(c, &self.shape(x)), self.dtype(x));
                 grads[x.index()] = Some(match grads[x.index()] {
                     None => c,
                     Some(prev) => self.add(prev, c),
@@ -179,6 +181,8 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
             });
             vec![da, db]
         }
+        // d/dx cast(x) = 1: the gradient, cast back to x's type
+        Prim::Cast { from, .. } => one(g.cast(gy, *from)),
         // d/dx f(x) = f'(saved) * g, where saved is x or y as the op says; d/dx -x = -1.
         Prim::Unary { op, alpha } => one(match op.saved() {
             Saved::Neither if *op == UnaryOp::Neg => g.neg(gy),

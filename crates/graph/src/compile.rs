@@ -4,7 +4,7 @@
 //! planning by liveness (tensors of one type whose lifetimes do not overlap share an activation
 //! slot, see `slots.rs`).
 
-use kiln_device::{BinaryOp, Kernel, Memory, Prim, RunningUpdate, Unary};
+use kiln_device::{BinaryOp, DType, Kernel, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -256,7 +256,8 @@ fn kernel_for(
         Op::Prim(p) => {
             let inputs: Vec<Vec<usize>> = node.inputs.iter().map(|&x| dims(x)).collect();
             let inputs: Vec<&[usize]> = inputs.iter().map(|d| d.as_slice()).collect();
-            p.lower(&inputs, &node.shape.resolve(batch))?
+            let dtypes: Vec<DType> = node.inputs.iter().map(|&x| nodes[x.index()].dtype).collect();
+            p.lower_typed(&inputs, &dtypes, &node.shape.resolve(batch))?
         }
         Op::Update { rule, decay } => {
             rule.lower_with(nodes[node.inputs[0].index()].shape.numel(batch), *decay)

@@ -12,6 +12,9 @@
 //! [`UpdateRule`] and whether weight decay applies ([`Graph::optimize_with`]). The [`Optimizer`] given to [`Graph::optimize`] (its typed hyper-parameters) is
 //! the session's: [`Session::set_lr`] and [`Session::set_optimizer`] change it between steps.
 //!
+//! Tensors are f32, u32, or the half types f16 and bf16 made by [`Graph::cast`]; matmul nodes take
+//! half operands (f32 product), which is what mixed precision builds on (README, "Half precision").
+//!
 //! ```
 //! use kiln_device::{open, BackendChoice, HostData};
 //! use kiln_graph::{Graph, Optimizer, Session};

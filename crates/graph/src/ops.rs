@@ -19,6 +19,14 @@ fn want(op: &'static str, n: &Node, dtype: DType) -> Result<()> {
     Ok(())
 }
 
+/// An error unless `n` holds floats (f32, f16 or bf16).
+fn want_float(op: &'static str, n: &Node) -> Result<()> {
+    if n.dtype == U32 {
+        return Err(Error::shape(op, format!("expects f32, f16 or bf16, got a u32 tensor {}", n.shape)));
+    }
+    Ok(())
+}
+
 fn same(op: &'static str, a: &Node, b: &Node) -> Result<()> {
     if a.shape != b.shape {
         return Err(Error::shape(op, format!("shapes {} and {} differ", a.shape, b.shape)));
@@ -93,13 +101,14 @@ impl Graph {
         self.matmul_t(a, b, false, false)
     }
 
-    /// `op(a) @ op(b)` where `op` transposes the last two axes when asked.
+    /// `op(a) @ op(b)` where `op` transposes the last two axes when asked. Either operand may be
+    /// f16 or bf16 (a [`Graph::cast`]): the product accumulates in f32 and is f32.
     pub fn matmul_t(&self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> NodeId {
         self.prim(Prim::Matmul { trans_a, trans_b }, &[a, b], |n| {
             let (sa, sb) = (&n[0].shape, &n[1].shape);
             let err = |why: &str| Error::shape("matmul", format!("{sa} @ {sb}{why}"));
-            want("matmul", n[0], F32)?;
-            want("matmul", n[1], F32)?;
+            want_float("matmul", n[0])?;
+            want_float("matmul", n[1])?;
             if !(2..=3).contains(&sa.rank()) || !(2..=3).contains(&sb.rank()) {
                 return Err(err(": operands must have rank 2 or 3"));
             }
@@ -126,6 +135,20 @@ impl Graph {
             dims.extend([m, nn]);
             Ok((Shape(dims), F32))
         })
+    }
+
+    /// `x` converted to `dtype` (f32, f16 or bf16), rounding to nearest even as the `half` crate
+    /// does; `x` itself when it already has that type, and through f32 between the two half types.
+    /// Its gradient is the incoming gradient cast back to `x`'s type (PyTorch's `.to(dtype)`).
+    pub fn cast(&self, x: NodeId, dtype: DType) -> NodeId {
+        let from = self.dtype(x);
+        if from == dtype {
+            return x;
+        }
+        if from.is_half() && dtype.is_half() {
+            return self.cast(self.cast(x, F32), dtype);
+        }
+        self.prim(Prim::Cast { from, to: dtype }, &[x], |n| Ok((n[0].shape.clone(), dtype)))
     }
 
     /// Elementwise `op` on an f32 tensor; `alpha` is the op's parameter (LeakyReLU's slope), else 0.

@@ -133,10 +133,7 @@ impl Session {
         // A fetched tensor may sit in a larger shared slot: keep its own elements.
         let lens = self.plans.get(pending.plan).map_or(&[][..], |b| &b.plan.fetch_lens[..]);
         for (v, &len) in out.iter_mut().zip(lens) {
-            match v {
-                HostVec::F32(d) => d.truncate(len),
-                HostVec::U32(d) => d.truncate(len),
-            }
+            v.truncate(len);
         }
         Ok(out)
     }

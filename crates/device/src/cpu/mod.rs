@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::backend::{
-    check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+    check_launch, check_write, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
 };
 use crate::device_info::{DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
@@ -27,11 +27,13 @@ use profile::KernelProfile;
 /// many-core machine before lowering it.
 pub const DEFAULT_PARALLEL_MIN: usize = 64 * 1024;
 
-/// The storage of one CPU buffer.
+/// The storage of one CPU buffer: f16 and bf16 buffers both hold their bits as `u16` (the pool
+/// entry's dtype tells which).
 #[derive(Debug)]
 pub(crate) enum CpuBuf {
     F32(Vec<f32>),
     U32(Vec<u32>),
+    Half(Vec<u16>),
 }
 
 impl Default for CpuBuf {
@@ -46,12 +48,14 @@ impl CpuBuf {
         match self {
             CpuBuf::F32(v) => Out::F(&mut v[..len]),
             CpuBuf::U32(v) => Out::U(&mut v[..len]),
+            CpuBuf::Half(v) => Out::H(&mut v[..len]),
         }
     }
     fn input(&self, len: usize) -> In<'_> {
         match self {
             CpuBuf::F32(v) => In::F(&v[..len]),
             CpuBuf::U32(v) => In::U(&v[..len]),
+            CpuBuf::Half(v) => In::H(&v[..len]),
         }
     }
 }
@@ -196,6 +200,7 @@ impl Backend for CpuBackend {
             Ok(match dtype {
                 DType::F32 => CpuBuf::F32(vec![0.0; len]),
                 DType::U32 => CpuBuf::U32(vec![0; len]),
+                DType::F16 | DType::BF16 => CpuBuf::Half(vec![0; len]),
             })
         })
     }
@@ -210,20 +215,15 @@ impl Backend for CpuBackend {
 
     fn write(&mut self, id: BufferId, data: HostData<'_>) -> Result<()> {
         let entry = self.pool.get_mut(id)?;
-        let mismatch = |e: &crate::pool::Entry<CpuBuf>| Error::HostData {
-            what: "write",
-            buffer: e.len,
-            buffer_dtype: e.dtype,
-            host: data.len(),
-            host_dtype: data.dtype(),
-        };
-        if data.len() > entry.len {
-            return Err(mismatch(entry));
-        }
+        check_write(entry.dtype, entry.len, &data)?;
         match (&mut entry.raw, data) {
             (CpuBuf::F32(v), HostData::F32(d)) => v[..d.len()].copy_from_slice(d),
             (CpuBuf::U32(v), HostData::U32(d)) => v[..d.len()].copy_from_slice(d),
-            _ => return Err(mismatch(entry)),
+            (CpuBuf::Half(v), d) => {
+                let bits = d.half_bits().expect("check_write matched the dtypes");
+                v[..bits.len()].copy_from_slice(bits)
+            }
+            _ => unreachable!("check_write matched the dtypes"),
         }
         Ok(())
     }
@@ -310,9 +310,11 @@ impl Backend for CpuBackend {
     /// A direct copy: unlike the trait's default, it compiles no plan (so `plans_compiled` stays
     /// flat in a training loop that reads its loss).
     fn read(&mut self, id: BufferId) -> Result<HostVec> {
-        Ok(match &self.pool.get(id)?.raw {
+        let entry = self.pool.get(id)?;
+        Ok(match &entry.raw {
             CpuBuf::F32(v) => HostVec::F32(v.clone()),
             CpuBuf::U32(v) => HostVec::U32(v.clone()),
+            CpuBuf::Half(v) => HostVec::from_half_bits(entry.dtype, v.clone()),
         })
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use adapter::{describe_all, has_hardware_adapter};
 
 use crate::backend::{
-    check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+    check_launch, check_write, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
 };
 use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
@@ -202,7 +202,7 @@ impl GpuBackend {
         let mut readbacks = Vec::with_capacity(reads.len());
         for &id in reads {
             let (dtype, len) = self.pool.describe(id)?;
-            let bytes = 4 * len.max(1) as u64;
+            let bytes = dtype.bytes(len.max(1));
             let staging = self.take_staging(bytes);
             encoder.copy_buffer_to_buffer(&self.pool.get(id)?.raw, 0, &staging, 0, bytes);
             readbacks.push(Readback { dtype, len, staging, mapped: Arc::new(AtomicU8::new(0)) });
@@ -227,10 +227,11 @@ impl Backend for GpuBackend {
     }
 
     fn alloc(&mut self, dtype: DType, len: usize) -> Result<BufferId> {
-        // Whole vec4s: `matmul_blocked` reads its operands through `array<vec4<f32>>` views, whose
+        // Whole vec4s: `matmul_blocked` reads its operands through `array<vec4<u32>>` views, whose
         // binding must hold at least one element and whose last elements must be addressable.
         // The padding is never read as data (loads past `len` are bounds-checked in the shader).
-        let bytes = (4 * len.max(1) as u64).next_multiple_of(16);
+        // Half types take 2 bytes per element, two per 32-bit word (`DType::bytes`).
+        let bytes = dtype.bytes(len.max(1)).next_multiple_of(16);
         if bytes > self.max_binding {
             return Err(Error::Unsupported {
                 adapter: self.info.name.clone(),
@@ -262,17 +263,18 @@ impl Backend for GpuBackend {
 
     fn write(&mut self, id: BufferId, data: HostData<'_>) -> Result<()> {
         let e = self.pool.get(id)?;
-        if e.dtype != data.dtype() || data.len() > e.len {
-            return Err(Error::HostData {
-                what: "write",
-                buffer: e.len,
-                buffer_dtype: e.dtype,
-                host: data.len(),
-                host_dtype: data.dtype(),
-            });
-        }
-        if !data.is_empty() {
-            self.queue.write_buffer(&e.raw, 0, data.bytes());
+        check_write(e.dtype, e.len, &data)?;
+        let bytes = data.bytes();
+        if bytes.len().is_multiple_of(4) {
+            if !bytes.is_empty() {
+                self.queue.write_buffer(&e.raw, 0, bytes);
+            }
+        } else {
+            // An odd number of half elements filling the buffer: writes cover whole words, so the
+            // last word takes a zero high half (padding, never read as data).
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(&e.raw, 0, &padded);
         }
         Ok(())
     }
@@ -321,11 +323,7 @@ impl Backend for GpuBackend {
             {
                 let view =
                     r.staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-                let bytes = &view[..4 * r.len];
-                out.push(match r.dtype {
-                    DType::F32 => HostVec::F32(bytemuck::pod_collect_to_vec(bytes)),
-                    DType::U32 => HostVec::U32(bytemuck::pod_collect_to_vec(bytes)),
-                });
+                out.push(HostVec::from_bytes(r.dtype, r.len, &view));
             }
             r.staging.unmap();
             self.staging.entry(r.staging.size()).or_default().push(r.staging);

@@ -1,4 +1,5 @@
-//! Shader modules and compute pipelines, each created once and cached by entry point. A family's
+//! Shader modules and compute pipelines, each created once and cached by entry point and the
+//! values of its `override` constants (`Kernel::overrides`). A family's
 //! module is `shaders/common.wgsl` followed by `shaders/<family>.wgsl`: plain concatenation of
 //! two WGSL files.
 
@@ -14,19 +15,24 @@ pub(crate) struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// An entry point and the values of its `override` constants.
+type PipelineKey = (&'static str, Vec<(&'static str, u32)>);
+
 #[derive(Default)]
 pub(crate) struct Pipelines {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
-    cache: HashMap<&'static str, Pipeline>,
+    cache: HashMap<PipelineKey, Pipeline>,
     pub created: u64,
 }
 
 impl Pipelines {
-    /// The pipeline of `k`'s entry point, built on first use. Entry point names are unique across
-    /// shader files, so the name is the key; the layout depends only on the entry point.
+    /// The pipeline of `k`'s entry point and pipeline constants, built on first use. Entry point
+    /// names are unique across shader files, so the name and the constants are the key; the
+    /// layout depends only on the entry point.
     pub fn get(&mut self, device: &wgpu::Device, k: &Kernel) -> &Pipeline {
         let name = k.name();
-        if !self.cache.contains_key(name) {
+        let key = (name, k.overrides());
+        if !self.cache.contains_key(&key) {
             let family = k.family();
             let module = self.modules.entry(family).or_insert_with(|| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -50,18 +56,22 @@ impl Pipelines {
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
+            let constants: Vec<(&str, f64)> = key.1.iter().map(|&(c, v)| (c, v as f64)).collect();
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(name),
                 layout: Some(&pipeline_layout),
                 module,
                 entry_point: Some(name),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    ..Default::default()
+                },
                 cache: None,
             });
             self.created += 1;
-            self.cache.insert(name, Pipeline { pipeline, layout });
+            self.cache.insert(key.clone(), Pipeline { pipeline, layout });
         }
-        &self.cache[name]
+        &self.cache[&key]
     }
 }
 

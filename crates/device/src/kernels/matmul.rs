@@ -4,12 +4,22 @@
 //! library GEMM (`super::sgemm`: the `gemm` crate on CPUs with AVX-512, `matrixmultiply`
 //! elsewhere, chosen at run time); it takes row and column strides, so a transposed operand is just
 //! swapped strides, never a copy.
+//!
+//! Half inputs: either operand may be f16 or bf16 ([`Matmul::a_dtype`], [`Matmul::b_dtype`]), on
+//! both entry points, with every transpose and batching; `C` is f32 and the products accumulate in
+//! f32. The shaders bind A and B as `array<u32>` (`array<vec4<u32>>` for the blocked loads) and widen
+//! each element exactly as it is loaded (`shaders/common.wgsl`); the operand types are pipeline
+//! constants (`override`), so each combination is its own pipeline and the f32 one runs the f32
+//! code alone (with them as uniform parameters, lavapipe ran the f32 blocked kernel at ~60%); the CPU twin widens a half operand
+//! into an f32 copy with the `half` crate (`cast::widen`, the same values) and runs the same sgemm,
+//! so the two differ only in f32 summation order.
 
+use super::cast::{dtype_code, widen};
 use super::{nonzero, slot, Access::*, Family, Slot};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::sgemm::{self, Product};
 use crate::kernels::twin::{mismatch, In, Out, Par};
-use crate::DType::F32;
+use crate::DType::{self, F32};
 
 /// `C[b] = op(A[b]) @ op(B[b])`, row-major. `A` is `[m, k]` (`[k, m]` when `trans_a`), `B` is `[k, n]`
 /// (`[n, k]` when `trans_b`), `C` is `[batch, m, n]`. An operand that is not batched is shared by
@@ -34,6 +44,10 @@ pub struct Matmul {
     pub b_batched: bool,
     /// Which entry point computes it (the lowering picks by shape: [`MatmulTile::for_shape`]).
     pub tile: MatmulTile,
+    /// `A`'s element type: f32, f16 or bf16.
+    pub a_dtype: DType,
+    /// `B`'s element type: f32, f16 or bf16.
+    pub b_dtype: DType,
 }
 
 /// The matmul family's two entry points: same parameters, bindings and results (up to float
@@ -109,11 +123,17 @@ impl Matmul {
             a_batched: false,
             b_batched: false,
             tile: MatmulTile::for_shape(1, m, n, k),
+            a_dtype: F32,
+            b_dtype: F32,
         }
     }
     /// The same product on another entry point.
     pub fn with_tile(self, tile: MatmulTile) -> Self {
         Matmul { tile, ..self }
+    }
+    /// The same product reading `A` as `a` and `B` as `b` (each f32, f16 or bf16).
+    pub fn with_dtypes(self, a: DType, b: DType) -> Self {
+        Matmul { a_dtype: a, b_dtype: b, ..self }
     }
     /// Elements of `A`.
     pub fn a_len(&self) -> usize {
@@ -159,12 +179,20 @@ impl Family for Matmul {
     fn slots(&self) -> Vec<Slot> {
         vec![
             slot(1, "c", F32, self.batch * self.m * self.n, Write),
-            slot(2, "a", F32, self.a_len(), Read),
-            slot(3, "b", F32, self.b_len(), Read),
+            slot(2, "a", self.a_dtype, self.a_len(), Read),
+            slot(3, "b", self.b_dtype, self.b_len(), Read),
         ]
     }
 
     fn validate(&self) -> Result<()> {
+        for (operand, dtype) in [("A", self.a_dtype), ("B", self.b_dtype)] {
+            if dtype == DType::U32 {
+                return Err(Error::shape(
+                    self.name(),
+                    format!("{operand} is u32; expected f32, f16 or bf16"),
+                ));
+            }
+        }
         nonzero(self.name(), &[self.batch, self.m, self.n, self.k])
     }
 
@@ -182,6 +210,11 @@ impl Family for Matmul {
         }
     }
 
+    /// The operand types, as the shader's pipeline constants.
+    fn overrides(&self) -> Vec<(&'static str, u32)> {
+        vec![("A_DTYPE", dtype_code(self.a_dtype)), ("B_DTYPE", dtype_code(self.b_dtype))]
+    }
+
     /// One workgroup per tile of C (64 x 64 or 128 x 128), one layer per batch entry.
     fn workgroups(&self) -> [u32; 3] {
         let t = self.tile.tile();
@@ -191,6 +224,11 @@ impl Family for Matmul {
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
         match (outs, ins) {
             ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b),
+            // Half operands: widened to f32 copies first (the GPU widens them as it loads).
+            ([Out::F(c)], &[a, b]) => {
+                let (a, b) = (widen(self.a_dtype, a, self.name()), widen(self.b_dtype, b, self.name()));
+                matmul(self, c, &a, &b)
+            }
             _ => mismatch(self.name()),
         }
     }

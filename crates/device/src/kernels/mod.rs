@@ -16,6 +16,7 @@ macro_rules! shader {
 }
 
 pub mod binary;
+pub mod cast;
 pub mod conv;
 pub mod glu;
 pub mod layer_norm;
@@ -34,6 +35,7 @@ pub(crate) mod twin;
 pub mod unary;
 
 pub use binary::{Binary, BinaryOp, Broadcast};
+pub use cast::Cast;
 pub use conv::{Conv, Window2d};
 pub use glu::Glu;
 pub use layer_norm::LayerNorm;
@@ -79,6 +81,11 @@ pub(crate) trait Family {
     fn params(&self) -> Self::Params;
     /// Workgroups to dispatch on the GPU (x, y, z).
     fn workgroups(&self) -> [u32; 3];
+    /// Values of the entry point's WGSL `override` constants (by name). The GPU backend builds one
+    /// pipeline per entry point and values; most families have none.
+    fn overrides(&self) -> Vec<(&'static str, u32)> {
+        Vec::new()
+    }
     /// The CPU twin. `outs` and `ins` are the Write and Read slots, each in slot order, already
     /// checked against [`Family::slots`].
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par);
@@ -121,6 +128,8 @@ pub enum Kernel {
     Glu(Glu),
     /// `shaders/rope.wgsl`: rotary position embedding and its inverse.
     Rope(Rope),
+    /// `shaders/cast.wgsl`: f32 <-> f16 and f32 <-> bf16 conversions.
+    Cast(Cast),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -141,6 +150,7 @@ macro_rules! each_family {
             Kernel::Running($f) => $e,
             Kernel::Glu($f) => $e,
             Kernel::Rope($f) => $e,
+            Kernel::Cast($f) => $e,
         }
     };
 }
@@ -156,7 +166,7 @@ macro_rules! from_family {
 }
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
-    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope);
+    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope, Cast => Cast);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE
@@ -224,6 +234,12 @@ impl Kernel {
     /// Workgroups to dispatch on the GPU.
     pub fn workgroups(&self) -> [u32; 3] {
         each_family!(self, f => f.workgroups())
+    }
+
+    /// Values of the entry point's WGSL `override` constants, by name (a matmul's operand types);
+    /// the GPU backend builds one pipeline per entry point and values.
+    pub fn overrides(&self) -> Vec<(&'static str, u32)> {
+        each_family!(self, f => f.overrides())
     }
 
     /// Checks the workgroup counts against the per-dimension limit (matmul's y and z cannot spill).
@@ -342,6 +358,8 @@ mod tests {
             a_batched: true,
             b_batched: false,
             tile: MatmulTile::Small,
+            a_dtype: DType::F32,
+            b_dtype: DType::F32,
         };
         assert_eq!(words(Kernel::Matmul(mm)), pad(&[2, 3, 4, 5, 1, 0, 15, 0]));
         assert_eq!(

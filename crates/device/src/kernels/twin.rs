@@ -7,17 +7,21 @@ use rayon::prelude::*;
 
 use super::simd::wide_fn;
 
-/// A written buffer, sliced to the length its slot needs.
+/// A written buffer, sliced to the length its slot needs. `H` holds f16 or bf16 bits (the slot's
+/// dtype says which).
 pub(crate) enum Out<'a> {
     F(&'a mut [f32]),
     U(&'a mut [u32]),
+    H(&'a mut [u16]),
 }
 
-/// A read buffer, sliced to the length its slot needs.
+/// A read buffer, sliced to the length its slot needs. `H` holds f16 or bf16 bits (the slot's
+/// dtype says which).
 #[derive(Clone, Copy)]
 pub(crate) enum In<'a> {
     F(&'a [f32]),
     U(&'a [u32]),
+    H(&'a [u16]),
 }
 
 /// What a CPU twin does when its buffer views do not match its slots: `prepare` checked their
@@ -75,11 +79,11 @@ wide_fn! {
 
 wide_fn! {
     /// `out[i] = f(a[i])` on one thread, as wide as the CPU allows.
-    pub(crate) fn map_wide<F>(out: &mut [f32], a: &[f32], f: F) where [Fn(f32) -> f32] = map1
+    pub(crate) fn map_wide<F>(out: &mut [f32], a: &[f32], f: F) where [Fn(f32) -> f32] = map_loop
 }
 
 #[inline(always)]
-fn map1<F: Fn(f32) -> f32>(out: &mut [f32], a: &[f32], f: F) {
+fn map_loop<F: Fn(f32) -> f32>(out: &mut [f32], a: &[f32], f: F) {
     for (o, &x) in out.iter_mut().zip(a) {
         *o = f(x);
     }
@@ -132,5 +136,25 @@ fn rows_loop<F: Fn(usize, &mut [f32], &[f32], &[f32])>(
 ) {
     for (r, (o, (a, b))) in out.chunks_mut(cols).zip(a.chunks(cols).zip(b.chunks(cols))).enumerate() {
         f(first + r, o, a, b);
+    }
+}
+
+/// `out[i] = f(x[i])` over equal-length slices of any element types, split over rayon when
+/// `parallel`.
+pub(crate) fn map1<A: Copy + Sync, B: Send>(
+    parallel: bool,
+    out: &mut [B],
+    x: &[A],
+    f: impl Fn(A) -> B + Sync,
+) {
+    let run = |out: &mut [B], x: &[A]| {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)).for_each(|(o, x)| run(o, x));
+    } else {
+        run(out, x);
     }
 }

@@ -4,6 +4,8 @@
 //! `UnaryOp::eval_f64` / `deriv_f64` and `BinaryOp::eval_f64`, shared with the graph's interpreter.)
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod matmul_parity;
+
 /// Float32-level tolerance used throughout: `|got - want| <= RTOL * |want| + ATOL`, elementwise.
 pub const RTOL: f64 = 1e-5;
 pub const ATOL: f64 = 1e-6;

@@ -24,7 +24,7 @@
 
 use std::time::Instant;
 
-use kiln_device::{Backend, HostData};
+use kiln_device::Backend;
 use kiln_graph::{Feed, Graph, NodeId, Session};
 
 use super::{Bound, Compile, Core, Heads, Trainable};
@@ -176,11 +176,7 @@ fn slice_feeds<'a>(feeds: &[Feed<'a>], rows: usize, (lo, hi): (usize, usize)) ->
         .iter()
         .map(|&(node, data)| {
             let w = data.len() / rows;
-            let part = match data {
-                HostData::F32(d) => HostData::F32(&d[lo * w..hi * w]),
-                HostData::U32(d) => HostData::U32(&d[lo * w..hi * w]),
-            };
-            (node, part)
+            (node, data.slice(lo * w..hi * w))
         })
         .collect()
 }
