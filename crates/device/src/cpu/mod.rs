@@ -8,9 +8,10 @@
 //! under the ticket until `wait` collects them.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::backend::{
-    check_launch, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+    check_launch, check_part, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
 };
 use crate::device_info::{DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
@@ -106,6 +107,15 @@ impl CpuBackend {
             done: HashMap::new(),
             par: Par { min: elements.max(1) },
         }
+    }
+
+    /// Launches `plan` holds.
+    fn launches(&self, plan: PlanId) -> Result<usize> {
+        self.plans
+            .get(plan.0 as usize)
+            .and_then(Option::as_ref)
+            .map(Vec::len)
+            .ok_or(Error::UnknownPlan(plan.0))
     }
 
     /// Runs one step. Its written buffers are taken out of the pool for the duration (a launch never
@@ -243,13 +253,18 @@ impl Backend for CpuBackend {
     }
 
     fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket> {
+        self.submit_part(plan, 0..self.launches(plan)?, reads)
+    }
+
+    fn submit_part(&mut self, plan: PlanId, launches: Range<usize>, reads: &[BufferId]) -> Result<Ticket> {
         // Checked before running, so a bad read id does not leave a half-run step behind.
         for &id in reads {
             self.pool.describe(id)?;
         }
         let steps =
             self.plans.get(plan.0 as usize).and_then(Option::as_ref).ok_or(Error::UnknownPlan(plan.0))?;
-        for step in steps {
+        let launches = check_part(plan, launches, steps.len())?;
+        for step in &steps[launches] {
             Self::run_step(&mut self.pool, step, self.par)?;
         }
         let out = reads.iter().map(|&id| self.read(id)).collect::<Result<Vec<_>>>()?;

@@ -52,10 +52,11 @@ impl Mpi {
     }
 }
 
-/// [`AllReduce`] over `MPI_COMM_WORLD`. The gradients of a step are concatenated into buckets
-/// of up to [`BUCKET_BYTES`], each summed by one blocking `MPI_Allreduce(MPI_SUM)`. Blocking
-/// because nothing would overlap it: a step's gradients come back from the device together
-/// (forward and backward are one submitted plan), and the update waits for every bucket.
+/// [`AllReduce`] over `MPI_COMM_WORLD`. The gradients it is given (one bucket of a step,
+/// `Compile::bucket_mb`) are concatenated into buffers of up to [`BUCKET_BYTES`], each summed by
+/// one blocking `MPI_Allreduce(MPI_SUM)`. Blocking on the reducing thread is what overlaps it:
+/// the replicas' threads compute the backward pass of the next bucket meanwhile, and only that
+/// thread (the one that initialized MPI) calls MPI.
 #[derive(Clone, Copy, Debug)]
 pub struct MpiAllReduce {
     rank: usize,

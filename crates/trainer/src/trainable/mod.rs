@@ -4,8 +4,10 @@
 //! them, binding to a backend (what `Sequential::compile` does: gradients, clipping, the
 //! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
 //! early stopping, progress and logs, evaluate and predict, and save / load / exact resume; and
-//! data parallelism over several devices in one process (`Compile::devices`, `data_parallel.rs`).
+//! data parallelism over several devices in one process (`Compile::devices`, `data_parallel.rs`; gradient buckets overlap the backward pass,
+//! `buckets.rs`).
 
+mod buckets;
 mod data_parallel;
 mod fit;
 mod language;
@@ -16,6 +18,7 @@ use kiln_device::{Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
 pub use crate::distributed::{AllReduce, SingleProcess};
+pub use buckets::{DEFAULT_BUCKET_MB, FIRST_BUCKET_BYTES};
 pub use data_parallel::StepTimes;
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
@@ -61,6 +64,13 @@ pub struct Compile {
     /// its contiguous share of every batch, and the row-weighted gradient sum updates replica 0,
     /// whose weights the others copy before each step (see `trainable/data_parallel.rs`).
     pub devices: usize,
+    /// Gradient buckets of data-parallel training, in MiB (default [`DEFAULT_BUCKET_MB`], as
+    /// PyTorch DDP; the first bucket at most 1 MiB): each replica's forward + backward runs in one
+    /// part per bucket, and a bucket's gradients are summed (across replicas, then processes)
+    /// while the backward pass of the next still computes. 0 sums every gradient after the
+    /// whole backward (no overlap). The same losses and weights either way (bit for bit in one
+    /// process and on 2 ranks; see `trainable/data_parallel.rs`).
+    pub bucket_mb: f64,
 }
 
 impl Compile {
@@ -75,6 +85,7 @@ impl Compile {
             clip_norm: None,
             accumulate: 1,
             devices: 1,
+            bucket_mb: DEFAULT_BUCKET_MB,
         }
     }
 }
