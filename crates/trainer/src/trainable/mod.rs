@@ -9,6 +9,7 @@
 
 mod buckets;
 mod data_parallel;
+mod eval_shard;
 mod fit;
 mod language;
 mod run;
