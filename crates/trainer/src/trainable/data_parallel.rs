@@ -310,8 +310,8 @@ pub(crate) fn step(
                 scope.spawn(move || {
                     pool.install(|| {
                         // a send fails only when the reduction stopped on an error of its own
-                        let mut arrive = |k, outs| drop(tx.send((i, k, outs, Instant::now())));
-                        Ok::<_, Error>(s.run_in_parts(&part, fetch, parts, &mut arrive)?)
+                        let arrive = |k, outs| drop(tx.send((i, k, outs, Instant::now())));
+                        Ok::<_, Error>(s.run_in_parts(&part, fetch, parts, arrive)?)
                     })
                 })
             })
