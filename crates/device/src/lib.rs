@@ -3,7 +3,8 @@
 //! Two backends implement [`Backend`] with the same semantics: [`cpu::CpuBackend`] (native Rust,
 //! multi-threaded, the reference) and [`gpu::GpuBackend`] (wgpu + the WGSL kernels in `shaders/`).
 //! A caller allocates buffers, prepares a list of [`Launch`]es into a plan once, then submits that
-//! plan as often as it likes; on the GPU one submission is one command buffer.
+//! plan as often as it likes, whole or in consecutive parts ([`Backend::submit_part`]); on the GPU
+//! one submission is one command buffer.
 //!
 //! Layout of the crate:
 //! - [`kernels`]: one module per kernel family, named as its shader `shaders/<family>.wgsl`
