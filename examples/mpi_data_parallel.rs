@@ -1,10 +1,12 @@
 //! Step time of data-parallel training across MPI processes: run it under `mpirun -np N` (N = 1
 //! for the baseline, one process with the ordinary pipelined step). Each rank trains one replica
 //! on its CPU backend with one thread; rank 0 prints the step time split into compute (forward +
-//! backward on its rows, gradients read back), all-reduce (the host sum, `MPI_Allreduce` of the
-//! gradient buckets, the write into the update's gradient buffers; of which MPI) and update, for
-//! the benches' mlp-large (784-1024-1024-10, global batch 256) and the tiny Llama (context 64,
-//! global batch 8).
+//! backward on its rows, gradients read back), all-reduce (exposed: what is left of the host
+//! sums and the `MPI_Allreduce` of the gradient buckets once the backward pass is done, and the
+//! write into the update's gradient buffers), the reduction hidden behind the backward pass, the
+//! time in MPI (hidden or not) and update, for the benches' mlp-large (784-1024-1024-10, global
+//! batch 256) and the tiny Llama (context 64, global batch 8), for each bucket size in
+//! `BUCKET_MB` (MiB, comma-separated; default `0,25`: no overlap, then the default buckets).
 //!
 //! `cargo build --release --features mpi --example mpi_data_parallel`, then
 //! `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1 mpirun -np 2 target/release/examples/mpi_data_parallel`
@@ -18,7 +20,7 @@ use kiln::trainer::distributed::Mpi;
 use kiln::trainer::zoo::{Llama, LlamaConfig};
 use kiln::trainer::StepTimes;
 
-fn report(model: &str, ranks: usize, wall: f64, steps: usize, t: Option<StepTimes>) {
+fn report(model: &str, ranks: usize, mb: f64, wall: f64, steps: usize, t: Option<StepTimes>) {
     if !kiln::trainer::distributed::is_root() {
         return;
     }
@@ -26,28 +28,19 @@ fn report(model: &str, ranks: usize, wall: f64, steps: usize, t: Option<StepTime
     match t {
         None => println!("{model:10} {ranks} rank : {:8.1} ms/step", ms(wall)),
         Some(t) => println!(
-            "{model:10} {ranks} ranks: {:8.1} ms/step = compute {:.1} + all-reduce {:.1} (MPI {:.1}) + update {:.1}",
+            "{model:10} {ranks} ranks, buckets {mb} MiB: {:8.1} ms/step = compute {:.1} + all-reduce {:.1} \
+             (hidden {:.1}, MPI {:.1}) + update {:.1}",
             ms(wall),
             ms(t.compute_s),
             ms(t.all_reduce_s),
+            ms(t.hidden_s),
             ms(t.process_s),
             ms(t.update_s),
         ),
     }
 }
 
-fn minus(t: StepTimes, b: StepTimes) -> StepTimes {
-    StepTimes {
-        steps: t.steps - b.steps,
-        broadcast_s: t.broadcast_s - b.broadcast_s,
-        compute_s: t.compute_s - b.compute_s,
-        all_reduce_s: t.all_reduce_s - b.all_reduce_s,
-        update_s: t.update_s - b.update_s,
-        process_s: t.process_s - b.process_s,
-    }
-}
-
-fn mlp(ranks: usize, steps: usize) -> kiln::Result<()> {
+fn mlp(ranks: usize, mb: f64, steps: usize) -> kiln::Result<()> {
     let (batch, rows) = (256, 256 * steps);
     let mut rng = SplitMix64::new(1);
     let x: Vec<f32> = (0..rows * 784).map(|_| rng.below(2000) as f32 / 1000.0 - 1.0).collect();
@@ -58,22 +51,22 @@ fn mlp(ranks: usize, steps: usize) -> kiln::Result<()> {
     )?;
     let mut m = Sequential::new(&[784]).add(Dense(1024, Relu)).add(Dense(1024, Relu)).add(Dense(10, Softmax));
     let mut c = Compile::new(Optimizer::adam(1e-3), Loss::CrossEntropy, &[]);
-    c.backend = BackendChoice::Cpu;
+    (c.backend, c.bucket_mb) = (BackendChoice::Cpu, mb);
     m.compile_with(c)?;
     // epoch 1 warms up, epoch 2 is timed
     let opts = |epochs| FitOptions { epochs, batch_size: batch, quiet: true, ..Default::default() };
     m.fit(&data, &opts(1))?;
     let before = m.step_times();
     let h = m.fit(&data, &opts(2))?;
-    let t = m.step_times().zip(before).map(|(t, b)| minus(t, b));
-    report("mlp-large", ranks, h.epochs[0].seconds, steps, t);
+    let t = m.step_times().zip(before).map(|(t, b)| t.since(&b));
+    report("mlp-large", ranks, mb, h.epochs[0].seconds, steps, t);
     Ok(())
 }
 
-fn llama(ranks: usize, steps: usize) -> kiln::Result<()> {
+fn llama(ranks: usize, mb: f64, steps: usize) -> kiln::Result<()> {
     let (batch, context) = (8, 64);
     let mut training = Llama::default_training();
-    training.backend = BackendChoice::Cpu;
+    (training.backend, training.bucket_mb) = (BackendChoice::Cpu, mb);
     let mut m = Llama::with_training(
         LlamaConfig::tiny(),
         context,
@@ -93,15 +86,26 @@ fn llama(ranks: usize, steps: usize) -> kiln::Result<()> {
         m.train_step(&x, &y)?;
     }
     let wall = start.elapsed().as_secs_f64();
-    let t = m.step_times().zip(before).map(|(t, b)| minus(t, b));
-    report("tiny-llama", ranks, wall, steps, t);
+    let t = m.step_times().zip(before).map(|(t, b)| t.since(&b));
+    report("tiny-llama", ranks, mb, wall, steps, t);
     Ok(())
 }
 
 fn main() -> kiln::Result<()> {
     let mpi = Mpi::init()?;
     let steps = std::env::var("STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    mlp(mpi.size(), steps)?;
-    llama(mpi.size(), steps)?;
+    let buckets = std::env::var("BUCKET_MB").unwrap_or_else(|_| "0,25".into());
+    let buckets: Vec<f64> = buckets
+        .split(',')
+        .map(|s| s.trim().parse().map_err(|_| kiln::Error::InvalidArgument(format!("BUCKET_MB: {s:?}"))))
+        .collect::<kiln::Result<_>>()?;
+    // one rank has no data-parallel binding: the bucket size does not apply
+    let buckets = if mpi.size() == 1 { &buckets[..1] } else { &buckets[..] };
+    for &mb in buckets {
+        mlp(mpi.size(), mb, steps)?;
+    }
+    for &mb in buckets {
+        llama(mpi.size(), mb, steps)?;
+    }
     Ok(())
 }

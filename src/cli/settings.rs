@@ -80,6 +80,11 @@ pub struct TrainSettings {
     /// batch [default: 1].
     #[arg(long)]
     pub devices: Option<usize>,
+    /// Data-parallel gradient buckets in MiB: each is summed across devices and ranks while the
+    /// backward pass of the next computes; 0 sums every gradient after the whole backward (no
+    /// overlap) [default: 25, the first bucket at most 1 MiB].
+    #[arg(long)]
+    pub bucket_mb: Option<f64>,
     /// Starting weights (safetensors with PyTorch nn.Sequential names).
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -144,6 +149,7 @@ impl TrainSettings {
             seed: self.seed.or(other.seed),
             backend: self.backend.or(other.backend),
             devices: self.devices.or(other.devices),
+            bucket_mb: self.bucket_mb.or(other.bucket_mb),
             init: self.init.or(other.init),
             resume: self.resume || other.resume,
             no_shuffle: self.no_shuffle || other.no_shuffle,

@@ -254,6 +254,7 @@ fn fit_and_save(
         config.accumulate = n;
     }
     (config.backend, config.devices) = (backend, s.devices.unwrap_or(1).max(1));
+    config.bucket_mb = s.bucket_mb.unwrap_or(kiln::trainer::DEFAULT_BUCKET_MB);
     // Open the device first: the model's buffers are checked against its limits before any is
     // allocated.
     let device = kiln_device::open(backend)?;

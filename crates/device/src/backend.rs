@@ -1,5 +1,7 @@
 //! The seam between the graph and the hardware: the [`Backend`] trait, buffers, launches and plans.
 
+use std::ops::Range;
+
 use half::slice::HalfFloatSliceExt;
 use half::vec::HalfBitsVecExt;
 use half::{bf16, f16};
@@ -332,6 +334,12 @@ pub trait Backend: Send {
     /// is queued, so the host can prepare the next step while the device computes.
     fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket>;
 
+    /// Runs launches `launches` of a plan (one submission) and schedules a read-back of `reads`
+    /// after them: a plan run in consecutive parts, so that outputs complete early (the first
+    /// gradients of a backward pass) are read while the rest still has to run. The parts are
+    /// the caller's to submit in order; a range outside the plan is an error.
+    fn submit_part(&mut self, plan: PlanId, launches: Range<usize>, reads: &[BufferId]) -> Result<Ticket>;
+
     /// Blocks until a submission is done and returns the buffers it was asked to read.
     fn wait(&mut self, ticket: Ticket) -> Result<Vec<HostVec>>;
 
@@ -365,6 +373,19 @@ pub trait Backend: Send {
         self.write(id, data)?;
         Ok(id)
     }
+}
+
+/// `launches` when it lies within a plan of `len` launches, else [`Error::PlanPart`].
+pub(crate) fn check_part(plan: PlanId, launches: Range<usize>, len: usize) -> Result<Range<usize>> {
+    if launches.start > launches.end || launches.end > len {
+        return Err(Error::PlanPart {
+            plan: plan.0,
+            start: launches.start,
+            end: launches.end,
+            launches: len,
+        });
+    }
+    Ok(launches)
 }
 
 /// Checks a launch's buffers against its kernel: count, type, length, and no buffer both written

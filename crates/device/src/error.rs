@@ -70,6 +70,20 @@ pub enum Error {
     #[error("unknown plan id {0}")]
     UnknownPlan(u32),
 
+    /// A part of a plan ([`Backend::submit_part`](crate::Backend::submit_part)) outside its
+    /// launches.
+    #[error("plan {plan}: launches {start}..{end} asked of a plan of {launches} launches")]
+    PlanPart {
+        /// The plan.
+        plan: u32,
+        /// The first launch asked.
+        start: usize,
+        /// One past the last launch asked.
+        end: usize,
+        /// Launches the plan holds.
+        launches: usize,
+    },
+
     /// No adapter satisfies the request.
     #[error("no suitable adapter: {0}")]
     NoAdapter(String),

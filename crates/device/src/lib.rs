@@ -3,7 +3,8 @@
 //! Two backends implement [`Backend`] with the same semantics: [`cpu::CpuBackend`] (native Rust,
 //! multi-threaded, the reference) and [`gpu::GpuBackend`] (wgpu + the WGSL kernels in `shaders/`).
 //! A caller allocates buffers, prepares a list of [`Launch`]es into a plan once, then submits that
-//! plan as often as it likes; on the GPU one submission is one command buffer.
+//! plan as often as it likes, whole or in consecutive parts ([`Backend::submit_part`]); on the GPU
+//! one submission is one command buffer.
 //!
 //! Buffers hold one [`DType`]: f32, u32, or the half types f16 and bf16 (two per 32-bit word on
 //! both backends' terms, converted in the shaders with integer bit operations, so every adapter runs

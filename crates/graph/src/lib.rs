@@ -3,7 +3,9 @@
 //! Build a [`Graph`] of primitive ops (shape errors are found here), derive gradients with
 //! [`Graph::gradients`], append optimizer updates with [`Graph::optimize`], and run it with a
 //! [`Session`], which compiles one [`Plan`] per batch size (fused, buffers planned by liveness)
-//! and submits it every step. Segments marked with [`Graph::checkpoint`] are recomputed during
+//! and submits it every step ([`Session::run_in_parts`] submits one in consecutive parts, each
+//! read back as soon as it is done: what data-parallel training overlaps its gradient reduction
+//! with). Segments marked with [`Graph::checkpoint`] are recomputed during
 //! the backward instead of keeping their activations alive (activation checkpointing).
 //!
 //! The graph has no kernel vocabulary of its own: a primitive node holds a [`Prim`] (defined,

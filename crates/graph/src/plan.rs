@@ -1,7 +1,7 @@
 //! A compiled step: a flat list of kernel launches over buffer slots, independent of any backend.
 //! The session binds slots to device buffers once and submits the same launches every step.
 
-use kiln_device::{DType, Kernel};
+use kiln_device::{Access, DType, Kernel};
 
 use crate::graph::NodeId;
 
@@ -65,6 +65,27 @@ impl Plan {
     /// Number of kernel launches per step.
     pub fn launches(&self) -> usize {
         self.steps.len()
+    }
+
+    /// For each fetched output, the launches after which it holds its final value: one past the
+    /// last launch that writes its buffer (0 for a leaf no launch writes). A fetched tensor's slot
+    /// is never reused after it is computed, so reading it at that point reads what the whole
+    /// step would return: in a forward + backward plan, the gradients of the last layers are
+    /// ready long before those of the first.
+    pub fn fetch_ready(&self) -> Vec<usize> {
+        self.fetch
+            .iter()
+            .map(|&f| {
+                let writes = |s: &Step| {
+                    s.kernel
+                        .slots()
+                        .iter()
+                        .zip(&s.bufs)
+                        .any(|(slot, &b)| b == f && slot.access == Access::Write)
+                };
+                self.steps.iter().rposition(writes).map_or(0, |i| i + 1)
+            })
+            .collect()
     }
 
     /// Bytes of every buffer the plan uses: activation slots, fills, inputs and the persistent

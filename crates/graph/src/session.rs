@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_device::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
+use kiln_device::{Backend, BufferId, DType, DeviceKind, HostData, HostVec, Launch, PlanId, Stats, Ticket};
 
 use crate::compile::{compile_mode, Mode};
 use crate::error::{Error, Result};
@@ -41,7 +41,8 @@ struct Bound {
 #[must_use = "a pending step holds its read-back until waited on"]
 pub struct Pending {
     ticket: Ticket,
-    plan: usize,
+    /// Elements of each output read back (its slot may be larger).
+    lens: Vec<usize>,
 }
 
 /// One fed input: the input node and its data for the whole batch.
@@ -131,8 +132,7 @@ impl Session {
     pub fn wait(&mut self, pending: Pending) -> Result<Vec<HostVec>> {
         let mut out = self.backend.wait(pending.ticket)?;
         // A fetched tensor may sit in a larger shared slot: keep its own elements.
-        let lens = self.plans.get(pending.plan).map_or(&[][..], |b| &b.plan.fetch_lens[..]);
-        for (v, &len) in out.iter_mut().zip(lens) {
+        for (v, &len) in out.iter_mut().zip(&pending.lens) {
             v.truncate(len);
         }
         Ok(out)
@@ -141,13 +141,18 @@ impl Session {
     /// `train` then `wait`, with f32 outputs.
     pub fn train_sync(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Vec<Vec<f32>>> {
         let p = self.train(feeds, fetch)?;
-        self.wait(p)?.into_iter().map(|v| Ok(v.into_f32()?)).collect()
+        self.wait_f32(p)
     }
 
     /// `run` then `wait`, with f32 outputs.
     pub fn run_sync(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId]) -> Result<Vec<Vec<f32>>> {
         let p = self.run(feeds, fetch)?;
-        self.wait(p)?.into_iter().map(|v| Ok(v.into_f32()?)).collect()
+        self.wait_f32(p)
+    }
+
+    /// `wait` with f32 outputs.
+    fn wait_f32(&mut self, pending: Pending) -> Result<Vec<Vec<f32>>> {
+        self.wait(pending)?.into_iter().map(|v| Ok(v.into_f32()?)).collect()
     }
 
     /// The plan used for this batch size, mode and outputs, compiled and bound on first use.
@@ -161,17 +166,76 @@ impl Session {
         Ok(&self.plans[i].plan)
     }
 
-    fn submit(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId], mode: Mode) -> Result<Pending> {
-        let batch = self.batch_of(feeds)?;
-        let i = self.bound(batch, mode, fetch)?;
-        let bound = &self.plans[i];
-        for &(node, buffer) in &bound.inputs {
+    /// [`Session::run`] in parts, so that outputs complete early are read (and used) while the
+    /// rest of the step still runs: `parts[k]` lists the indices into `fetch` read back after
+    /// part k, and `each(k, outputs)` receives them (f32, in that order) as soon as part k is
+    /// done. Part k runs the launches from where part k-1 stopped up to the last one its outputs
+    /// need ([`Plan::fetch_ready`]); the last part runs the rest. One submission per part, the
+    /// same launches over the same buffers as one `run`, so the outputs are bit-identical to
+    /// `run_sync`'s. On the GPU part k+1 is queued before part k is read back (the device never
+    /// waits for the host); the CPU backend runs a part when it is submitted.
+    pub fn run_in_parts(
+        &mut self,
+        feeds: &[Feed<'_>],
+        fetch: &[NodeId],
+        parts: &[Vec<usize>],
+        mut each: impl FnMut(usize, Vec<Vec<f32>>),
+    ) -> Result<()> {
+        if let Some(&k) = parts.iter().flatten().find(|&&k| k >= fetch.len()) {
+            return Err(Error::feed("run_in_parts", format!("output {k} of {} fetched", fetch.len())));
+        }
+        let i = self.bound(self.batch_of(feeds)?, Mode::Run, fetch)?;
+        self.write_inputs(i, feeds)?;
+        let (id, plan) = (self.plans[i].id, &self.plans[i].plan);
+        let ready = plan.fetch_ready();
+        let mut at = 0;
+        let mut launches = Vec::with_capacity(parts.len());
+        for (k, part) in parts.iter().enumerate() {
+            let end = if k + 1 == parts.len() {
+                plan.launches()
+            } else {
+                part.iter().map(|&j| ready[j]).max().unwrap_or(0).max(at)
+            };
+            launches.push((at..end, part.iter().map(|&j| self.plans[i].reads[j]).collect::<Vec<_>>()));
+            at = end;
+        }
+        let lens: Vec<Vec<usize>> =
+            parts.iter().map(|p| p.iter().map(|&j| plan.fetch_lens[j]).collect()).collect();
+        let queue_ahead = self.backend.info().kind != DeviceKind::Cpu;
+        let mut queued: Option<(usize, Pending)> = None;
+        for (k, ((range, reads), lens)) in launches.into_iter().zip(lens).enumerate() {
+            let part = Pending { ticket: self.backend.submit_part(id, range, &reads)?, lens };
+            if let Some((j, p)) = queued.take() {
+                each(j, self.wait_f32(p)?);
+            }
+            if queue_ahead {
+                queued = Some((k, part));
+            } else {
+                each(k, self.wait_f32(part)?);
+            }
+        }
+        if let Some((j, p)) = queued {
+            each(j, self.wait_f32(p)?);
+        }
+        Ok(())
+    }
+
+    /// Writes the fed inputs of bound plan `i`; an error names an input it needs and was not fed.
+    fn write_inputs(&mut self, i: usize, feeds: &[Feed<'_>]) -> Result<()> {
+        for &(node, buffer) in &self.plans[i].inputs {
             let Some((_, data)) = feeds.iter().find(|f| f.0 == node) else {
                 let name = self.graph.name_of(node).unwrap_or_default();
                 return Err(Error::name("input", &name, "is needed by this step but was not fed"));
             };
             self.backend.write(buffer, *data)?;
         }
+        Ok(())
+    }
+
+    fn submit(&mut self, feeds: &[Feed<'_>], fetch: &[NodeId], mode: Mode) -> Result<Pending> {
+        let batch = self.batch_of(feeds)?;
+        let i = self.bound(batch, mode, fetch)?;
+        self.write_inputs(i, feeds)?;
         if mode == Mode::Train {
             if let Some((opt, hyper)) = self.optimizer {
                 self.step += 1;
@@ -179,8 +243,9 @@ impl Session {
                 self.backend.write(self.persistent[&hyper], HostData::F32(&h))?;
             }
         }
+        let bound = &self.plans[i];
         let ticket = self.backend.submit(bound.id, &bound.reads)?;
-        Ok(Pending { ticket, plan: i })
+        Ok(Pending { ticket, lens: bound.plan.fetch_lens.clone() })
     }
 
     /// The batch size the feeds imply: every input is `[B, ...]`.

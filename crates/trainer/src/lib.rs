@@ -48,7 +48,7 @@ pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
 pub use trainable::{
     optimizer_path, AllReduce, Compile, EarlyStopping, Evaluation, Features, FitOptions, SingleProcess,
-    StepTimes, StoppedAt, Validation,
+    StepTimes, StoppedAt, Validation, DEFAULT_BUCKET_MB, FIRST_BUCKET_BYTES,
 };
 
 /// Everything a training script needs, Keras-style: `Dense(64, Relu)`, `Optimizer::adam(1e-3)`.

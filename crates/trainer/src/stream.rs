@@ -62,6 +62,7 @@ impl Prep {
 }
 
 /// One batch, ready to feed.
+#[derive(Default)]
 pub(crate) struct StepBatch {
     pub rows: usize,
     pub features: Vec<f32>,

@@ -44,6 +44,10 @@ fn table(rows: usize, seed: u64) -> Table {
 }
 
 fn mlp(devices: usize) -> Sequential {
+    mlp_buckets(devices, kiln_trainer::DEFAULT_BUCKET_MB)
+}
+
+fn mlp_buckets(devices: usize, bucket_mb: f64) -> Sequential {
     let mut m = Sequential::new(&[7])
         .add(Dense(13, Tanh))
         .add(Dropout(0.25))
@@ -53,7 +57,7 @@ fn mlp(devices: usize) -> Sequential {
     let mut c = Compile::new(Optimizer::adam(0.01), Loss::CrossEntropy, &[Metric::Accuracy]);
     c.backend = BackendChoice::Cpu;
     c.clip_norm = Some(0.8);
-    c.devices = devices;
+    (c.devices, c.bucket_mb) = (devices, bucket_mb);
     m.compile_with(c).unwrap();
     m
 }
@@ -139,16 +143,29 @@ fn llama_batch(rng: &mut SplitMix64) -> (Vec<u32>, Vec<u32>) {
 }
 
 fn llama_training(backend: BackendChoice, devices: usize) -> Compile {
+    llama_training_buckets(backend, devices, kiln_trainer::DEFAULT_BUCKET_MB)
+}
+
+fn llama_training_buckets(backend: BackendChoice, devices: usize, bucket_mb: f64) -> Compile {
     let mut training = Llama::default_training();
     training.optimizer = Optimizer::adamw(3e-3);
     training.clip_norm = Some(1.0);
-    (training.backend, training.devices) = (backend, devices);
+    (training.backend, training.devices, training.bucket_mb) = (backend, devices, bucket_mb);
     training
 }
 
 /// Steps of batch 5 (context 8) on `devices` replicas: each step's loss and the final weights.
 fn llama_steps(backend: BackendChoice, devices: usize, steps: usize) -> (Vec<f32>, Vec<f32>) {
-    let training = llama_training(backend, devices);
+    llama_steps_buckets(backend, devices, steps, kiln_trainer::DEFAULT_BUCKET_MB)
+}
+
+fn llama_steps_buckets(
+    backend: BackendChoice,
+    devices: usize,
+    steps: usize,
+    bucket_mb: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let training = llama_training_buckets(backend, devices, bucket_mb);
     let mut m = Llama::with_training(llama_config(), 8, 11, training, open(backend).unwrap()).unwrap();
     let mut rng = SplitMix64::new(9);
     let mut losses = Vec::new();
@@ -202,6 +219,54 @@ fn a_model_moved_onto_several_devices_keeps_its_optimizer_state() {
     assert_eq!(m.step_times().unwrap().steps, 2);
     close("moved llama losses", &losses, &l1, 1e-5, 1e-6);
     close("moved llama weights", &flat(m.state_dict().unwrap()), &w1, 2e-4, 2e-5);
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Bucket sizes: 0 (every gradient after the whole backward), 64 bytes (the Llama's 20 tensors
+/// in 20 buckets, the MLP in 3), 600 bytes (the Llama in 15 buckets, the MLP in 2) and the
+/// default (one bucket: these models are smaller than the first bucket's 1 MiB).
+const BUCKETS: [f64; 4] = [0.0, 64.0 / 1048576.0, 600.0 / 1048576.0, kiln_trainer::DEFAULT_BUCKET_MB];
+
+#[test]
+fn overlapping_the_reduction_changes_no_bit_of_the_mlp() {
+    let data = table(23, 6);
+    let run = |mb: f64| {
+        let mut m = mlp_buckets(3, mb);
+        let h = m.fit(&data, &opts(3)).unwrap();
+        let acc: Vec<f64> = h.epochs.iter().map(|r| r.metrics[0].1).collect();
+        let t = m.step_times().unwrap();
+        assert_eq!(t.steps, 9);
+        assert!(t.hidden_s >= 0.0 && t.all_reduce_s > 0.0 && t.compute_s > 0.0, "{t:?}");
+        (bits(&losses(&h)), acc, bits(&flat(m.weights().unwrap())))
+    };
+    let off = run(0.0);
+    for mb in &BUCKETS[1..] {
+        assert_eq!(run(*mb), off, "buckets of {mb} MiB and no overlap");
+    }
+}
+
+#[test]
+fn overlapping_the_reduction_changes_no_bit_of_the_llama() {
+    let (l0, w0) = llama_steps_buckets(BackendChoice::Cpu, 2, 3, 0.0);
+    for mb in &BUCKETS[1..] {
+        let (l, w) = llama_steps_buckets(BackendChoice::Cpu, 2, 3, *mb);
+        assert_eq!(bits(&l), bits(&l0), "losses, buckets of {mb} MiB and no overlap");
+        assert_eq!(bits(&w), bits(&w0), "weights, buckets of {mb} MiB and no overlap");
+    }
+}
+
+#[test]
+fn overlapping_the_reduction_on_two_gpu_devices_changes_no_bit() {
+    if kiln_device::testing::gpu_or_skip("data-parallel overlap").is_none() {
+        return;
+    }
+    let (l0, w0) = llama_steps_buckets(BackendChoice::Gpu, 2, 2, 0.0);
+    let (l, w) = llama_steps_buckets(BackendChoice::Gpu, 2, 2, BUCKETS[2]);
+    assert_eq!(bits(&l), bits(&l0), "gpu losses");
+    assert_eq!(bits(&w), bits(&w0), "gpu weights");
 }
 
 #[test]

@@ -101,6 +101,11 @@ pub struct Args {
     /// batch.
     #[arg(long, default_value_t = 1)]
     devices: usize,
+    /// Data-parallel gradient buckets in MiB: each is summed across devices and ranks while the
+    /// backward pass of the next computes; 0 sums every gradient after the whole backward (no
+    /// overlap). The first bucket holds at most 1 MiB.
+    #[arg(long, default_value_t = kiln_trainer::DEFAULT_BUCKET_MB)]
+    bucket_mb: f64,
     /// Print a sample of this many tokens from the trained model (0: none).
     #[arg(long, default_value_t = 200)]
     sample: usize,
@@ -132,6 +137,7 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     c.accumulate = a.accumulate;
     c.devices = a.devices.max(1);
     c.recompute = a.recompute;
+    c.bucket_mb = a.bucket_mb;
     Ok(c)
 }
 
@@ -218,6 +224,7 @@ pub fn run(a: Args) -> Result<()> {
             m.set_devices(a.devices, backend(&a.backend)?)?;
         }
         m.set_recompute(a.recompute)?;
+        m.set_bucket_mb(a.bucket_mb)?;
         let line = check_memory(m.config(), m.training())?;
         (m, tok, line)
     } else if let Some(from) = &a.from {

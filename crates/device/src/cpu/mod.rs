@@ -8,9 +8,11 @@
 //! under the ticket until `wait` collects them.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::backend::{
-    check_launch, check_write, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+    check_launch, check_part, check_write, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId,
+    Stats, Ticket,
 };
 use crate::device_info::{DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
@@ -122,6 +124,15 @@ impl CpuBackend {
             par: Par { min: elements.max(1) },
             profile: KernelProfile::from_env(),
         }
+    }
+
+    /// Launches `plan` holds.
+    fn launches(&self, plan: PlanId) -> Result<usize> {
+        self.plans
+            .get(plan.0 as usize)
+            .and_then(Option::as_ref)
+            .map(|p| p.launches.len())
+            .ok_or(Error::UnknownPlan(plan.0))
     }
 
     /// Runs one step. Its written buffers are taken out of the pool for the duration (a launch never
@@ -267,15 +278,20 @@ impl Backend for CpuBackend {
     }
 
     fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket> {
+        self.submit_part(plan, 0..self.launches(plan)?, reads)
+    }
+
+    fn submit_part(&mut self, plan: PlanId, launches: Range<usize>, reads: &[BufferId]) -> Result<Ticket> {
         // Checked before running, so a bad read id does not leave a half-run step behind.
         for &id in reads {
             self.pool.describe(id)?;
         }
         let steps =
             self.plans.get(plan.0 as usize).and_then(Option::as_ref).ok_or(Error::UnknownPlan(plan.0))?;
+        let launches = check_part(plan, launches, steps.launches.len())?;
         let (pool, par, profile) = (&mut self.pool, self.par, &mut self.profile);
-        let mut run = || {
-            for step in &steps.launches {
+        let run = || {
+            for step in &steps.launches[launches] {
                 match profile {
                     None => Self::run_step(pool, step, par)?,
                     Some(p) => p.time(&step.kernel, || Self::run_step(pool, step, par))?,

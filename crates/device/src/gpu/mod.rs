@@ -10,13 +10,15 @@ mod adapter;
 mod pipelines;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 pub use adapter::{describe_all, has_hardware_adapter};
 
 use crate::backend::{
-    check_launch, check_write, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket,
+    check_launch, check_part, check_write, Backend, BufferId, DType, HostData, HostVec, Launch, PlanId,
+    Stats, Ticket,
 };
 use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
@@ -182,17 +184,25 @@ impl GpuBackend {
 
     /// Encodes a plan's launches (if any) and copies of `reads` into staging buffers, submits
     /// once, and starts mapping the staging buffers.
-    fn submit_work(&mut self, plan: Option<PlanId>, reads: &[BufferId]) -> Result<Ticket> {
+    fn submit_work(
+        &mut self,
+        plan: Option<(PlanId, Option<Range<usize>>)>,
+        reads: &[BufferId],
+    ) -> Result<Ticket> {
         let mut encoder =
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
-        if let Some(plan) = plan {
+        if let Some((plan, part)) = plan {
             let p = self.plans.get(&plan.0).ok_or(Error::UnknownPlan(plan.0))?;
-            if !p.steps.is_empty() {
+            let steps = match part {
+                Some(launches) => &p.steps[check_part(plan, launches, p.steps.len())?],
+                None => &p.steps[..],
+            };
+            if !steps.is_empty() {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("kiln"),
                     timestamp_writes: None,
                 });
-                for s in &p.steps {
+                for s in steps {
                     pass.set_pipeline(&s.pipeline);
                     pass.set_bind_group(0, &s.bind_group, &[]);
                     pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
@@ -293,7 +303,11 @@ impl Backend for GpuBackend {
     }
 
     fn submit(&mut self, plan: PlanId, reads: &[BufferId]) -> Result<Ticket> {
-        self.submit_work(Some(plan), reads)
+        self.submit_work(Some((plan, None)), reads)
+    }
+
+    fn submit_part(&mut self, plan: PlanId, launches: Range<usize>, reads: &[BufferId]) -> Result<Ticket> {
+        self.submit_work(Some((plan, Some(launches))), reads)
     }
 
     /// A read outside any plan: one copy into a staging buffer, no plan compiled.

@@ -13,7 +13,9 @@
 //! once and distributed, or pairwise on both sides of an exchange). `fit` checks at its start
 //! that every rank trains the same thing (rows, batch size, epochs, step, seed and a checksum of
 //! the weights) and fails on every rank otherwise. Only rank 0 logs, plots, prints progress and
-//! writes checkpoints ([`is_root`]).
+//! writes checkpoints ([`is_root`]). Evaluation (validation in `fit`, `evaluate`) is sharded:
+//! each rank runs its block of the batches and the results are gathered, so every rank must call
+//! it (`trainable/eval_shard.rs`).
 //!
 //! Without a group (the default) a process is a group of one ([`SingleProcess`]).
 

@@ -4,9 +4,12 @@
 //! them, binding to a backend (what `Sequential::compile` does: gradients, clipping, the
 //! optimizer; named apart from the graph's plan `compile`), fit with schedules, metrics, validation,
 //! early stopping, progress and logs, evaluate and predict, and save / load / exact resume; and
-//! data parallelism over several devices in one process (`Compile::devices`, `data_parallel.rs`).
+//! data parallelism over several devices in one process (`Compile::devices`, `data_parallel.rs`; gradient buckets overlap the backward pass,
+//! `buckets.rs`).
 
+mod buckets;
 mod data_parallel;
+mod eval_shard;
 mod fit;
 mod language;
 mod run;
@@ -16,6 +19,7 @@ use kiln_device::{Backend, BackendChoice, HostData};
 use kiln_graph::{Graph, NodeId, Optimizer, Session};
 
 pub use crate::distributed::{AllReduce, SingleProcess};
+pub use buckets::{DEFAULT_BUCKET_MB, FIRST_BUCKET_BYTES};
 pub use data_parallel::StepTimes;
 pub(crate) use fit::FitState;
 pub use fit::{EarlyStopping, FitOptions, StoppedAt, Validation};
@@ -67,6 +71,13 @@ pub struct Compile {
     /// `kiln_graph::Graph::checkpoint`): less memory for about one more forward per step, the
     /// same gradients. A model that marks no segment refuses it.
     pub recompute: bool,
+    /// Gradient buckets of data-parallel training, in MiB (default [`DEFAULT_BUCKET_MB`], as
+    /// PyTorch DDP; the first bucket at most 1 MiB): each replica's forward + backward runs in one
+    /// part per bucket, and a bucket's gradients are summed (across replicas, then processes)
+    /// while the backward pass of the next still computes. 0 sums every gradient after the
+    /// whole backward (no overlap). The same losses and weights either way (bit for bit in one
+    /// process and on 2 ranks; see `trainable/data_parallel.rs`).
+    pub bucket_mb: f64,
 }
 
 impl Compile {
@@ -82,6 +93,7 @@ impl Compile {
             accumulate: 1,
             devices: 1,
             recompute: false,
+            bucket_mb: DEFAULT_BUCKET_MB,
         }
     }
 }

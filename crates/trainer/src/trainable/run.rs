@@ -3,6 +3,7 @@
 
 use kiln_graph::Pending;
 
+use super::eval_shard::EvalShard;
 use super::fit::{collect, feeds, Tally};
 use super::{Bound, Core, Trainable};
 use crate::data::{Dataset, TargetBuf};
@@ -83,19 +84,30 @@ impl Core {
                 &all
             }
         };
+        // in an MPI job each rank evaluates its block of the batches (`eval_shard.rs`)
+        let mut shard = EvalShard::new(order.len(), batch_size, !config.metrics.is_empty());
+        let mine = shard.as_ref().map_or(order, |s| s.mine(order));
+        let width = c.heads.out_width;
+        let mut add = |b: &StepBatch, (loss, pred): (f32, Vec<f32>)| match &mut shard {
+            Some(s) => s.keep(b, loss, &pred),
+            None => tally.add(b, loss, &pred, width, logit_output),
+        };
         let no_masks = MaskPlan { layers: Vec::new(), seed: 0, first_step: 0, tokens: vocab };
         let mut in_flight: Option<(Pending, StepBatch)> = None;
-        stream(data, order, batch_size, prep, &no_masks, |batch| {
-            let pending = c.session.run(&feeds(&c.heads, &batch, prep, false), fetch)?;
-            if let Some((p, b)) = in_flight.replace((pending, batch)) {
-                let (loss, pred) = collect(&mut c.session, p)?;
-                tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
-            }
-            Ok(())
-        })?;
+        if !mine.is_empty() {
+            stream(data, mine, batch_size, prep, &no_masks, |batch| {
+                let pending = c.session.run(&feeds(&c.heads, &batch, prep, false), fetch)?;
+                if let Some((p, b)) = in_flight.replace((pending, batch)) {
+                    add(&b, collect(&mut c.session, p)?);
+                }
+                Ok(())
+            })?;
+        }
         if let Some((p, b)) = in_flight.take() {
-            let (loss, pred) = collect(&mut c.session, p)?;
-            tally.add(&b, loss, &pred, c.heads.out_width, logit_output);
+            add(&b, collect(&mut c.session, p)?);
+        }
+        if let Some(s) = shard {
+            s.replay(&mut tally, width, logit_output)?;
         }
         if tally.steps == 0 {
             return Err(Error::InvalidArgument("evaluate: the data set is empty".into()));

@@ -185,6 +185,12 @@ impl Llama {
         self.with_core(|core, net| core.rebind(net, config))
     }
 
+    /// Sets the data-parallel gradient buckets ([`Compile::bucket_mb`]) from the next step on:
+    /// how a loaded model resumes with another bucket size (the results are the same).
+    pub fn set_bucket_mb(&mut self, mb: f64) -> Result<()> {
+        self.core.set_bucket_mb(mb)
+    }
+
     /// Where its data-parallel steps spent their time (`None` on one device).
     pub fn step_times(&self) -> Option<crate::StepTimes> {
         self.core.step_times()
