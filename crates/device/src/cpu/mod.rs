@@ -23,11 +23,12 @@ use crate::pool::Pool;
 mod profile;
 use profile::KernelProfile;
 
-/// Default for [`CpuBackend::with_parallel_min`]. Measured on the shared 2-core dev machine (under
-/// load from other builds): splitting `exp`/`gelu` over rayon did not pay below ~64K elements, and
-/// `add` (memory-bound, ~0.15 ns/element) was slower threaded even at 128K. Re-measure on an idle
-/// many-core machine before lowering it.
-pub const DEFAULT_PARALLEL_MIN: usize = 64 * 1024;
+/// Default for [`CpuBackend::with_parallel_min`]: transcendental work splits from 32K elements,
+/// memory-bound work from 128K. Since a plan with big launches runs inside the rayon pool (no
+/// wake-up of the submitting thread per launch), splitting pays earlier than the 64K / 1M chosen
+/// before: on a 2-core Zen 5, interleaved, the cnn step went 746-766 -> 784-798 steps/s and the
+/// others held (16K / 64K lost 30% on mlp-small, whose plans then ran in the pool).
+pub const DEFAULT_PARALLEL_MIN: usize = 32 * 1024;
 
 /// The storage of one CPU buffer: f16 and bf16 buffers both hold their bits as `u16` (the pool
 /// entry's dtype tells which).

@@ -222,6 +222,7 @@ fn binary(par: Par, op: BinaryOp, bc: &Broadcast, c: &mut [f32], a: &[f32], b: &
         // Same shape: strides are the identity.
         return with_binary!(op, o => map2(par.light(c.len()), c, a, b, #[inline(always)] |x, y| o.eval(x, y)));
     }
+    let bc = &bc.coalesced();
     with_binary!(op, o => {
         let run = |start: usize, c: &mut [f32]| broadcast_range(bc, start, c, a, b, #[inline(always)] |x, y| o.eval(x, y));
         if par.light(c.len()) {
@@ -352,6 +353,32 @@ impl Broadcast {
     /// The shape of the result, without the leading padding.
     pub fn out_shape(&self, rank: usize) -> Vec<usize> {
         self.out[MAX_RANK - rank..].to_vec()
+    }
+
+    /// The same element mapping over the fewest dimensions: size-1 dimensions dropped and
+    /// neighbours merged where both operands walk them as one (contiguous, or both broadcast).
+    /// The CPU twin walks this form, so a bias over `[n, c, h, w]` runs rows of `h * w`, not `w`.
+    pub fn coalesced(&self) -> Broadcast {
+        let mut dims: Vec<(usize, usize, usize)> = Vec::with_capacity(MAX_RANK);
+        for d in 0..MAX_RANK {
+            let cur = (self.out[d], self.a_strides[d], self.b_strides[d]);
+            if cur.0 == 1 {
+                continue;
+            }
+            match dims.last_mut() {
+                Some(prev) if prev.1 == cur.1 * cur.0 && prev.2 == cur.2 * cur.0 => {
+                    *prev = (prev.0 * cur.0, cur.1, cur.2)
+                }
+                _ => dims.push(cur),
+            }
+        }
+        let mut bc =
+            Broadcast { out: [1; MAX_RANK], a_strides: [0; MAX_RANK], b_strides: [0; MAX_RANK], ..*self };
+        for (k, &(n, sa, sb)) in dims.iter().rev().enumerate() {
+            let d = MAX_RANK - 1 - k;
+            (bc.out[d], bc.a_strides[d], bc.b_strides[d]) = (n, sa, sb);
+        }
+        bc
     }
 
     /// Offsets into `a` and `b` of output element `i`.

@@ -32,7 +32,7 @@ pub(crate) fn mismatch(kernel: &str) -> ! {
 }
 
 /// Memory-bound work (add, relu, sums, copies) goes parallel only past this many times the minimum.
-const LIGHT_FACTOR: usize = 16;
+const LIGHT_FACTOR: usize = 4;
 
 /// Elements per rayon task once a kernel does go parallel.
 pub(crate) const PAR_CHUNK: usize = 8 * 1024;
