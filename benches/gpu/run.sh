@@ -92,6 +92,12 @@ for n in $SIZES; do
     timeout 45 "$BIN/matmul" --backend gpu --peak-gflops "$PEAK" "$n" || echo "matmul n=$n failed (rc $?)"
 done
 
+step "matmul with half-precision operands (f32 accumulation), each variant, % of the same fp32 peak"
+for dtype in bf16 f16; do
+    timeout 25 "$BIN/matmul" --backend gpu --dtype "$dtype" --peak-gflops "$PEAK" 4096 \
+        || echo "matmul $dtype n=4096 failed (rc $?)"
+done
+
 step "SmolLM2-135M training step (batch 4 x 128), matmuls by the lowering's rule, then forced"
 [[ -x $BIN/llm_step ]] || echo "no $BIN/llm_step: rerun --prepare"
 for tile in rule small; do
@@ -102,7 +108,7 @@ done
 unset KILN_MATMUL_TILE
 
 step "training steps (loss read back one step late) and host time per step (target <= 50 us)"
-# Worst case with every timeout hit: 30 + 3 x 20 + 4 x 45 + 2 x 90 + 2 x 45 + 2 x 20 = 580 s; expected
+# Worst case with every timeout hit: 30 + 3 x 20 + 4 x 45 + 2 x 25 + 2 x 90 + 2 x 45 + 2 x 20 = 630 s; expected
 # well under half that (each matmul size ~5-15 s for both variants, each llm_step ~10-40 s).
 for model in mlp-small mlp-large; do
     timeout 45 "$BIN/train_step" --backend gpu --model $model || echo "train_step $model failed (rc $?)"
