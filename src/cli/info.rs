@@ -81,8 +81,20 @@ fn threads(name: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The SIMD features of this CPU that the native kernels (matrixmultiply) can use.
+/// The SIMD features of this CPU, the vector level the native kernels run at (`KILN_SIMD` caps
+/// it) and the GEMM library that level picks.
 fn cpu_features() -> String {
+    use kiln_device::kernels::simd::{level, Level};
+    let run = match level() {
+        Level::Avx512 => "kernels at AVX-512, GEMM: gemm",
+        Level::Avx2 => "kernels at AVX2, GEMM: matrixmultiply",
+        Level::Base => "kernels at the baseline, GEMM: matrixmultiply",
+    };
+    format!("{}; {run}", cpu_feature_flags())
+}
+
+/// The SIMD features this CPU has.
+fn cpu_feature_flags() -> String {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
         let yes = |b: bool| if b { "yes" } else { "no" };
