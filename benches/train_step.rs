@@ -13,7 +13,10 @@
 //! `bench=mlp-small backend=cpu steps_per_s=...` (median of the repeats, range on stderr),
 //! `bench=mlp-small backend=cpu peak_plan_bytes=... rss_bytes=... launches=...`,
 //! and on a GPU `bench=step-overhead backend=gpu submit_us=...`: host time of `Session::train`
-//! (write the batch and hyper buffer, encode and submit one step), median over the timed steps.
+//! (write the batch and hyper buffer, encode and submit one step), median over the timed steps,
+//! and `bench=mlp-small backend=gpu encode_us=... dispatches=... submits=... encode_us_per_dispatch=...`:
+//! the backend's host time spent encoding command buffers (`Stats::encode_ns`, apart from
+//! `queue.submit` and the wait), per step and per dispatch, over the timed steps.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -69,7 +72,8 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
         Ok(())
     };
     steps(&mut s, spec.warmup, &mut Vec::new())?;
-    let created = s.stats().buffers_created;
+    let before = s.stats();
+    let created = before.buffers_created;
     let mut rates = Vec::new();
     for _ in 0..spec.repeats {
         let t = Instant::now();
@@ -77,7 +81,8 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
         rates.push(spec.steps as f64 / t.elapsed().as_secs_f64());
     }
     anyhow::ensure!(last_loss.is_finite(), "{}: loss is {last_loss}", spec.name);
-    anyhow::ensure!(s.stats().buffers_created == created, "a training step allocated a buffer");
+    let after = s.stats();
+    anyhow::ensure!(after.buffers_created == created, "a training step allocated a buffer");
     let mut sorted = rates.clone();
     sorted.sort_by(f64::total_cmp);
     eprintln!(
@@ -99,6 +104,7 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
             spec.name,
             host_us[host_us.len() / 2]
         );
+        println!("{}", common::encode_line(spec.name, before, after, spec.repeats * spec.steps));
     }
     Ok(())
 }

@@ -157,6 +157,28 @@ pub fn label(s: &Session) -> &'static str {
     }
 }
 
+/// The `encode_us=` line of a GPU bench: the host time spent encoding command buffers per step
+/// (apart from `queue.submit` and the wait) and per dispatch, from two `Stats` readings taken
+/// `steps` training steps apart.
+pub fn encode_line(
+    bench: &str,
+    before: kiln_device::Stats,
+    after: kiln_device::Stats,
+    steps: usize,
+) -> String {
+    let steps = steps.max(1) as f64;
+    let ns = (after.encode_ns - before.encode_ns) as f64;
+    let dispatches = (after.dispatches - before.dispatches) as f64;
+    let submits = (after.submits - before.submits) as f64;
+    format!(
+        "bench={bench} backend=gpu encode_us={:.1} dispatches={:.0} submits={:.0} encode_us_per_dispatch={:.3}",
+        ns / steps / 1e3,
+        dispatches / steps,
+        submits / steps,
+        ns / 1e3 / dispatches.max(1.0)
+    )
+}
+
 // ---------------------------------------------------------------------------
 // The CNN and transformer benchmarks (not in BENCHMARKS.md's table yet: no targets).
 
