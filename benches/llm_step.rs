@@ -11,9 +11,10 @@
 //! Lines: `bench=smollm2-135m backend=cpu batch=4 seq=128 steps_per_s=... tokens_per_s=...`
 //! (median of the timed steps), then `... recompute=... peak_rss_bytes=... planned_bytes=... launches=...`,
 //! and on a GPU `mfu=...` (6 * parameters * tokens / step time / the fp32 peak given by
-//! `KILN_PEAK_FLOPS`, when set), and on a GPU `bench=tiny backend=gpu encode_us=... dispatches=...
-//! submits=... encode_us_per_dispatch=...`: host time spent encoding command buffers per timed step
-//! (`Stats::encode_ns`, apart from `queue.submit` and the wait) and per dispatch.
+//! `KILN_PEAK_FLOPS`, when set), and on a GPU `bench=tiny backend=gpu encode_us=... encode_us_min=...
+//! dispatches=... submits=... encode_us_per_dispatch=...`: host time spent encoding a timed step's
+//! command buffers (`Stats::encode_ns`, apart from `queue.submit` and the wait), median and
+//! fastest, and the median per dispatch.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -53,13 +54,13 @@ fn main() -> anyhow::Result<()> {
     let first = model.train_step(&x, &y)?; // warm-up: plans compiled, buffers allocated
     let mut times = Vec::new();
     let mut loss = first;
-    let before = model.stats();
+    let mut encoded = Vec::new();
     for _ in 0..steps {
-        let t0 = Instant::now();
+        let (t0, before) = (Instant::now(), model.stats());
         loss = model.train_step(&x, &y)?;
         times.push(t0.elapsed().as_secs_f64());
+        encoded.push(common::Encoded::between(before, model.stats()));
     }
-    let after = model.stats();
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     eprintln!("# step times {:?} s; loss {first:.4} -> {loss:.4}", times);
@@ -82,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!("{line}");
     if label == "gpu" {
-        println!("{}", common::encode_line(&name, before, after, steps));
+        println!("{}", common::encode_line(&name, &encoded));
     }
     Ok(())
 }
