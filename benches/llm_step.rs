@@ -11,7 +11,10 @@
 //! Lines: `bench=smollm2-135m backend=cpu batch=4 seq=128 steps_per_s=... tokens_per_s=...`
 //! (median of the timed steps), then `... recompute=... peak_rss_bytes=... planned_bytes=... launches=...`,
 //! and on a GPU `mfu=...` (6 * parameters * tokens / step time / the fp32 peak given by
-//! `KILN_PEAK_FLOPS`, when set).
+//! `KILN_PEAK_FLOPS`, when set), and on a GPU `bench=tiny backend=gpu encode_us=... encode_us_min=...
+//! dispatches=... submits=... encode_us_per_dispatch=...`: host time spent encoding a timed step's
+//! command buffers (`Stats::encode_ns`, apart from `queue.submit` and the wait), median and
+//! fastest, and the median per dispatch.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -51,10 +54,12 @@ fn main() -> anyhow::Result<()> {
     let first = model.train_step(&x, &y)?; // warm-up: plans compiled, buffers allocated
     let mut times = Vec::new();
     let mut loss = first;
+    let mut encoded = Vec::new();
     for _ in 0..steps {
-        let t0 = Instant::now();
+        let (t0, before) = (Instant::now(), model.stats());
         loss = model.train_step(&x, &y)?;
         times.push(t0.elapsed().as_secs_f64());
+        encoded.push(common::Encoded::between(before, model.stats()));
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
@@ -77,5 +82,8 @@ fn main() -> anyhow::Result<()> {
         line.push_str(&format!(" mfu={mfu:.4}"));
     }
     println!("{line}");
+    if label == "gpu" {
+        println!("{}", common::encode_line(&name, &encoded));
+    }
     Ok(())
 }

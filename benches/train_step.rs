@@ -13,7 +13,11 @@
 //! `bench=mlp-small backend=cpu steps_per_s=...` (median of the repeats, range on stderr),
 //! `bench=mlp-small backend=cpu peak_plan_bytes=... rss_bytes=... launches=...`,
 //! and on a GPU `bench=step-overhead backend=gpu submit_us=...`: host time of `Session::train`
-//! (write the batch and hyper buffer, encode and submit one step), median over the timed steps.
+//! (write the batch and hyper buffer, encode and submit one step), median over the timed steps,
+//! and `bench=mlp-small backend=gpu encode_us=... encode_us_min=... dispatches=... submits=...
+//! encode_us_per_dispatch=...`: the backend's host time spent encoding a step's command buffers
+//! (`Stats::encode_ns`, apart from `queue.submit` and the wait), median and fastest of the timed
+//! steps, and the median per dispatch.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -48,17 +52,24 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
     eprintln!("# {}: {} on {}", spec.name, label, s.backend().info());
     let mut k = 0usize;
     let mut host_us = Vec::new();
+    let mut encoded = Vec::new();
     let mut last_loss = f32::NAN;
     // `n` steps, each submitted before the previous one's loss is collected; the last is drained.
-    let mut steps = |s: &mut kiln_graph::Session, n: usize, host_us: &mut Vec<f64>| -> anyhow::Result<()> {
+    let mut steps = |s: &mut kiln_graph::Session,
+                     n: usize,
+                     host_us: &mut Vec<f64>,
+                     encoded: &mut Vec<common::Encoded>|
+     -> anyhow::Result<()> {
         let mut pending: Option<Pending> = None;
         for _ in 0..n {
             let feeds: Vec<(kiln_graph::NodeId, HostData)> =
                 inputs.iter().zip(&data[k % data.len()]).map(|(&n, d)| (n, d.host())).collect();
             k += 1;
+            let before = s.stats();
             let t0 = Instant::now();
             let p = s.train(&feeds, &[loss])?;
             host_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            encoded.push(common::Encoded::between(before, s.stats()));
             if let Some(prev) = pending.replace(p) {
                 last_loss = s.wait(prev)?.remove(0).into_f32()?[0];
             }
@@ -68,12 +79,12 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    steps(&mut s, spec.warmup, &mut Vec::new())?;
+    steps(&mut s, spec.warmup, &mut Vec::new(), &mut Vec::new())?;
     let created = s.stats().buffers_created;
     let mut rates = Vec::new();
     for _ in 0..spec.repeats {
         let t = Instant::now();
-        steps(&mut s, spec.steps, &mut host_us)?;
+        steps(&mut s, spec.steps, &mut host_us, &mut encoded)?;
         rates.push(spec.steps as f64 / t.elapsed().as_secs_f64());
     }
     anyhow::ensure!(last_loss.is_finite(), "{}: loss is {last_loss}", spec.name);
@@ -99,6 +110,7 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
             spec.name,
             host_us[host_us.len() / 2]
         );
+        println!("{}", common::encode_line(spec.name, &encoded));
     }
     Ok(())
 }

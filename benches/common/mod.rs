@@ -157,6 +157,41 @@ pub fn label(s: &Session) -> &'static str {
     }
 }
 
+/// One step's share of the backend's encoding counters: two `Stats` readings taken around it.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoded {
+    pub ns: u64,
+    pub dispatches: u64,
+    pub submits: u64,
+}
+
+impl Encoded {
+    pub fn between(before: kiln_device::Stats, after: kiln_device::Stats) -> Self {
+        Encoded {
+            ns: after.encode_ns - before.encode_ns,
+            dispatches: after.dispatches - before.dispatches,
+            submits: after.submits - before.submits,
+        }
+    }
+}
+
+/// The `encode_us=` line of a GPU bench: the host time spent encoding command buffers per step
+/// (apart from `queue.submit` and the wait), median and fastest over `steps`, and the median per
+/// dispatch. The median, not the mean: on a shared machine one preemption inside a step's
+/// encoding adds milliseconds.
+pub fn encode_line(bench: &str, steps: &[Encoded]) -> String {
+    let mut ns: Vec<u64> = steps.iter().map(|e| e.ns).collect();
+    ns.sort_unstable();
+    let median = ns.get(ns.len() / 2).copied().unwrap_or(0) as f64 / 1e3;
+    let min = ns.first().copied().unwrap_or(0) as f64 / 1e3;
+    let dispatches = steps.iter().map(|e| e.dispatches).max().unwrap_or(0);
+    let submits = steps.iter().map(|e| e.submits).max().unwrap_or(0);
+    format!(
+        "bench={bench} backend=gpu encode_us={median:.1} encode_us_min={min:.1} dispatches={dispatches} submits={submits} encode_us_per_dispatch={:.3}",
+        median / dispatches.max(1) as f64
+    )
+}
+
 // ---------------------------------------------------------------------------
 // The CNN and transformer benchmarks (not in BENCHMARKS.md's table yet: no targets).
 

@@ -13,7 +13,9 @@
 # shape), the SmolLM2-135M training step (steps/s, tokens/s, MFU) with the lowering's rule and
 # with every matmul forced onto the 64x64 one (KILN_MATMUL_TILE=small), then mlp-small, mlp-large, cnn and
 # transformer steps/s with the host time to encode and submit one step
-# (`bench=step-overhead backend=gpu submit_us=...`). Every figure is a `bench=... backend=gpu ...`
+# (`bench=step-overhead backend=gpu submit_us=...`) and the host time spent encoding a step apart
+# from the submit (`bench=... backend=gpu encode_us=... dispatches=... encode_us_per_dispatch=...`,
+# issue 16's <= 2 us per dispatch; llm_step prints it too). Every figure is a `bench=... backend=gpu ...`
 # line (BENCHMARKS.md), so compare.py's parser reads them too.
 #
 # The fp32 peak: KILN_PEAK_FLOPS (FLOP/s) if set, else --peak-gflops (GFLOP/s), else 67 TFLOP/s,

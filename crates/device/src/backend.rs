@@ -303,6 +303,15 @@ pub struct Stats {
     pub bind_groups_created: u64,
     /// Plans compiled.
     pub plans_compiled: u64,
+    /// Submissions made (GPU only; every `submit`, `submit_part` and plan-less `read`).
+    pub submits: u64,
+    /// Kernel dispatches encoded into those submissions (GPU only).
+    pub dispatches: u64,
+    /// Host nanoseconds spent encoding those submissions (GPU only): from creating the command
+    /// encoder through its passes, dispatches and read-back copies to `finish`, without
+    /// `queue.submit` (which on a software adapter also runs the work) and without the wait.
+    /// Differences between two readings give a step's encoding cost.
+    pub encode_ns: u64,
 }
 
 /// What every backend provides. Semantics are identical across backends; only speed differs.

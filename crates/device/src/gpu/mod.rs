@@ -5,6 +5,8 @@
 //! A plan's pipelines, bind groups and parameter block are created once, in `prepare`. A step is
 //! one command encoder, one compute pass, one `queue.submit`; read-backs are copied into pooled
 //! staging buffers in the same submission and mapped asynchronously, so `submit` returns at once.
+//! `Stats` counts the submissions, the dispatches encoded and the host time spent encoding them
+//! (apart from `queue.submit` and the wait), so callers can measure the per-dispatch host cost.
 
 mod adapter;
 mod pipelines;
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use adapter::{describe_all, has_hardware_adapter};
 
@@ -43,6 +46,9 @@ pub struct GpuBackend {
     bind_groups_created: u64,
     plans_compiled: u64,
     extra_buffers_created: u64,
+    submits: u64,
+    dispatches: u64,
+    encode_ns: u64,
 }
 
 struct GpuLaunch {
@@ -98,6 +104,9 @@ impl GpuBackend {
             bind_groups_created: 0,
             plans_compiled: 0,
             extra_buffers_created: 0,
+            submits: 0,
+            dispatches: 0,
+            encode_ns: 0,
         })
     }
 
@@ -189,6 +198,7 @@ impl GpuBackend {
         plan: Option<(PlanId, Option<Range<usize>>)>,
         reads: &[BufferId],
     ) -> Result<Ticket> {
+        let started = Instant::now();
         let mut encoder =
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
         if let Some((plan, part)) = plan {
@@ -207,6 +217,7 @@ impl GpuBackend {
                     pass.set_bind_group(0, &s.bind_group, &[]);
                     pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
                 }
+                self.dispatches += steps.len() as u64;
             }
         }
         let mut readbacks = Vec::with_capacity(reads.len());
@@ -217,7 +228,10 @@ impl GpuBackend {
             encoder.copy_buffer_to_buffer(&self.pool.get(id)?.raw, 0, &staging, 0, bytes);
             readbacks.push(Readback { dtype, len, staging, mapped: Arc::new(AtomicU8::new(0)) });
         }
-        let index = self.queue.submit([encoder.finish()]);
+        let commands = encoder.finish();
+        self.encode_ns += started.elapsed().as_nanos() as u64;
+        self.submits += 1;
+        let index = self.queue.submit([commands]);
         for r in &readbacks {
             let flag = r.mapped.clone();
             r.staging.map_async(wgpu::MapMode::Read, .., move |res| {
@@ -351,6 +365,9 @@ impl Backend for GpuBackend {
         s.pipelines_created = self.pipelines.created;
         s.bind_groups_created = self.bind_groups_created;
         s.plans_compiled = self.plans_compiled;
+        s.submits = self.submits;
+        s.dispatches = self.dispatches;
+        s.encode_ns = self.encode_ns;
         s
     }
 }

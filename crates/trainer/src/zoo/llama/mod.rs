@@ -211,6 +211,12 @@ impl Llama {
         self.bound().session.backend().info().to_string()
     }
 
+    /// The backend counters of the device it trains on (replica 0's under data parallelism):
+    /// buffers, pipelines, and on a GPU the submissions, dispatches and host encoding time.
+    pub fn stats(&self) -> kiln_device::Stats {
+        self.bound().session.stats()
+    }
+
     /// Optimizer steps taken so far (including those before a resume).
     pub fn step(&self) -> u64 {
         self.bound().session.step_count()
