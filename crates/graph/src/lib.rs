@@ -54,6 +54,7 @@
 
 mod accumulate;
 mod attention;
+mod autocast;
 mod autodiff;
 mod compile;
 mod error;
