@@ -5,7 +5,7 @@
 //! f32; and a bf16 run saves and resumes exactly.
 
 use kiln_device::BackendChoice;
-use kiln_trainer::data::{digits_train_test, ensure_tokenized, ByteTokenizer, Dataset, Standardizer};
+use kiln_trainer::data::{digits_train_test, ensure_tokenized, ByteTokenizer, Standardizer};
 use kiln_trainer::prelude::*;
 use kiln_trainer::zoo::{Llama, LlamaConfig};
 use kiln_trainer::Precision;

@@ -42,7 +42,7 @@ pub fn run(a: Args) -> Result<()> {
         c.tie_word_embeddings
     );
     println!(
-        "training step at batch {} x {} tokens (AdamW), planned bytes:\n{:<24} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}",
+        "training step at batch {} x {} tokens (AdamW), planned bytes:\n{:<32} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}",
         a.batch_size,
         a.context,
         "setting",
@@ -80,7 +80,7 @@ pub fn run(a: Args) -> Result<()> {
 /// One row of the table: the bytes of each kind, readable and exact.
 fn row(label: &str, m: &MemoryPlan) -> String {
     format!(
-        "{label:<24} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}  (bytes: {} + {} + {} + {} = {})",
+        "{label:<32} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}  (bytes: {} + {} + {} + {} = {})",
         bytes(m.parameter_bytes),
         bytes(m.optimizer_bytes),
         bytes(m.activation_bytes),

@@ -60,8 +60,8 @@ pub struct Args {
     recompute: bool,
     /// Mixed precision: f32, bf16 or f16 (every matmul reads half copies of its operands; master
     /// weights, gradients and optimizer state stay f32) [default: f32; on --resume, the saved one].
-    #[arg(long)]
-    precision: Option<String>,
+    #[arg(long, value_parser = str::parse::<Precision>)]
+    precision: Option<Precision>,
     /// Optimizer steps in total.
     #[arg(long, default_value_t = 600)]
     steps: usize,
@@ -142,13 +142,8 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     c.devices = a.devices.max(1);
     c.recompute = a.recompute;
     c.bucket_mb = a.bucket_mb;
-    c.precision = precision(&a.precision)?.unwrap_or_default();
+    c.precision = a.precision.unwrap_or_default();
     Ok(c)
-}
-
-/// `--precision`, parsed (`None` when not given).
-fn precision(flag: &Option<String>) -> Result<Option<Precision>> {
-    Ok(flag.as_deref().map(str::parse).transpose()?)
 }
 
 pub fn backend(flag: &Option<String>) -> Result<BackendChoice> {
@@ -233,7 +228,7 @@ pub fn run(a: Args) -> Result<()> {
                 m.training().accumulate
             );
         }
-        if let Some(p) = precision(&a.precision)?.filter(|&p| p != m.training().precision) {
+        if let Some(p) = a.precision.filter(|&p| p != m.training().precision) {
             bail!(
                 "--resume: {} trains with --precision {}, not {p}; pass it again or leave it out",
                 a.out.display(),
