@@ -2,7 +2,8 @@
 //! Tiny Shakespeare trained with bf16 and with f16 matmul operands end within 2% of the f32
 //! loss at the same step count (on the CPU, and the MLP on a GPU adapter: lavapipe in CI); the
 //! planned activation bytes fall with half precision while parameters and optimizer state stay
-//! f32; and a bf16 run saves and resumes exactly.
+//! f32; a bf16 run saves and resumes exactly and trains the same bits with recompute; and half
+//! precision Llama steps on a GPU adapter match the CPU's.
 
 use kiln_device::BackendChoice;
 use kiln_trainer::data::{digits_train_test, ensure_tokenized, ByteTokenizer, Standardizer};
@@ -180,5 +181,30 @@ fn bf16_with_recompute_trains_the_same_bits() {
         let (x, y) = (&ids[..27], &ids[3..]);
         let (a, b) = (with.train_step(x, y).unwrap(), without.train_step(x, y).unwrap());
         assert_eq!(a.to_bits(), b.to_bits(), "loss {a} with recompute, {b} without");
+    }
+}
+
+/// A small Llama's bf16 and f16 steps on a GPU adapter match the CPU's within half precision
+/// (the same roundings; only the f32 accumulation order differs).
+#[test]
+fn a_half_precision_llama_steps_alike_on_the_gpu_and_the_cpu() {
+    if kiln_device::testing::gpu_or_skip("mixed precision Llama").is_none() {
+        return;
+    }
+    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    for p in [Precision::Bf16, Precision::F16] {
+        let model = |choice: BackendChoice| {
+            let mut t = llama_training(p);
+            t.backend = choice;
+            Llama::with_training(config.clone(), 9, 5, t, kiln_device::open(choice).unwrap()).unwrap()
+        };
+        let (mut gpu, mut host) = (model(BackendChoice::Gpu), model(BackendChoice::Cpu));
+        let mut rng = kiln_trainer::data::SplitMix64::new(21);
+        for step in 0..3 {
+            let ids: Vec<u32> = (0..3 * 10).map(|_| rng.below(256) as u32).collect();
+            let (x, y) = (&ids[..27], &ids[3..]);
+            let (a, b) = (gpu.train_step(x, y).unwrap(), host.train_step(x, y).unwrap());
+            assert!((a - b).abs() <= 2e-3 * b.abs(), "{p} step {step}: GPU loss {a}, CPU {b}");
+        }
     }
 }
