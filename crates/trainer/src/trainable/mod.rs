@@ -167,10 +167,18 @@ pub(crate) trait Trainable {
     fn write_metadata(&self, ck: &mut Checkpoint) -> Result<()>;
 }
 
-/// `net`'s graph with its gradients, clipping and optimizer updates: what a training session runs.
-pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(Graph, Heads)> {
+/// An empty graph for a model trained with `config`: its matmuls autocast to the half type of
+/// `config.precision` (the one place mixed precision is applied: every graph a model trains or
+/// takes gradients through starts here).
+pub(crate) fn model_graph(config: &Compile) -> Graph {
     let g = Graph::new();
     g.set_autocast(config.precision.autocast());
+    g
+}
+
+/// `net`'s graph with its gradients, clipping and optimizer updates: what a training session runs.
+pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(Graph, Heads)> {
+    let g = model_graph(config);
     let heads = net.build(&g, config)?;
     g.check()?;
     if config.recompute && g.segments().is_empty() {
