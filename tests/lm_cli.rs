@@ -7,6 +7,7 @@ use std::process::Output;
 
 use kiln::data::{write_token_file, TokenWidth};
 use kiln::trainer::zoo::{Llama, Weights};
+use kiln::trainer::Precision::{Bf16, F32};
 
 struct TempDir(PathBuf);
 
@@ -173,12 +174,12 @@ fn train_resume_export_generate_and_evaluate() {
 fn info_reports_the_smollm2_size_and_errors_are_clear() {
     let info = ok(kiln(&["lm", "info", "--config", "smollm2-135m"]));
     assert!(info.contains("134515008 parameters") && info.contains("optimizer state"), "{info}");
-    // both settings planned by kind, and the largest batch that fits a budget for each
+    // each setting (f32 / half, without / with recompute) planned by kind, and the largest batch that fits a budget for each
     let info = ok(kiln(&["lm", "info", "--context", "32", "--batch-size", "3", "--fit-in", "20MB"]));
     let tiny = kiln::trainer::zoo::LlamaConfig::tiny();
-    for recompute in [false, true] {
+    for (precision, recompute) in [(F32, false), (F32, true), (Bf16, false), (Bf16, true)] {
         let mut t = Llama::default_training();
-        t.recompute = recompute;
+        (t.precision, t.recompute) = (precision, recompute);
         let m = Llama::plan_memory(&tiny, 32, 3, &t).unwrap();
         let kinds = format!(
             "(bytes: {} + {} + {} + {} = {})",
@@ -190,7 +191,8 @@ fn info_reports_the_smollm2_size_and_errors_are_clear() {
         );
         assert!(info.contains(&kinds), "recompute {recompute}: {kinds} not in {info}");
         let (batch, _) = Llama::largest_batch(&tiny, 32, &t, 20_000_000).unwrap().unwrap();
-        let label = if recompute { "f32, recompute" } else { "f32" };
+        let name = if precision == F32 { "f32" } else { "bf16 / f16" };
+        let label = if recompute { format!("{name}, recompute") } else { name.to_string() };
         assert!(info.contains(&format!("{label}: batch {batch} ")), "{label}: batch {batch} not in {info}");
     }
     let e = err(kiln(&["lm", "info", "--fit-in", "8 lightyears"]));

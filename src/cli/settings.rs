@@ -54,6 +54,10 @@ pub struct TrainSettings {
     /// times larger) [default: 1; on --resume, the saved value].
     #[arg(long)]
     pub accumulate: Option<usize>,
+    /// Mixed precision: f32, bf16 or f16 (matmuls read half copies of their operands, master
+    /// weights and optimizer state stay f32) [default: f32; on --resume, the saved value].
+    #[arg(long)]
+    pub precision: Option<String>,
     /// adam, adamw, sgd or rmsprop [default: adam].
     #[arg(long)]
     pub optimizer: Option<String>,
@@ -141,6 +145,7 @@ impl TrainSettings {
             epochs: self.epochs.or(other.epochs),
             batch_size: self.batch_size.or(other.batch_size),
             accumulate: self.accumulate.or(other.accumulate),
+            precision: self.precision.or(other.precision),
             optimizer: self.optimizer.or(other.optimizer),
             lr: self.lr.or(other.lr),
             validation: self.validation.or(other.validation),

@@ -249,9 +249,13 @@ fn fit_and_save(
             saved.optimizer
         };
         config.accumulate = saved.accumulate;
+        config.precision = saved.precision;
     }
     if let Some(n) = s.accumulate {
         config.accumulate = n;
+    }
+    if let Some(p) = &s.precision {
+        config.precision = p.parse()?;
     }
     (config.backend, config.devices) = (backend, s.devices.unwrap_or(1).max(1));
     config.bucket_mb = s.bucket_mb.unwrap_or(kiln::trainer::DEFAULT_BUCKET_MB);

@@ -60,21 +60,27 @@ impl Graph {
         let active = |id: NodeId| id.index() < n && from_param[id.index()] && to_loss[id.index()];
 
         let mut recompute = Recompute::new(self, n)?;
+        let mut recast = std::collections::HashMap::new();
         let mut grads: Vec<Option<NodeId>> = vec![None; n];
         grads[loss.index()] = Some(self.fill(self.shape(loss), 1.0));
         for i in (0..n).rev() {
             let (Some(gy), true) = (grads[i], active(NodeId(i as u32))) else { continue };
             let node = self.node(NodeId(i as u32));
+            // A gradient has its tensor's type: a half operand of a matmul (f32 product) gets
+            // its gradient cast to half, as in PyTorch, once its contributions (f32, from the
+            // matmuls that read it) are summed.
+            let gy = self.cast(gy, node.dtype);
             let wanted: Vec<bool> = node.inputs.iter().map(|&x| active(x)).collect();
             if !wanted.iter().any(|&w| w) {
                 continue;
             }
-            let contribs = vjp(self, recompute.backward_node(self, i), gy, &wanted)?;
+            let b = self.recast_weights(recompute.backward_node(self, i), n, &mut recast);
+            let contribs = vjp(self, b, gy, &wanted)?;
             for ((&x, c), w) in node.inputs.iter().zip(contribs).zip(wanted) {
                 let Some(c) = c.filter(|_| w) else { continue };
-                // A gradient has its tensor's type: a half operand of a matmul (f32 product)
-                // gets its gradient cast to half, as in PyTorch.
-                let c = self.cast(self.sum_to(c, &self.shape(x)), self.dtype(x));
+                // summed in f32 for a half tensor (cast to its type above, when it is reached)
+                let dtype = if self.dtype(x).is_half() { DType::F32 } else { self.dtype(x) };
+                let c = self.cast(self.sum_to(c, &self.shape(x)), dtype);
                 grads[x.index()] = Some(match grads[x.index()] {
                     None => c,
                     Some(prev) => self.add(prev, c),

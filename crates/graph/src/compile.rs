@@ -179,21 +179,20 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
             (i, Lifetime { dtype, len, first: pos, last: last_use[i].unwrap_or(pos) })
         })
         .unzip();
-    let mut naive = plan.peak_bytes() / 4;
+    let mut naive = plan.peak_bytes(); // bytes, by each tensor's type
     let (slot_of, temps) = slots::assign(&lifetimes);
     plan.temps = temps;
     for (i, slot) in written.into_iter().zip(slot_of) {
         buf[i] = Some(Buf::Temp(slot));
     }
-    let mut alive = 0u64; // elements of the activation tensors alive
+    let mut alive = 0u64; // bytes of the activation tensors alive
+    let bytes = |i: usize| nodes[i].dtype.bytes(nodes[i].shape.numel(batch));
     for (pos, &i) in order.iter().enumerate() {
-        let node = &nodes[i];
         let id = NodeId(i as u32);
         let mut bufs = Vec::new();
         if writes(i) {
-            let len = node.shape.numel(batch) as u64;
-            naive += len;
-            alive += len;
+            naive += bytes(i);
+            alive += bytes(i);
             bufs.push(buf[i].expect("every written tensor has a slot"));
         }
         let inputs = reads(i);
@@ -210,14 +209,14 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         for r in ending {
             if last_use[r] == Some(pos) {
                 if let Some(Buf::Temp(_)) = buf[r] {
-                    alive -= nodes[r].shape.numel(batch) as u64;
+                    alive -= bytes(r);
                 }
             }
         }
-        plan.live.push(4 * alive);
+        plan.live.push(alive);
     }
-    naive += (0..n).filter(|&i| skip[i]).map(|i| nodes[i].shape.numel(batch) as u64).sum::<u64>();
-    plan.naive_bytes = 4 * naive;
+    naive += (0..n).filter(|&i| skip[i]).map(bytes).sum::<u64>();
+    plan.naive_bytes = naive;
     plan.fetch = fetch.iter().map(|f| buf[root[f.index()]].expect("fetched nodes are live")).collect();
     plan.fetch_lens = fetch.iter().map(|f| nodes[f.index()].shape.numel(batch)).collect();
     Ok(plan)

@@ -183,6 +183,11 @@ pub(crate) struct Inner {
     pub segments: Vec<std::ops::Range<usize>>,
     /// Where the segment being built starts, while [`Graph::checkpoint`] runs.
     pub open_segment: Option<usize>,
+    /// The half type the builders' matmuls read their operands in ([`Graph::set_autocast`]).
+    pub autocast: Option<kiln_device::DType>,
+    /// The half copies autocast made, by tensor and open segment, so that a tensor several
+    /// matmuls read (the normed input of q, k and v) is cast once.
+    pub autocast_copies: std::collections::HashMap<(NodeId, Option<usize>), NodeId>,
 }
 
 impl Graph {

@@ -15,7 +15,9 @@
 //! the session's: [`Session::set_lr`] and [`Session::set_optimizer`] change it between steps.
 //!
 //! Tensors are f32, u32, or the half types f16 and bf16 made by [`Graph::cast`]; matmul nodes take
-//! half operands (f32 product), which is what mixed precision builds on (README, "Half precision").
+//! half operands (f32 product), which is what mixed precision builds on (README, "Half precision"):
+//! with [`Graph::set_autocast`], [`Graph::linear`] and the attention builders read half copies
+//! of their operands, autocast-style.
 //!
 //! ```
 //! use kiln_device::{open, BackendChoice, HostData};
@@ -54,6 +56,7 @@
 
 mod accumulate;
 mod attention;
+mod autocast;
 mod autodiff;
 mod compile;
 mod error;

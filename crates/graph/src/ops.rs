@@ -510,9 +510,11 @@ impl Graph {
 
     // ---- derived from primitives ----
 
-    /// `x @ w^T + b` with PyTorch's layout: `w` is `[out, in]`, `b` is `[out]`.
+    /// `x @ w^T + b` with PyTorch's layout: `w` is `[out, in]`, `b` is `[out]`. Under autocast
+    /// ([`Graph::set_autocast`]) the matmul reads half copies of `x` and `w`; the bias add and
+    /// the result stay f32.
     pub fn linear(&self, x: NodeId, w: NodeId, b: Option<NodeId>) -> NodeId {
-        let y = self.matmul_t(x, w, false, true);
+        let y = self.matmul_t(self.autocast_operand(x), self.autocast_operand(w), false, true);
         match b {
             Some(b) => self.add(y, b),
             None => y,

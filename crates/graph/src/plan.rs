@@ -90,18 +90,17 @@ impl Plan {
 
     /// Bytes of every buffer the plan uses: activation slots, fills, inputs and the persistent
     /// tensors it binds.
+    /// Half-precision slots and inputs count 2 bytes an element (rounded up to whole words).
     pub fn peak_bytes(&self) -> u64 {
-        let temps: usize = self.temps.iter().map(|t| t.1).sum();
-        let fills: usize = self.fills.iter().map(|f| f.0).sum();
-        let inputs: usize = self.inputs.iter().map(|i| i.2).sum();
-        let persistent: usize = self.persistent.iter().map(|p| p.1).sum();
-        4 * (temps + fills + inputs + persistent) as u64
+        let fills: u64 = self.fills.iter().map(|f| DType::F32.bytes(f.0)).sum();
+        let inputs: u64 = self.inputs.iter().map(|i| i.1.bytes(i.2)).sum();
+        self.temp_bytes() + fills + inputs + self.persistent_bytes()
     }
 
     /// Bytes of the activation slots (what the plan allocates for activations, gradients and
     /// workspace; at least [`Plan::peak_live_bytes`], more where slots fragment).
     pub fn temp_bytes(&self) -> u64 {
-        4 * self.temps.iter().map(|t| t.1 as u64).sum::<u64>()
+        self.temps.iter().map(|t| t.0.bytes(t.1)).sum()
     }
 
     /// The most bytes of activation tensors alive at once (after any one step).

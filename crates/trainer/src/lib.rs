@@ -28,6 +28,7 @@ pub mod layers;
 pub mod losses;
 pub mod metrics;
 mod model;
+mod precision;
 pub mod report;
 pub mod schedule;
 mod stream;
@@ -44,6 +45,7 @@ pub use layers::{
 pub use losses::Loss;
 pub use metrics::Metric;
 pub use model::{DataInfo, NamedTensor, Predictions, Sequential};
+pub use precision::Precision;
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
 pub use trainable::{
@@ -56,8 +58,8 @@ pub mod prelude {
     pub use crate::layers::Activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Tanh};
     pub use crate::{
         Activation, AvgPool2d, BatchNorm, Compile, Conv2d, Dense, Dropout, EarlyStopping, Embedding,
-        FitOptions, Flatten, GlobalAvgPool2d, Init, LayerNorm, Loss, MaxPool2d, Metric, Optimizer, Schedule,
-        Sequential, Validation,
+        FitOptions, Flatten, GlobalAvgPool2d, Init, LayerNorm, Loss, MaxPool2d, Metric, Optimizer, Precision,
+        Schedule, Sequential, Validation,
     };
     pub use kiln_device::BackendChoice;
 }

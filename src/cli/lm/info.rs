@@ -1,9 +1,11 @@
 //! `kiln lm info`: a configuration's parameter count and the memory its training step plans, by
-//! kind, without and with activation checkpointing (`--recompute` in `kiln lm train`), and with
+//! kind, in f32 and in half precision (`--precision bf16` or `f16` in `kiln lm train`: the same
+//! bytes), each without and with activation checkpointing (`--recompute`), and with
 //! `--fit-in` the largest batch whose step fits a memory budget (planned, nothing allocated).
 
 use anyhow::Result;
 use kiln_trainer::zoo::{Llama, LlamaConfig, MemoryPlan};
+use kiln_trainer::Precision::{Bf16, F32};
 
 use super::{bytes, parse_bytes};
 
@@ -40,7 +42,7 @@ pub fn run(a: Args) -> Result<()> {
         c.tie_word_embeddings
     );
     println!(
-        "training step at batch {} x {} tokens (AdamW), planned bytes:\n{:<24} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}",
+        "training step at batch {} x {} tokens (AdamW), planned bytes:\n{:<32} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}",
         a.batch_size,
         a.context,
         "setting",
@@ -52,12 +54,13 @@ pub fn run(a: Args) -> Result<()> {
         "launches"
     );
     let mut fits = Vec::new();
-    for recompute in [false, true] {
+    for (precision, recompute) in [(F32, false), (F32, true), (Bf16, false), (Bf16, true)] {
         let mut training = Llama::default_training();
-        training.recompute = recompute;
-        let label = if recompute { "f32, recompute" } else { "f32" };
+        (training.precision, training.recompute) = (precision, recompute);
+        let name = if precision == F32 { "f32" } else { "bf16 / f16" };
+        let label = if recompute { format!("{name}, recompute") } else { name.to_string() };
         let m = Llama::plan_memory(&c, a.context, a.batch_size, &training)?;
-        println!("{}", row(label, &m));
+        println!("{}", row(&label, &m));
         if let Some(budget) = a.fit_in {
             fits.push((label, Llama::largest_batch(&c, a.context, &training, budget)?));
         }
@@ -77,7 +80,7 @@ pub fn run(a: Args) -> Result<()> {
 /// One row of the table: the bytes of each kind, readable and exact.
 fn row(label: &str, m: &MemoryPlan) -> String {
     format!(
-        "{label:<24} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}  (bytes: {} + {} + {} + {} = {})",
+        "{label:<32} {:>12} {:>16} {:>12} {:>12} {:>12} {:>9}  (bytes: {} + {} + {} + {} = {})",
         bytes(m.parameter_bytes),
         bytes(m.optimizer_bytes),
         bytes(m.activation_bytes),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use kiln_device::BackendChoice;
 use kiln_trainer::zoo::{Llama, LlamaConfig, Sampling, Weights};
-use kiln_trainer::{Compile, FitOptions, Loss, Optimizer, Schedule, Validation};
+use kiln_trainer::{Compile, FitOptions, Loss, Optimizer, Precision, Schedule, Validation};
 
 use super::{memory, source};
 use crate::cli::output::check_output;
@@ -58,6 +58,10 @@ pub struct Args {
     /// one more forward per step, the same gradients). With --resume it may be turned on or off.
     #[arg(long)]
     recompute: bool,
+    /// Mixed precision: f32, bf16 or f16 (every matmul reads half copies of its operands; master
+    /// weights, gradients and optimizer state stay f32) [default: f32; on --resume, the saved one].
+    #[arg(long, value_parser = str::parse::<Precision>)]
+    precision: Option<Precision>,
     /// Optimizer steps in total.
     #[arg(long, default_value_t = 600)]
     steps: usize,
@@ -138,6 +142,7 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     c.devices = a.devices.max(1);
     c.recompute = a.recompute;
     c.bucket_mb = a.bucket_mb;
+    c.precision = a.precision.unwrap_or_default();
     Ok(c)
 }
 
@@ -197,6 +202,11 @@ pub fn run(a: Args) -> Result<()> {
     let check_memory = |config: &LlamaConfig, training: &Compile| -> Result<String> {
         let plan = Llama::plan_memory(config, a.context, a.batch_size, training)?;
         let line = memory::check(&plan, a.batch_size, a.context, &info, crate::cli::plan::available_bytes())?;
+        let line = if training.precision == Precision::F32 {
+            line
+        } else {
+            format!("{line}; matmuls in {}", training.precision)
+        };
         Ok(if training.recompute { format!("{line}; blocks recomputed in the backward") } else { line })
     };
 
@@ -216,6 +226,13 @@ pub fn run(a: Args) -> Result<()> {
                 "--resume: {} trains with --accumulate {}; pass it again",
                 a.out.display(),
                 m.training().accumulate
+            );
+        }
+        if let Some(p) = a.precision.filter(|&p| p != m.training().precision) {
+            bail!(
+                "--resume: {} trains with --precision {}, not {p}; pass it again or leave it out",
+                a.out.display(),
+                m.training().precision
             );
         }
         let tok = m.tokenizer().unwrap_or("byte").to_string();

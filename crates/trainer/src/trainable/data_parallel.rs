@@ -120,7 +120,7 @@ pub(crate) struct Replicas {
 /// state buffers, clipping on them and the optimizer. The nodes up to the gradients are the same
 /// in both (the same build), so node ids are shared.
 fn replica_graph(net: &dyn Trainable, config: &Compile, master: bool) -> Result<(Graph, Heads, Vec<NodeId>)> {
-    let g = Graph::new();
+    let g = super::model_graph(config);
     let heads = net.build(&g, config)?;
     g.check()?;
     if !heads.train.bn.is_empty() {

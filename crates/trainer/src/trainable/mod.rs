@@ -33,6 +33,7 @@ use crate::data::Dataset;
 use crate::layers::TrainState;
 use crate::losses::Loss;
 use crate::metrics::Metric;
+use crate::precision::Precision;
 use crate::schedule::Schedule;
 use crate::stream::Prep;
 use crate::{Error, Result};
@@ -78,6 +79,11 @@ pub struct Compile {
     /// whole backward (no overlap). The same losses and weights either way (bit for bit in one
     /// process and on 2 ranks; see `trainable/data_parallel.rs`).
     pub bucket_mb: f64,
+    /// Mixed precision (default f32): with `Bf16` or `F16` the model's matmuls read half copies
+    /// of their operands, autocast-style, while the master weights, their gradients and the
+    /// optimizer state stay f32 (see [`Precision`]). Applied once, to the whole graph the model
+    /// builds (`Graph::set_autocast`), so every layer and zoo model follows it.
+    pub precision: Precision,
 }
 
 impl Compile {
@@ -94,6 +100,7 @@ impl Compile {
             devices: 1,
             recompute: false,
             bucket_mb: DEFAULT_BUCKET_MB,
+            precision: Precision::F32,
         }
     }
 }
@@ -160,9 +167,18 @@ pub(crate) trait Trainable {
     fn write_metadata(&self, ck: &mut Checkpoint) -> Result<()>;
 }
 
+/// An empty graph for a model trained with `config`: its matmuls autocast to the half type of
+/// `config.precision` (the one place mixed precision is applied: every graph a model trains or
+/// takes gradients through starts here).
+pub(crate) fn model_graph(config: &Compile) -> Graph {
+    let g = Graph::new();
+    g.set_autocast(config.precision.autocast());
+    g
+}
+
 /// `net`'s graph with its gradients, clipping and optimizer updates: what a training session runs.
 pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(Graph, Heads)> {
-    let g = Graph::new();
+    let g = model_graph(config);
     let heads = net.build(&g, config)?;
     g.check()?;
     if config.recompute && g.segments().is_empty() {

@@ -18,6 +18,7 @@ use super::{data_parallel, Compile, Core, Param, Trainable};
 use crate::checkpoint::{Checkpoint, OPTIMIZER, STEP};
 use crate::losses::Loss;
 use crate::metrics::Metric;
+use crate::precision::Precision;
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
@@ -34,6 +35,9 @@ pub(crate) struct Training {
     /// Activation checkpointing (absent in files saved before it: off).
     #[serde(default)]
     recompute: bool,
+    /// Mixed precision (absent in files saved before it: f32).
+    #[serde(default)]
+    precision: Precision,
 }
 
 fn one() -> usize {
@@ -160,6 +164,7 @@ impl Core {
                 clip_norm: cfg.clip_norm,
                 accumulate: cfg.accumulate,
                 recompute: cfg.recompute,
+                precision: cfg.precision,
             };
             ck.set_json(OPTIMIZER, &training)?;
             let mut state = Checkpoint::new();
@@ -214,6 +219,7 @@ impl Core {
             cfg.clip_norm = t.clip_norm;
             cfg.accumulate = t.accumulate;
             cfg.recompute = t.recompute;
+            cfg.precision = t.precision;
             self.saved = Some(cfg);
         }
         let opt_path = optimizer_path(path);

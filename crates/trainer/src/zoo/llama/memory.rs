@@ -8,7 +8,8 @@ use super::{Llama, LlamaConfig};
 use crate::error::{Error, Result};
 use crate::trainable::{training_graph, Compile, Core};
 
-/// Planned bytes of one training step (f32 everywhere), by kind.
+/// Planned bytes of one training step, by kind (half tensors at 2 bytes an element under
+/// [`Compile::precision`]; parameters and optimizer state are f32 in every precision).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
     /// Trainable values.
@@ -83,15 +84,16 @@ impl Planner {
         let activation_bytes = plan.live_bytes_after(self.loss).unwrap_or(0);
         let workspace_bytes =
             plan.peak_bytes().saturating_sub(parameter_bytes + optimizer_bytes + activation_bytes);
-        let lens = plan.temps.iter().map(|t| t.1).chain(plan.inputs.iter().map(|i| i.2));
-        let largest = lens.chain(plan.persistent.iter().map(|p| p.1)).max().unwrap_or(0);
+        let temps =
+            plan.temps.iter().map(|t| t.0.bytes(t.1)).chain(plan.inputs.iter().map(|i| i.1.bytes(i.2)));
+        let largest = temps.chain(plan.persistent.iter().map(|p| 4 * p.1 as u64)).max().unwrap_or(0);
         Ok(MemoryPlan {
             parameters: self.parameters,
             parameter_bytes,
             optimizer_bytes,
             activation_bytes,
             workspace_bytes,
-            largest_buffer_bytes: 4 * largest as u64,
+            largest_buffer_bytes: largest,
             launches: plan.launches(),
         })
     }
@@ -99,7 +101,7 @@ impl Planner {
 
 impl Llama {
     /// Compiles (without allocating) the training step of `config` for `batch` sequences of
-    /// `context` tokens with `training`'s optimizer (and its `recompute` setting), and reports
+    /// `context` tokens with `training`'s optimizer (and its `recompute` and `precision` settings), and reports
     /// its memory.
     pub fn plan_memory(
         config: &LlamaConfig,

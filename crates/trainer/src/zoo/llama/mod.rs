@@ -268,8 +268,9 @@ impl Llama {
     /// updating anything: what the reference tests compare with `transformers`.
     pub fn gradients(&mut self, tokens: &[u32], targets: &[u32]) -> Result<Vec<(String, Vec<f32>)>> {
         self.check_batch(tokens, targets)?;
-        let g = Graph::new();
-        let heads = self.build(&g, &self.bound().config.clone())?;
+        let config = self.bound().config.clone();
+        let g = crate::trainable::model_graph(&config);
+        let heads = self.build(&g, &config)?;
         let params: Vec<NodeId> = heads.params.iter().map(|(n, _)| *n).collect();
         let grads = g.gradients(heads.loss_train, &params)?;
         let backend = kiln_device::open(self.bound().config.backend)?;

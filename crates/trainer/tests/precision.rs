@@ -1,0 +1,240 @@
+//! Mixed precision (`Compile::precision`, autocast-style): the digits MLP and a small Llama on
+//! Tiny Shakespeare trained with bf16 and with f16 matmul operands end within 2% of the f32
+//! loss at the same step count (on the CPU, and the MLP on a GPU adapter: lavapipe in CI); the
+//! planned activation bytes fall with half precision while parameters and optimizer state stay
+//! f32; a bf16 run saves and resumes exactly and trains the same bits with recompute; and half
+//! precision Llama steps on a GPU adapter match the CPU's, as data-parallel replicas match one
+//! device.
+
+use kiln_device::BackendChoice;
+use kiln_trainer::data::{digits_train_test, ensure_tokenized, ByteTokenizer, Standardizer};
+use kiln_trainer::prelude::*;
+use kiln_trainer::zoo::{Llama, LlamaConfig};
+use kiln_trainer::Precision;
+
+/// The final epoch's training loss of the digits MLP (64 -> 48 relu -> 10), 4 epochs of batches
+/// of 64 with Adam, in `precision` on `backend`.
+fn digits_loss(precision: Precision, backend: BackendChoice) -> f64 {
+    let (mut train, _) = digits_train_test().unwrap();
+    Standardizer::fit_table(&train).unwrap().apply_table(&mut train).unwrap();
+    let mut m = Sequential::new(&[64]).add(Dense(48, Relu)).add(Dense(10, Softmax)).seed(7);
+    let mut c = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[]);
+    (c.backend, c.precision) = (backend, precision);
+    m.compile_with(c).unwrap();
+    let opts =
+        FitOptions { epochs: 4, batch_size: 64, quiet: true, standardize: false, ..Default::default() };
+    m.fit(&train, &opts).unwrap().epochs.last().unwrap().loss
+}
+
+/// `half` within 2% of `f32`, and not the same number (the setting did something).
+fn within_2_percent(what: &str, f32_loss: f64, half: f64, precision: Precision) {
+    eprintln!("{what}: f32 {f32_loss:.5}, {precision} {half:.5}");
+    assert!(
+        half.is_finite() && (half - f32_loss).abs() <= 0.02 * f32_loss,
+        "{what}: {precision} {half} vs f32 {f32_loss}"
+    );
+    assert_ne!(half, f32_loss, "{what}: {precision} trained exactly as f32");
+}
+
+fn digits_case(backend: BackendChoice) {
+    let f32_loss = digits_loss(Precision::F32, backend);
+    assert!(f32_loss < 0.3, "the MLP learns the digits: {f32_loss}");
+    for p in [Precision::Bf16, Precision::F16] {
+        within_2_percent(&format!("digits MLP on {backend}"), f32_loss, digits_loss(p, backend), p);
+    }
+}
+
+#[test]
+fn the_digits_mlp_in_half_precision_ends_near_f32_on_the_cpu() {
+    digits_case(BackendChoice::Cpu);
+}
+
+#[test]
+fn the_digits_mlp_in_half_precision_ends_near_f32_on_a_gpu() {
+    if kiln_device::testing::gpu_or_skip("mixed precision").is_none() {
+        return;
+    }
+    digits_case(BackendChoice::Gpu);
+}
+
+const CONTEXT: usize = 32;
+const STEPS: usize = 200;
+
+fn small_llama() -> LlamaConfig {
+    LlamaConfig {
+        hidden_size: 64,
+        intermediate_size: 160,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: Some(16),
+        ..LlamaConfig::tiny()
+    }
+}
+
+fn llama_training(precision: Precision) -> Compile {
+    let mut c = Llama::default_training();
+    c.optimizer = Optimizer::AdamW { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+    c.clip_norm = Some(1.0);
+    (c.backend, c.precision) = (BackendChoice::Cpu, precision);
+    c
+}
+
+fn cpu() -> Box<dyn kiln_device::Backend> {
+    kiln_device::open(BackendChoice::Cpu).unwrap()
+}
+
+#[test]
+fn a_small_llama_on_tiny_shakespeare_in_half_precision_ends_near_f32() {
+    let dir = std::env::temp_dir().join(format!("kiln-precision-llama-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tinyshakespeare.txt");
+    let tokens = ensure_tokenized(text, &ByteTokenizer, dir.join("shakespeare.byte.tokens")).unwrap();
+    let (train, val) = tokens.split(0.1).unwrap();
+    let train = train.random_windows(CONTEXT, STEPS * 16, 1).unwrap();
+    let val = val.random_windows(CONTEXT, 64, 2).unwrap();
+    let run = |precision: Precision| {
+        let mut m =
+            Llama::with_training(small_llama(), CONTEXT, 3, llama_training(precision), cpu()).unwrap();
+        let opts = FitOptions {
+            epochs: 1,
+            batch_size: 16,
+            shuffle: false,
+            quiet: true,
+            standardize: false,
+            standardize_target: false,
+            ..Default::default()
+        };
+        let train_loss = m.fit(&train, &opts).unwrap().epochs[0].loss;
+        assert_eq!(m.step(), STEPS as u64);
+        (train_loss, m.evaluate(&val, 16).unwrap().loss)
+    };
+    let (f32_train, f32_val) = run(Precision::F32);
+    assert!(f32_val < 0.8 * 256f64.ln(), "the f32 run learns: validation loss {f32_val}");
+    for p in [Precision::Bf16, Precision::F16] {
+        let (t, v) = run(p);
+        within_2_percent("small Llama, training loss", f32_train, t, p);
+        within_2_percent("small Llama, validation loss", f32_val, v, p);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn half_precision_plans_fewer_activation_bytes() {
+    let c = LlamaConfig::tiny();
+    let plan = |p| Llama::plan_memory(&c, 64, 4, &llama_training(p)).unwrap();
+    let (full, bf16, f16) = (plan(Precision::F32), plan(Precision::Bf16), plan(Precision::F16));
+    eprintln!("tiny at 4 x 64: f32 {full:?}\nbf16 {bf16:?}");
+    assert_eq!(bf16, f16, "both half types take 2 bytes");
+    assert_eq!((bf16.parameter_bytes, bf16.optimizer_bytes), (full.parameter_bytes, full.optimizer_bytes));
+    // the inputs of every projection, q, k, v and the LM head's input are kept in half instead
+    // of f32: per block and token at least (width + q + k + v + ctx + norm + MLP) * 2 bytes
+    let (tokens, width, blocks) = (4 * 64u64, c.hidden_size as u64, c.num_hidden_layers as u64);
+    let saved = blocks * tokens * 2 * (4 * width + c.intermediate_size as u64);
+    assert!(bf16.activation_bytes + saved <= full.activation_bytes, "{bf16:?} vs {full:?} (saves {saved})");
+    assert!(bf16.total_bytes() < full.total_bytes());
+}
+
+#[test]
+fn a_bf16_run_saves_and_resumes_exactly() {
+    let dir = std::env::temp_dir().join(format!("kiln-precision-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    let mut rng = kiln_trainer::data::SplitMix64::new(5);
+    let batches: Vec<(Vec<u32>, Vec<u32>)> = (0..4)
+        .map(|_| {
+            let ids: Vec<u32> = (0..3 * 10).map(|_| rng.below(256) as u32).collect();
+            (ids[..27].to_vec(), ids[3..].to_vec())
+        })
+        .collect();
+    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let mut m = Llama::with_training(config, 9, 5, llama_training(Precision::Bf16), cpu()).unwrap();
+    m.train_step(&batches[0].0, &batches[0].1).unwrap();
+    m.save(&path).unwrap();
+    let mut loaded = Llama::load(&path, cpu()).unwrap();
+    assert_eq!(loaded.training().precision, Precision::Bf16, "the setting is saved");
+    assert_eq!(loaded.step(), 1);
+    for (x, y) in &batches[1..] {
+        let (a, b) = (m.train_step(x, y).unwrap(), loaded.train_step(x, y).unwrap());
+        assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+    }
+    let (sa, sb) = (m.state_dict().unwrap(), loaded.state_dict().unwrap());
+    for ((name, _, a), (_, _, b)) in sa.iter().zip(&sb) {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{name} differs after resume");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Autocast and activation checkpointing combine: a bf16 Llama with each block recomputed
+/// trains the same bits as without (the recomputed blocks cast their weights again).
+#[test]
+fn bf16_with_recompute_trains_the_same_bits() {
+    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let model = |recompute: bool| {
+        let mut t = llama_training(Precision::Bf16);
+        t.recompute = recompute;
+        Llama::with_training(config.clone(), 9, 5, t, cpu()).unwrap()
+    };
+    let (mut with, mut without) = (model(true), model(false));
+    let mut rng = kiln_trainer::data::SplitMix64::new(8);
+    for _ in 0..3 {
+        let ids: Vec<u32> = (0..3 * 10).map(|_| rng.below(256) as u32).collect();
+        let (x, y) = (&ids[..27], &ids[3..]);
+        let (a, b) = (with.train_step(x, y).unwrap(), without.train_step(x, y).unwrap());
+        assert_eq!(a.to_bits(), b.to_bits(), "loss {a} with recompute, {b} without");
+    }
+}
+
+/// A small Llama's bf16 and f16 steps on a GPU adapter match the CPU's within half precision
+/// (the same roundings; only the f32 accumulation order differs).
+#[test]
+fn a_half_precision_llama_steps_alike_on_the_gpu_and_the_cpu() {
+    if kiln_device::testing::gpu_or_skip("mixed precision Llama").is_none() {
+        return;
+    }
+    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    for p in [Precision::Bf16, Precision::F16] {
+        let model = |choice: BackendChoice| {
+            let mut t = llama_training(p);
+            t.backend = choice;
+            Llama::with_training(config.clone(), 9, 5, t, kiln_device::open(choice).unwrap()).unwrap()
+        };
+        let (mut gpu, mut host) = (model(BackendChoice::Gpu), model(BackendChoice::Cpu));
+        let mut rng = kiln_trainer::data::SplitMix64::new(21);
+        for step in 0..3 {
+            let ids: Vec<u32> = (0..3 * 10).map(|_| rng.below(256) as u32).collect();
+            let (x, y) = (&ids[..27], &ids[3..]);
+            let (a, b) = (gpu.train_step(x, y).unwrap(), host.train_step(x, y).unwrap());
+            assert!((a - b).abs() <= 2e-3 * b.abs(), "{p} step {step}: GPU loss {a}, CPU {b}");
+        }
+    }
+}
+
+/// Every graph a model trains through autocasts: data-parallel replicas (two CPU devices) train
+/// a bf16 Llama as one device does, and not as f32 does.
+#[test]
+fn data_parallel_replicas_autocast_too() {
+    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let model = |p: Precision, devices: usize| {
+        let mut t = llama_training(p);
+        t.devices = devices;
+        Llama::with_training(config.clone(), 9, 5, t, cpu()).unwrap()
+    };
+    let (mut two, mut one, mut full) =
+        (model(Precision::Bf16, 2), model(Precision::Bf16, 1), model(Precision::F32, 1));
+    let mut rng = kiln_trainer::data::SplitMix64::new(13);
+    for step in 0..3 {
+        let ids: Vec<u32> = (0..4 * 10).map(|_| rng.below(256) as u32).collect();
+        let (x, y) = (&ids[..36], &ids[4..]);
+        let (a, b, c) =
+            (two.train_step(x, y).unwrap(), one.train_step(x, y).unwrap(), full.train_step(x, y).unwrap());
+        eprintln!("step {step}: bf16 on 2 devices {a}, on 1 {b}; f32 {c}");
+        // the first loss is the same forward (the replicas' rows are the same rows); later ones
+        // differ within bf16 rounding (each replica's weight gradient rounds to bf16 on its own)
+        let tol = if step == 0 { 1e-6 } else { 2e-4 };
+        assert!((a - b).abs() <= tol * b.abs(), "step {step}: 2 devices {a}, 1 device {b}");
+        if step == 0 {
+            assert!((b - c).abs() > 1e-5 * c.abs(), "bf16 {b} computes as f32 {c}");
+        }
+    }
+}
