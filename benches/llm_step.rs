@@ -2,10 +2,11 @@
 //! SmolLM2-135M configuration (134,515,008 parameters) at batch 4 x 128 tokens, forward +
 //! next-token cross-entropy + backward + AdamW (weight decay on matrices) + the loss back on the
 //! host, through the same `zoo::Llama` the CLI trains. `--config tiny` runs the toy preset;
-//! `--recompute` recomputes each block during the backward (activation checkpointing).
+//! `--recompute` recomputes each block during the backward (activation checkpointing);
+//! `--precision bf16|f16` runs the matmuls on half copies (`Compile::precision`).
 //!
 //! ```text
-//! cargo bench --bench llm_step -- [--backend cpu|gpu|auto] [--config smollm2-135m|tiny|FILE] [--batch 4] [--seq 128] [--steps 3] [--recompute] [--quick]
+//! cargo bench --bench llm_step -- [--backend cpu|gpu|auto] [--config smollm2-135m|tiny|FILE] [--batch 4] [--seq 128] [--steps 3] [--recompute] [--precision f32|bf16|f16] [--quick]
 //! ```
 //!
 //! Lines: `bench=smollm2-135m backend=cpu batch=4 seq=128 steps_per_s=... tokens_per_s=...`
@@ -36,6 +37,10 @@ fn main() -> anyhow::Result<()> {
     let mut training = Llama::default_training();
     training.backend = backend;
     training.recompute = common::has("--recompute");
+    if let Some(p) = common::flag("--precision") {
+        training.precision = p.parse().map_err(|e| anyhow::anyhow!("--precision {p}: {e}"))?;
+    }
+    let precision = training.precision;
     let planned = Llama::plan_memory(&config, seq, batch, &training)?;
     let training_recompute = training.recompute;
     let device = kiln::device::open(backend)?;
@@ -71,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         tokens_per_step / median
     );
     let mut line = format!(
-        "bench={name} backend={label} batch={batch} seq={seq} recompute={} peak_rss_bytes={} planned_bytes={} launches={}",
+        "bench={name} backend={label} batch={batch} seq={seq} recompute={} precision={precision} peak_rss_bytes={} planned_bytes={} launches={}",
         training_recompute,
         common::peak_rss_bytes(),
         planned.total_bytes(),

@@ -69,28 +69,28 @@ fn bce_logits_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     out[i] = (sigmoid_f(x[i]) - tgt[i]) / f32(p.n) * dloss[0];
 }
 
-// Row max and log-sum-exp of row r, computed by one invocation.
-fn row_lse(r: u32) -> vec2<f32> {
-    let base = r * p.cols;
-    var m = x[base];
-    for (var j = 1u; j < p.cols; j++) { m = max(m, x[base + j]); }
-    var s = 0.0;
-    for (var j = 0u; j < p.cols; j++) { s += exp(x[base + j] - m); }
-    return vec2<f32>(m, log(s));
-}
-
 // A label >= cols has an all-zero one-hot: its row adds logsumexp only (the host validates labels).
+// The workgroup takes the rows in turn, all its invocations over each row's columns (max, then the
+// sum of exponentials, by tree reductions), so no invocation runs a loop as long as a row: with one
+// invocation per row, rows of 32K+ columns came out wrong on llvmpipe.
 @compute @workgroup_size(256)
 fn softmax_ce_loss(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
-    for (var r = lid; r < p.n; r += WG) {
-        let label = labels[r];
-        let st = row_lse(r);
-        acc += st.x + st.y;
-        if label < p.cols { acc -= x[r * p.cols + label]; }
+    for (var r = 0u; r < p.n; r++) {
+        let base = r * p.cols;
+        var m = bitcast<f32>(0xff800000u);
+        for (var j = lid; j < p.cols; j += WG) { m = max(m, x[base + j]); }
+        m = tree_max(lid, m, WG);
+        var e = 0.0;
+        for (var j = lid; j < p.cols; j += WG) { e += exp(x[base + j] - m); }
+        let total = tree_sum(lid, e, WG);
+        if lid == 0u {
+            acc += m + log(total);
+            let label = labels[r];
+            if label < p.cols { acc -= x[base + label]; }
+        }
     }
-    let s = tree_sum(lid, acc, WG);
-    if lid == 0u { out[0] = s / f32(p.n); }
+    if lid == 0u { out[0] = acc / f32(p.n); }
 }
 
 // d/dz = (softmax(z) - onehot(label)) / rows; one workgroup per row.
