@@ -73,7 +73,8 @@ pub(crate) fn batched(p: &Product, c: &mut [f32], a: &[f32], a_stride: usize, b:
     }
 }
 
-/// One product on up to `threads` threads.
+/// One product on up to `threads` of rayon's threads (gemm); matrixmultiply splits by its own rule
+/// over its own threads.
 fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize) {
     let s = |v: usize| v as isize;
     if use_gemm() {
