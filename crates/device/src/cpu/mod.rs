@@ -4,7 +4,8 @@
 //! This module is only the machinery: buffers are plain `Vec`s kept in a `Pool`; `prepare` checks
 //! every launch once and turns it into a `CpuLaunch` (buffer ids with the slot each binds), so
 //! `submit` only looks buffers up and hands slices to the kernel's CPU twin (in its family module,
-//! `crate::kernels`), synchronously, with no heap allocation per launch. Read-backs are stashed
+//! `crate::kernels`), synchronously; no buffer is allocated per launch (a few twins build a small
+//! scratch: im2col's tap table, cross-entropy's per-row terms). Read-backs are stashed
 //! under the ticket until `wait` collects them.
 
 use std::collections::HashMap;

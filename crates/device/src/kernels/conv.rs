@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
 use crate::error::{Error, Result};
+use crate::kernels::simd::wide_fn;
 use crate::kernels::twin::{mismatch, In, Out, Par};
 use crate::DType::F32;
 
@@ -264,25 +265,15 @@ impl Window2d {
 /// Image planes per rayon task.
 const PLANES_PER_TASK: usize = 8;
 
-/// The output positions `o` in `0..out_len` whose tap `k` lands inside an image axis of `len`
-/// (`o * stride + k * dil - pad` in `0..len`): a contiguous range, found without a division per
-/// element.
-#[inline]
-fn inside(k: usize, stride: usize, pad: usize, dil: usize, len: usize, out_len: usize) -> (usize, usize) {
-    let off = k * dil; // image position = o * stride + off - pad
-    let lo = if off >= pad { 0 } else { (pad - off).div_ceil(stride) };
-    let hi = if len + pad > off { (len + pad - off).div_ceil(stride) } else { 0 };
-    (lo.min(out_len), hi.clamp(lo.min(out_len), out_len))
-}
-
 /// `cols [n, c*kh*kw, oh*ow]` from `x [n, c, h, w]`; outside the image reads `pad_value`. Image
 /// planes are independent, so large inputs split over threads a few planes per task.
 fn im2col(par: Par, win: &Window2d, pad_value: f32, cols: &mut [f32], x: &[f32]) {
     let (plane_cols, plane) = (win.cols_len() / (win.n * win.c).max(1), win.h * win.w);
-    let one = |(dst, img): (&mut [f32], &[f32])| im2col_plane(win, pad_value, dst, img);
     if plane_cols == 0 || plane == 0 {
         return;
     }
+    let table = tap_table(win);
+    let one = |(dst, img): (&mut [f32], &[f32])| gather_plane(dst, img, &table, pad_value);
     if par.light(cols.len()) {
         cols.par_chunks_mut(plane_cols).zip(x.par_chunks(plane)).with_min_len(PLANES_PER_TASK).for_each(one);
     } else {
@@ -290,44 +281,51 @@ fn im2col(par: Par, win: &Window2d, pad_value: f32, cols: &mut [f32], x: &[f32])
     }
 }
 
-/// One image plane's columns, a kernel row at a time: padding, then a copy (stride 1) or a
-/// strided gather of the image row, then padding.
-fn im2col_plane(win: &Window2d, pad_value: f32, dst_plane: &mut [f32], img: &[f32]) {
+/// Marks a column entry that reads padding in a [`tap_table`].
+const PAD: u32 = u32::MAX;
+
+/// For every column entry of one plane (tap-major: `(ky, kx)` then the output position), the index
+/// of the image element it reads, or [`PAD`]. Built once per launch and shared by every plane:
+/// small images (an 8x8 plane has 9 x 64 entries) then cost a table lookup per element instead of
+/// a copy call per image row.
+fn tap_table(win: &Window2d) -> Vec<u32> {
     let Window2d { h, w, kh, kw, sh, sw, ph, pw, dh, dw, .. } = *win;
     let (oh, ow) = (win.oh().expect("validated"), win.ow().expect("validated"));
-    let l = oh * ow;
+    let mut t = Vec::with_capacity(kh * kw * oh * ow);
     for ky in 0..kh {
-        let (y0, y1) = inside(ky, sh, ph, dh, h, oh);
         for kx in 0..kw {
-            let (x0, x1) = inside(kx, sw, pw, dw, w, ow);
-            let dst = &mut dst_plane[(ky * kw + kx) * l..][..l];
-            dst[..y0 * ow].fill(pad_value);
-            dst[y1 * ow..].fill(pad_value);
-            for oy in y0..y1 {
-                let src = &img[(oy * sh + ky * dh - ph) * w..][..w];
-                let row = &mut dst[oy * ow..][..ow];
-                row[..x0].fill(pad_value);
-                row[x1..].fill(pad_value);
-                let ix0 = x0 * sw + kx * dw - pw;
-                if sw == 1 {
-                    row[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
-                } else {
-                    for (j, v) in row[x0..x1].iter_mut().enumerate() {
-                        *v = src[ix0 + j * sw];
-                    }
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (iy, ix) =
+                        ((oy * sh + ky * dh).wrapping_sub(ph), (ox * sw + kx * dw).wrapping_sub(pw));
+                    t.push(if iy < h && ix < w { (iy * w + ix) as u32 } else { PAD });
                 }
             }
         }
+    }
+    t
+}
+
+wide_fn! {
+    /// One plane's columns from its image through the tap table.
+    fn gather_plane(dst: &mut [f32], img: &[f32], table: &[u32], pad: f32) = gather_loop
+}
+
+#[inline(always)]
+fn gather_loop(dst: &mut [f32], img: &[f32], table: &[u32], pad: f32) {
+    for (d, &t) in dst.iter_mut().zip(table) {
+        *d = img.get(t as usize).copied().unwrap_or(pad);
     }
 }
 
 /// `x [n, c, h, w]` as the sum of the column entries that read each element.
 fn col2im(par: Par, win: &Window2d, x: &mut [f32], cols: &[f32]) {
     let (plane_cols, plane) = (win.cols_len() / (win.n * win.c).max(1), win.h * win.w);
-    let one = |(img, src): (&mut [f32], &[f32])| col2im_plane(win, img, src);
     if plane_cols == 0 || plane == 0 {
         return;
     }
+    let table = tap_table(win);
+    let one = |(img, src): (&mut [f32], &[f32])| scatter_plane(img, src, &table);
     if par.light(cols.len()) {
         x.par_chunks_mut(plane).zip(cols.par_chunks(plane_cols)).with_min_len(PLANES_PER_TASK).for_each(one);
     } else {
@@ -336,31 +334,13 @@ fn col2im(par: Par, win: &Window2d, x: &mut [f32], cols: &[f32]) {
 }
 
 /// Scatter form within one image plane (no write conflicts): every element receives its terms in
-/// kernel-tap order (ky, then kx), the same summation order as the WGSL kernel's gather.
-fn col2im_plane(win: &Window2d, img: &mut [f32], src_plane: &[f32]) {
-    let Window2d { h, w, kh, kw, sh, sw, ph, pw, dh, dw, .. } = *win;
-    let (oh, ow) = (win.oh().expect("validated"), win.ow().expect("validated"));
-    let l = oh * ow;
+/// kernel-tap order (ky, then kx: the table's order), the same summation order as the WGSL
+/// kernel's gather.
+fn scatter_plane(img: &mut [f32], src_plane: &[f32], table: &[u32]) {
     img.fill(0.0);
-    for ky in 0..kh {
-        let (y0, y1) = inside(ky, sh, ph, dh, h, oh);
-        for kx in 0..kw {
-            let (x0, x1) = inside(kx, sw, pw, dw, w, ow);
-            let src = &src_plane[(ky * kw + kx) * l..][..l];
-            for oy in y0..y1 {
-                let dst = &mut img[(oy * sh + ky * dh - ph) * w..][..w];
-                let row = &src[oy * ow + x0..oy * ow + x1];
-                let ix0 = x0 * sw + kx * dw - pw;
-                if sw == 1 {
-                    for (d, &v) in dst[ix0..ix0 + row.len()].iter_mut().zip(row) {
-                        *d += v;
-                    }
-                } else {
-                    for (j, &v) in row.iter().enumerate() {
-                        dst[ix0 + j * sw] += v;
-                    }
-                }
-            }
+    for (&v, &t) in src_plane.iter().zip(table) {
+        if let Some(d) = img.get_mut(t as usize) {
+            *d += v;
         }
     }
 }
