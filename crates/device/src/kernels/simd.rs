@@ -73,42 +73,23 @@ pub fn detected() -> Level {
 /// `wide_fn!(fn NAME<F>(ARGS) where [BOUND] = INNER)` (or `wide_fn!(fn NAME(ARGS) = INNER)`):
 /// `NAME` calls `INNER` (which must be `#[inline(always)]`) compiled for the [`level`] in use.
 macro_rules! wide_fn {
-    // A function without a generic parameter.
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) = $inner:path) => {
-        $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                match $crate::kernels::simd::level() {
-                    // SAFETY: `level` never exceeds what the CPU has (`detected`).
-                    $crate::kernels::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    $crate::kernels::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernels::simd::Level::Base => {}
-                }
-            }
-            $inner($($arg),*)
-        }
+        $crate::kernels::simd::wide_fn!(@def [$(#[$meta])*] [$vis] $name [] [$($arg: $ty),*] $inner);
     };
     ($(#[$meta:meta])* $vis:vis fn $name:ident<$f:ident>($($arg:ident: $ty:ty),* $(,)?) where [$($bound:tt)+] = $inner:path) => {
-        $(#[$meta])*
-        $vis fn $name<$f: $($bound)+>($($arg: $ty),*) {
+        $crate::kernels::simd::wide_fn!(@def [$(#[$meta])*] [$vis] $name [<$f: $($bound)+>] [$($arg: $ty),*] $inner);
+    };
+    (@def [$($meta:tt)*] [$vis:vis] $name:ident [$($gen:tt)*] [$($arg:ident: $ty:ty),*] $inner:path) => {
+        $($meta)*
+        $vis fn $name $($gen)* ($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                unsafe fn avx512<$f: $($bound)+>($($arg: $ty),*) {
+                unsafe fn avx512 $($gen)* ($($arg: $ty),*) {
                     $inner($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
-                unsafe fn avx2<$f: $($bound)+>($($arg: $ty),*) {
+                unsafe fn avx2 $($gen)* ($($arg: $ty),*) {
                     $inner($($arg),*)
                 }
                 match $crate::kernels::simd::level() {
