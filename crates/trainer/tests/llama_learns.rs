@@ -2,25 +2,15 @@
 //! use, random windows of a memory-mapped token file, warmup + cosine AdamW with weight decay
 //! on matrices, clipping, a validation loss every 50 steps through `fit`, then an exact resume.
 
+mod common;
+
 use kiln_device::BackendChoice;
 use kiln_trainer::data::{ensure_tokenized, ByteTokenizer, Dataset};
-use kiln_trainer::zoo::{Llama, LlamaConfig, Sampling};
+use kiln_trainer::zoo::{Llama, Sampling};
 use kiln_trainer::{FitOptions, Optimizer, Schedule, Validation};
 
 const STEPS: usize = 200;
 const EVERY: usize = 50;
-
-fn config() -> LlamaConfig {
-    LlamaConfig {
-        hidden_size: 64,
-        intermediate_size: 160,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: Some(16),
-        ..LlamaConfig::tiny()
-    }
-}
 
 fn training() -> kiln_trainer::Compile {
     let mut c = Llama::default_training();
@@ -60,7 +50,7 @@ fn a_small_llama_learns_tiny_shakespeare_and_resumes_exactly() {
     let val = val.random_windows(context, 64, 2).unwrap();
     let cpu = || kiln_device::open(BackendChoice::Cpu).unwrap();
 
-    let mut m = Llama::with_training(config(), context, 3, training(), cpu()).unwrap();
+    let mut m = Llama::with_training(common::small_llama(), context, 3, training(), cpu()).unwrap();
     let before = m.evaluate(&val, 16).unwrap().loss;
     assert!((before - 256f64.ln()).abs() < 0.1, "an untrained model predicts uniformly: {before}");
     // half the run, saved and resumed, then the rest; and the same run uninterrupted
@@ -76,7 +66,7 @@ fn a_small_llama_learns_tiny_shakespeare_and_resumes_exactly() {
     assert_eq!(resumed.step(), STEPS as u64);
     assert_eq!(h1.epochs.len() + h2.epochs.len(), STEPS / EVERY);
 
-    let mut straight = Llama::with_training(config(), context, 3, training(), cpu()).unwrap();
+    let mut straight = Llama::with_training(common::small_llama(), context, 3, training(), cpu()).unwrap();
     let h = straight.fit(&train, &opts(&val, STEPS / EVERY)).unwrap();
     let losses = |hs: &[&kiln_trainer::History]| -> Vec<u64> {
         hs.iter().flat_map(|h| h.epochs.iter().map(|e| e.val_loss.unwrap().to_bits())).collect()

@@ -6,6 +6,8 @@
 //! precision Llama steps on a GPU adapter match the CPU's, as data-parallel replicas match one
 //! device.
 
+mod common;
+
 use kiln_device::BackendChoice;
 use kiln_trainer::data::{digits_train_test, ensure_tokenized, ByteTokenizer, Standardizer};
 use kiln_trainer::prelude::*;
@@ -60,18 +62,6 @@ fn the_digits_mlp_in_half_precision_ends_near_f32_on_a_gpu() {
 const CONTEXT: usize = 32;
 const STEPS: usize = 200;
 
-fn small_llama() -> LlamaConfig {
-    LlamaConfig {
-        hidden_size: 64,
-        intermediate_size: 160,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: Some(16),
-        ..LlamaConfig::tiny()
-    }
-}
-
 fn llama_training(precision: Precision) -> Compile {
     let mut c = Llama::default_training();
     c.optimizer = Optimizer::AdamW { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
@@ -94,8 +84,8 @@ fn a_small_llama_on_tiny_shakespeare_in_half_precision_ends_near_f32() {
     let train = train.random_windows(CONTEXT, STEPS * 16, 1).unwrap();
     let val = val.random_windows(CONTEXT, 64, 2).unwrap();
     let run = |precision: Precision| {
-        let mut m =
-            Llama::with_training(small_llama(), CONTEXT, 3, llama_training(precision), cpu()).unwrap();
+        let mut m = Llama::with_training(common::small_llama(), CONTEXT, 3, llama_training(precision), cpu())
+            .unwrap();
         let opts = FitOptions {
             epochs: 1,
             batch_size: 16,
@@ -147,7 +137,7 @@ fn a_bf16_run_saves_and_resumes_exactly() {
             (ids[..27].to_vec(), ids[3..].to_vec())
         })
         .collect();
-    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let config = LlamaConfig { num_hidden_layers: 2, ..common::small_llama() };
     let mut m = Llama::with_training(config, 9, 5, llama_training(Precision::Bf16), cpu()).unwrap();
     m.train_step(&batches[0].0, &batches[0].1).unwrap();
     m.save(&path).unwrap();
@@ -169,7 +159,7 @@ fn a_bf16_run_saves_and_resumes_exactly() {
 /// trains the same bits as without (the recomputed blocks cast their weights again).
 #[test]
 fn bf16_with_recompute_trains_the_same_bits() {
-    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let config = LlamaConfig { num_hidden_layers: 2, ..common::small_llama() };
     let model = |recompute: bool| {
         let mut t = llama_training(Precision::Bf16);
         t.recompute = recompute;
@@ -192,7 +182,7 @@ fn a_half_precision_llama_steps_alike_on_the_gpu_and_the_cpu() {
     if kiln_device::testing::gpu_or_skip("mixed precision Llama").is_none() {
         return;
     }
-    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let config = LlamaConfig { num_hidden_layers: 2, ..common::small_llama() };
     for p in [Precision::Bf16, Precision::F16] {
         let model = |choice: BackendChoice| {
             let mut t = llama_training(p);
@@ -214,7 +204,7 @@ fn a_half_precision_llama_steps_alike_on_the_gpu_and_the_cpu() {
 /// a bf16 Llama as one device does, and not as f32 does.
 #[test]
 fn data_parallel_replicas_autocast_too() {
-    let config = LlamaConfig { num_hidden_layers: 2, ..small_llama() };
+    let config = LlamaConfig { num_hidden_layers: 2, ..common::small_llama() };
     let model = |p: Precision, devices: usize| {
         let mut t = llama_training(p);
         t.devices = devices;

@@ -60,3 +60,17 @@ pub fn safetensors_bytes(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Vec<u
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+
+/// A 2-layer, width-64 Llama (4 query / 2 key-value heads of 16, MLP 160, byte vocabulary) that
+/// learns Tiny Shakespeare in a few hundred CPU steps: the language-model tests' small model.
+pub fn small_llama() -> kiln_trainer::zoo::LlamaConfig {
+    kiln_trainer::zoo::LlamaConfig {
+        hidden_size: 64,
+        intermediate_size: 160,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: Some(16),
+        ..kiln_trainer::zoo::LlamaConfig::tiny()
+    }
+}
