@@ -17,7 +17,7 @@ struct SgdHyper {
     padding0: f32,
     padding1: f32,
     padding2: f32,
-    padding3: f32,
+    skip: f32,
 }
 
 struct AdamHyper {
@@ -28,7 +28,7 @@ struct AdamHyper {
     weight_decay: f32,
     bias_correction1: f32, // 1 - beta1^t
     bias_correction2: f32, // 1 - beta2^t
-    padding: f32,
+    skip: f32,
 }
 
 struct RmspropHyper {
@@ -39,7 +39,7 @@ struct RmspropHyper {
     padding0: f32,
     padding1: f32,
     padding2: f32,
-    padding3: f32,
+    skip: f32,
 }
 
 // binding 0: params (uniform)
@@ -54,6 +54,12 @@ struct RmspropHyper {
 @group(0) @binding(3) var<storage, read> hyper: array<f32, 8>;
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
+
+// The last word of every hyper layout: nonzero when loss scaling found an overflow in this step's
+// gradients (set on the device by shaders/loss_scale.wgsl): the update is skipped.
+fn skipped() -> bool {
+    return hyper[7] != 0.0;
+}
 
 // The weight decay word, 0 when the kernel's decay attribute exempts the parameter.
 fn decay_word(k: u32) -> f32 {
@@ -75,7 +81,7 @@ fn rmsprop_hyper() -> RmspropHyper {
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if i >= p.len { return; }
+    if i >= p.len || skipped() { return; }
     let h = sgd_hyper();
     let g = grad[i] + h.weight_decay * param[i];
     let buf = h.momentum * state[i] + g;
@@ -100,7 +106,7 @@ fn adam_step(i: u32, g: f32, h: AdamHyper) {
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if i >= p.len { return; }
+    if i >= p.len || skipped() { return; }
     let h = adam_hyper();
     adam_step(i, grad[i] + h.weight_decay * param[i], h);
 }
@@ -108,7 +114,7 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if i >= p.len { return; }
+    if i >= p.len || skipped() { return; }
     let h = adam_hyper();
     param[i] = param[i] * (1.0 - h.lr * h.weight_decay);
     adam_step(i, grad[i], h);
@@ -117,7 +123,7 @@ fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    if i >= p.len { return; }
+    if i >= p.len || skipped() { return; }
     let h = rmsprop_hyper();
     let g = grad[i] + h.weight_decay * param[i];
     let sq = h.alpha * state[i] + (1.0 - h.alpha) * g * g;

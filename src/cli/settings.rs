@@ -58,6 +58,11 @@ pub struct TrainSettings {
     /// weights and optimizer state stay f32) [default: f32; on --resume, the saved value].
     #[arg(long)]
     pub precision: Option<String>,
+    /// Dynamic loss scaling (PyTorch GradScaler rules, decided on the device): auto (on for
+    /// f16), off, dynamic, or an initial scale such as 65536 [default: auto; on --resume, the
+    /// saved value].
+    #[arg(long)]
+    pub loss_scale: Option<String>,
     /// adam, adamw, sgd or rmsprop [default: adam].
     #[arg(long)]
     pub optimizer: Option<String>,
@@ -146,6 +151,7 @@ impl TrainSettings {
             batch_size: self.batch_size.or(other.batch_size),
             accumulate: self.accumulate.or(other.accumulate),
             precision: self.precision.or(other.precision),
+            loss_scale: self.loss_scale.or(other.loss_scale),
             optimizer: self.optimizer.or(other.optimizer),
             lr: self.lr.or(other.lr),
             validation: self.validation.or(other.validation),

@@ -250,12 +250,16 @@ fn fit_and_save(
         };
         config.accumulate = saved.accumulate;
         config.precision = saved.precision;
+        config.loss_scale = saved.loss_scale;
     }
     if let Some(n) = s.accumulate {
         config.accumulate = n;
     }
     if let Some(p) = &s.precision {
         config.precision = p.parse()?;
+    }
+    if let Some(l) = &s.loss_scale {
+        config.loss_scale = l.parse()?;
     }
     (config.backend, config.devices) = (backend, s.devices.unwrap_or(1).max(1));
     config.bucket_mb = s.bucket_mb.unwrap_or(kiln::trainer::DEFAULT_BUCKET_MB);

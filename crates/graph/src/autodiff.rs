@@ -62,7 +62,7 @@ impl Graph {
         let mut recompute = Recompute::new(self, n)?;
         let mut recast = std::collections::HashMap::new();
         let mut grads: Vec<Option<NodeId>> = vec![None; n];
-        grads[loss.index()] = Some(self.fill(self.shape(loss), 1.0));
+        grads[loss.index()] = Some(self.backward_seed(loss));
         for i in (0..n).rev() {
             let (Some(gy), true) = (grads[i], active(NodeId(i as u32))) else { continue };
             let node = self.node(NodeId(i as u32));
@@ -144,7 +144,11 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         Op::Prim(p) => p,
         // d/dx reshape(x) = reshape(g) back
         Op::Reshape => return Ok(one(g.reshape(gy, &g.shape(x[0]).0))),
-        op @ (Op::Update { .. } | Op::RunningUpdate { .. } | Op::CacheWrite | Op::Accumulate) => {
+        op @ (Op::Update { .. }
+        | Op::RunningUpdate { .. }
+        | Op::CacheWrite
+        | Op::Accumulate
+        | Op::ScaleUpdate { .. }) => {
             return Err(Error::no_grad(op.name(), "an in-place update has no backward rule"))
         }
         op => return Err(Error::no_grad(op.name(), "a leaf has no inputs")),

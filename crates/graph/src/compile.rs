@@ -4,7 +4,7 @@
 //! planning by liveness (tensors of one type whose lifetimes do not overlap share an activation
 //! slot, see `slots.rs`).
 
-use kiln_device::{BinaryOp, DType, Kernel, Memory, Prim, RunningUpdate, Unary};
+use kiln_device::{BinaryOp, DType, Kernel, LossScale, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -60,8 +60,8 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
     // `root` is the node that owns the storage.
     let mut root: Vec<usize> = (0..n).collect();
     for i in 0..n {
-        if matches!(nodes[i].op, Op::Reshape | Op::CacheWrite) {
-            root[i] = root[nodes[i].inputs[0].index()];
+        if let Some(k) = in_place_of(&nodes[i].op) {
+            root[i] = root[nodes[i].inputs[k].index()];
         }
     }
 
@@ -98,9 +98,10 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
     let mut order: Vec<(usize, usize)> = (0..n)
         .filter(|&i| executes(i))
         .map(|i| match nodes[i].op {
+            // (after the loss scaler's step too, when the hyper buffer comes from one)
             Op::Update { .. } => {
-                let (param, grad) = (nodes[i].inputs[0], nodes[i].inputs[1]);
-                (2 * grad.index().max(last_reader[root[param.index()]]) + 1, i)
+                let (param, grad, hyper) = (nodes[i].inputs[0], nodes[i].inputs[1], nodes[i].inputs[2]);
+                (2 * grad.index().max(hyper.index()).max(last_reader[root[param.index()]]) + 1, i)
             }
             Op::RunningUpdate { .. } | Op::Accumulate => {
                 let (target, value) = (nodes[i].inputs[0], nodes[i].inputs[1]);
@@ -169,7 +170,7 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
 
     // Activation slots by liveness (see `slots.rs`): the tensors each step writes, placed by
     // their lifetimes.
-    let writes = |i: usize| !nodes[i].op.is_update() && nodes[i].op != Op::CacheWrite;
+    let writes = |i: usize| !nodes[i].op.is_update() && in_place_of(&nodes[i].op).is_none();
     let (written, lifetimes): (Vec<usize>, Vec<Lifetime>) = order
         .iter()
         .enumerate()
@@ -220,6 +221,16 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
     plan.fetch = fetch.iter().map(|f| buf[root[f.index()]].expect("fetched nodes are live")).collect();
     plan.fetch_lens = fetch.iter().map(|f| nodes[f.index()].shape.numel(batch)).collect();
     Ok(plan)
+}
+
+/// For a node that is one of its inputs after an in-place write (or a view of it), that input's
+/// position: its buffer is the node's.
+fn in_place_of(op: &Op) -> Option<usize> {
+    match op {
+        Op::Reshape | Op::CacheWrite => Some(0),
+        Op::ScaleUpdate { .. } => Some(2),
+        _ => None,
+    }
 }
 
 fn is_leaf(op: &Op) -> bool {
@@ -291,6 +302,10 @@ fn kernel_for(
                 Mode::Train => Kernel::Memory(Memory::Fill { len, value: 0.0 }),
                 _ => Kernel::Running(RunningUpdate { len, keep: 1.0, gain: 1.0, scale: 1.0 }),
             }
+        }
+        Op::Unscale => Kernel::LossScale(LossScale::Unscale { len: node.shape.numel(batch) }),
+        &Op::ScaleUpdate { growth, backoff, interval, adam } => {
+            Kernel::LossScale(LossScale::Update { growth, backoff, interval, adam })
         }
         // [.., Tmax, inner] cache: rows go to positions along its second-to-last axis.
         Op::CacheWrite => {

@@ -95,6 +95,24 @@ pub enum Op {
     /// accumulator; a training step reads the accumulator (the summed gradient) and then zeroes
     /// it. See [`Graph::accumulate_gradients`].
     Accumulate,
+    /// A gradient divided by the loss scale. Inputs `[grad, scale, tracker]`; raises the
+    /// tracker's overflow flag in place when the gradient holds inf or NaN. See
+    /// [`Graph::unscale_gradients`].
+    Unscale,
+    /// The loss scaler's step, in training plans, after every [`Op::Unscale`] and before the
+    /// optimizer updates. Inputs `[scale, tracker, hyper]`, all written in place; the node IS the
+    /// hyper buffer after the write (same buffer, like a cache write), which the updates read.
+    /// See `loss_scale.rs`.
+    ScaleUpdate {
+        /// Factor of the scale after `interval` good updates.
+        growth: f32,
+        /// Factor of the scale after an overflow.
+        backoff: f32,
+        /// Good updates in a row before the scale grows.
+        interval: u32,
+        /// Rewrite Adam's bias corrections for the applied count.
+        adam: bool,
+    },
 }
 
 impl Op {
@@ -115,6 +133,8 @@ impl Op {
             Op::CacheWrite => "cache_write",
             Op::Accumulator { .. } => "accumulator",
             Op::Accumulate => "accumulate",
+            Op::Unscale => "unscale",
+            Op::ScaleUpdate { .. } => "scale_update",
         }
     }
 
@@ -185,6 +205,8 @@ pub(crate) struct Inner {
     pub open_segment: Option<usize>,
     /// The half type the builders' matmuls read their operands in ([`Graph::set_autocast`]).
     pub autocast: Option<kiln_device::DType>,
+    /// The loss scaler ([`Graph::grad_scaler`]).
+    pub scaler: Option<crate::loss_scale::Scaler>,
     /// The half copies autocast made, by tensor and open segment, so that a tensor several
     /// matmuls read (the normed input of q, k and v) is cast once.
     pub autocast_copies: std::collections::HashMap<(NodeId, Option<usize>), NodeId>,

@@ -61,6 +61,11 @@ impl Graph {
         self.leaf(Op::State { name: name.into() }, shape, F32, None)
     }
 
+    /// Persistent state with initial contents (the loss scaler's).
+    pub(crate) fn state_init(&self, name: &str, shape: &[usize], init: Vec<f32>) -> NodeId {
+        self.leaf(Op::State { name: name.into() }, Shape::fixed(shape), F32, Some(init))
+    }
+
     /// A constant tensor.
     pub fn constant(&self, shape: &[usize], data: Vec<f32>) -> NodeId {
         self.leaf(Op::Const, Shape::fixed(shape), F32, Some(data))

@@ -46,6 +46,9 @@ impl Graph {
         }
         self.refuse_running_targets(params, opt.name())?;
         let hyper = self.push(Op::Hyper, &[], Shape::fixed(&[HYPER_LEN]), DType::F32);
+        // with a loss scaler, the updates read the hyper buffer after its step (skip word set)
+        let adam = matches!(opt, Optimizer::Adam { .. } | Optimizer::AdamW { .. });
+        let hyper = self.scale_update(hyper, adam)?;
         let mut updates = Vec::new();
         for ((&p, &gr), &decay) in params.iter().zip(grads).zip(decay) {
             let Some(name) = self.name_of(p).filter(|_| matches!(self.node(p).op, Op::Param { .. })) else {

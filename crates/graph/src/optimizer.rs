@@ -122,10 +122,15 @@ impl Optimizer {
     pub fn hyper(&self, lr: f32, t: u64) -> [f32; HYPER_LEN] {
         use kiln_device::{AdamHyper, RmspropHyper, SgdHyper};
         match *self {
-            Optimizer::Sgd { momentum, weight_decay, nesterov, .. } => {
-                SgdHyper { lr, momentum, weight_decay, nesterov: nesterov as u32 as f32, padding: [0.0; 4] }
-                    .words()
+            Optimizer::Sgd { momentum, weight_decay, nesterov, .. } => SgdHyper {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov: nesterov as u32 as f32,
+                padding: [0.0; 3],
+                skip: 0.0,
             }
+            .words(),
             Optimizer::Adam { beta1, beta2, eps, weight_decay, .. }
             | Optimizer::AdamW { beta1, beta2, eps, weight_decay, .. } => {
                 let t = t.min(i32::MAX as u64) as i32;
@@ -137,12 +142,12 @@ impl Optimizer {
                     weight_decay,
                     bias_correction1: (1.0 - (beta1 as f64).powi(t)) as f32,
                     bias_correction2: (1.0 - (beta2 as f64).powi(t)) as f32,
-                    padding: 0.0,
+                    skip: 0.0,
                 }
                 .words()
             }
             Optimizer::Rmsprop { alpha, eps, weight_decay, .. } => {
-                RmspropHyper { lr, alpha, eps, weight_decay, padding: [0.0; 4] }.words()
+                RmspropHyper { lr, alpha, eps, weight_decay, padding: [0.0; 3], skip: 0.0 }.words()
             }
         }
     }

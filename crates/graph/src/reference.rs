@@ -47,13 +47,19 @@ fn eval_node(
             Some(d) => d.iter().map(|&v| v as f64).collect(),
             None => vec![0.0; len],
         },
-        Op::State { .. } | Op::Hyper => vec![0.0; len],
+        Op::State { .. } => match &node.init {
+            Some(d) => d.iter().map(|&v| v as f64).collect(),
+            None => vec![0.0; len],
+        },
+        Op::Hyper => vec![0.0; len],
         Op::Fill { value, per_batch } => {
             vec![*value as f64 / if *per_batch { batch as f64 } else { 1.0 }; len]
         }
         Op::Reshape => x(0).clone(),
         Op::Invalid => return Err("invalid node".into()),
         Op::Update { .. } | Op::RunningUpdate { .. } | Op::Accumulate => Vec::new(),
+        Op::Unscale => x(0).iter().map(|g| g / x(1)[0]).collect(),
+        Op::ScaleUpdate { .. } => x(2).clone(),
         // the cache with rows written at their positions along its second-to-last axis
         Op::CacheWrite => {
             let s = dims(0);

@@ -37,7 +37,7 @@ pub mod validate;
 pub mod zoo;
 
 pub use error::{Error, Result};
-pub use kiln_graph::Optimizer;
+pub use kiln_graph::{GradScaler, Optimizer, ScalerState};
 pub use layers::{
     Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2d, Init,
     Layer, LayerNorm, MaxPool2d,
@@ -45,7 +45,7 @@ pub use layers::{
 pub use losses::Loss;
 pub use metrics::Metric;
 pub use model::{DataInfo, NamedTensor, Predictions, Sequential};
-pub use precision::Precision;
+pub use precision::{LossScaling, Precision};
 pub use report::{EpochRecord, History};
 pub use schedule::Schedule;
 pub use trainable::{

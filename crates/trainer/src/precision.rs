@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use kiln_device::DType;
+use kiln_graph::GradScaler;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -16,8 +17,9 @@ use crate::error::{Error, Result};
 /// them is the half copies. Master weights, their gradients and the optimizer state stay f32,
 /// as does everything else (norms, softmax, losses, elementwise ops, convolutions). The
 /// conversions are integer bit operations, so both half types run on every adapter and on the
-/// CPU. No loss scaling yet: f16 gradients below about 6e-8 flush to zero, so `Bf16` (f32's
-/// range) is the safer choice.
+/// CPU. With `F16` the loss is scaled dynamically by default ([`LossScaling`]), so small
+/// gradients survive f16's range, as PyTorch's `GradScaler` does; `Bf16` has f32's range and
+/// needs none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -72,6 +74,110 @@ impl FromStr for Precision {
     }
 }
 
+/// Dynamic loss scaling (`Compile::loss_scale`, `--loss-scale`), with PyTorch `GradScaler`
+/// semantics, decided on the device (see `kiln_graph::Graph::grad_scaler`): the loss gradient is
+/// multiplied by a scale (2^16 at first); a step whose gradients overflow is skipped (no
+/// parameter or optimizer state changes, Adam's step count stays) and halves the scale; 2000
+/// updates in a row without overflow double it. The learning-rate schedule counts every step,
+/// skipped ones too, as PyTorch's schedulers do. The scale and the skipped steps are in the epoch
+/// line and the JSON log, and saved in the optimizer file.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum LossScaling {
+    /// Dynamic with PyTorch's defaults for `F16`, none for `F32` and `Bf16` (the default).
+    #[default]
+    Auto,
+    /// No loss scaling, whatever the precision.
+    Off,
+    /// Dynamic, with these settings, whatever the precision.
+    Dynamic(GradScaler),
+}
+
+impl LossScaling {
+    /// The scaler a model trained at `precision` gets, if any.
+    pub fn resolve(self, precision: Precision) -> Option<GradScaler> {
+        match self {
+            LossScaling::Auto if precision == Precision::F16 => Some(GradScaler::default()),
+            LossScaling::Auto | LossScaling::Off => None,
+            LossScaling::Dynamic(g) => Some(g),
+        }
+    }
+}
+
+impl fmt::Display for LossScaling {
+    /// `auto`, `off`, `dynamic`, or the initial scale of a dynamic scaler with other settings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LossScaling::Auto => f.write_str("auto"),
+            LossScaling::Off => f.write_str("off"),
+            LossScaling::Dynamic(g) if *g == GradScaler::default() => f.write_str("dynamic"),
+            LossScaling::Dynamic(g) => write!(f, "{}", g.init_scale),
+        }
+    }
+}
+
+impl FromStr for LossScaling {
+    type Err = Error;
+
+    /// `auto`, `off`, `dynamic` (PyTorch's defaults), or a number: dynamic from that initial
+    /// scale (`--loss-scale 1024`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => return Ok(LossScaling::Auto),
+            "off" | "none" => return Ok(LossScaling::Off),
+            "dynamic" => return Ok(LossScaling::Dynamic(GradScaler::default())),
+            _ => {}
+        }
+        match s.parse::<f32>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(LossScaling::Dynamic(GradScaler::with_init_scale(v))),
+            _ => Err(Error::InvalidArgument(format!(
+                "loss scale {s:?}: expected auto (dynamic for f16), off, dynamic, or a positive initial                  scale such as 65536"
+            ))),
+        }
+    }
+}
+
+/// [`LossScaling`] as a checkpoint's training configuration records it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+enum SavedScaling {
+    Auto,
+    Off,
+    Dynamic { init_scale: f32, growth_factor: f32, backoff_factor: f32, growth_interval: u32 },
+}
+
+impl Serialize for LossScaling {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match *self {
+            LossScaling::Auto => SavedScaling::Auto,
+            LossScaling::Off => SavedScaling::Off,
+            LossScaling::Dynamic(g) => SavedScaling::Dynamic {
+                init_scale: g.init_scale,
+                growth_factor: g.growth_factor,
+                backoff_factor: g.backoff_factor,
+                growth_interval: g.growth_interval,
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LossScaling {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match SavedScaling::deserialize(d)? {
+            SavedScaling::Auto => LossScaling::Auto,
+            SavedScaling::Off => LossScaling::Off,
+            SavedScaling::Dynamic { init_scale, growth_factor, backoff_factor, growth_interval } => {
+                LossScaling::Dynamic(GradScaler {
+                    init_scale,
+                    growth_factor,
+                    backoff_factor,
+                    growth_interval,
+                })
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +192,28 @@ mod tests {
         assert!(err.contains("f64") && err.contains("bf16"), "{err}");
         assert_eq!(Precision::Bf16.autocast(), Some(DType::BF16));
         assert_eq!(Precision::F32.autocast(), None);
+    }
+
+    #[test]
+    fn loss_scaling_parses_resolves_and_round_trips() {
+        assert_eq!("auto".parse::<LossScaling>().unwrap(), LossScaling::Auto);
+        assert_eq!("OFF".parse::<LossScaling>().unwrap(), LossScaling::Off);
+        let d = "dynamic".parse::<LossScaling>().unwrap();
+        assert_eq!(d, LossScaling::Dynamic(GradScaler::default()));
+        let big = "1e30".parse::<LossScaling>().unwrap();
+        assert_eq!(big, LossScaling::Dynamic(GradScaler::with_init_scale(1e30)));
+        for bad in ["0", "-4", "inf", "nan", "fast"] {
+            let err = bad.parse::<LossScaling>().unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("dynamic"), "{err}");
+        }
+        assert_eq!(LossScaling::Auto.resolve(Precision::F16), Some(GradScaler::default()));
+        assert_eq!(LossScaling::Auto.resolve(Precision::Bf16), None);
+        assert_eq!(LossScaling::Off.resolve(Precision::F16), None);
+        assert_eq!(big.resolve(Precision::F32), Some(GradScaler::with_init_scale(1e30)));
+        for s in [LossScaling::Auto, LossScaling::Off, d, big] {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<LossScaling>(&json).unwrap(), s, "{json}");
+            assert_eq!(s.to_string().parse::<LossScaling>().unwrap(), s);
+        }
     }
 }

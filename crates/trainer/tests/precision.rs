@@ -12,7 +12,7 @@ use kiln_device::BackendChoice;
 use kiln_trainer::data::{digits_train_test, ensure_tokenized, ByteTokenizer, Standardizer};
 use kiln_trainer::prelude::*;
 use kiln_trainer::zoo::{Llama, LlamaConfig};
-use kiln_trainer::Precision;
+use kiln_trainer::{GradScaler, LossScaling, Precision};
 
 /// The final epoch's training loss of the digits MLP (64 -> 48 relu -> 10), 4 epochs of batches
 /// of 64 with Adam, in `precision` on `backend`.
@@ -112,10 +112,19 @@ fn a_small_llama_on_tiny_shakespeare_in_half_precision_ends_near_f32() {
 #[test]
 fn half_precision_plans_fewer_activation_bytes() {
     let c = LlamaConfig::tiny();
-    let plan = |p| Llama::plan_memory(&c, 64, 4, &llama_training(p)).unwrap();
+    let plan_with = |p, scaling| {
+        let mut t = llama_training(p);
+        t.loss_scale = scaling;
+        Llama::plan_memory(&c, 64, 4, &t).unwrap()
+    };
+    let plan = |p| plan_with(p, LossScaling::Auto);
     let (full, bf16, f16) = (plan(Precision::F32), plan(Precision::Bf16), plan(Precision::F16));
-    eprintln!("tiny at 4 x 64: f32 {full:?}\nbf16 {bf16:?}");
-    assert_eq!(bf16, f16, "both half types take 2 bytes");
+    eprintln!("tiny at 4 x 64: f32 {full:?}\nbf16 {bf16:?}\nf16 {f16:?}");
+    assert_eq!(bf16, plan_with(Precision::F16, LossScaling::Off), "both half types take 2 bytes");
+    // f16 scales its loss by default: one unscale per parameter, the seed, the scaler's step
+    let params = Llama::new(c.clone(), 64, 1, cpu()).unwrap().state_dict().unwrap().len();
+    assert_eq!(f16.launches, bf16.launches + params + 2, "{f16:?}");
+    assert_eq!((f16.parameter_bytes, f16.activation_bytes), (bf16.parameter_bytes, bf16.activation_bytes));
     assert_eq!((bf16.parameter_bytes, bf16.optimizer_bytes), (full.parameter_bytes, full.optimizer_bytes));
     // the inputs of every projection, q, k, v and the LM head's input are kept in half instead
     // of f32: per block and token at least (width + q + k + v + ctx + norm + MLP) * 2 bytes
@@ -227,4 +236,171 @@ fn data_parallel_replicas_autocast_too() {
             assert!((b - c).abs() > 1e-5 * c.abs(), "bf16 {b} computes as f32 {c}");
         }
     }
+}
+
+/// A small f16 Llama on `backend` whose loss scale starts at `init_scale` and grows every 3
+/// good updates.
+fn overflowing_on(init_scale: f32, backend: BackendChoice) -> Llama {
+    let mut t = llama_training(Precision::F16);
+    (t.schedule, t.backend) = (Schedule::Constant, backend);
+    t.loss_scale =
+        LossScaling::Dynamic(GradScaler { init_scale, growth_interval: 3, ..GradScaler::default() });
+    let config = LlamaConfig { num_hidden_layers: 2, ..common::small_llama() };
+    Llama::with_training(config, 9, 5, t, kiln_device::open(backend).unwrap()).unwrap()
+}
+
+fn overflowing(init_scale: f32) -> Llama {
+    overflowing_on(init_scale, BackendChoice::Cpu)
+}
+
+fn token_batches(n: usize, seed: u64) -> Vec<(Vec<u32>, Vec<u32>)> {
+    let mut rng = kiln_trainer::data::SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            // a repeating pattern the model can learn, with noise
+            let ids: Vec<u32> = (0..3 * 10)
+                .map(|i| if rng.below(4) == 0 { rng.below(256) as u32 } else { (i % 7) as u32 + 97 })
+                .collect();
+            (ids[..27].to_vec(), ids[3..].to_vec())
+        })
+        .collect()
+}
+
+fn weights(m: &mut Llama) -> Vec<Vec<u32>> {
+    m.state_dict().unwrap().into_iter().map(|(_, _, v)| v.iter().map(|x| x.to_bits()).collect()).collect()
+}
+
+/// f16 gradients overflow under a scale of 2^40: the scaler skips those steps on the device
+/// (weights bit for bit unchanged, the scale halved each time), then recovers: updates apply,
+/// the scale grows every 3 good updates and backs off again when it overflows, and the loss
+/// falls. The first applied update equals a fresh model's first step at the scale it recovered
+/// to, bit for bit: the skipped steps left no trace, Adam's step count included.
+#[test]
+fn an_overflowing_loss_scale_skips_steps_and_recovers() {
+    overflow_case(BackendChoice::Cpu);
+}
+
+/// The same on a GPU adapter: the skip decided by the WGSL kernels inside the submitted step.
+#[test]
+fn an_overflowing_loss_scale_skips_steps_and_recovers_on_a_gpu() {
+    if kiln_device::testing::gpu_or_skip("loss scaling").is_none() {
+        return;
+    }
+    overflow_case(BackendChoice::Gpu);
+}
+
+fn overflow_case(backend: BackendChoice) {
+    let batches = token_batches(40, 11);
+    let mut m = overflowing_on(2f32.powi(40), backend);
+    let mut state = m.loss_scale().unwrap().expect("a loss scaler");
+    assert_eq!((state.scale, state.skipped, state.applied), (2f32.powi(40), 0, 0));
+    let (mut first_applied, mut losses, mut grew) = (None, Vec::new(), false);
+    for (i, (x, y)) in batches.iter().enumerate() {
+        let before = weights(&mut m);
+        losses.push(m.train_step(x, y).unwrap());
+        let now = m.loss_scale().unwrap().unwrap();
+        if now.skipped > state.skipped {
+            assert_eq!(now.skipped, state.skipped + 1, "step {i}");
+            assert_eq!(now.scale, state.scale / 2.0, "step {i}: the scale backs off");
+            assert_eq!(now.applied, state.applied, "step {i}");
+            assert!(weights(&mut m) == before, "step {i}: a skipped step changed the weights");
+        } else {
+            assert_eq!(now.applied, state.applied + 1, "step {i}");
+            assert!(weights(&mut m) != before, "step {i}: an applied step left the weights");
+            grew |= now.scale > state.scale;
+            first_applied.get_or_insert((i, state.scale, weights(&mut m)));
+        }
+        state = now;
+    }
+    let (k, scale, after) = first_applied.expect("the scaler recovers");
+    eprintln!(
+        "{backend}: skipped {} of {} steps; first applied step {k} at scale {scale}; final {state:?}",
+        state.skipped,
+        batches.len()
+    );
+    assert!(k >= 8, "2^40 overflows f16 gradients for many steps, recovered at step {k}");
+    assert_eq!(state.applied + state.skipped, batches.len() as u64);
+    assert!(grew, "the scale grows after 3 good updates");
+    assert_eq!(m.step(), batches.len() as u64, "the step count (and schedule) counts every step");
+    let late: f32 = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
+    assert!(late < 0.8 * losses[k], "the loss falls after recovery: {} -> {late}", losses[k]);
+
+    // a fresh model at the recovered scale, stepped once on batch k, lands on the same bits
+    let mut fresh = overflowing_on(scale, backend);
+    fresh.train_step(&batches[k].0, &batches[k].1).unwrap();
+    assert_eq!(fresh.loss_scale().unwrap().unwrap().skipped, 0);
+    assert!(weights(&mut fresh) == after, "the first applied update differs from a fresh first step");
+}
+
+/// The scale, the counts and the weights resume exactly from a checkpoint taken mid-run.
+#[test]
+fn loss_scaling_saves_and_resumes_exactly() {
+    let dir = std::env::temp_dir().join(format!("kiln-loss-scale-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    let batches = token_batches(30, 12);
+    let mut m = overflowing(2f32.powi(24));
+    for (x, y) in &batches[..15] {
+        m.train_step(x, y).unwrap();
+    }
+    let state = m.loss_scale().unwrap().unwrap();
+    assert!(state.skipped > 0 && state.applied > 0, "{state:?}");
+    m.save(&path).unwrap();
+    let mut loaded = Llama::load(&path, cpu()).unwrap();
+    assert_eq!(loaded.loss_scale().unwrap().unwrap(), state, "the scaler's state is saved");
+    assert_eq!(loaded.training().loss_scale, m.training().loss_scale, "the setting is saved");
+    for (x, y) in &batches[15..] {
+        let (a, b) = (m.train_step(x, y).unwrap(), loaded.train_step(x, y).unwrap());
+        assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+    }
+    assert_eq!(m.loss_scale().unwrap(), loaded.loss_scale().unwrap());
+    assert!(weights(&mut m) == weights(&mut loaded), "the weights differ after resume");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `fit` reports the scale and the skipped steps in each epoch's record and in the JSON log;
+/// bf16 and f32 train without a scaler unless asked.
+#[test]
+fn fit_reports_the_loss_scale() {
+    let dir = std::env::temp_dir().join(format!("kiln-loss-scale-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut train, _) = digits_train_test().unwrap();
+    Standardizer::fit_table(&train).unwrap().apply_table(&mut train).unwrap();
+    let model = |p: Precision, scaling: LossScaling| {
+        let mut m = Sequential::new(&[64]).add(Dense(48, Relu)).add(Dense(10, Softmax)).seed(7);
+        let mut c = Compile::new(Optimizer::adam(3e-3), Loss::CrossEntropy, &[]);
+        (c.backend, c.precision, c.loss_scale) = (BackendChoice::Cpu, p, scaling);
+        m.compile_with(c).unwrap();
+        m
+    };
+    let log = dir.join("log.jsonl");
+    let opts = FitOptions {
+        epochs: 4,
+        batch_size: 64,
+        quiet: true,
+        standardize: false,
+        log: Some(log.clone()),
+        ..Default::default()
+    };
+    let mut m = model(Precision::F16, LossScaling::Dynamic(GradScaler::with_init_scale(2f32.powi(50))));
+    let h = m.fit(&train, &opts).unwrap();
+    let (scale, skipped) = h.epochs[0].loss_scale.expect("reported");
+    eprintln!("{}", h.epochs[0].summary());
+    assert!(
+        skipped >= 10 && scale == 2f32.powi(50 - skipped as i32),
+        "epoch 1: scale {scale}, {skipped} skipped"
+    );
+    assert!(h.epochs[0].summary().contains(&format!("loss scale {scale} ({skipped} skipped)")));
+    assert!(h.epochs[3].loss < 0.9 * h.epochs[0].loss, "it recovers and learns");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["skipped_steps"], serde_json::json!(skipped));
+    assert_eq!(lines[0]["loss_scale"].as_f64().unwrap(), scale as f64);
+    assert_eq!(m.loss_scale().unwrap().unwrap().scale, h.epochs[3].loss_scale.unwrap().0);
+    for p in [Precision::F32, Precision::Bf16] {
+        assert_eq!(model(p, LossScaling::Auto).loss_scale().unwrap(), None, "{p}");
+    }
+    assert!(model(Precision::F16, LossScaling::Auto).loss_scale().unwrap().is_some());
+    assert_eq!(model(Precision::F16, LossScaling::Off).loss_scale().unwrap(), None);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use kiln_device::BackendChoice;
 use kiln_trainer::zoo::{Llama, LlamaConfig, Sampling, Weights};
-use kiln_trainer::{Compile, FitOptions, Loss, Optimizer, Precision, Schedule, Validation};
+use kiln_trainer::{Compile, FitOptions, Loss, LossScaling, Optimizer, Precision, Schedule, Validation};
 
 use super::{memory, source};
 use crate::cli::output::check_output;
@@ -62,6 +62,11 @@ pub struct Args {
     /// weights, gradients and optimizer state stay f32) [default: f32; on --resume, the saved one].
     #[arg(long, value_parser = str::parse::<Precision>)]
     precision: Option<Precision>,
+    /// Dynamic loss scaling (PyTorch GradScaler rules, decided on the device): auto (on for
+    /// f16), off, dynamic, or an initial scale such as 65536 [default: auto; on --resume, the
+    /// saved one].
+    #[arg(long, value_parser = str::parse::<LossScaling>)]
+    loss_scale: Option<LossScaling>,
     /// Optimizer steps in total.
     #[arg(long, default_value_t = 600)]
     steps: usize,
@@ -143,6 +148,7 @@ fn training(a: &Args, preset_lr: f32) -> Result<Compile> {
     c.recompute = a.recompute;
     c.bucket_mb = a.bucket_mb;
     c.precision = a.precision.unwrap_or_default();
+    c.loss_scale = a.loss_scale.unwrap_or_default();
     Ok(c)
 }
 
@@ -233,6 +239,13 @@ pub fn run(a: Args) -> Result<()> {
                 "--resume: {} trains with --precision {}, not {p}; pass it again or leave it out",
                 a.out.display(),
                 m.training().precision
+            );
+        }
+        if let Some(s) = a.loss_scale.filter(|&s| s != m.training().loss_scale) {
+            bail!(
+                "--resume: {} trains with --loss-scale {}, not {s}; pass it again or leave it out",
+                a.out.display(),
+                m.training().loss_scale
             );
         }
         let tok = m.tokenizer().unwrap_or("byte").to_string();

@@ -22,6 +22,7 @@ pub mod glu;
 pub mod layer_norm;
 pub mod layout;
 pub mod loss;
+pub mod loss_scale;
 pub mod matmul;
 pub mod memory;
 pub mod optim;
@@ -41,6 +42,7 @@ pub use glu::Glu;
 pub use layer_norm::LayerNorm;
 pub use layout::{Layout, Permute};
 pub use loss::Loss;
+pub use loss_scale::LossScale;
 pub use matmul::{Matmul, MatmulTile};
 pub use memory::Memory;
 pub use optim::{AdamHyper, Optim, RmspropHyper, SgdHyper, HYPER_LEN};
@@ -130,6 +132,9 @@ pub enum Kernel {
     Rope(Rope),
     /// `shaders/cast.wgsl`: f32 <-> f16 and f32 <-> bf16 conversions.
     Cast(Cast),
+    /// `shaders/loss_scale.wgsl`: dynamic loss scaling (unscale with the overflow check, the
+    /// scaler's step).
+    LossScale(LossScale),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -151,6 +156,7 @@ macro_rules! each_family {
             Kernel::Glu($f) => $e,
             Kernel::Rope($f) => $e,
             Kernel::Cast($f) => $e,
+            Kernel::LossScale($f) => $e,
         }
     };
 }
@@ -166,7 +172,8 @@ macro_rules! from_family {
 }
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
-    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope, Cast => Cast);
+    Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope, Cast => Cast,
+    LossScale => LossScale);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE
@@ -398,12 +405,22 @@ mod tests {
             weight_decay: 5.0,
             bias_correction1: 6.0,
             bias_correction2: 7.0,
-            padding: 0.0,
+            skip: 8.0,
         };
-        assert_eq!(adam.words(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 0.0]);
-        let sgd = SgdHyper { lr: 1.0, momentum: 2.0, weight_decay: 3.0, nesterov: 1.0, padding: [0.0; 4] };
-        assert_eq!(sgd.words(), [1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-        let rms = RmspropHyper { lr: 1.0, alpha: 2.0, eps: 3.0, weight_decay: 4.0, padding: [0.0; 4] };
-        assert_eq!(rms.words(), [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(adam.words(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        let sgd = SgdHyper {
+            lr: 1.0,
+            momentum: 2.0,
+            weight_decay: 3.0,
+            nesterov: 1.0,
+            padding: [0.0; 3],
+            skip: 8.0,
+        };
+        assert_eq!(sgd.words(), [1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 0.0, 8.0]);
+        let rms =
+            RmspropHyper { lr: 1.0, alpha: 2.0, eps: 3.0, weight_decay: 4.0, padding: [0.0; 3], skip: 8.0 };
+        assert_eq!(rms.words(), [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 8.0]);
+        // the word loss scaling sets on the device is the last of every layout
+        assert_eq!(loss_scale::HYPER_SKIP, HYPER_LEN - 1);
     }
 }

@@ -6,6 +6,10 @@
 //! one of the typed structs below ([`SgdHyper`], [`AdamHyper`], [`RmspropHyper`]), mirrored by the
 //! WGSL structs of the same name; `words()` gives the buffer's contents.
 //!
+//! The last word of every layout is `skip`: when it is nonzero the kernel leaves the parameter
+//! and its state untouched. The host writes 0; dynamic loss scaling sets it on the device when a
+//! gradient overflowed (`kernels/loss_scale.rs`), so the skip needs no read-back.
+//!
 //! Every kernel has a `decay` attribute (in [`OptimParams`]): with `decay: false` the hyper
 //! buffer's weight decay is ignored for that parameter (biases and norm weights in AdamW param
 //! groups), so one kernel per rule serves both groups.
@@ -31,7 +35,9 @@ pub struct SgdHyper {
     /// 1.0 for Nesterov momentum, else 0.0.
     pub nesterov: f32,
     /// Padding to the hyper buffer's length.
-    pub padding: [f32; 4],
+    pub padding: [f32; 3],
+    /// Nonzero: skip this update (set on the device by loss scaling, see [`crate::LossScale`]).
+    pub skip: f32,
 }
 
 /// Adam's and AdamW's hyper-parameters for one step `t` (1-based).
@@ -52,8 +58,8 @@ pub struct AdamHyper {
     pub bias_correction1: f32,
     /// `1 - beta2^t`.
     pub bias_correction2: f32,
-    /// Padding to the hyper buffer's length.
-    pub padding: f32,
+    /// Nonzero: skip this update (set on the device by loss scaling, see [`crate::LossScale`]).
+    pub skip: f32,
 }
 
 /// RMSprop's hyper-parameters (no momentum, not centered).
@@ -69,7 +75,9 @@ pub struct RmspropHyper {
     /// Weight decay (0: none).
     pub weight_decay: f32,
     /// Padding to the hyper buffer's length.
-    pub padding: [f32; 4],
+    pub padding: [f32; 3],
+    /// Nonzero: skip this update (set on the device by loss scaling, see [`crate::LossScale`]).
+    pub skip: f32,
 }
 
 macro_rules! hyper_words {
@@ -198,6 +206,11 @@ impl Family for Optim {
     }
 
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
+        if let [_, In::F(h)] = ins {
+            if h[HYPER_LEN - 1] != 0.0 {
+                return; // skipped (an overflow under loss scaling)
+            }
+        }
         match (*self, outs, ins) {
             (Optim::Sgd { .. }, [Out::F(p), Out::F(v)], [In::F(g), In::F(h)]) => {
                 sgd(p, v, g, &self.hyper(h, |h: &mut SgdHyper| &mut h.weight_decay))

@@ -348,6 +348,12 @@ impl Sequential {
         self.core.step_times()
     }
 
+    /// The loss scaler's scale and counts (read from the device), when it trains with one
+    /// ([`crate::LossScaling`]).
+    pub fn loss_scale(&mut self) -> Result<Option<kiln_graph::ScalerState>> {
+        self.core.loss_scale()
+    }
+
     /// The configuration the model was compiled with.
     pub fn compiled(&self) -> Option<&Compile> {
         self.core.bound.as_ref().map(|c| &c.config)

@@ -45,6 +45,10 @@ impl JsonLog {
         obj.insert("steps".into(), record.steps.into());
         obj.insert("seconds".into(), json_f64(record.seconds));
         obj.insert("steps_per_s".into(), json_f64(record.steps_per_s));
+        if let Some((scale, skipped)) = record.loss_scale {
+            obj.insert("loss_scale".into(), json_f64(scale as f64));
+            obj.insert("skipped_steps".into(), skipped.into());
+        }
         let line = serde_json::Value::Object(obj).to_string();
         writeln!(self.out, "{line}").and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
     }

@@ -31,6 +31,9 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training steps (optimizer updates) per second.
     pub steps_per_s: f64,
+    /// With loss scaling: the scale at the epoch's end and the steps skipped so far (an overflow
+    /// in the gradients), in all epochs.
+    pub loss_scale: Option<(f32, u64)>,
 }
 
 impl EpochRecord {
@@ -54,6 +57,9 @@ impl EpochRecord {
             parts.push(format!("val_loss {v:.4}"));
         }
         parts.extend(self.val_metrics.iter().map(|(n, v)| format!("val_{n} {v:.4}")));
+        if let Some((scale, skipped)) = self.loss_scale {
+            parts.push(format!("loss scale {scale} ({skipped} skipped)"));
+        }
         parts.join(" - ")
     }
 }

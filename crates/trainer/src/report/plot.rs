@@ -236,6 +236,7 @@ mod tests {
             steps: 10,
             seconds: 0.1,
             steps_per_s: 100.0,
+            loss_scale: None,
         }
     }
 

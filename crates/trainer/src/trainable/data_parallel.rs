@@ -128,11 +128,17 @@ fn replica_graph(net: &dyn Trainable, config: &Compile, master: bool) -> Result<
     }
     let trained: Vec<_> = heads.params.iter().filter(|(_, p)| !p.buffer).collect();
     let nodes: Vec<NodeId> = trained.iter().map(|(n, _)| *n).collect();
+    // every replica scales its loss by its own copy of replica 0's scale (see `step`)
+    super::declare_scaler(&g, config)?;
     let grads = g.gradients(heads.loss_train, &nodes)?;
     if master {
         let decay: Vec<bool> = trained.iter().map(|(_, p)| p.decay).collect();
         let mut fed: Vec<NodeId> =
             trained.iter().map(|(_, p)| g.cache(&format!("{}{GRAD_SUFFIX}", p.name), &p.shape)).collect();
+        if g.scaler().is_some() {
+            // the sum over replicas (and processes): an overflow anywhere reaches it as inf or NaN
+            fed = g.unscale_gradients(&fed)?;
+        }
         if let Some(max_norm) = config.clip_norm {
             fed = g.clip_grad_norm(&fed, max_norm).0;
         }
@@ -254,6 +260,13 @@ pub(crate) fn step(
         let v = master.get_param(name)?;
         for s in &mut r.others {
             s.set_param(name, &v)?;
+        }
+    }
+    if master.graph().scaler().is_some() {
+        // the scale replica 0's last update left (one word)
+        let scale = master.get_state(kiln_graph::LOSS_SCALE)?;
+        for s in &mut r.others {
+            s.set_state(kiln_graph::LOSS_SCALE, &scale)?;
         }
     }
     let t1 = Instant::now();

@@ -644,6 +644,8 @@ impl Core {
                 steps,
                 seconds,
                 steps_per_s: steps as f64 / seconds.max(1e-9),
+                loss_scale: super::scaler_state(&mut self.bound_mut()?.session)?
+                    .map(|s| (s.scale, s.skipped)),
             };
             // about 20 epoch lines per run; the bar shows every epoch on a terminal
             let every = (opts.epochs / 20).max(1);

@@ -33,7 +33,7 @@ use crate::data::Dataset;
 use crate::layers::TrainState;
 use crate::losses::Loss;
 use crate::metrics::Metric;
-use crate::precision::Precision;
+use crate::precision::{LossScaling, Precision};
 use crate::schedule::Schedule;
 use crate::stream::Prep;
 use crate::{Error, Result};
@@ -84,6 +84,9 @@ pub struct Compile {
     /// optimizer state stay f32 (see [`Precision`]). Applied once, to the whole graph the model
     /// builds (`Graph::set_autocast`), so every layer and zoo model follows it.
     pub precision: Precision,
+    /// Dynamic loss scaling (default [`LossScaling::Auto`]: on for f16 only), decided on the
+    /// device inside the training step (see [`LossScaling`]).
+    pub loss_scale: LossScaling,
 }
 
 impl Compile {
@@ -101,6 +104,7 @@ impl Compile {
             recompute: false,
             bucket_mb: DEFAULT_BUCKET_MB,
             precision: Precision::F32,
+            loss_scale: LossScaling::Auto,
         }
     }
 }
@@ -193,6 +197,7 @@ pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(G
     let trained: Vec<&(NodeId, Param)> = heads.params.iter().filter(|(_, p)| !p.buffer).collect();
     let trainable: Vec<NodeId> = trained.iter().map(|(n, _)| *n).collect();
     let decay: Vec<bool> = trained.iter().map(|(_, p)| p.decay).collect();
+    declare_scaler(&g, config)?;
     let mut grads = g.gradients(heads.loss_train, &trainable)?;
     if config.accumulate == 0 {
         return Err(Error::InvalidArgument("accumulate: at least 1 micro-batch per update".into()));
@@ -200,11 +205,34 @@ pub(crate) fn training_graph(net: &dyn Trainable, config: &Compile) -> Result<(G
     if config.accumulate > 1 {
         grads = g.accumulate_gradients(&trainable, &grads, config.accumulate)?;
     }
+    if g.scaler().is_some() {
+        // (the accumulated sum: the scale is the same for every micro-batch of an update)
+        grads = g.unscale_gradients(&grads)?;
+    }
     if let Some(max_norm) = config.clip_norm {
         grads = g.clip_grad_norm(&grads, max_norm).0;
     }
     g.optimize_with(&trainable, &grads, config.optimizer, &decay)?;
     Ok((g, heads))
+}
+
+/// Declares the loss scaler `config` asks for on `g` (before its gradients are taken: they are
+/// seeded with the scale).
+pub(crate) fn declare_scaler(g: &Graph, config: &Compile) -> Result<()> {
+    if let Some(scaler) = config.loss_scale.resolve(config.precision) {
+        g.grad_scaler(scaler)?;
+    }
+    Ok(())
+}
+
+/// The loss scaler's state in `session` (`None` when the model trains without one).
+pub(crate) fn scaler_state(session: &mut Session) -> Result<Option<kiln_graph::ScalerState>> {
+    if session.graph().scaler().is_none() {
+        return Ok(None);
+    }
+    let scale = session.get_state(kiln_graph::LOSS_SCALE)?;
+    let tracker = session.get_state(kiln_graph::LOSS_SCALE_TRACKER)?;
+    Ok(Some(kiln_graph::ScalerState::from_words(&scale, &tracker)))
 }
 
 /// A model bound to a backend: its session, graph heads and training configuration.
@@ -294,6 +322,14 @@ impl Core {
         }
         b.session.set_step_count(step);
         Ok(())
+    }
+
+    /// The loss scaler's state (`None` without one or before compile).
+    pub fn loss_scale(&mut self) -> Result<Option<kiln_graph::ScalerState>> {
+        match &mut self.bound {
+            Some(b) => scaler_state(&mut b.session),
+            None => Ok(None),
+        }
     }
 
     /// Where data-parallel steps spent their time (`None` on one device or before compile).

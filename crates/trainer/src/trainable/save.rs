@@ -18,7 +18,7 @@ use super::{data_parallel, Compile, Core, Param, Trainable};
 use crate::checkpoint::{Checkpoint, OPTIMIZER, STEP};
 use crate::losses::Loss;
 use crate::metrics::Metric;
-use crate::precision::Precision;
+use crate::precision::{LossScaling, Precision};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
@@ -38,6 +38,9 @@ pub(crate) struct Training {
     /// Mixed precision (absent in files saved before it: f32).
     #[serde(default)]
     precision: Precision,
+    /// Loss scaling (absent in files saved before it: auto).
+    #[serde(default)]
+    loss_scale: LossScaling,
 }
 
 fn one() -> usize {
@@ -165,6 +168,7 @@ impl Core {
                 accumulate: cfg.accumulate,
                 recompute: cfg.recompute,
                 precision: cfg.precision,
+                loss_scale: cfg.loss_scale,
             };
             ck.set_json(OPTIMIZER, &training)?;
             let mut state = Checkpoint::new();
@@ -220,6 +224,7 @@ impl Core {
             cfg.accumulate = t.accumulate;
             cfg.recompute = t.recompute;
             cfg.precision = t.precision;
+            cfg.loss_scale = t.loss_scale;
             self.saved = Some(cfg);
         }
         let opt_path = optimizer_path(path);
@@ -247,6 +252,13 @@ impl Core {
         let Some(c) = &mut self.bound else { return Ok(()) };
         let names: Vec<String> =
             c.session.state_names().into_iter().filter(|n| !data_parallel::is_grad_state(n)).collect();
+        // the loss scaler's state is restored when the file has it (a model saved without loss
+        // scaling and resumed with it starts from the initial scale)
+        let scaler = |n: &String| n == kiln_graph::LOSS_SCALE || n == kiln_graph::LOSS_SCALE_TRACKER;
+        let (scaler_names, names): (Vec<String>, Vec<String>) = names.into_iter().partition(scaler);
+        for n in scaler_names.iter().filter(|n| state.get(n).is_some()) {
+            c.session.set_state(n, &state.get(n).expect("checked").data)?;
+        }
         if names.is_empty() || !names.iter().all(|n| state.get(n).is_some()) {
             return Ok(()); // another optimizer: start it fresh
         }

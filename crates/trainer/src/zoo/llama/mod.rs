@@ -196,6 +196,12 @@ impl Llama {
         self.core.step_times()
     }
 
+    /// The loss scaler's scale and counts (read from the device), when it trains with one
+    /// (f16 by default, see [`crate::LossScaling`]).
+    pub fn loss_scale(&mut self) -> Result<Option<kiln_graph::ScalerState>> {
+        self.core.loss_scale()
+    }
+
     /// The training configuration (optimizer, schedule, clipping).
     pub fn training(&self) -> &Compile {
         &self.bound().config
