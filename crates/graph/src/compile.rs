@@ -98,10 +98,15 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
     let mut order: Vec<(usize, usize)> = (0..n)
         .filter(|&i| executes(i))
         .map(|i| match nodes[i].op {
-            // (after the loss scaler's step too, when the hyper buffer comes from one)
             Op::Update { .. } => {
                 let (param, grad, hyper) = (nodes[i].inputs[0], nodes[i].inputs[1], nodes[i].inputs[2]);
-                (2 * grad.index().max(hyper.index()).max(last_reader[root[param.index()]]) + 1, i)
+                // after the loss scaler's step too, when the hyper buffer comes from one (the
+                // hyper leaf itself is made after the gradients and orders nothing)
+                let scaler = match nodes[hyper.index()].op {
+                    Op::ScaleUpdate { .. } => hyper.index(),
+                    _ => 0,
+                };
+                (2 * grad.index().max(scaler).max(last_reader[root[param.index()]]) + 1, i)
             }
             Op::RunningUpdate { .. } | Op::Accumulate => {
                 let (target, value) = (nodes[i].inputs[0], nodes[i].inputs[1]);
