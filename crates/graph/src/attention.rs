@@ -43,12 +43,12 @@ impl Graph {
         let q = self.reshape(heads_first(q), &[scale_dim(b, kvh), Fixed(g * t), Fixed(d)]);
         let k = self.reshape(heads_first(k), &[scale_dim(b, kvh), Fixed(t), Fixed(d)]);
         let v = self.reshape(heads_first(v), &[scale_dim(b, kvh), Fixed(t), Fixed(d)]);
-        // under autocast: half q, k and v; the probabilities stay f32 (the softmax's backward
-        // keeps them anyway, so a half copy would add memory, not save it)
+        // under autocast: half q, k, v and probabilities; the softmax's backward reads the same
+        // half copy (see `Graph::saved_in_half`), so the f32 probabilities die in the forward
         let (q, k, v) = (self.autocast_operand(q), self.autocast_operand(k), self.autocast_operand(v));
         let scores = self.matmul_t(q, k, false, true); // [B*KVH, G*T, T]
         let scores = self.reshape(scores, &[scale_dim(b, h), Fixed(t), Fixed(t)]);
-        let probs = self.scaled_softmax(scores, 1.0 / (d as f32).sqrt(), true);
+        let probs = self.autocast_operand(self.scaled_softmax(scores, 1.0 / (d as f32).sqrt(), true));
         let probs = self.reshape(probs, &[scale_dim(b, kvh), Fixed(g * t), Fixed(t)]);
         let ctx = self.matmul(probs, v); // [B*KVH, G*T, D] = [B, H, T, D]
         let ctx = self.permute(self.reshape(ctx, &[b, Fixed(h), Fixed(t), Fixed(d)]), &[0, 2, 1, 3]);

@@ -7,10 +7,16 @@
 //! copies of the activations, half the bytes of its f32 operands; a weight's copy is cast again
 //! in the backward (from the master) rather than kept. Everything else (norms, softmax, losses, the
 //! elementwise ops, convolutions, the matmuls autodiff builds) runs in f32 as before.
+//!
+//! What the backward keeps of those f32 ops is half too, as PyTorch's autocast keeps the half
+//! outputs of its linear layers ([`Graph::saved_in_half`]): the attention probabilities, the
+//! SwiGLU gate and up projections, the inputs of products and activations are saved as half
+//! copies (cast right after they are computed, so the f32 tensor dies after its forward readers)
+//! and cast back to f32 for the backward rule. Norms and losses keep their f32 inputs.
 
 use std::collections::HashMap;
 
-use kiln_device::{DType, Prim};
+use kiln_device::{BinaryOp, DType, Prim, Saved};
 
 use crate::error::Error;
 use crate::graph::{Graph, Node, NodeId, Op};
@@ -78,6 +84,68 @@ impl Graph {
             })
             .collect();
         self.push_node(Node { inputs, init: None, ..n })
+    }
+
+    /// Under autocast, the node whose backward rule stands for `b` and the value it reads for
+    /// `b`'s output, with the tensors the rule saves from the forward replaced by f32 casts of
+    /// half copies: the output of a softmax or of an activation that saves its output, the
+    /// batch-sized inputs of an activation that saves its input, of a product and of SwiGLU.
+    /// A half copy is shared with the matmul that reads it (autocast's own copy) or made for
+    /// the purpose and scheduled right after its tensor ([`Graph::is_early`]), so the f32
+    /// tensor lives only through its forward readers. `restored` memoizes the f32 casts, one per
+    /// tensor. The same casts of the same values in a recomputed segment give the same bits.
+    pub(crate) fn saved_in_half(
+        &self,
+        b: NodeId,
+        restored: &mut HashMap<NodeId, NodeId>,
+    ) -> (NodeId, NodeId) {
+        let Some(half) = self.autocast() else { return (b, b) };
+        let node = self.node(b);
+        let Op::Prim(prim) = &node.op else { return (b, b) };
+        let (inputs, output) = match prim {
+            Prim::Softmax { .. } | Prim::SoftmaxUpto { .. } => (false, true),
+            Prim::Unary { op, .. } => (op.saved() == Saved::Input, op.saved() == Saved::Output),
+            Prim::Swiglu | Prim::Binary(BinaryOp::Mul) => (true, false),
+            _ => return (b, b),
+        };
+        // activations of the batch, computed by a primitive (not leaves, not casts back from half)
+        let kept = |t: NodeId| {
+            let n = self.node(t);
+            n.dtype == DType::F32
+                && n.shape.symbolic_numel().1 > 0
+                && matches!(n.op, Op::Prim(ref p) if !matches!(p, Prim::Cast { .. }))
+        };
+        let mut restore = |t: NodeId| {
+            *restored.entry(t).or_insert_with(|| {
+                let copy = self.half_copy(t, half);
+                self.cast(copy, DType::F32)
+            })
+        };
+        let out = if output && kept(b) { restore(b) } else { b };
+        if !inputs || !node.inputs.iter().any(|&x| kept(x)) {
+            return (b, out);
+        }
+        let inputs = node.inputs.iter().map(|&x| if kept(x) { restore(x) } else { x }).collect();
+        (self.push_node(Node { inputs, init: None, ..node }), out)
+    }
+
+    /// A half copy of `t`: autocast's own (made for a matmul in the forward) or a new cast,
+    /// scheduled right after `t`.
+    fn half_copy(&self, t: NodeId, half: DType) -> NodeId {
+        let existing =
+            self.inner.borrow().autocast_copies.iter().find(|((x, _), _)| *x == t).map(|(_, &c)| c);
+        if let Some(copy) = existing.filter(|&c| self.dtype(c) == half) {
+            return copy;
+        }
+        let copy = self.cast(t, half);
+        self.inner.borrow_mut().early.insert(copy);
+        copy
+    }
+
+    /// Whether the compiler schedules `node` right after its first input instead of at its id
+    /// (the half copies [`Graph::saved_in_half`] makes during the backward build).
+    pub fn is_early(&self, node: NodeId) -> bool {
+        self.inner.borrow().early.contains(&node)
     }
 
     /// `x` as a matmul operand under autocast: its half copy when autocast is on and `x` is f32,

@@ -61,6 +61,7 @@ impl Graph {
 
         let mut recompute = Recompute::new(self, n)?;
         let mut recast = std::collections::HashMap::new();
+        let mut restored = std::collections::HashMap::new();
         let mut grads: Vec<Option<NodeId>> = vec![None; n];
         grads[loss.index()] = Some(self.backward_seed(loss));
         for i in (0..n).rev() {
@@ -75,7 +76,8 @@ impl Graph {
                 continue;
             }
             let b = self.recast_weights(recompute.backward_node(self, i), n, &mut recast);
-            let contribs = vjp(self, b, gy, &wanted)?;
+            let (b, out) = self.saved_in_half(b, &mut restored);
+            let contribs = vjp(self, b, out, gy, &wanted)?;
             for ((&x, c), w) in node.inputs.iter().zip(contribs).zip(wanted) {
                 let Some(c) = c.filter(|_| w) else { continue };
                 // summed in f32 for a half tensor (cast to its type above, when it is reached)
@@ -135,7 +137,10 @@ impl Graph {
 /// The vector-Jacobian product of node `y` with incoming gradient `gy`: one contribution per input
 /// (`None` for inputs that take none), possibly still broadcast. `wanted` marks the inputs whose
 /// gradient is needed, so rules build only those.
-fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<NodeId>>> {
+/// The backward rule of node `y` for its incoming gradient `gy`: a contribution for each wanted
+/// input. `out` is the value the rule reads for `y`'s output (`y` itself, or its copy kept in
+/// half precision, see `Graph::saved_in_half`); `y`'s inputs are read from its node.
+fn vjp(g: &Graph, y: NodeId, out: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<NodeId>>> {
     let node = g.node(y);
     let x = &node.inputs;
     let w = |i: usize| wanted[i];
@@ -198,7 +203,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
             Saved::Neither if *op == UnaryOp::Neg => g.neg(gy),
             Saved::Neither => return Err(Error::no_grad(op.name(), "no backward rule")),
             Saved::Input => g.unary_grad(*op, *alpha, x[0], gy),
-            Saved::Output => g.unary_grad(*op, *alpha, y, gy),
+            Saved::Output => g.unary_grad(*op, *alpha, out, gy),
         }),
         Prim::Binary(op) => {
             let (a, b) = (x[0], x[1]);
@@ -241,7 +246,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
                 ReduceOp::Mean => one(g.mul(gk, mean_fill(g, xs, len))),
                 // d/dx max(x) = [x == max(x)]
                 ReduceOp::Max => {
-                    let yk = if *keep { y } else { g.reshape(y, &xs.with_one(*axis).0) };
+                    let yk = if *keep { out } else { g.reshape(out, &xs.with_one(*axis).0) };
                     one(g.mul(gk, g.binary(BinaryOp::Eq, x[0], yk)))
                 }
                 ReduceOp::Argmax => return Err(Error::no_grad("argmax", "integer output has no gradient")),
@@ -249,7 +254,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
         }
         // d/dx softmax(s x) = s y (g - sum(g y)); d/dx log_softmax(s x) = s (g - softmax(s x) sum(g)).
         // Causally masked entries have y = 0: no gradient, with no mask of its own.
-        Prim::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, y, gy)),
+        Prim::Softmax { log, scale, .. } => one(g.softmax_grad(*log, *scale, out, gy)),
         // d/dx xhat = rstd (g - mean(g) - xhat mean(g xhat)), statistics recomputed from x
         Prim::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
         // d/dx (x rstd) = rstd (g - xhat mean(g xhat)), the statistic recomputed from x
@@ -295,7 +300,7 @@ fn vjp(g: &Graph, y: NodeId, gy: NodeId, wanted: &[bool]) -> Result<Vec<Option<N
             one(g.window(gy, *axis, -offset, len))
         }
         // d/dscores softmax_upto = the softmax backward: masked outputs are 0, so is their gradient
-        Prim::SoftmaxUpto { scale } => vec![Some(g.softmax_grad(false, *scale, y, gy)), None],
+        Prim::SoftmaxUpto { scale } => vec![Some(g.softmax_grad(false, *scale, out, gy)), None],
         // d/dx rope(x) = the inverse rotation of g; the tables are constants
         Prim::Rope { inverse } => {
             if w(1) || w(2) {

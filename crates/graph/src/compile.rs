@@ -108,6 +108,8 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
                 };
                 (2 * grad.index().max(scaler).max(last_reader[root[param.index()]]) + 1, i)
             }
+            // a half copy saved for the backward: right after the tensor it copies
+            _ if g.is_early(NodeId(i as u32)) => (2 * nodes[i].inputs[0].index() + 1, i),
             Op::RunningUpdate { .. } | Op::Accumulate => {
                 let (target, value) = (nodes[i].inputs[0], nodes[i].inputs[1]);
                 (2 * value.index().max(last_reader[root[target.index()]]) + 1, i)

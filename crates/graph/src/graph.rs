@@ -205,6 +205,8 @@ pub(crate) struct Inner {
     pub open_segment: Option<usize>,
     /// The half type the builders' matmuls read their operands in ([`Graph::set_autocast`]).
     pub autocast: Option<kiln_device::DType>,
+    /// Casts scheduled right after their input ([`Graph::is_early`]).
+    pub early: std::collections::HashSet<NodeId>,
     /// The loss scaler ([`Graph::grad_scaler`]).
     pub scaler: Option<crate::loss_scale::Scaler>,
     /// The half copies autocast made, by tensor and open segment, so that a tensor several

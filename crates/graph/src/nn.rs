@@ -331,10 +331,10 @@ impl Graph {
             self.reshape(y, &[bh, Fixed(t), Fixed(hd)])
         };
         let (q, k, v) = (heads(a.wq, a.bq), heads(a.wk, a.bk), heads(a.wv, a.bv));
-        // under autocast: half q, k and v, f32 probabilities (as in `grouped_query_attention`)
+        // under autocast: half q, k, v and probabilities (as in `grouped_query_attention`)
         let (q, k, v) = (self.autocast_operand(q), self.autocast_operand(k), self.autocast_operand(v));
         let scores = self.matmul_t(q, k, false, true); // [B*H, T, T]
-        let probs = self.scaled_softmax(scores, 1.0 / (hd as f32).sqrt(), a.causal);
+        let probs = self.autocast_operand(self.scaled_softmax(scores, 1.0 / (hd as f32).sqrt(), a.causal));
         let ctx = self.matmul(probs, v); // [B*H, T, hd]
         let ctx = self.permute(self.reshape(ctx, &[b, Fixed(h), Fixed(t), Fixed(hd)]), &[0, 2, 1, 3]);
         let ctx = self.reshape(ctx, &[b, Fixed(t), Fixed(dim)]);

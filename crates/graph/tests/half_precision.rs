@@ -12,7 +12,7 @@ use common::{close, directional, Case};
 use kiln_device::half::{bf16, f16};
 use kiln_device::{open, BackendChoice, HostData};
 use kiln_graph::reference::{evaluate, Values};
-use kiln_graph::{compile, DType, NodeId, Session};
+use kiln_graph::{compile, DType, NodeId, Op, Prim, Session};
 
 /// An autocast-style layer: `cast(x, ta) @ cast(w, tb)^T + b`, then `tanh`, for `x: [B, 7]` and
 /// `w: [5, 7]` (one operand may stay f32), ending in the test loss. Returns the case, the loss and
@@ -165,4 +165,55 @@ fn batched_half_activations_through_a_shared_weight() {
     backend_matches_reference("[B, T, k] bf16 @ bf16^T", c, loss, &grads, BackendChoice::Cpu, 2e-2);
     let (c, loss, grads) = build();
     backend_matches_reference("[B, T, k] bf16 @ bf16^T", c, loss, &grads, BackendChoice::Gpu, 2e-2);
+}
+
+/// Under autocast, what the backward keeps of the f32 ops between matmuls is half too (as
+/// PyTorch's autocast keeps its half linear outputs): the SwiGLU gate and up, a softmax's
+/// output and a product's inputs are read back by their backward rules from half copies, and the
+/// f32 tensors are read for the last time in the forward. The gradients agree with central
+/// differences (f64, casts exact) and the compiled plans with the f64 reference within bf16
+/// precision, on the CPU and on the GPU adapter.
+#[test]
+fn saved_activations_are_kept_as_half_copies_under_autocast() {
+    let build = |seed: u64| {
+        let mut c = Case::new(seed, 5);
+        c.g.set_autocast(Some(DType::BF16));
+        let x = c.input(&[8]);
+        let (wg, wu, w2, w3) = (c.param(&[12, 8]), c.param(&[12, 8]), c.param(&[6, 12]), c.param(&[6, 8]));
+        let h = c.g.swiglu(c.g.linear(x, wg, None), c.g.linear(x, wu, None));
+        let p = c.g.softmax(c.g.linear(h, w2, None));
+        let q = c.g.mul(p, c.g.linear(x, w3, None));
+        let loss = c.test_loss(q);
+        let grads = c.g.gradients(loss, &[wg, wu, w2, w3]).unwrap();
+        (c, loss, grads, p)
+    };
+    let (mut c, loss, grads, p) = build(61);
+    let plan = compile(&c.g, &grads, false, c.batch).unwrap();
+    let node = |i: usize| c.g.node(plan.steps[i].node);
+    let from_half =
+        |x: NodeId| matches!(c.g.node(x).op, Op::Prim(Prim::Cast { from: DType::BF16, to: DType::F32 }));
+    let rules = ["softmax_grad", "swiglu_grad_gate", "swiglu_grad_up"];
+    let mut seen = Vec::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        let name = s.kernel.name();
+        if rules.contains(&name) {
+            seen.push(name);
+            let saved = if name == "softmax_grad" { &node(i).inputs[..1] } else { &node(i).inputs[..2] };
+            assert!(saved.iter().all(|&x| from_half(x)), "{name} reads {saved:?}, not half copies");
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // the f32 softmax output is read last by its half copy, before any backward step
+    let last_read = plan.steps.iter().rposition(|s| c.g.node(s.node).inputs.contains(&p)).unwrap();
+    let first_backward = plan.steps.iter().position(|s| rules.contains(&s.kernel.name())).unwrap();
+    assert!(
+        last_read < first_backward,
+        "f32 probabilities read at step {last_read}, backward from {first_backward}"
+    );
+    let (a, n) = directional(&mut c, loss, &grads);
+    assert!(close(a, n, 1e-6), "analytic {a} vs numeric {n}");
+    for choice in [BackendChoice::Cpu, BackendChoice::Gpu] {
+        let (c, loss, grads, _) = build(61);
+        backend_matches_reference("saved half copies", c, loss, &grads, choice, 3e-2);
+    }
 }
