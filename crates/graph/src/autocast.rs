@@ -143,7 +143,7 @@ impl Graph {
     }
 
     /// Whether the compiler schedules `node` right after its first input instead of at its id
-    /// (the half copies [`Graph::saved_in_half`] makes during the backward build).
+    /// (the half copies of saved activations that autocast makes while building the backward).
     pub fn is_early(&self, node: NodeId) -> bool {
         self.inner.borrow().early.contains(&node)
     }

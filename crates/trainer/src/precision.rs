@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 /// head) reads half copies of its operands (the weight cast from its f32 master each step, the
 /// activation cast before the matmul) and accumulates in f32, so what the backward keeps for
 /// them is the half copies. Master weights, their gradients and the optimizer state stay f32,
-/// as does everything else (norms, softmax, losses, elementwise ops, convolutions). The
+/// as do the kernels between matmuls (norms, softmax, losses, elementwise ops, convolutions);
+/// what the backward keeps of softmax, SwiGLU, products and activations is a half copy too
+/// (`kiln_graph::Graph::saved_in_half`), while norm and loss inputs stay f32. The
 /// conversions are integer bit operations, so both half types run on every adapter and on the
 /// CPU. With `F16` the loss is scaled dynamically by default ([`LossScaling`]), so small
 /// gradients survive f16's range, as PyTorch's `GradScaler` does; `Bf16` has f32's range and
@@ -130,7 +132,8 @@ impl FromStr for LossScaling {
         match s.parse::<f32>() {
             Ok(v) if v.is_finite() && v > 0.0 => Ok(LossScaling::Dynamic(GradScaler::with_init_scale(v))),
             _ => Err(Error::InvalidArgument(format!(
-                "loss scale {s:?}: expected auto (dynamic for f16), off, dynamic, or a positive initial                  scale such as 65536"
+                "loss scale {s:?}: expected auto (dynamic for f16), off, dynamic, or a positive \
+                 initial scale such as 65536"
             ))),
         }
     }

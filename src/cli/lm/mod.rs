@@ -14,7 +14,7 @@ use clap::Subcommand;
 pub enum LmCommand {
     /// Train (or fine-tune) a Llama-style model on a text or token file, with warmup + cosine
     /// AdamW, validation every N steps, checkpoints and exact resume.
-    Train(train::Args),
+    Train(Box<train::Args>),
     /// Continue a prompt (key/value cache: n new tokens cost n one-token steps).
     Generate(generate::Args),
     /// Mean next-token cross-entropy over consecutive windows of a token file.
@@ -25,7 +25,7 @@ pub enum LmCommand {
 
 pub fn run(command: LmCommand) -> Result<()> {
     match command {
-        LmCommand::Train(a) => train::run(a),
+        LmCommand::Train(a) => train::run(*a),
         LmCommand::Generate(a) => generate::run(a),
         LmCommand::Eval(a) => eval::run(a),
         LmCommand::Info(a) => info::run(a),

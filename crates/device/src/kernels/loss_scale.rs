@@ -111,8 +111,8 @@ impl Family for LossScale {
         match *self {
             LossScale::Unscale { len } => nonzero(self.name(), &[len]),
             LossScale::Update { growth, backoff, interval, .. } => {
-                if !(growth.is_finite() && growth > 1.0) || !(backoff > 0.0 && backoff < 1.0) || interval == 0
-                {
+                let ok = growth.is_finite() && growth > 1.0 && backoff > 0.0 && backoff < 1.0 && interval > 0;
+                if !ok {
                     return Err(Error::shape(
                         self.name(),
                         format!(
