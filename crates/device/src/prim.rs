@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::{
     Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, MatmulTile,
-    Memory, Optim, Permute, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
+    Memory, Optim, Permute, Pool, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
 };
 use crate::DType;
 
@@ -123,6 +123,11 @@ pub enum Prim {
     Im2col(Patches),
     /// The adjoint of `Im2col`: columns summed back into an image of the output's shape.
     Col2im(Patches),
+    /// Max pooling `[N, C, H, W]` -> `[N, C, OH, OW]` (PyTorch's `max_pool2d`: the first largest
+    /// element of each window wins, padding never does; `pad_value` is unused).
+    MaxPool(Patches),
+    /// Inputs `[x, gy]`: max pooling's backward, each window's gradient to its winner in `x`.
+    MaxPoolGrad(Patches),
     /// `x.permute(perm)` (rank <= 4): output axis `d` is input axis `perm[d]`.
     Permute {
         /// Output axis `d` is input axis `perm[d]`.
@@ -218,6 +223,8 @@ impl Prim {
             Prim::ScatterAdd { .. } => "scatter_add",
             Prim::Im2col(_) => "im2col",
             Prim::Col2im(_) => "col2im",
+            Prim::MaxPool(_) => "max_pool",
+            Prim::MaxPoolGrad(_) => "max_pool_grad",
             Prim::Permute { .. } => "permute",
             Prim::Window { .. } => "window",
             Prim::SoftmaxUpto { .. } => "softmax_upto",
@@ -369,6 +376,8 @@ impl Prim {
             }
             Prim::Im2col(p) => Kernel::Conv(Conv::Im2col { win: p.window(input(0)), pad_value: p.pad_value }),
             Prim::Col2im(p) => Kernel::Conv(Conv::Col2im { win: p.window(output) }),
+            Prim::MaxPool(p) => Kernel::Pool(Pool::MaxPool { win: p.window(input(0)) }),
+            Prim::MaxPoolGrad(p) => Kernel::Pool(Pool::MaxPoolGrad { win: p.window(input(0)) }),
             Prim::Permute { perm } => {
                 Kernel::Layout(Layout::Permute(Permute::new("permute", input(0), perm)?))
             }

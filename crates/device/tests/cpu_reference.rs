@@ -1037,6 +1037,62 @@ fn im2col_and_col2im_against_their_definition() {
     }
 }
 
+/// Pooling windows: padding at most half the kernel (as `max_pool2d` requires), overlapping and
+/// dilated windows, stride larger than the kernel.
+fn pool_windows() -> Vec<Window2d> {
+    vec![
+        Window2d::square(1, 1, 1, 1, 1, 1, 0, 1),
+        Window2d::square(2, 3, 8, 8, 2, 2, 0, 1),
+        Window2d::square(2, 3, 7, 5, 3, 1, 1, 1),
+        Window2d { n: 3, c: 2, h: 9, w: 11, kh: 3, kw: 2, sh: 2, sw: 3, ph: 1, pw: 1, dh: 2, dw: 1 },
+        Window2d::square(1, 2, 9, 7, 2, 3, 1, 1),
+    ]
+}
+
+/// Max pooling against its definition (PyTorch's: the first largest tap of each window in
+/// (ky, kx) order wins, padding never does, the backward routes each window's gradient to its
+/// winner), on values from a coarse grid so windows hold ties, and with NaN and -inf entries.
+#[test]
+fn max_pool_and_backward_against_the_definition() {
+    let mut rng = Rng::new(43);
+    for win in pool_windows() {
+        let taps = win.taps(); // [n, c, kh, kw, oh*ow]: scatter form, independent of the kernels
+        let (k, l) = (win.kh * win.kw, win.oh().unwrap() * win.ow().unwrap());
+        let mut x: Vec<f32> =
+            rng.normal_vec(win.image_len()).iter().map(|v| (v * 2.0).round() / 2.0).collect();
+        if x.len() > 10 {
+            (x[3], x[7]) = (f32::NAN, f32::NEG_INFINITY);
+        }
+        let gy = rng.normal_vec(win.n * win.c * l);
+        let mut want_y = vec![0.0f64; gy.len()];
+        let mut want_dx = vec![0.0f64; x.len()];
+        for plane in 0..win.n * win.c {
+            for pos in 0..l {
+                // as PyTorch: the first tap inside the image, then any larger one or a NaN
+                let (mut best, mut value) = (None::<usize>, f32::NEG_INFINITY);
+                for tap in 0..k {
+                    let Some(i) = taps[(plane * k + tap) * l + pos] else { continue };
+                    if best.is_none() {
+                        best = Some(i);
+                    }
+                    if x[i] > value || x[i].is_nan() {
+                        (best, value) = (Some(i), x[i]);
+                    }
+                }
+                let b = best.expect("a window has a tap inside the image");
+                want_y[plane * l + pos] = value as f64;
+                want_dx[b] += gy[plane * l + pos] as f64;
+            }
+        }
+        let y = out0(Kernel::Pool(Pool::MaxPool { win }), vec![Init::F(x.clone())]);
+        for (i, (&g, &w)) in y.iter().zip(&want_y).enumerate() {
+            assert!(g as f64 == w || (g.is_nan() && w.is_nan()), "max_pool {win:?} [{i}]: {g} vs {w}");
+        }
+        let dx = out0(Kernel::Pool(Pool::MaxPoolGrad { win }), vec![Init::F(x.clone()), Init::F(gy.clone())]);
+        assert_close(&format!("max_pool_grad {win:?}"), &dx, &want_dx, RTOL, ATOL);
+    }
+}
+
 #[test]
 fn permute_against_multi_index() {
     let mut rng = Rng::new(41);

@@ -12,7 +12,7 @@ use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
     Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostVec, Kernel, Launch, LayerNorm,
-    Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Reduce, ReduceOp, RunningUpdate, Softmax,
+    Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Pool, Reduce, ReduceOp, RunningUpdate, Softmax,
     Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 
@@ -67,6 +67,10 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 // element the GPU skips keeps it and differs from the CPU's result
                 (Kernel::Running(RunningUpdate { .. }), "running", _) => rng.uniform_vec(n, 0.5, 2.0),
                 (_, _, Access::Write) => vec![f32::NAN; n],
+                // pooling windows with ties: both backends must pick the same (first) winner
+                (Kernel::Pool(_), "x", _) => {
+                    rng.normal_vec(n).iter().map(|x| (x * 2.0).round() / 2.0).collect()
+                }
                 (_, "hyper", _) => {
                     let mut h = hyper.to_vec();
                     h.resize(HYPER_LEN, 0.0);
@@ -385,6 +389,21 @@ fn im2col_col2im_match_cpu() {
         check(Kernel::Conv(Conv::Im2col { win, pad_value: 0.0 }), 160 + i as u64, &[]);
         check(Kernel::Conv(Conv::Im2col { win, pad_value: -3.0e38 }), 165 + i as u64, &[]);
         check(Kernel::Conv(Conv::Col2im { win }), 170 + i as u64, &[]);
+    }
+}
+
+#[test]
+fn max_pool_and_backward_match_cpu() {
+    let windows = [
+        Window2d::square(1, 1, 1, 1, 1, 1, 0, 1),
+        Window2d::square(5, 3, 8, 8, 2, 2, 0, 1),
+        Window2d::square(2, 3, 7, 5, 3, 1, 1, 1),
+        Window2d { n: 3, c: 2, h: 9, w: 11, kh: 3, kw: 2, sh: 2, sw: 3, ph: 1, pw: 1, dh: 2, dw: 1 },
+        Window2d::square(33, 4, 13, 13, 5, 1, 2, 1),
+    ];
+    for (i, win) in windows.into_iter().enumerate() {
+        check(Kernel::Pool(Pool::MaxPool { win }), 200 + i as u64, &[]);
+        check(Kernel::Pool(Pool::MaxPoolGrad { win }), 210 + i as u64, &[]);
     }
 }
 

@@ -286,6 +286,11 @@ fn vjp(g: &Graph, y: NodeId, out: NodeId, gy: NodeId, wanted: &[bool]) -> Result
         Prim::ScatterAdd { axis } => vec![Some(g.gather(gy, x[1], *axis)), None],
         // d/dx im2col(x) = col2im(g): each image element collects the columns that copied it
         Prim::Im2col(p) => one(g.col2im(gy, *p, &g.shape(x[0]))),
+        // d/dx max_pool(x) routes each window's gradient to its winner
+        Prim::MaxPool(p) => one(g.max_pool_grad(x[0], gy, *p)),
+        Prim::MaxPoolGrad(_) => {
+            return Err(Error::no_grad("max_pool_grad", "max pooling's backward has no backward rule"))
+        }
         // d/dcols col2im(cols) = im2col(g), padded positions reading 0
         Prim::Col2im(p) => one(g.im2col(gy, Patches { pad_value: 0.0, ..*p })),
         // d/dx permute(x, p) = permute(g, p^-1)

@@ -46,6 +46,32 @@ impl Graph {
         })
     }
 
+    /// Max pooling over every window of `p`: `[N, C, H, W]` -> `[N, C, OH, OW]`, one kernel (see
+    /// [`Graph::max_pool2d`]).
+    pub fn max_pool(&self, x: NodeId, p: Patches) -> NodeId {
+        self.prim(Prim::MaxPool(p), &[x], |n| {
+            want_f32("max_pool", n[0])?;
+            let s = &n[0].shape;
+            if s.rank() != 4 {
+                return Err(Error::shape("max_pool", format!("expects [N, C, H, W], got {s}")));
+            }
+            let chw = fixed("max_pool", s, 1..4)?;
+            let (oh, ow) = out_hw("max_pool", &p, &chw)?;
+            if 2 * p.padding[0] > p.kernel[0] || 2 * p.padding[1] > p.kernel[1] {
+                return Err(Error::shape(
+                    "max_pool",
+                    format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel),
+                ));
+            }
+            Ok((Shape(vec![s.0[0], Fixed(chw[0]), Fixed(oh), Fixed(ow)]), DType::F32))
+        })
+    }
+
+    /// Max pooling's backward: `gy [N, C, OH, OW]` to the winners in `x [N, C, H, W]`.
+    pub(crate) fn max_pool_grad(&self, x: NodeId, gy: NodeId, p: Patches) -> NodeId {
+        self.prim(Prim::MaxPoolGrad(p), &[x, gy], |n| Ok((n[0].shape.clone(), DType::F32)))
+    }
+
     /// The adjoint of [`Graph::im2col`]: columns `[N, C*kh*kw, OH*OW]` summed into `image`
     /// (`[N, C, H, W]`).
     pub fn col2im(&self, cols: NodeId, p: Patches, image: &Shape) -> NodeId {

@@ -29,9 +29,6 @@ impl Default for Conv2dOpts {
     }
 }
 
-/// The most negative finite f32: what padded positions hold for max pooling.
-const MAX_POOL_PAD: f32 = f32::MIN;
-
 /// Multi-head self-attention weights (PyTorch `Linear` layouts: `w*` are `[dim, dim]`).
 #[derive(Clone, Copy, Debug)]
 pub struct Attention {
@@ -219,10 +216,18 @@ impl Graph {
         self.reshape(y, &[n, Fixed(d[0]), Fixed(oh), Fixed(ow)])
     }
 
-    /// `torch.nn.functional.max_pool2d(x, k, stride, padding)` (padding reads -inf). The gradient
-    /// goes to every element equal to its window's maximum (ties share it).
+    /// `torch.nn.functional.max_pool2d(x, k, stride, padding)`: one kernel forward and one
+    /// backward, with PyTorch's choice of the element a window's gradient goes to (its first
+    /// largest, in row-major window order; padding never wins).
     pub fn max_pool2d(&self, x: NodeId, k: usize, stride: usize, padding: usize) -> NodeId {
-        self.pool2d(ReduceOp::Max, x, k, stride, padding, MAX_POOL_PAD)
+        let p = Patches {
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+            pad_value: 0.0,
+        };
+        self.max_pool(x, p)
     }
 
     /// `torch.nn.functional.avg_pool2d(x, k, stride, padding)` (`count_include_pad=True`).

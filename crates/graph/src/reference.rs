@@ -288,6 +288,31 @@ fn eval_node(
                 let taps = p.window(&dims(0)).taps();
                 taps.iter().map(|t| t.map_or(p.pad_value as f64, |i| x(0)[i])).collect()
             }
+            // the first largest tap of each window (NaN wins), padding skipped, as PyTorch
+            Prim::MaxPool(p) | Prim::MaxPoolGrad(p) => {
+                let win = p.window(&dims(0));
+                let (k, l) = (win.kh * win.kw, win.oh().unwrap_or(0) * win.ow().unwrap_or(0));
+                let taps = win.taps();
+                let mut y = vec![0.0; len];
+                for plane in 0..win.n * win.c {
+                    for pos in 0..l {
+                        let (mut best, mut value) = (None, f64::NEG_INFINITY);
+                        for tap in 0..k {
+                            let Some(i) = taps[(plane * k + tap) * l + pos] else { continue };
+                            best.get_or_insert(i);
+                            if x(0)[i] > value || x(0)[i].is_nan() {
+                                (best, value) = (Some(i), x(0)[i]);
+                            }
+                        }
+                        match (prim, best) {
+                            (Prim::MaxPool(_), _) => y[plane * l + pos] = value,
+                            (_, Some(b)) => y[b] += x(1)[plane * l + pos],
+                            _ => return Err("a pooling window with no tap in the image".into()),
+                        }
+                    }
+                }
+                y
+            }
             Prim::Col2im(p) => {
                 let taps = p.window(&node.shape.resolve(batch)).taps();
                 let mut y = vec![0.0; len];

@@ -26,6 +26,7 @@ pub mod loss_scale;
 pub mod matmul;
 pub mod memory;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 pub mod rope;
 pub mod running;
@@ -46,6 +47,7 @@ pub use loss_scale::LossScale;
 pub use matmul::{Matmul, MatmulTile};
 pub use memory::Memory;
 pub use optim::{AdamHyper, Optim, RmspropHyper, SgdHyper, HYPER_LEN};
+pub use pool::Pool;
 pub use reduce::{Reduce, ReduceOp};
 pub use rope::Rope;
 pub use running::RunningUpdate;
@@ -135,6 +137,8 @@ pub enum Kernel {
     /// `shaders/loss_scale.wgsl`: dynamic loss scaling (unscale with the overflow check, the
     /// scaler's step).
     LossScale(LossScale),
+    /// `shaders/pool.wgsl`: max pooling and its backward.
+    Pool(Pool),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -157,6 +161,7 @@ macro_rules! each_family {
             Kernel::Rope($f) => $e,
             Kernel::Cast($f) => $e,
             Kernel::LossScale($f) => $e,
+            Kernel::Pool($f) => $e,
         }
     };
 }
@@ -173,7 +178,7 @@ macro_rules! from_family {
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
     Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope, Cast => Cast,
-    LossScale => LossScale);
+    LossScale => LossScale, Pool => Pool);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE

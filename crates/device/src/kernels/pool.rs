@@ -1,0 +1,316 @@
+//! Max pooling over NCHW images (`shaders/pool.wgsl`), as PyTorch's `max_pool2d`: each window's
+//! first largest element in (ky, kx) order wins (a NaN wins over numbers), padding is never
+//! picked, and the backward hands each window's gradient to that element alone. The window
+//! geometry is convolution's ([`Window2d`]). The WGSL backward is written in gather form (each
+//! image element sums, in (ky, kx) order, the gradients of the windows it won), so no two
+//! invocations write one element; the CPU twin scatters in the order that gives the same sums.
+
+use std::hint::select_unpredictable;
+
+use rayon::prelude::*;
+
+use super::conv::Window2d;
+use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
+use crate::error::Result;
+use crate::kernels::simd::wide_fn;
+use crate::kernels::twin::{mismatch, In, Out, Par};
+use crate::DType::F32;
+
+/// The kernels of the pooling family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pool {
+    /// `out [n, c, oh, ow]`: the largest element of each window of `x [n, c, h, w]`.
+    MaxPool {
+        /// The window geometry.
+        win: Window2d,
+    },
+    /// `dx [n, c, h, w]` from `x` and `gy [n, c, oh, ow]`: each window's gradient goes to the
+    /// element the forward picked.
+    MaxPoolGrad {
+        /// The window geometry.
+        win: Window2d,
+    },
+}
+
+/// `Params` in `shaders/pool.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PoolParams {
+    /// Images in the batch.
+    pub n: u32,
+    /// Channels.
+    pub c: u32,
+    /// Image height.
+    pub h: u32,
+    /// Image width.
+    pub w: u32,
+    /// Kernel height.
+    pub kh: u32,
+    /// Kernel width.
+    pub kw: u32,
+    /// Vertical stride.
+    pub sh: u32,
+    /// Horizontal stride.
+    pub sw: u32,
+    /// Padding at top and bottom (never picked).
+    pub ph: u32,
+    /// Padding at left and right.
+    pub pw: u32,
+    /// Vertical dilation.
+    pub dh: u32,
+    /// Horizontal dilation.
+    pub dw: u32,
+    /// Output height.
+    pub oh: u32,
+    /// Output width.
+    pub ow: u32,
+}
+
+impl Pool {
+    fn win(&self) -> Window2d {
+        match *self {
+            Pool::MaxPool { win } | Pool::MaxPoolGrad { win } => win,
+        }
+    }
+
+    fn out_len(&self) -> usize {
+        let win = self.win();
+        win.n * win.c * win.oh().unwrap_or(0) * win.ow().unwrap_or(0)
+    }
+}
+
+impl Family for Pool {
+    const SHADER: &'static str = "pool";
+    const SOURCE: &'static str = shader!("pool");
+    type Params = PoolParams;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Pool::MaxPool { .. } => "max_pool",
+            Pool::MaxPoolGrad { .. } => "max_pool_grad",
+        }
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        let (image, out) = (self.win().image_len(), self.out_len());
+        match self {
+            Pool::MaxPool { .. } => vec![slot(1, "out", F32, out, Write), slot(2, "x", F32, image, Read)],
+            Pool::MaxPoolGrad { .. } => vec![
+                slot(1, "dx", F32, image, Write),
+                slot(2, "x", F32, image, Read),
+                slot(3, "gy", F32, out, Read),
+            ],
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.win().check(self.name())?;
+        nonzero(self.name(), &slot_lens(&self.slots()))
+    }
+
+    fn params(&self) -> PoolParams {
+        let win = self.win();
+        let u = |x: usize| x as u32;
+        PoolParams {
+            n: u(win.n),
+            c: u(win.c),
+            h: u(win.h),
+            w: u(win.w),
+            kh: u(win.kh),
+            kw: u(win.kw),
+            sh: u(win.sh),
+            sw: u(win.sw),
+            ph: u(win.ph),
+            pw: u(win.pw),
+            dh: u(win.dh),
+            dw: u(win.dw),
+            oh: u(win.oh().unwrap_or(0)),
+            ow: u(win.ow().unwrap_or(0)),
+        }
+    }
+
+    /// One invocation per output (forward) or image element (backward).
+    fn workgroups(&self) -> [u32; 3] {
+        match self {
+            Pool::MaxPool { .. } => per_element(self.out_len()),
+            Pool::MaxPoolGrad { win } => per_element(win.image_len()),
+        }
+    }
+
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
+        let win = self.win();
+        let (plane, out_plane) = (win.h * win.w, win.oh().unwrap_or(0) * win.ow().unwrap_or(0));
+        if plane == 0 || out_plane == 0 {
+            return;
+        }
+        let blocks = Blocks::new(&win);
+        let (image_block, out_block) = (blocks.planes * plane, blocks.planes * out_plane);
+        match (*self, outs, ins) {
+            (Pool::MaxPool { .. }, [Out::F(out)], [In::F(x)]) => {
+                let one = |idx: &mut Vec<u32>, (o, img): (&mut [f32], &[f32])| {
+                    idx.resize(o.len(), 0);
+                    blocks.winners(&win, img, o, idx);
+                };
+                if par.light(x.len()) {
+                    out.par_chunks_mut(out_block).zip(x.par_chunks(image_block)).for_each_init(Vec::new, one);
+                } else {
+                    let mut idx = Vec::new();
+                    out.chunks_mut(out_block).zip(x.chunks(image_block)).for_each(|p| one(&mut idx, p));
+                }
+            }
+            (Pool::MaxPoolGrad { .. }, [Out::F(dx)], [In::F(x), In::F(gy)]) => {
+                let one = |buf: &mut (Vec<f32>, Vec<u32>), ((d, img), g): ((&mut [f32], &[f32]), &[f32])| {
+                    let (vals, idx) = buf;
+                    vals.resize(g.len(), 0.0);
+                    idx.resize(g.len(), 0);
+                    blocks.winners(&win, img, vals, idx);
+                    // windows in reverse order: each element receives its terms in the order of
+                    // the WGSL kernel's gather (taps ky, then kx, ascending, which meet the
+                    // windows in descending order), from 0, so the sums have the same bits
+                    d.fill(0.0);
+                    for (&w, &g) in idx.iter().zip(g.iter()).rev() {
+                        d[w as usize] += g;
+                    }
+                };
+                if par.light(x.len()) {
+                    dx.par_chunks_mut(image_block)
+                        .zip(x.par_chunks(image_block))
+                        .zip(gy.par_chunks(out_block))
+                        .for_each_init(Default::default, one);
+                } else {
+                    let mut buf = Default::default();
+                    dx.chunks_mut(image_block)
+                        .zip(x.chunks(image_block))
+                        .zip(gy.chunks(out_block))
+                        .for_each(|p| one(&mut buf, p));
+                }
+            }
+            _ => mismatch(self.name()),
+        }
+    }
+}
+
+/// Image elements a block of planes spans at least: enough windows per tap for long loops.
+const BLOCK_ELEMENTS: usize = 1024;
+
+/// Planes processed together, tap by tap: for each window tap, the index every window of the
+/// block reads (relative to the block's first element), built once per launch. Small images
+/// (the 4 x 4 windows of an 8 x 8 plane) then give loops of hundreds of windows instead of 4.
+/// Only without padding (every tap inside the image); with padding, window by window.
+struct Blocks {
+    planes: usize,
+    /// `[taps][planes * oh * ow]`, empty with padding.
+    table: Vec<u32>,
+}
+
+impl Blocks {
+    fn new(win: &Window2d) -> Blocks {
+        let (plane, (oh, ow)) = (win.h * win.w, (win.oh().unwrap_or(0), win.ow().unwrap_or(0)));
+        let planes = BLOCK_ELEMENTS.div_ceil(plane).max(1);
+        if win.ph != 0 || win.pw != 0 {
+            return Blocks { planes, table: Vec::new() };
+        }
+        let mut table = Vec::with_capacity(win.kh * win.kw * planes * oh * ow);
+        for ky in 0..win.kh {
+            for kx in 0..win.kw {
+                for p in 0..planes {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let (iy, ix) = (oy * win.sh + ky * win.dh, ox * win.sw + kx * win.dw);
+                            table.push((p * plane + iy * win.w + ix) as u32);
+                        }
+                    }
+                }
+            }
+        }
+        Blocks { planes, table }
+    }
+
+    /// The winners of every window of a block of planes (`img`, possibly a short last block):
+    /// values and indices relative to the block's first element.
+    fn winners(&self, win: &Window2d, img: &[f32], vals: &mut [f32], idx: &mut [u32]) {
+        let (plane, ow) = (win.h * win.w, win.ow().expect("validated"));
+        let out_plane = win.oh().expect("validated") * ow;
+        if self.table.is_empty() {
+            for (p, (v, i)) in vals.chunks_mut(out_plane).zip(idx.chunks_mut(out_plane)).enumerate() {
+                let img = &img[p * plane..(p + 1) * plane];
+                for (k, (v, i)) in v.iter_mut().zip(i.iter_mut()).enumerate() {
+                    let (best, value) = window_max(win, img, k / ow, k % ow);
+                    (*v, *i) = (value, (p * plane + best) as u32);
+                }
+            }
+            return;
+        }
+        let per_tap = self.planes * out_plane;
+        let n = vals.len();
+        vals.fill(f32::NEG_INFINITY);
+        idx.copy_from_slice(&self.table[..n]); // the first tap: every tap is inside
+        for tap in self.table.chunks_exact(per_tap) {
+            tap_step(img, &tap[..n], vals, idx);
+        }
+    }
+}
+
+wide_fn! {
+    /// One tap of every window of a block: a larger value or a NaN takes the window.
+    fn tap_step(img: &[f32], tap: &[u32], vals: &mut [f32], idx: &mut [u32]) = tap_loop
+}
+
+#[inline(always)]
+fn tap_loop(img: &[f32], tap: &[u32], vals: &mut [f32], idx: &mut [u32]) {
+    for ((v, i), &t) in vals.iter_mut().zip(idx.iter_mut()).zip(tap) {
+        let x = img.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
+        let take = (x > *v) | x.is_nan();
+        *v = select_unpredictable(take, x, *v);
+        *i = select_unpredictable(take, t, *i);
+    }
+}
+
+/// The winner of window `(oy, ox)` in one image plane: its index in the plane and its value.
+/// The first tap inside the image starts at -inf; a later tap wins when it is larger or NaN.
+/// Branch-free choices (select, not jump: the comparisons are unpredictable on data).
+#[inline(always)]
+fn window_max(win: &Window2d, img: &[f32], oy: usize, ox: usize) -> (usize, f32) {
+    let (y0, x0) = (oy * win.sh, ox * win.sw);
+    let inside = y0 >= win.ph
+        && x0 >= win.pw
+        && y0 - win.ph + (win.kh - 1) * win.dh < win.h
+        && x0 - win.pw + (win.kw - 1) * win.dw < win.w;
+    if inside {
+        // the whole window lies in the image (every window without padding)
+        let (y0, x0) = (y0 - win.ph, x0 - win.pw);
+        let (mut best, mut value) = (y0 * win.w + x0, f32::NEG_INFINITY);
+        for ky in 0..win.kh {
+            let row = (y0 + ky * win.dh) * win.w + x0;
+            for kx in 0..win.kw {
+                let i = row + kx * win.dw;
+                let v = img[i];
+                let take = (v > value) | v.is_nan();
+                best = select_unpredictable(take, i, best);
+                value = select_unpredictable(take, v, value);
+            }
+        }
+        return (best, value);
+    }
+    let (mut best, mut value, mut started) = (0, f32::NEG_INFINITY, false);
+    for ky in 0..win.kh {
+        let iy = (oy * win.sh + ky * win.dh).wrapping_sub(win.ph);
+        if iy >= win.h {
+            continue;
+        }
+        for kx in 0..win.kw {
+            let ix = (ox * win.sw + kx * win.dw).wrapping_sub(win.pw);
+            if ix >= win.w {
+                continue;
+            }
+            let (i, v) = (iy * win.w + ix, img[iy * win.w + ix]);
+            if !started {
+                (best, started) = (i, true);
+            }
+            if v > value || v.is_nan() {
+                (best, value) = (i, v);
+            }
+        }
+    }
+    (best, value)
+}
