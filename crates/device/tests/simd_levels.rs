@@ -9,9 +9,10 @@ use kiln_device::kernels::binary::{Binary, BinaryOp, Broadcast};
 use kiln_device::kernels::glu::Glu;
 use kiln_device::kernels::layer_norm::LayerNorm;
 use kiln_device::kernels::loss::Loss;
+use kiln_device::kernels::pool::Pool;
 use kiln_device::kernels::simd::{self, Level};
 use kiln_device::kernels::unary::{Unary, UnaryOp};
-use kiln_device::{Backend, BufferId, HostData, Kernel, Launch};
+use kiln_device::{Backend, BufferId, HostData, Kernel, Launch, Window2d};
 
 /// Deterministic values in about [-6, 6] (a SplitMix64 stream).
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -22,7 +23,13 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
             let mut z = s;
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 12.0
+            let x = ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 12.0;
+            // every 4th value on a grid of halves: ties for max pooling and the comparisons
+            if (z >> 8) % 4 == 0 {
+                (x * 2.0).round() / 2.0
+            } else {
+                x
+            }
         })
         .collect()
 }
@@ -58,6 +65,11 @@ type Case = (&'static str, Kernel, usize, Vec<(usize, Option<u32>)>);
 #[test]
 fn every_vector_level_gives_the_same_bits() {
     let (rows, cols) = (37, 203);
+    // values on a coarse grid, so windows hold ties
+    let win = Window2d::square(9, 5, 14, 10, 2, 2, 0, 1);
+    let padded = Window2d::square(9, 5, 14, 10, 3, 2, 1, 1);
+    let (image, pooled) = (win.image_len(), win.n * win.c * 7 * 5);
+    let padded_out = padded.n * padded.c * padded.oh().unwrap() * padded.ow().unwrap();
     let n = rows * cols;
     let cases: Vec<Case> = vec![
         ("gelu", Kernel::Unary(Unary::Forward { op: UnaryOp::Gelu, len: n, alpha: 0.0 }), n, vec![(n, None)]),
@@ -96,6 +108,15 @@ fn every_vector_level_gives_the_same_bits() {
             n,
             vec![(n, None), (n, None), (n, None)],
         ),
+        // max pooling through its block table (no padding) and window by window (padding)
+        ("max_pool", Kernel::Pool(Pool::MaxPool { win }), pooled, vec![(image, None)]),
+        (
+            "max_pool_grad",
+            Kernel::Pool(Pool::MaxPoolGrad { win }),
+            image,
+            vec![(image, None), (pooled, None)],
+        ),
+        ("max_pool pad", Kernel::Pool(Pool::MaxPool { win: padded }), padded_out, vec![(image, None)]),
     ];
     let levels: Vec<Level> =
         [Level::Base, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= simd::detected()).collect();
