@@ -25,7 +25,7 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             let x = ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 12.0;
             // every 4th value on a grid of halves: ties for max pooling and the comparisons
-            if (z >> 8) % 4 == 0 {
+            if (z >> 8).is_multiple_of(4) {
                 (x * 2.0).round() / 2.0
             } else {
                 x
