@@ -4,7 +4,7 @@
 // (ky, kx) order, the gradients of the windows it won: no two invocations write one element).
 // Rust side (description, parameters, CPU twin): crates/device/src/kernels/pool.rs.
 
-// Mirrors PoolParams.
+// Mirrors ConvParams (the window geometry convolution uses; pad_value unused here).
 struct Params {
     n: u32,
     c: u32,
@@ -20,6 +20,7 @@ struct Params {
     dw: u32,
     oh: u32,
     ow: u32,
+    pad_value: f32,
 }
 
 // binding 0: params (uniform)

@@ -50,7 +50,7 @@ pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
 pub use kernels::{
     Access, AdamHyper, Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss,
-    LossScale, Matmul, MatmulTile, Memory, Optim, Permute, Pool, Reduce, ReduceOp, RmspropHyper, Rope,
+    LossScale, Matmul, MatmulTile, Memory, Optim, Permute, Pooling, Reduce, ReduceOp, RmspropHyper, Rope,
     RunningUpdate, Saved, SgdHyper, Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 pub use prim::{Patches, Prim, UpdateRule};

@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::{
     Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss, Matmul, MatmulTile,
-    Memory, Optim, Permute, Pool, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
+    Memory, Optim, Permute, Pooling, Reduce, ReduceOp, Rope, Softmax, Unary, UnaryOp, Window2d,
 };
 use crate::DType;
 
@@ -376,8 +376,8 @@ impl Prim {
             }
             Prim::Im2col(p) => Kernel::Conv(Conv::Im2col { win: p.window(input(0)), pad_value: p.pad_value }),
             Prim::Col2im(p) => Kernel::Conv(Conv::Col2im { win: p.window(output) }),
-            Prim::MaxPool(p) => Kernel::Pool(Pool::MaxPool { win: p.window(input(0)) }),
-            Prim::MaxPoolGrad(p) => Kernel::Pool(Pool::MaxPoolGrad { win: p.window(input(0)) }),
+            Prim::MaxPool(p) => Kernel::Pooling(Pooling::MaxPool { win: p.window(input(0)) }),
+            Prim::MaxPoolGrad(p) => Kernel::Pooling(Pooling::MaxPoolGrad { win: p.window(input(0)) }),
             Prim::Permute { perm } => {
                 Kernel::Layout(Layout::Permute(Permute::new("permute", input(0), perm)?))
             }

@@ -95,8 +95,8 @@ pub fn one_of_each() -> Vec<Kernel> {
         v.push(Kernel::Rope(Rope { rows: 6, heads: 2, half: 3, table_rows: 3, inverse }));
     }
     v.push(Kernel::Running(RunningUpdate { len: 9, keep: 0.9, gain: 0.1, scale: 1.25 }));
-    v.push(Kernel::Pool(Pool::MaxPool { win }));
-    v.push(Kernel::Pool(Pool::MaxPoolGrad { win }));
+    v.push(Kernel::Pooling(Pooling::MaxPool { win }));
+    v.push(Kernel::Pooling(Pooling::MaxPoolGrad { win }));
     v.push(Kernel::LossScale(LossScale::Unscale { len: 9 }));
     for adam in [false, true] {
         v.push(Kernel::LossScale(LossScale::Update { growth: 2.0, backoff: 0.5, interval: 3, adam }));

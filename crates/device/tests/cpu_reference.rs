@@ -1084,11 +1084,14 @@ fn max_pool_and_backward_against_the_definition() {
                 want_dx[b] += gy[plane * l + pos] as f64;
             }
         }
-        let y = out0(Kernel::Pool(Pool::MaxPool { win }), vec![Init::F(x.clone())]);
+        let y = out0(Kernel::Pooling(Pooling::MaxPool { win }), vec![Init::F(x.clone())]);
         for (i, (&g, &w)) in y.iter().zip(&want_y).enumerate() {
             assert!(g as f64 == w || (g.is_nan() && w.is_nan()), "max_pool {win:?} [{i}]: {g} vs {w}");
         }
-        let dx = out0(Kernel::Pool(Pool::MaxPoolGrad { win }), vec![Init::F(x.clone()), Init::F(gy.clone())]);
+        let dx = out0(
+            Kernel::Pooling(Pooling::MaxPoolGrad { win }),
+            vec![Init::F(x.clone()), Init::F(gy.clone())],
+        );
         assert_close(&format!("max_pool_grad {win:?}"), &dx, &want_dx, RTOL, ATOL);
     }
 }

@@ -12,8 +12,8 @@ use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
     Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostVec, Kernel, Launch, LayerNorm,
-    Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Pool, Reduce, ReduceOp, RunningUpdate, Softmax,
-    Unary, UnaryOp, Window2d, HYPER_LEN,
+    Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Pooling, Reduce, ReduceOp, RunningUpdate,
+    Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -68,7 +68,7 @@ fn inputs(k: &Kernel, rng: &mut Rng, hyper: &[f32]) -> Vec<HostVec> {
                 (Kernel::Running(RunningUpdate { .. }), "running", _) => rng.uniform_vec(n, 0.5, 2.0),
                 (_, _, Access::Write) => vec![f32::NAN; n],
                 // pooling windows with ties: both backends must pick the same (first) winner
-                (Kernel::Pool(_), "x", _) => {
+                (Kernel::Pooling(_), "x", _) => {
                     rng.normal_vec(n).iter().map(|x| (x * 2.0).round() / 2.0).collect()
                 }
                 (_, "hyper", _) => {
@@ -402,8 +402,8 @@ fn max_pool_and_backward_match_cpu() {
         Window2d::square(33, 4, 13, 13, 5, 1, 2, 1),
     ];
     for (i, win) in windows.into_iter().enumerate() {
-        check(Kernel::Pool(Pool::MaxPool { win }), 200 + i as u64, &[]);
-        check(Kernel::Pool(Pool::MaxPoolGrad { win }), 210 + i as u64, &[]);
+        check(Kernel::Pooling(Pooling::MaxPool { win }), 200 + i as u64, &[]);
+        check(Kernel::Pooling(Pooling::MaxPoolGrad { win }), 210 + i as u64, &[]);
     }
 }
 

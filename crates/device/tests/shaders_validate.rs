@@ -7,7 +7,7 @@ use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
 use kiln_device::kernels::{self, binary, cast, conv, glu, layer_norm, layout, loss, matmul, memory, optim};
-use kiln_device::kernels::{loss_scale, pool, reduce, rope, running, softmax, unary};
+use kiln_device::kernels::{loss_scale, reduce, rope, running, softmax, unary};
 
 /// The crate's `shaders` link, or the workspace directory it points to where the link is a file
 /// (a checkout without symlinks; see build.rs).
@@ -93,7 +93,7 @@ fn every_params_struct_matches_its_rust_mirror() {
         ("matmul", size_of::<matmul::MatmulParams>()),
         ("memory", size_of::<memory::MemoryParams>()),
         ("optim", size_of::<optim::OptimParams>()),
-        ("pool", size_of::<pool::PoolParams>()),
+        ("pool", size_of::<conv::ConvParams>()),
         ("reduce", size_of::<reduce::ReduceParams>()),
         ("rope", size_of::<rope::RopeParams>()),
         ("running", size_of::<running::RunningParams>()),

@@ -9,7 +9,7 @@ use kiln_device::kernels::binary::{Binary, BinaryOp, Broadcast};
 use kiln_device::kernels::glu::Glu;
 use kiln_device::kernels::layer_norm::LayerNorm;
 use kiln_device::kernels::loss::Loss;
-use kiln_device::kernels::pool::Pool;
+use kiln_device::kernels::pool::Pooling;
 use kiln_device::kernels::simd::{self, Level};
 use kiln_device::kernels::unary::{Unary, UnaryOp};
 use kiln_device::{Backend, BufferId, HostData, Kernel, Launch, Window2d};
@@ -109,14 +109,14 @@ fn every_vector_level_gives_the_same_bits() {
             vec![(n, None), (n, None), (n, None)],
         ),
         // max pooling through its block table (no padding) and window by window (padding)
-        ("max_pool", Kernel::Pool(Pool::MaxPool { win }), pooled, vec![(image, None)]),
+        ("max_pool", Kernel::Pooling(Pooling::MaxPool { win }), pooled, vec![(image, None)]),
         (
             "max_pool_grad",
-            Kernel::Pool(Pool::MaxPoolGrad { win }),
+            Kernel::Pooling(Pooling::MaxPoolGrad { win }),
             image,
             vec![(image, None), (pooled, None)],
         ),
-        ("max_pool pad", Kernel::Pool(Pool::MaxPool { win: padded }), padded_out, vec![(image, None)]),
+        ("max_pool pad", Kernel::Pooling(Pooling::MaxPool { win: padded }), padded_out, vec![(image, None)]),
     ];
     let levels: Vec<Level> =
         [Level::Base, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= simd::detected()).collect();

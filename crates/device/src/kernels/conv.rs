@@ -102,29 +102,11 @@ impl Family for Conv {
     }
 
     fn params(&self) -> ConvParams {
-        let win = self.win();
         let pad_value = match *self {
             Conv::Im2col { pad_value, .. } => pad_value,
             Conv::Col2im { .. } => 0.0,
         };
-        let u = |x: usize| x as u32;
-        ConvParams {
-            n: u(win.n),
-            c: u(win.c),
-            h: u(win.h),
-            w: u(win.w),
-            kh: u(win.kh),
-            kw: u(win.kw),
-            sh: u(win.sh),
-            sw: u(win.sw),
-            ph: u(win.ph),
-            pw: u(win.pw),
-            dh: u(win.dh),
-            dw: u(win.dw),
-            oh: u(win.oh().unwrap_or(0)),
-            ow: u(win.ow().unwrap_or(0)),
-            pad_value,
-        }
+        self.win().params(pad_value)
     }
 
     /// One invocation per column entry (im2col) or image element (col2im).
@@ -248,6 +230,28 @@ impl Window2d {
     /// Elements of the im2col matrix `[n, c kh kw, oh ow]`.
     pub fn cols_len(&self) -> usize {
         self.n * self.c * self.kh * self.kw * self.oh().unwrap_or(0) * self.ow().unwrap_or(0)
+    }
+
+    /// The window as the uniform block of the conv and pool shaders (`ConvParams`).
+    pub(crate) fn params(&self, pad_value: f32) -> ConvParams {
+        let u = |x: usize| x as u32;
+        ConvParams {
+            n: u(self.n),
+            c: u(self.c),
+            h: u(self.h),
+            w: u(self.w),
+            kh: u(self.kh),
+            kw: u(self.kw),
+            sh: u(self.sh),
+            sw: u(self.sw),
+            ph: u(self.ph),
+            pw: u(self.pw),
+            dh: u(self.dh),
+            dw: u(self.dw),
+            oh: u(self.oh().unwrap_or(0)),
+            ow: u(self.ow().unwrap_or(0)),
+            pad_value,
+        }
     }
 
     pub(crate) fn check(&self, op: &'static str) -> Result<()> {

@@ -47,7 +47,7 @@ pub use loss_scale::LossScale;
 pub use matmul::{Matmul, MatmulTile};
 pub use memory::Memory;
 pub use optim::{AdamHyper, Optim, RmspropHyper, SgdHyper, HYPER_LEN};
-pub use pool::Pool;
+pub use pool::Pooling;
 pub use reduce::{Reduce, ReduceOp};
 pub use rope::Rope;
 pub use running::RunningUpdate;
@@ -138,7 +138,7 @@ pub enum Kernel {
     /// scaler's step).
     LossScale(LossScale),
     /// `shaders/pool.wgsl`: max pooling and its backward.
-    Pool(Pool),
+    Pooling(Pooling),
 }
 
 /// Runs `$e` with `$f` bound to the family value inside `$k`: one arm per family.
@@ -161,7 +161,7 @@ macro_rules! each_family {
             Kernel::Rope($f) => $e,
             Kernel::Cast($f) => $e,
             Kernel::LossScale($f) => $e,
-            Kernel::Pool($f) => $e,
+            Kernel::Pooling($f) => $e,
         }
     };
 }
@@ -178,7 +178,7 @@ macro_rules! from_family {
 from_family!(Matmul => Matmul, Unary => Unary, Binary => Binary, Reduce => Reduce, Softmax => Softmax,
     LayerNorm => LayerNorm, Loss => Loss, Conv => Conv, Layout => Layout, Optim => Optim,
     Memory => Memory, RunningUpdate => Running, Glu => Glu, Rope => Rope, Cast => Cast,
-    LossScale => LossScale, Pool => Pool);
+    LossScale => LossScale, Pooling => Pooling);
 
 fn source_of<F: Family>(_: &F) -> &'static str {
     F::SOURCE

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::Window2d;
+use super::conv::{ConvParams, Window2d};
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
 use crate::error::Result;
 use crate::kernels::twin::{mismatch, In, Out, Par};
@@ -15,7 +15,7 @@ use crate::DType::F32;
 
 /// The kernels of the pooling family.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Pool {
+pub enum Pooling {
     /// `out [n, c, oh, ow]`: the largest element of each window of `x [n, c, h, w]`.
     MaxPool {
         /// The window geometry.
@@ -29,44 +29,10 @@ pub enum Pool {
     },
 }
 
-/// `Params` in `shaders/pool.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PoolParams {
-    /// Images in the batch.
-    pub n: u32,
-    /// Channels.
-    pub c: u32,
-    /// Image height.
-    pub h: u32,
-    /// Image width.
-    pub w: u32,
-    /// Kernel height.
-    pub kh: u32,
-    /// Kernel width.
-    pub kw: u32,
-    /// Vertical stride.
-    pub sh: u32,
-    /// Horizontal stride.
-    pub sw: u32,
-    /// Padding at top and bottom (never picked).
-    pub ph: u32,
-    /// Padding at left and right.
-    pub pw: u32,
-    /// Vertical dilation.
-    pub dh: u32,
-    /// Horizontal dilation.
-    pub dw: u32,
-    /// Output height.
-    pub oh: u32,
-    /// Output width.
-    pub ow: u32,
-}
-
-impl Pool {
+impl Pooling {
     fn win(&self) -> Window2d {
         match *self {
-            Pool::MaxPool { win } | Pool::MaxPoolGrad { win } => win,
+            Pooling::MaxPool { win } | Pooling::MaxPoolGrad { win } => win,
         }
     }
 
@@ -76,23 +42,24 @@ impl Pool {
     }
 }
 
-impl Family for Pool {
+impl Family for Pooling {
     const SHADER: &'static str = "pool";
     const SOURCE: &'static str = shader!("pool");
-    type Params = PoolParams;
+    /// The window's geometry, as convolution's (`pad_value` unused).
+    type Params = ConvParams;
 
     fn name(&self) -> &'static str {
         match self {
-            Pool::MaxPool { .. } => "max_pool",
-            Pool::MaxPoolGrad { .. } => "max_pool_grad",
+            Pooling::MaxPool { .. } => "max_pool",
+            Pooling::MaxPoolGrad { .. } => "max_pool_grad",
         }
     }
 
     fn slots(&self) -> Vec<Slot> {
         let (image, out) = (self.win().image_len(), self.out_len());
         match self {
-            Pool::MaxPool { .. } => vec![slot(1, "out", F32, out, Write), slot(2, "x", F32, image, Read)],
-            Pool::MaxPoolGrad { .. } => vec![
+            Pooling::MaxPool { .. } => vec![slot(1, "out", F32, out, Write), slot(2, "x", F32, image, Read)],
+            Pooling::MaxPoolGrad { .. } => vec![
                 slot(1, "dx", F32, image, Write),
                 slot(2, "x", F32, image, Read),
                 slot(3, "gy", F32, out, Read),
@@ -105,32 +72,15 @@ impl Family for Pool {
         nonzero(self.name(), &slot_lens(&self.slots()))
     }
 
-    fn params(&self) -> PoolParams {
-        let win = self.win();
-        let u = |x: usize| x as u32;
-        PoolParams {
-            n: u(win.n),
-            c: u(win.c),
-            h: u(win.h),
-            w: u(win.w),
-            kh: u(win.kh),
-            kw: u(win.kw),
-            sh: u(win.sh),
-            sw: u(win.sw),
-            ph: u(win.ph),
-            pw: u(win.pw),
-            dh: u(win.dh),
-            dw: u(win.dw),
-            oh: u(win.oh().unwrap_or(0)),
-            ow: u(win.ow().unwrap_or(0)),
-        }
+    fn params(&self) -> ConvParams {
+        self.win().params(0.0)
     }
 
     /// One invocation per output (forward) or image element (backward).
     fn workgroups(&self) -> [u32; 3] {
         match self {
-            Pool::MaxPool { .. } => per_element(self.out_len()),
-            Pool::MaxPoolGrad { win } => per_element(win.image_len()),
+            Pooling::MaxPool { .. } => per_element(self.out_len()),
+            Pooling::MaxPoolGrad { win } => per_element(win.image_len()),
         }
     }
 
@@ -143,7 +93,7 @@ impl Family for Pool {
         let blocks = Blocks::new(&win);
         let (image_block, out_block) = (blocks.planes * plane, blocks.planes * out_plane);
         match (*self, outs, ins) {
-            (Pool::MaxPool { .. }, [Out::F(out)], [In::F(x)]) => {
+            (Pooling::MaxPool { .. }, [Out::F(out)], [In::F(x)]) => {
                 let one = |idx: &mut Vec<u32>, (o, img): (&mut [f32], &[f32])| {
                     idx.resize(o.len(), 0);
                     blocks.winners(&win, img, o, idx);
@@ -155,7 +105,7 @@ impl Family for Pool {
                     out.chunks_mut(out_block).zip(x.chunks(image_block)).for_each(|p| one(&mut idx, p));
                 }
             }
-            (Pool::MaxPoolGrad { .. }, [Out::F(dx)], [In::F(x), In::F(gy)]) => {
+            (Pooling::MaxPoolGrad { .. }, [Out::F(dx)], [In::F(x), In::F(gy)]) => {
                 let one = |buf: &mut (Vec<f32>, Vec<u32>), ((d, img), g): ((&mut [f32], &[f32]), &[f32])| {
                     let (vals, idx) = buf;
                     vals.resize(g.len(), 0.0);
