@@ -407,3 +407,46 @@ fn fit_reports_the_loss_scale() {
     assert_eq!(model(Precision::F16, LossScaling::Off).loss_scale().unwrap(), None);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Loss scaling across data-parallel replicas: each replica seeds its backward with replica 0's
+/// current scale (a replica left at its own initial 2^40 would overflow every step, and the summed
+/// gradient with it). Two CPU devices recover as one device does, and skip about the same steps:
+/// not exactly the same ones, since each replica differentiates the mean loss of its own half of
+/// the batch, whose f16 gradients are twice as large (as in PyTorch DDP, where each rank checks
+/// its local gradients); while the scalers agree, the losses do too, within f16 rounding.
+#[test]
+fn data_parallel_replicas_share_the_loss_scale() {
+    let model = |devices: usize| {
+        let mut t = llama_training(Precision::F16);
+        t.schedule = Schedule::Constant;
+        t.devices = devices;
+        t.loss_scale = LossScaling::Dynamic(GradScaler {
+            init_scale: 2f32.powi(40),
+            growth_interval: 3,
+            ..GradScaler::default()
+        });
+        let config = LlamaConfig { num_hidden_layers: 2, ..common::small_llama() };
+        Llama::with_training(config, 9, 5, t, cpu()).unwrap()
+    };
+    let (mut two, mut one) = (model(2), model(1));
+    let first_applied = |m: &mut Llama, first: &mut Option<usize>, step: usize| {
+        if m.loss_scale().unwrap().unwrap().applied > 0 {
+            first.get_or_insert(step);
+        }
+    };
+    let (mut f2, mut f1) = (None, None);
+    for (step, (x, y)) in token_batches(32, 14).iter().enumerate() {
+        let (a, b) = (two.train_step(x, y).unwrap(), one.train_step(x, y).unwrap());
+        let (sa, sb) = (two.loss_scale().unwrap().unwrap(), one.loss_scale().unwrap().unwrap());
+        if sa == sb {
+            assert!((a - b).abs() <= 2e-3 * b.abs(), "step {step}: loss {a} on 2 devices, {b} on 1");
+        }
+        first_applied(&mut two, &mut f2, step);
+        first_applied(&mut one, &mut f1, step);
+    }
+    let (sa, sb) = (two.loss_scale().unwrap().unwrap(), one.loss_scale().unwrap().unwrap());
+    eprintln!("2 devices: {sa:?}, first update at {f2:?}; 1 device: {sb:?}, first update at {f1:?}");
+    let (f2, f1) = (f2.expect("2 devices recover"), f1.expect("1 device recovers"));
+    assert!(f2.abs_diff(f1) <= 1, "first updates at steps {f2} and {f1}");
+    assert!(sa.skipped.abs_diff(sb.skipped) <= 3 && sa.applied >= 4, "{sa:?} vs {sb:?}");
+}
