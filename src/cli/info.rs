@@ -84,13 +84,14 @@ fn threads(name: &str) -> String {
 /// The SIMD features of this CPU, the vector level the native kernels run at (`KILN_SIMD` caps
 /// it) and the GEMM library that level picks.
 fn cpu_features() -> String {
+    use kiln_device::kernels::sgemm::Gemm;
     use kiln_device::kernels::simd::{level, Level};
     let run = match level() {
-        Level::Avx512 => "kernels at AVX-512, GEMM: gemm",
-        Level::Avx2 => "kernels at AVX2, GEMM: matrixmultiply",
-        Level::Base => "kernels at the baseline, GEMM: matrixmultiply",
+        Level::Avx512 => "kernels at AVX-512",
+        Level::Avx2 => "kernels at AVX2",
+        Level::Base => "kernels at the baseline",
     };
-    format!("{}; {run}", cpu_feature_flags())
+    format!("{}; {run}, GEMM: {}", cpu_feature_flags(), Gemm::current().name())
 }
 
 /// The SIMD features this CPU has.

@@ -30,7 +30,7 @@ pub mod pool;
 pub mod reduce;
 pub mod rope;
 pub mod running;
-mod sgemm;
+pub mod sgemm;
 pub mod simd;
 pub mod softmax;
 pub(crate) mod twin;

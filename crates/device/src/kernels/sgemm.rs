@@ -1,12 +1,16 @@
 //! The CPU twin's f32 GEMM: which library multiplies, and how the work is spread over threads.
 //!
-//! On CPUs with AVX-512 the `gemm` crate (its `x86-v4` kernels, 16-lane FMA, chosen at run time)
-//! runs every product on rayon's threads, the same pool as the elementwise kernels, so no second
-//! pool has to wake up between launches; elsewhere `matrixmultiply` runs it (faster than `gemm`
-//! on AVX2-only CPUs, measured on a Zen 3, and the only choice off x86). Measured on a 2-core
-//! AMD EPYC with AVX-512 (Zen 5), GFLOP/s of one product, matrixmultiply / gemm on one thread /
-//! gemm on two: 64x64x512 132 / 233 / 143; 256x64x512 350 / 258 / 417; 2048x1536x576 364 / 233 / 431;
-//! 16 batched 32x256x64: 162 / 216 (the entries split over the threads: 327).
+//! The `gemm` crate (its AVX-512 or AVX2/FMA kernels, chosen at run time) runs every product on
+//! rayon's threads, the same pool as the elementwise kernels, so no second pool has to wake up
+//! between launches. `matrixmultiply` runs it instead on AMD Zen 2 / Zen 3 (AVX2 without AVX-512,
+//! families 0x17 and 0x19: it was the faster of the two on a Zen 3), on CPUs without AVX2, and off
+//! x86; `KILN_GEMM=gemm|matrixmultiply` overrides the choice ([`Gemm::current`]). Measured on a
+//! 2-core AMD EPYC with AVX-512 (Zen 5), GFLOP/s of one product, matrixmultiply / gemm on one
+//! thread / gemm on two: 64x64x512 132 / 233 / 143; 256x64x512 350 / 258 / 417; 2048x1536x576 364 /
+//! 233 / 431; 16 batched 32x256x64: 162 / 216 (the entries split over the threads: 327). The same
+//! CPU with both libraries held to AVX2 (`gemm` built without `x86-v4`, matrixmultiply with
+//! `MMTEST_FEATURE=sse2,avx,avx2,fma`), square products, 2 threads: n = 1024 215–220 vs 266, n = 2048
+//! 219–225 vs 266–272 (NumPy / OpenBLAS's Haswell kernel: 258).
 //!
 //! Threads: a product under [`SPLIT_FLOPS`] runs on one thread (waking the other costs more than
 //! it saves); a batch of small entries is split over the threads by entries, in tasks of at least
@@ -32,9 +36,63 @@ pub(crate) struct Product {
     pub csb: usize,
 }
 
-/// Whether this CPU runs products through the `gemm` crate (AVX-512), else `matrixmultiply`.
+/// The library that runs the CPU's f32 products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gemm {
+    /// The `gemm` crate (AVX-512 or AVX2/FMA kernels, on rayon's threads).
+    Gemm,
+    /// The `matrixmultiply` crate (its own threads).
+    Matrixmultiply,
+}
+
+impl Gemm {
+    /// The choice for this process: `KILN_GEMM` when set to `gemm` or `matrixmultiply`, else by
+    /// the CPU and the vector level in use (see the module docs). Decided once.
+    pub fn current() -> Gemm {
+        static CHOICE: std::sync::OnceLock<Gemm> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| match std::env::var("KILN_GEMM").as_deref() {
+            Ok("gemm") => Gemm::Gemm,
+            Ok("matrixmultiply") => Gemm::Matrixmultiply,
+            _ => Gemm::for_cpu(super::simd::level(), amd_zen2_or_zen3()),
+        })
+    }
+
+    /// The choice for a vector level, on a Zen 2 / Zen 3 or not.
+    pub fn for_cpu(level: super::simd::Level, zen2_or_zen3: bool) -> Gemm {
+        use super::simd::Level;
+        match level {
+            Level::Avx512 => Gemm::Gemm,
+            Level::Avx2 if !zen2_or_zen3 => Gemm::Gemm,
+            _ => Gemm::Matrixmultiply,
+        }
+    }
+
+    /// `gemm` or `matrixmultiply`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gemm::Gemm => "gemm",
+            Gemm::Matrixmultiply => "matrixmultiply",
+        }
+    }
+}
+
+/// An AMD CPU of family 0x17 or 0x19 without AVX-512: Zen, Zen 2, Zen 3 (Zen 4 has AVX-512).
+fn amd_zen2_or_zen3() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vendor = std::arch::x86_64::__cpuid(0);
+        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163); // "AuthenticAMD"
+        let eax = std::arch::x86_64::__cpuid(1).eax;
+        let family = ((eax >> 8) & 0xf) + if (eax >> 8) & 0xf == 0xf { (eax >> 20) & 0xff } else { 0 };
+        amd && (family == 0x17 || family == 0x19) && !std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether this process runs products through the `gemm` crate.
 fn use_gemm() -> bool {
-    super::simd::level() == super::simd::Level::Avx512
+    Gemm::current() == Gemm::Gemm
 }
 
 /// `C[e] = op(A[e]) @ op(B[e])` for the `c.len() / (m * n)` entries, `A` advancing by `a_stride`
@@ -125,5 +183,20 @@ fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize) {
                 1,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::Level;
+
+    #[test]
+    fn gemm_everywhere_but_zen2_zen3_and_without_avx2() {
+        assert_eq!(Gemm::for_cpu(Level::Avx512, false), Gemm::Gemm);
+        assert_eq!(Gemm::for_cpu(Level::Avx2, false), Gemm::Gemm);
+        assert_eq!(Gemm::for_cpu(Level::Avx2, true), Gemm::Matrixmultiply);
+        assert_eq!(Gemm::for_cpu(Level::Base, false), Gemm::Matrixmultiply);
+        assert_eq!(Gemm::current().name(), if use_gemm() { "gemm" } else { "matrixmultiply" });
     }
 }
