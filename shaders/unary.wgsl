@@ -33,18 +33,19 @@ fn tanh_f(x: f32) -> f32 {
     return select(r, -r, x < 0.0);
 }
 
-// Complementary error function, relative error < 1.2e-7 (Numerical Recipes' Chebyshev fit).
-fn erfc_f(x: f32) -> f32 {
-    let z = abs(x);
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -1.2655122 + t * (1.0000237 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
-        + t * (0.27886807 + t * (-1.1352040 + t * (1.4885159 + t * (-0.82215223 + t * 0.17087277))))))));
-    let r = t * exp(-z * z + poly);
-    return select(2.0 - r, r, x >= 0.0);
+// The standard normal CDF Phi(x) and exp(-x^2 / 2), as normal_cdf_exp in the Rust file:
+// Phi(-|x|) = erfc(|x| / sqrt 2) / 2 by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7).
+fn normal_cdf_exp(x: f32) -> vec2<f32> {
+    let z = abs(x) * 0.70710677;
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t * (0.2548296 + t * (-0.28449674 + t * (1.4214137 + t * (-1.453152 + t * 1.0614054))));
+    let e = exp(-0.5 * x * x);
+    let low = 0.5 * poly * e;
+    return vec2<f32>(select(low, 1.0 - low, x >= 0.0), e);
 }
 
 fn gelu_f(x: f32) -> f32 {
-    return 0.5 * x * erfc_f(-x * 0.70710677);
+    return x * normal_cdf_exp(x).x;
 }
 
 // SiLU (swish): x sigmoid(x)
@@ -243,9 +244,8 @@ fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = flat_index(gid, nwg);
     if i >= p.len { return; }
     let x = a[i];
-    let cdf = 0.5 * erfc_f(-x * 0.70710677);
-    let pdf = exp(-0.5 * x * x) * 0.3989423;
-    out[i] = b[i] * (cdf + x * pdf);
+    let ce = normal_cdf_exp(x);
+    out[i] = b[i] * (ce.x + x * (ce.y * 0.3989423));
 }
 
 @compute @workgroup_size(256)

@@ -84,8 +84,8 @@ fn threads(name: &str) -> String {
 /// The SIMD features of this CPU, the vector level the native kernels run at (`KILN_SIMD` caps
 /// it) and the GEMM library that level picks.
 fn cpu_features() -> String {
-    use kiln_device::kernels::sgemm::Gemm;
     use kiln_device::kernels::simd::{level, Level};
+    use kiln_device::kernels::Gemm;
     let run = match level() {
         Level::Avx512 => "kernels at AVX-512",
         Level::Avx2 => "kernels at AVX2",

@@ -11,7 +11,7 @@ mod math;
 
 use rayon::prelude::*;
 
-pub use math::{erf_f64, erfc, fast_exp, sigmoid, tanh};
+pub use math::{erf_f64, fast_exp, normal_cdf_exp, sigmoid, tanh};
 use math::{sign, step};
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
@@ -160,7 +160,7 @@ impl UnaryOp {
             }
             UnaryOp::Sigmoid => sigmoid(x),
             UnaryOp::Tanh => tanh(x),
-            UnaryOp::Gelu => 0.5 * x * erfc(-x * std::f32::consts::FRAC_1_SQRT_2),
+            UnaryOp::Gelu => x * normal_cdf_exp(x).0,
             UnaryOp::Silu => x * sigmoid(x),
         }
     }
@@ -181,9 +181,8 @@ impl UnaryOp {
             UnaryOp::Tanh => dy * (1.0 - s * s),    // d/dx tanh = 1-y^2
             // d/dx x*Phi(x) = Phi(x) + x*phi(x)
             UnaryOp::Gelu => {
-                let cdf = 0.5 * erfc(-s * std::f32::consts::FRAC_1_SQRT_2);
-                let pdf = fast_exp(-0.5 * s * s) * 0.398_942_3;
-                dy * (cdf + s * pdf)
+                let (cdf, e) = normal_cdf_exp(s);
+                dy * (cdf + s * (e * 0.398_942_3))
             }
             // d/dx x*sigmoid(x) = sigmoid(x) (1 + x (1 - sigmoid(x)))
             UnaryOp::Silu => {
