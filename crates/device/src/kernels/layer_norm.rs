@@ -145,12 +145,34 @@ impl Family for LayerNorm {
     }
 }
 
+/// Lanes of [`sum_f64`]'s partial sums.
+const LANES: usize = 8;
+
+/// `sum f(i)` for `i` in `0..n`, in f64 over 8 partial sums (element `i` into sum `i % 8`, then
+/// combined pairwise): a fixed order, so the same bits at every vector level, with the additions
+/// independent across the 8 sums (a single running sum is one long chain of dependent adds).
+#[inline(always)]
+fn sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let whole = n / LANES * LANES;
+    for i in (0..whole).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    for (l, i) in (whole..n).enumerate() {
+        acc[l] += f(i);
+    }
+    let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    (quad[0] + quad[2]) + (quad[1] + quad[3])
+}
+
 /// `(mean, rstd)` of one row, `rstd = 1 / sqrt(var + eps)` with the biased variance.
 #[inline(always)]
 fn stats(x: &[f32], eps: f32) -> (f64, f64) {
     let n = x.len() as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mean = sum_f64(x.len(), |i| x[i] as f64) / n;
+    let var = sum_f64(x.len(), |i| (x[i] as f64 - mean).powi(2)) / n;
     (mean, 1.0 / (var + eps as f64).sqrt())
 }
 
@@ -184,11 +206,8 @@ fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], d
         |_, dx, x, dy| {
             let (mean, rstd) = stats(x, eps);
             let n = cols as f64;
-            let (mut sg, mut sgx) = (0.0, 0.0);
-            for (&v, &g) in x.iter().zip(dy) {
-                sg += g as f64;
-                sgx += g as f64 * (v as f64 - mean) * rstd;
-            }
+            let sg = sum_f64(cols, |i| dy[i] as f64);
+            let sgx = sum_f64(cols, |i| dy[i] as f64 * (x[i] as f64 - mean) * rstd);
             let (mg, mgx) = (sg / n, sgx / n);
             for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
                 let xhat = (v as f64 - mean) * rstd;
@@ -201,7 +220,7 @@ fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], d
 /// `rstd = 1 / sqrt(mean(x^2) + eps)` of one row, accumulated in f64.
 #[inline(always)]
 fn rms_stat(x: &[f32], eps: f32) -> f64 {
-    let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+    let ms = sum_f64(x.len(), |i| (x[i] as f64).powi(2)) / x.len() as f64;
     1.0 / (ms + eps as f64).sqrt()
 }
 
@@ -234,7 +253,7 @@ fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy:
         #[inline(always)]
         |_, dx, x, dy| {
             let rstd = rms_stat(x, eps);
-            let sgx = x.iter().zip(dy).map(|(&v, &g)| g as f64 * v as f64 * rstd).sum::<f64>();
+            let sgx = sum_f64(cols, |i| dy[i] as f64 * x[i] as f64 * rstd);
             let mgx = sgx / cols as f64;
             for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
                 *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
