@@ -207,3 +207,49 @@ fn info_reports_the_smollm2_size_and_errors_are_clear() {
     let e = err(kiln(&["lm", "eval", "--model", "/nonexistent", "--data", &odd, "--context", "4"]));
     assert!(e.contains("/nonexistent"), "{e}");
 }
+
+/// `--steps` that is not a multiple of `--eval-every` trains exactly that many steps, the last
+/// interval cut short (it once ran to the next multiple); resuming mid-interval is refused with a
+/// way out.
+#[test]
+fn steps_count_exactly_when_not_a_multiple_of_the_eval_interval() {
+    let dir = TempDir::new("steps");
+    let data = shakespeare(&dir);
+    let out = dir.arg("lm.safetensors");
+    let run = |steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "lm",
+            "train",
+            "--config",
+            "tiny",
+            "--data",
+            &data,
+            "--steps",
+            steps,
+            "--eval-every",
+            "3",
+            "--batch-size",
+            "2",
+            "--context",
+            "16",
+            "--eval-windows",
+            "4",
+            "--sample",
+            "0",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
+    let first = ok(run("5", &[]));
+    assert!(first.contains("trained 5 steps"), "{first}");
+    let log = std::fs::read_to_string(dir.arg("lm.log.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["steps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [3, 2], "{log}");
+    let e = err(run("6", &["--resume"]));
+    assert!(e.contains("stopped at step 5") && e.contains("--from"), "{e}");
+}

@@ -323,6 +323,7 @@ fn fit_and_save(
         standardize: !s.no_standardize,
         standardize_target: true,
         steps_per_epoch: None,
+        max_steps: None,
     };
     let saved = model.fit(&train, &opts).map_err(anyhow::Error::from).and_then(|h| {
         if root {

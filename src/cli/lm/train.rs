@@ -241,6 +241,17 @@ pub fn run(a: Args) -> Result<()> {
                 m.training().precision
             );
         }
+        if m.step() % a.eval_every as u64 != 0 {
+            bail!(
+                "--resume: {} stopped at step {}, inside an interval of --eval-every {} (its --steps was \
+                 not a multiple of it); resuming mid-interval is not supported: start from it with \
+                 --from {} --out NEW instead",
+                a.out.display(),
+                m.step(),
+                a.eval_every,
+                a.out.display()
+            );
+        }
         if let Some(s) = a.loss_scale.filter(|&s| s != m.training().loss_scale) {
             bail!(
                 "--resume: {} trains with --loss-scale {}, not {s}; pass it again or leave it out",
@@ -340,6 +351,7 @@ pub fn run(a: Args) -> Result<()> {
         standardize: false,
         standardize_target: false,
         steps_per_epoch: Some(a.eval_every),
+        max_steps: Some(a.steps),
         early_stopping: None,
     };
     let start = Instant::now();

@@ -114,6 +114,10 @@ pub struct FitOptions<'a> {
     /// trains for a number of steps with a validation loss every N of them. `None`: an epoch is
     /// one pass over the rows.
     pub steps_per_epoch: Option<usize>,
+    /// With `steps_per_epoch`: the run's optimizer steps in all, counted from its first epoch
+    /// (resumed fits included); the epoch that reaches it is cut short there (a language model
+    /// trained for `--steps 250` with a validation every 100: epochs of 100, 100 and 50).
+    pub max_steps: Option<usize>,
 }
 
 impl Default for FitOptions<'_> {
@@ -131,6 +135,7 @@ impl Default for FitOptions<'_> {
             standardize: true,
             standardize_target: true,
             steps_per_epoch: None,
+            max_steps: None,
         }
     }
 }
@@ -479,7 +484,10 @@ impl Core {
                 Some(spe) => {
                     // rows [epoch * per, (epoch + 1) * per) of the passes laid end to end
                     let (n, per) = (train_rows.len(), spe.max(1) * n_acc * opts.batch_size.max(1));
-                    let (mut at, end) = (epoch * per, (epoch + 1) * per);
+                    let (mut at, mut end) = (epoch * per, (epoch + 1) * per);
+                    if let Some(total) = opts.max_steps {
+                        end = end.min(total * n_acc * opts.batch_size.max(1));
+                    }
                     let mut rows = Vec::with_capacity(per);
                     while at < end {
                         let (pass, from) = (at / n, at % n);
@@ -490,6 +498,9 @@ impl Core {
                     rows
                 }
             };
+            if order.is_empty() {
+                break; // `max_steps` reached before this epoch
+            }
             let steps = order.len().div_ceil(opts.batch_size.max(1));
             let mut progress = Progress::new(epoch + 1, opts.epochs, steps, opts.quiet);
             let mut tally = Tally::new(&config.metrics).scaled(net.target_scale(), config.loss);
