@@ -6,7 +6,7 @@
 
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
 use crate::error::{Error, Result};
-use crate::kernels::twin::{mismatch, rows, In, Out, Par};
+use crate::kernels::twin::{mismatch, rows, sum_f64, In, Out, Par};
 use crate::DType::F32;
 
 /// The kernels of the layer-norm family.
@@ -143,28 +143,6 @@ impl Family for LayerNorm {
             _ => mismatch(self.name()),
         }
     }
-}
-
-/// Lanes of [`sum_f64`]'s partial sums.
-const LANES: usize = 8;
-
-/// `sum f(i)` for `i` in `0..n`, in f64 over 8 partial sums (element `i` into sum `i % 8`, then
-/// combined pairwise): a fixed order, so the same bits at every vector level, with the additions
-/// independent across the 8 sums (a single running sum is one long chain of dependent adds).
-#[inline(always)]
-fn sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let whole = n / LANES * LANES;
-    for i in (0..whole).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(i + l);
-        }
-    }
-    for (l, i) in (whole..n).enumerate() {
-        acc[l] += f(i);
-    }
-    let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
-    (quad[0] + quad[2]) + (quad[1] + quad[3])
 }
 
 /// `(mean, rstd)` of one row, `rstd = 1 / sqrt(var + eps)` with the biased variance.

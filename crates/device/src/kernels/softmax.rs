@@ -4,7 +4,7 @@
 
 use super::{nonzero, slot, spread, Access::*, Family, Slot};
 use crate::error::{Error, Result};
-use crate::kernels::twin::{mismatch, rows, In, Out, Par};
+use crate::kernels::twin::{mismatch, rows, sum_f64, In, Out, Par};
 use crate::kernels::unary::fast_exp;
 use crate::DType::{F32, U32};
 
@@ -199,8 +199,8 @@ pub(crate) fn row_max(row: &[f32]) -> f32 {
     lanes.iter().chain(rest).copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// `sum(exp(row - m))` in f64, added in row order; the exponentials (`fast_exp`, within 2 ulp)
-/// are computed a block at a time so they vectorize.
+/// `sum(exp(row - m))` in f64 ([`sum_f64`]'s fixed order); the exponentials (`fast_exp`, within 2
+/// ulp) are computed a block at a time so they vectorize.
 #[inline(always)]
 pub(crate) fn sum_exp(row: &[f32], m: f32) -> f64 {
     let mut block = [0f32; 64];
@@ -210,9 +210,7 @@ pub(crate) fn sum_exp(row: &[f32], m: f32) -> f64 {
         for (o, &v) in e.iter_mut().zip(c) {
             *o = fast_exp(v - m);
         }
-        for &v in e.iter() {
-            s += v as f64;
-        }
+        s += sum_f64(e.len(), |i| e[i] as f64);
     }
     s
 }
@@ -247,7 +245,7 @@ fn softmax(
                 y.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
             } else {
                 y.iter_mut().for_each(|v| *v = fast_exp(*v - m));
-                let s: f64 = y.iter().map(|&v| v as f64).sum();
+                let s = sum_f64(y.len(), |i| y[i] as f64);
                 let inv = (1.0 / s) as f32;
                 y.iter_mut().for_each(|v| *v *= inv);
             }
@@ -267,12 +265,12 @@ fn softmax_grad(par: Par, cols: usize, log: bool, scale: f32, dx: &mut [f32], y:
         #[inline(always)]
         |_, dx, y, dy| {
             if log {
-                let s = dy.iter().map(|&g| g as f64).sum::<f64>() as f32;
+                let s = sum_f64(dy.len(), |i| dy[i] as f64) as f32;
                 for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
                     *out = scale * (g - fast_exp(yv) * s);
                 }
             } else {
-                let dot = y.iter().zip(dy).map(|(&yv, &g)| yv as f64 * g as f64).sum::<f64>() as f32;
+                let dot = sum_f64(y.len(), |i| y[i] as f64 * dy[i] as f64) as f32;
                 for ((out, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
                     *out = scale * yv * (g - dot);
                 }

@@ -158,3 +158,25 @@ pub(crate) fn map1<A: Copy + Sync, B: Send>(
         run(out, x);
     }
 }
+
+/// Lanes of [`sum_f64`]'s partial sums.
+const LANES: usize = 8;
+
+/// `sum f(i)` for `i` in `0..n`, in f64 over 8 partial sums (element `i` into sum `i % 8`, then
+/// combined pairwise): a fixed order, so the same bits at every vector level, with the additions
+/// independent across the 8 sums (a single running sum is one long chain of dependent adds).
+#[inline(always)]
+pub(crate) fn sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let whole = n / LANES * LANES;
+    for i in (0..whole).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    for (l, i) in (whole..n).enumerate() {
+        acc[l] += f(i);
+    }
+    let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    (quad[0] + quad[2]) + (quad[1] + quad[3])
+}
