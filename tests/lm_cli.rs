@@ -56,6 +56,33 @@ fn shakespeare(dir: &TempDir) -> String {
     path
 }
 
+/// `kiln lm train` of the tiny model on `data` into `out`: `steps` steps of 2 x 16 tokens, a
+/// validation every 3 steps on 4 windows, then `extra`.
+fn lm_train(data: &str, out: &str, steps: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "lm",
+        "train",
+        "--config",
+        "tiny",
+        "--data",
+        data,
+        "--steps",
+        steps,
+        "--eval-every",
+        "3",
+        "--batch-size",
+        "2",
+        "--context",
+        "16",
+        "--eval-windows",
+        "4",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    kiln(&args)
+}
+
 #[test]
 fn train_resume_export_generate_and_evaluate() {
     let dir = TempDir::new("flow");
@@ -63,30 +90,9 @@ fn train_resume_export_generate_and_evaluate() {
     let out = dir.arg("lm.safetensors");
     let hf = dir.arg("hf");
     let train = |extra: &[&str]| {
-        let mut args = vec![
-            "lm",
-            "train",
-            "--config",
-            "tiny",
-            "--data",
-            &data,
-            "--steps",
-            "6",
-            "--eval-every",
-            "3",
-            "--batch-size",
-            "2",
-            "--context",
-            "16",
-            "--eval-windows",
-            "4",
-            "--sample",
-            "20",
-            "--out",
-            &out,
-        ];
+        let mut args = vec!["--sample", "20"];
         args.extend_from_slice(extra);
-        kiln(&args)
+        lm_train(&data, &out, "6", &args)
     };
     let first = ok(train(&["--hf-out", &hf]));
     assert!(first.contains("820352 parameters"), "{first}");
@@ -96,30 +102,7 @@ fn train_resume_export_generate_and_evaluate() {
     // a new run does not replace a trained model unless asked to
     let again = err(train(&[]));
     assert!(again.contains("--resume") && again.contains("--overwrite"), "{again}");
-    let resumed = ok(kiln(&[
-        "lm",
-        "train",
-        "--config",
-        "tiny",
-        "--data",
-        &data,
-        "--steps",
-        "9",
-        "--eval-every",
-        "3",
-        "--batch-size",
-        "2",
-        "--context",
-        "16",
-        "--eval-windows",
-        "4",
-        "--sample",
-        "0",
-        "--out",
-        &out,
-        "--resume",
-        "--recompute",
-    ]));
+    let resumed = ok(lm_train(&data, &out, "9", &["--sample", "0", "--resume", "--recompute"]));
     assert!(resumed.contains("trained 3 steps"), "{resumed}");
     assert!(resumed.contains("workspace") && resumed.contains("blocks recomputed"), "{resumed}");
 
@@ -217,30 +200,9 @@ fn steps_count_exactly_when_not_a_multiple_of_the_eval_interval() {
     let data = shakespeare(&dir);
     let out = dir.arg("lm.safetensors");
     let run = |steps: &str, extra: &[&str]| {
-        let mut args = vec![
-            "lm",
-            "train",
-            "--config",
-            "tiny",
-            "--data",
-            &data,
-            "--steps",
-            steps,
-            "--eval-every",
-            "3",
-            "--batch-size",
-            "2",
-            "--context",
-            "16",
-            "--eval-windows",
-            "4",
-            "--sample",
-            "0",
-            "--out",
-            &out,
-        ];
+        let mut args = vec!["--sample", "0"];
         args.extend_from_slice(extra);
-        kiln(&args)
+        lm_train(&data, &out, steps, &args)
     };
     let first = ok(run("5", &[]));
     assert!(first.contains("trained 5 steps"), "{first}");
