@@ -8,6 +8,7 @@ use kiln_device::BackendChoice;
 use kiln_trainer::data::{Array, SplitMix64, Table};
 use kiln_trainer::prelude::*;
 use kiln_trainer::zoo::{Llama, LlamaConfig};
+use kiln_trainer::{GradScaler, LossScaling};
 
 fn close(what: &str, a: &[f32], b: &[f32], rtol: f32) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
@@ -184,5 +185,35 @@ fn llama_fit_accumulated_equals_one_larger_batch() {
     close("losses", &l3, &l1, 1e-5);
     for ((n, _, a), (_, _, b)) in w3.iter().zip(&w1) {
         close(n, a, b, 1e-5);
+    }
+}
+
+/// Loss scaling with accumulation: the scaled micro-batch gradients are summed, then unscaled once
+/// per update, and the scaler steps once per update. A power-of-two scale is exact in f32 (every
+/// backward rule is linear in the incoming gradient), so with SGD (no Adam bias correction, which
+/// the scaler computes on the device) a scaled run trains the same bits as an unscaled one.
+#[test]
+fn loss_scaling_steps_once_per_accumulated_update_and_changes_no_bit() {
+    let model = |scaling: LossScaling| {
+        let mut t = Llama::default_training();
+        t.optimizer = Optimizer::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false };
+        (t.accumulate, t.clip_norm, t.loss_scale) = (3, Some(0.5), scaling);
+        let cpu = kiln_device::open(BackendChoice::Cpu).unwrap();
+        Llama::with_training(tiny(), CONTEXT, 5, t, cpu).unwrap()
+    };
+    let mut scaled = model(LossScaling::Dynamic(GradScaler::with_init_scale(1024.0)));
+    let mut plain = model(LossScaling::Off);
+    let mut rng = SplitMix64::new(9);
+    for _ in 0..3 * 3 {
+        let (tokens, targets) = (ids(&mut rng, 2 * CONTEXT), ids(&mut rng, 2 * CONTEXT));
+        let (a, b) =
+            (scaled.train_step(&tokens, &targets).unwrap(), plain.train_step(&tokens, &targets).unwrap());
+        assert_eq!(a.to_bits(), b.to_bits(), "loss {a} scaled, {b} not");
+    }
+    let s = scaled.loss_scale().unwrap().expect("a scaler");
+    assert_eq!((s.applied, s.skipped, s.good, s.scale), (3, 0, 3, 1024.0), "{s:?}");
+    assert_eq!(plain.loss_scale().unwrap(), None);
+    for ((n, _, a), (_, _, b)) in scaled.state_dict().unwrap().iter().zip(&plain.state_dict().unwrap()) {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{n} differs");
     }
 }
