@@ -1,4 +1,5 @@
-// Optimizer updates, in place over flat parameter buffers (PyTorch's update rules).
+// Optimizer updates, in place over a parameter or over flat parameter memory (many parameters,
+// the decayed ones first) with PyTorch's update rules.
 // Hyper-parameters come from a small buffer the host rewrites each step, read through the typed
 // structs below, which mirror SgdHyper, AdamHyper and RmspropHyper (HYPER_LEN = 8 words each).
 // Rust side (description, parameters, CPU twin): crates/device/src/kernels/optim.rs.
@@ -6,7 +7,7 @@
 // Mirrors OptimParams.
 struct Params {
     len: u32,
-    decay: u32, // 1: apply the hyper buffer's weight decay, 0: this parameter is exempt
+    decayed: u32, // elements [0, decayed) take the hyper buffer's weight decay, the rest are exempt
 }
 
 struct SgdHyper {
@@ -61,28 +62,28 @@ fn skipped() -> bool {
     return hyper[7] != 0.0;
 }
 
-// The weight decay word, 0 when the kernel's decay attribute exempts the parameter.
-fn decay_word(k: u32) -> f32 {
-    return select(0.0, hyper[k], p.decay != 0u);
+// The weight decay word for element i: 0 past the decayed elements (exempt parameters).
+fn decay_word(k: u32, i: u32) -> f32 {
+    return select(0.0, hyper[k], i < p.decayed);
 }
 
-fn sgd_hyper() -> SgdHyper {
-    return SgdHyper(hyper[0], hyper[1], decay_word(2u), hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
+fn sgd_hyper(i: u32) -> SgdHyper {
+    return SgdHyper(hyper[0], hyper[1], decay_word(2u, i), hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]);
 }
 
-fn adam_hyper() -> AdamHyper {
-    return AdamHyper(hyper[0], hyper[1], hyper[2], hyper[3], decay_word(4u), hyper[5], hyper[6], hyper[7]);
+fn adam_hyper(i: u32) -> AdamHyper {
+    return AdamHyper(hyper[0], hyper[1], hyper[2], hyper[3], decay_word(4u, i), hyper[5], hyper[6], hyper[7]);
 }
 
-fn rmsprop_hyper() -> RmspropHyper {
-    return RmspropHyper(hyper[0], hyper[1], hyper[2], decay_word(3u), hyper[4], hyper[5], hyper[6], hyper[7]);
+fn rmsprop_hyper(i: u32) -> RmspropHyper {
+    return RmspropHyper(hyper[0], hyper[1], hyper[2], decay_word(3u, i), hyper[4], hyper[5], hyper[6], hyper[7]);
 }
 
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= p.len || skipped() { return; }
-    let h = sgd_hyper();
+    let h = sgd_hyper(i);
     let g = grad[i] + h.weight_decay * param[i];
     let buf = h.momentum * state[i] + g;
     state[i] = buf;
@@ -107,7 +108,7 @@ fn adam_step(i: u32, g: f32, h: AdamHyper) {
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= p.len || skipped() { return; }
-    let h = adam_hyper();
+    let h = adam_hyper(i);
     adam_step(i, grad[i] + h.weight_decay * param[i], h);
 }
 
@@ -115,7 +116,7 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= p.len || skipped() { return; }
-    let h = adam_hyper();
+    let h = adam_hyper(i);
     param[i] = param[i] * (1.0 - h.lr * h.weight_decay);
     adam_step(i, grad[i], h);
 }
@@ -124,7 +125,7 @@ fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= p.len || skipped() { return; }
-    let h = rmsprop_hyper();
+    let h = rmsprop_hyper(i);
     let g = grad[i] + h.weight_decay * param[i];
     let sq = h.alpha * state[i] + (1.0 - h.alpha) * g * g;
     state[i] = sq;

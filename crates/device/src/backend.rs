@@ -9,6 +9,11 @@ use half::{bf16, f16};
 use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::kernels::{Access, Kernel};
+use crate::pool::Pool;
+
+/// Alignment, in bytes, of a view's first element within its parent ([`Backend::view`]): the
+/// largest `min_storage_buffer_offset_alignment` WebGPU allows, so a view binds on any adapter.
+pub const VIEW_ALIGN: usize = 256;
 
 /// Element type of a device buffer.
 ///
@@ -323,7 +328,21 @@ pub trait Backend: Send {
     /// Its contents are unspecified until written.
     fn alloc(&mut self, dtype: DType, len: usize) -> Result<BufferId>;
 
-    /// Returns a buffer to the pool. Plans that bind it must be dropped first.
+    /// A buffer id for elements `offset..offset + len` of `parent`: kernels, reads and writes see
+    /// just those elements, and they are the parent's (no copy). `parent` must own its storage
+    /// (not be a view itself) and `offset` elements must be a multiple of [`VIEW_ALIGN`] bytes.
+    /// Flat parameter memory is built from views: each parameter a view of one buffer, so one
+    /// launch can update them all. A launch may not write a view and bind its parent's storage
+    /// elsewhere for reading.
+    fn view(&mut self, parent: BufferId, offset: usize, len: usize) -> Result<BufferId>;
+
+    /// The largest buffer this backend can allocate and bind, in bytes.
+    fn max_buffer_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Returns a buffer to the pool (a view: just its id). Plans that bind it must be dropped
+    /// first, and a buffer's views released before it.
     fn release(&mut self, id: BufferId) -> Result<()>;
 
     /// Element type and length of a buffer.
@@ -397,20 +416,19 @@ pub(crate) fn check_part(plan: PlanId, launches: Range<usize>, len: usize) -> Re
     Ok(launches)
 }
 
-/// Checks a launch's buffers against its kernel: count, type, length, and no buffer both written
-/// and bound again in the same launch. `describe` looks a buffer up in the backend.
-pub(crate) fn check_launch(
-    launch: &Launch,
-    describe: impl Fn(BufferId) -> Result<(DType, usize)>,
-) -> Result<()> {
+/// Checks a launch's buffers against its kernel: count, type, length, and no storage both written
+/// and bound again in the same launch (a written view's parent may hold other written views that
+/// do not overlap it, but nothing read: wgpu tracks a dispatch's usage per buffer, not per range).
+pub(crate) fn check_launch<R>(launch: &Launch, pool: &Pool<R>) -> Result<()> {
     let k = &launch.kernel;
     k.validate()?;
     let slots = k.slots();
     if slots.len() != launch.buffers.len() {
         return Err(Error::Arity { op: k.name(), expected: slots.len(), got: launch.buffers.len() });
     }
+    let mut bound = Vec::with_capacity(slots.len());
     for (i, (s, &id)) in slots.iter().zip(&launch.buffers).enumerate() {
-        let (dtype, len) = describe(id)?;
+        let (dtype, len) = pool.describe(id)?;
         if dtype != s.dtype || len < s.len {
             return Err(Error::Binding {
                 op: k.name(),
@@ -422,11 +440,24 @@ pub(crate) fn check_launch(
                 got_dtype: dtype,
             });
         }
-        let bound_again = launch.buffers.iter().enumerate().any(|(j, &o)| j != i && o == id);
-        if s.access == Access::Write && bound_again {
+        let at = pool.place(id)?;
+        bound.push((at.root, at.offset..at.offset + len));
+    }
+    for (i, s) in slots.iter().enumerate().filter(|(_, s)| s.access == Access::Write) {
+        let (root, range) = &bound[i];
+        let clash = (0..slots.len()).find(|&j| {
+            let (other, r) = &bound[j];
+            j != i
+                && other == root
+                && (slots[j].access == Access::Read || (r.start < range.end && range.start < r.end))
+        });
+        if let Some(j) = clash {
             return Err(Error::shape(
                 k.name(),
-                format!("buffer {} ({}) is written and also bound elsewhere", i, s.name),
+                format!(
+                    "buffer {} ({}) is written and its storage is also bound as buffer {} ({})",
+                    i, s.name, j, slots[j].name
+                ),
             ));
         }
     }

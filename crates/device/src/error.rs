@@ -66,6 +66,19 @@ pub enum Error {
     #[error("unknown buffer id {0}")]
     UnknownBuffer(u32),
 
+    /// A view ([`Backend::view`](crate::Backend::view)) that cannot be made or released.
+    #[error("view of buffer {parent} at element {offset}, {len} elements: {why}")]
+    View {
+        /// The parent buffer's id.
+        parent: u32,
+        /// The first element asked for.
+        offset: usize,
+        /// Elements asked for.
+        len: usize,
+        /// What is wrong.
+        why: String,
+    },
+
     /// A [`PlanId`](crate::PlanId) this backend did not prepare, or one already dropped.
     #[error("unknown plan id {0}")]
     UnknownPlan(u32),

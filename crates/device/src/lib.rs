@@ -45,7 +45,7 @@ mod select;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket};
+pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, Stats, Ticket, VIEW_ALIGN};
 pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
 pub use kernels::{

@@ -448,13 +448,19 @@ impl UpdateRule {
     }
 
     /// The update kernel for a parameter of `len` elements; `decay: false` exempts it from the
-    /// weight decay (the same kernel, its decay attribute off).
+    /// weight decay (the same kernel, none of its elements decayed).
     pub fn lower_with(&self, len: usize, decay: bool) -> Kernel {
+        self.lower_flat(len, if decay { len } else { 0 })
+    }
+
+    /// The update kernel over `len` elements of flat parameter memory whose first `decayed`
+    /// take the weight decay.
+    pub fn lower_flat(&self, len: usize, decayed: usize) -> Kernel {
         match self {
-            UpdateRule::Sgd => Kernel::Optim(Optim::Sgd { len, decay }),
-            UpdateRule::Adam => Kernel::Optim(Optim::Adam { len, decoupled: false, decay }),
-            UpdateRule::AdamW => Kernel::Optim(Optim::Adam { len, decoupled: true, decay }),
-            UpdateRule::Rmsprop => Kernel::Optim(Optim::Rmsprop { len, decay }),
+            UpdateRule::Sgd => Kernel::Optim(Optim::Sgd { len, decayed }),
+            UpdateRule::Adam => Kernel::Optim(Optim::Adam { len, decoupled: false, decayed }),
+            UpdateRule::AdamW => Kernel::Optim(Optim::Adam { len, decoupled: true, decayed }),
+            UpdateRule::Rmsprop => Kernel::Optim(Optim::Rmsprop { len, decayed }),
         }
     }
 }

@@ -70,10 +70,10 @@ pub fn one_of_each() -> Vec<Kernel> {
         v.push(Kernel::Loss(loss));
     }
     for opt in [
-        Optim::Sgd { len: 9, decay: true },
-        Optim::Adam { len: 9, decoupled: false, decay: true },
-        Optim::Adam { len: 9, decoupled: true, decay: true },
-        Optim::Rmsprop { len: 9, decay: true },
+        Optim::Sgd { len: 9, decayed: 9 },
+        Optim::Adam { len: 9, decoupled: false, decayed: 9 },
+        Optim::Adam { len: 9, decoupled: true, decayed: 9 },
+        Optim::Rmsprop { len: 9, decayed: 9 },
     ] {
         v.push(Kernel::Optim(opt));
     }

@@ -580,7 +580,7 @@ fn sgd_plain_momentum_nesterov_weight_decay() {
         let lr = [0.1, 0.05, 0.02];
         check_optimizer(
             &format!("sgd momentum={mom} wd={wd} nesterov={nest}"),
-            Kernel::Optim(Optim::Sgd { len: 33, decay: true }),
+            Kernel::Optim(Optim::Sgd { len: 33, decayed: 33 }),
             1,
             |t| vec![lr[t], mom, wd, nest],
             |p, state, g, h| {
@@ -610,7 +610,7 @@ fn check_adam(decoupled: bool) {
     let mut t = 0;
     check_optimizer(
         name,
-        Kernel::Optim(Optim::Adam { len: 65, decoupled, decay: true }),
+        Kernel::Optim(Optim::Adam { len: 65, decoupled, decayed: 65 }),
         2,
         |step| {
             let t = step as i32 + 1;
@@ -652,7 +652,7 @@ fn rmsprop_three_steps() {
     let lr = [1e-2, 5e-3, 2e-3];
     check_optimizer(
         "rmsprop",
-        Kernel::Optim(Optim::Rmsprop { len: 17, decay: true }),
+        Kernel::Optim(Optim::Rmsprop { len: 17, decayed: 17 }),
         1,
         |step| vec![lr[step], alpha, eps, wd],
         |p, state, g, h| {

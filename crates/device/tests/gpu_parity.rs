@@ -316,27 +316,30 @@ fn optimizer_updates_match_cpu() {
     for (i, len) in [1, 17, 127, 70_001].into_iter().enumerate() {
         let seed = 110 + i as u64;
         for sgd in [[0.05, 0.0, 0.0, 0.0], [0.05, 0.9, 0.0, 0.0], [0.05, 0.9, 0.01, 1.0]] {
-            check(Kernel::Optim(Optim::Sgd { len, decay: true }), seed, &sgd);
+            check(Kernel::Optim(Optim::Sgd { len, decayed: len }), seed, &sgd);
         }
         // lr, beta1, beta2, eps, weight decay, 1 - beta1^t, 1 - beta2^t at t = 3
         let adam = [1e-3, 0.9, 0.999, 1e-8, 0.01, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
-        check(Kernel::Optim(Optim::Adam { len, decoupled: false, decay: true }), seed, &adam);
-        check(Kernel::Optim(Optim::Adam { len, decoupled: true, decay: true }), seed, &adam);
-        check(Kernel::Optim(Optim::Rmsprop { len, decay: true }), seed, &[1e-2, 0.99, 1e-8, 0.01]);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: false, decayed: len }), seed, &adam);
+        check(Kernel::Optim(Optim::Adam { len, decoupled: true, decayed: len }), seed, &adam);
+        check(Kernel::Optim(Optim::Rmsprop { len, decayed: len }), seed, &[1e-2, 0.99, 1e-8, 0.01]);
     }
 }
 
-/// The same kernels with the decay attribute off (a weight-decay-exempt parameter group): the
-/// hyper buffer's weight decay (large here, 0.5) must be ignored alike on both backends.
+/// The same kernels with part or all of their elements exempt from weight decay (a decay-exempt
+/// parameter group, or flat memory holding both groups): the hyper buffer's weight decay (large
+/// here, 0.5) must be ignored past `decayed` alike on both backends.
 #[test]
 fn optimizer_updates_without_decay_match_cpu() {
     for (i, len) in [1, 17, 1031].into_iter().enumerate() {
-        let seed = 590 + i as u64;
-        check(Kernel::Optim(Optim::Sgd { len, decay: false }), seed, &[0.05, 0.9, 0.5, 1.0]);
-        let adam = [1e-2, 0.9, 0.999, 1e-8, 0.5, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
-        check(Kernel::Optim(Optim::Adam { len, decoupled: false, decay: false }), seed, &adam);
-        check(Kernel::Optim(Optim::Adam { len, decoupled: true, decay: false }), seed, &adam);
-        check(Kernel::Optim(Optim::Rmsprop { len, decay: false }), seed, &[1e-2, 0.99, 1e-8, 0.5]);
+        for decayed in [0, len / 3] {
+            let seed = 590 + i as u64 + decayed as u64;
+            check(Kernel::Optim(Optim::Sgd { len, decayed }), seed, &[0.05, 0.9, 0.5, 1.0]);
+            let adam = [1e-2, 0.9, 0.999, 1e-8, 0.5, 1.0 - 0.9f32.powi(3), 1.0 - 0.999f32.powi(3)];
+            check(Kernel::Optim(Optim::Adam { len, decoupled: false, decayed }), seed, &adam);
+            check(Kernel::Optim(Optim::Adam { len, decoupled: true, decayed }), seed, &adam);
+            check(Kernel::Optim(Optim::Rmsprop { len, decayed }), seed, &[1e-2, 0.99, 1e-8, 0.5]);
+        }
     }
 }
 

@@ -196,10 +196,10 @@ fn optimizer_kernels_skip_when_the_hyper_buffer_says_so() {
     let state: Vec<f32> = rng.uniform_vec(n, 0.1, 1.0);
     for mut be in backends("loss-scaling kernels") {
         for opt in [
-            Optim::Sgd { len: n, decay: true },
-            Optim::Adam { len: n, decoupled: false, decay: true },
-            Optim::Adam { len: n, decoupled: true, decay: true },
-            Optim::Rmsprop { len: n, decay: true },
+            Optim::Sgd { len: n, decayed: n },
+            Optim::Adam { len: n, decoupled: false, decayed: n },
+            Optim::Adam { len: n, decoupled: true, decayed: n },
+            Optim::Rmsprop { len: n, decayed: n },
         ] {
             for skip in [1.0, 0.0] {
                 let mut h = adam_hyper(skip);
@@ -270,7 +270,7 @@ fn one_plan_skips_or_applies_with_no_read_back() {
                 let m = be.upload(HostData::F32(&vec![0.0; n])).unwrap();
                 let v = be.upload(HostData::F32(&vec![0.0; n])).unwrap();
                 updates.push(Launch::new(
-                    Kernel::Optim(Optim::Adam { len: n, decoupled: true, decay: true }),
+                    Kernel::Optim(Optim::Adam { len: n, decoupled: true, decayed: n }),
                     &[p, out, hyper, m, v],
                 ));
                 ps.push(p);

@@ -185,15 +185,20 @@ fn adamw_without_decay_is_adam_without_decay() {
             vec![lr[t], b1, b2, eps, wd, 1.0 - b1.powi(k), 1.0 - b2.powi(k)]
         }
     };
-    let adamw = |decay| Kernel::Optim(Optim::Adam { len, decoupled: true, decay });
+    let adamw =
+        |decay: bool| Kernel::Optim(Optim::Adam { len, decoupled: true, decayed: decay as usize * len });
     let exempt = adam_steps(adamw(false), &p, &grads, hyper(0.1));
-    let plain =
-        adam_steps(Kernel::Optim(Optim::Adam { len, decoupled: false, decay: true }), &p, &grads, hyper(0.0));
+    let plain = adam_steps(
+        Kernel::Optim(Optim::Adam { len, decoupled: false, decayed: len }),
+        &p,
+        &grads,
+        hyper(0.0),
+    );
     for (a, b) in exempt.iter().zip(&plain) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "exempt AdamW vs Adam (wd 0)");
     }
     // Adam's L2 decay is switched off as well
-    let adam_exempt = Kernel::Optim(Optim::Adam { len, decoupled: false, decay: false });
+    let adam_exempt = Kernel::Optim(Optim::Adam { len, decoupled: false, decayed: 0 });
     assert_eq!(adam_steps(adam_exempt, &p, &grads, hyper(0.1)), plain);
     // decayed: PyTorch's AdamW, p *= 1 - lr wd before the Adam step, in f64
     let decayed = adam_steps(adamw(true), &p, &grads, hyper(0.1));
@@ -219,10 +224,10 @@ fn sgd_and_rmsprop_without_decay_ignore_the_weight_decay() {
     let len = 29;
     let (p, g, st) = (rng.normal_vec(len), rng.normal_vec(len), rng.uniform_vec(len, 0.1, 1.0));
     for (exempt, plain, mut h) in [
-        (Optim::Sgd { len, decay: false }, Optim::Sgd { len, decay: true }, vec![0.05, 0.9, 0.3, 1.0]),
+        (Optim::Sgd { len, decayed: 0 }, Optim::Sgd { len, decayed: len }, vec![0.05, 0.9, 0.3, 1.0]),
         (
-            Optim::Rmsprop { len, decay: false },
-            Optim::Rmsprop { len, decay: true },
+            Optim::Rmsprop { len, decayed: 0 },
+            Optim::Rmsprop { len, decayed: len },
             vec![1e-2, 0.99, 1e-8, 0.3],
         ),
     ] {

@@ -40,26 +40,32 @@ pub(crate) enum CpuBuf {
     Half(Vec<u16>),
 }
 
-impl Default for CpuBuf {
-    /// An empty placeholder (no allocation), left behind while a written buffer is out on loan.
-    fn default() -> Self {
-        CpuBuf::F32(Vec::new())
-    }
-}
-
 impl CpuBuf {
-    fn out(&mut self, len: usize) -> Out<'_> {
+    /// Elements `offset..offset + len` as a kernel output.
+    ///
+    /// # Safety
+    /// The range must lie within the buffer, and nothing else may access it while the returned
+    /// slice lives (the buffer itself must not be moved, resized or dropped meanwhile).
+    unsafe fn out_at<'a>(&mut self, offset: usize, len: usize) -> Out<'a> {
+        use std::slice::from_raw_parts_mut as part;
+        // `as_mut_ptr` makes no reference to the whole vector, so several disjoint ranges of one
+        // buffer can be out at once.
         match self {
-            CpuBuf::F32(v) => Out::F(&mut v[..len]),
-            CpuBuf::U32(v) => Out::U(&mut v[..len]),
-            CpuBuf::Half(v) => Out::H(&mut v[..len]),
+            CpuBuf::F32(v) => Out::F(part(v.as_mut_ptr().add(offset), len)),
+            CpuBuf::U32(v) => Out::U(part(v.as_mut_ptr().add(offset), len)),
+            CpuBuf::Half(v) => Out::H(part(v.as_mut_ptr().add(offset), len)),
         }
     }
-    fn input(&self, len: usize) -> In<'_> {
+    /// Elements `offset..offset + len` as a kernel input.
+    ///
+    /// # Safety
+    /// As [`CpuBuf::out_at`], except that other inputs may share the range.
+    unsafe fn input_at<'a>(&mut self, offset: usize, len: usize) -> In<'a> {
+        use std::slice::from_raw_parts as part;
         match self {
-            CpuBuf::F32(v) => In::F(&v[..len]),
-            CpuBuf::U32(v) => In::U(&v[..len]),
-            CpuBuf::Half(v) => In::H(&v[..len]),
+            CpuBuf::F32(v) => In::F(part(v.as_mut_ptr().add(offset), len)),
+            CpuBuf::U32(v) => In::U(part(v.as_mut_ptr().add(offset), len)),
+            CpuBuf::Half(v) => In::H(part(v.as_mut_ptr().add(offset), len)),
         }
     }
 }
@@ -137,8 +143,7 @@ impl CpuBackend {
             .ok_or(Error::UnknownPlan(plan.0))
     }
 
-    /// Runs one step. Its written buffers are taken out of the pool for the duration (a launch never
-    /// reads a buffer it writes; `check_launch` forbids it), its read buffers are borrowed.
+    /// Runs one step: its buffers' elements handed to the kernel's CPU twin as slices.
     fn run_step(pool: &mut Pool<CpuBuf>, step: &CpuLaunch, par: Par) -> Result<()> {
         let op = step.kernel.name();
         // A buffer may have been released and its id reused since prepare: check again (cheap).
@@ -156,42 +161,27 @@ impl CpuBackend {
                 });
             }
         }
-        // From here on no lookup can fail (every id was checked above), so a loaned buffer is
-        // always put back.
-        let mut taken: [CpuBuf; MAX_WRITES] = Default::default();
-        let mut n_w = 0;
+        let mut outs: [Out<'_>; MAX_WRITES] = [Out::F(&mut []), Out::F(&mut []), Out::F(&mut [])];
+        let mut ins: [In<'_>; MAX_READS] = [In::F(&[]); MAX_READS];
+        let (mut w, mut r) = (0, 0);
         for (id, s) in &step.binds {
-            if s.access == Access::Write {
-                taken[n_w] = std::mem::take(&mut pool.get_mut(*id)?.raw);
-                n_w += 1;
-            }
-        }
-        let ran = {
-            let mut outs: [Out<'_>; MAX_WRITES] = [Out::F(&mut []), Out::F(&mut []), Out::F(&mut [])];
-            let mut ins: [In<'_>; MAX_READS] = [In::F(&[]); MAX_READS];
-            let (mut w, mut r) = (0, 0);
-            let mut loans = taken.iter_mut();
-            for (id, s) in &step.binds {
-                match s.access {
-                    Access::Write => {
-                        outs[w] = loans.next().expect("counted above").out(s.len);
-                        w += 1;
-                    }
-                    Access::Read => {
-                        ins[r] = pool.get(*id)?.raw.input(s.len);
-                        r += 1;
-                    }
+            let (raw, offset) = pool.storage_mut(*id)?;
+            // SAFETY: the buffer holds `offset + s.len` elements (checked just above: `describe`
+            // gives the view's length, which lies within its parent); `prepare` checked that no
+            // written range overlaps any other range this launch binds, and the slices die with
+            // this call, before the pool can change.
+            match s.access {
+                Access::Write => {
+                    outs[w] = unsafe { raw.out_at(offset, s.len) };
+                    w += 1;
+                }
+                Access::Read => {
+                    ins[r] = unsafe { raw.input_at(offset, s.len) };
+                    r += 1;
                 }
             }
-            step.kernel.run_cpu(&mut outs[..w], &ins[..r], par)
-        };
-        let mut loans = taken.into_iter();
-        for (id, s) in &step.binds {
-            if s.access == Access::Write {
-                pool.get_mut(*id)?.raw = loans.next().expect("counted above");
-            }
         }
-        ran
+        step.kernel.run_cpu(&mut outs[..w], &ins[..r], par)
     }
 }
 
@@ -218,6 +208,10 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn view(&mut self, parent: BufferId, offset: usize, len: usize) -> Result<BufferId> {
+        self.pool.view(parent, offset, len)
+    }
+
     fn release(&mut self, id: BufferId) -> Result<()> {
         self.pool.release(id)
     }
@@ -227,14 +221,15 @@ impl Backend for CpuBackend {
     }
 
     fn write(&mut self, id: BufferId, data: HostData<'_>) -> Result<()> {
-        let entry = self.pool.get_mut(id)?;
-        check_write(entry.dtype, entry.len, &data)?;
-        match (&mut entry.raw, data) {
-            (CpuBuf::F32(v), HostData::F32(d)) => v[..d.len()].copy_from_slice(d),
-            (CpuBuf::U32(v), HostData::U32(d)) => v[..d.len()].copy_from_slice(d),
+        let (dtype, len) = self.pool.describe(id)?;
+        check_write(dtype, len, &data)?;
+        let (raw, at) = self.pool.storage_mut(id)?;
+        match (raw, data) {
+            (CpuBuf::F32(v), HostData::F32(d)) => v[at..at + d.len()].copy_from_slice(d),
+            (CpuBuf::U32(v), HostData::U32(d)) => v[at..at + d.len()].copy_from_slice(d),
             (CpuBuf::Half(v), d) => {
                 let bits = d.half_bits().expect("check_write matched the dtypes");
-                v[..bits.len()].copy_from_slice(bits)
+                v[at..at + bits.len()].copy_from_slice(bits)
             }
             _ => unreachable!("check_write matched the dtypes"),
         }
@@ -244,7 +239,7 @@ impl Backend for CpuBackend {
     fn prepare(&mut self, launches: &[Launch]) -> Result<PlanId> {
         let mut steps = Vec::with_capacity(launches.len());
         for launch in launches {
-            check_launch(launch, |id| self.pool.describe(id))?;
+            check_launch(launch, &self.pool)?;
             let slots = launch.kernel.slots();
             let (n_w, n_r) = slots.iter().fold((0, 0), |(w, r), s| match s.access {
                 Access::Write => (w + 1, r),
@@ -328,11 +323,13 @@ impl Backend for CpuBackend {
     /// A direct copy: unlike the trait's default, it compiles no plan (so `plans_compiled` stays
     /// flat in a training loop that reads its loss).
     fn read(&mut self, id: BufferId) -> Result<HostVec> {
-        let entry = self.pool.get(id)?;
-        Ok(match &entry.raw {
-            CpuBuf::F32(v) => HostVec::F32(v.clone()),
-            CpuBuf::U32(v) => HostVec::U32(v.clone()),
-            CpuBuf::Half(v) => HostVec::from_half_bits(entry.dtype, v.clone()),
+        let (dtype, len) = self.pool.describe(id)?;
+        let (raw, at) = self.pool.storage(id)?;
+        let range = at..at + len;
+        Ok(match raw {
+            CpuBuf::F32(v) => HostVec::F32(v[range].to_vec()),
+            CpuBuf::U32(v) => HostVec::U32(v[range].to_vec()),
+            CpuBuf::Half(v) => HostVec::from_half_bits(dtype, v[range].to_vec()),
         })
     }
 }

@@ -139,7 +139,7 @@ impl GpuBackend {
 
     fn build_plan(&mut self, launches: &[Launch]) -> Result<Plan> {
         for l in launches {
-            check_launch(l, |id| self.pool.describe(id))?;
+            check_launch(l, &self.pool)?;
             l.kernel.check_workgroups()?;
         }
         if launches.is_empty() {
@@ -174,10 +174,9 @@ impl GpuBackend {
                 }),
             }];
             for (slot, id) in k.slots().iter().zip(&l.buffers) {
-                let buffer = &self.pool.get(*id)?.raw;
                 entries.push(wgpu::BindGroupEntry {
                     binding: slot.binding,
-                    resource: buffer.as_entire_binding(),
+                    resource: wgpu::BindingResource::Buffer(Self::binding(&self.pool, *id)?),
                 });
             }
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -189,6 +188,17 @@ impl GpuBackend {
             self.bind_groups_created += 1;
         }
         Ok(Plan { steps, _params: Some(params) })
+    }
+
+    /// The binding of buffer `id`: a whole buffer, or a view's range of its parent. A binding
+    /// covers whole 16-byte vec4s where its parent has them (see `alloc`): a view's elements are
+    /// followed by at least that padding, since views start 256-byte aligned.
+    fn binding(pool: &Pool<wgpu::Buffer>, id: BufferId) -> Result<wgpu::BufferBinding<'_>> {
+        let (dtype, len) = pool.describe(id)?;
+        let (raw, at) = pool.storage(id)?;
+        let offset = dtype.bytes(at);
+        let size = dtype.bytes(len.max(1)).next_multiple_of(16).min(raw.size() - offset);
+        Ok(wgpu::BufferBinding { buffer: raw, offset, size: std::num::NonZeroU64::new(size) })
     }
 
     /// Encodes a plan's launches (if any) and copies of `reads` into staging buffers, submits
@@ -225,7 +235,8 @@ impl GpuBackend {
             let (dtype, len) = self.pool.describe(id)?;
             let bytes = dtype.bytes(len.max(1));
             let staging = self.take_staging(bytes);
-            encoder.copy_buffer_to_buffer(&self.pool.get(id)?.raw, 0, &staging, 0, bytes);
+            let (raw, at) = self.pool.storage(id)?;
+            encoder.copy_buffer_to_buffer(raw, dtype.bytes(at), &staging, 0, bytes);
             readbacks.push(Readback { dtype, len, staging, mapped: Arc::new(AtomicU8::new(0)) });
         }
         let commands = encoder.finish();
@@ -277,6 +288,14 @@ impl Backend for GpuBackend {
         })
     }
 
+    fn view(&mut self, parent: BufferId, offset: usize, len: usize) -> Result<BufferId> {
+        self.pool.view(parent, offset, len)
+    }
+
+    fn max_buffer_bytes(&self) -> u64 {
+        self.max_binding
+    }
+
     fn release(&mut self, id: BufferId) -> Result<()> {
         self.pool.release(id)
     }
@@ -286,19 +305,21 @@ impl Backend for GpuBackend {
     }
 
     fn write(&mut self, id: BufferId, data: HostData<'_>) -> Result<()> {
-        let e = self.pool.get(id)?;
-        check_write(e.dtype, e.len, &data)?;
+        let (dtype, len) = self.pool.describe(id)?;
+        check_write(dtype, len, &data)?;
+        let (raw, at) = self.pool.storage(id)?;
+        let at = dtype.bytes(at);
         let bytes = data.bytes();
         if bytes.len().is_multiple_of(4) {
             if !bytes.is_empty() {
-                self.queue.write_buffer(&e.raw, 0, bytes);
+                self.queue.write_buffer(raw, at, bytes);
             }
         } else {
             // An odd number of half elements filling the buffer: writes cover whole words, so the
             // last word takes a zero high half (padding, never read as data).
             let mut padded = bytes.to_vec();
             padded.resize(bytes.len().next_multiple_of(4), 0);
-            self.queue.write_buffer(&e.raw, 0, &padded);
+            self.queue.write_buffer(raw, at, &padded);
         }
         Ok(())
     }

@@ -10,9 +10,11 @@
 //! and its state untouched. The host writes 0; dynamic loss scaling sets it on the device when a
 //! gradient overflowed (`kernels/loss_scale.rs`), so the skip needs no read-back.
 //!
-//! Every kernel has a `decay` attribute (in [`OptimParams`]): with `decay: false` the hyper
-//! buffer's weight decay is ignored for that parameter (biases and norm weights in AdamW param
-//! groups), so one kernel per rule serves both groups.
+//! Every kernel has a `decayed` attribute (in [`OptimParams`]): only its first `decayed` elements
+//! take the hyper buffer's weight decay, the rest are exempt (biases and norm weights in AdamW
+//! param groups). One launch per parameter sets it to all or none of them; one launch over flat
+//! parameter memory (every parameter a view of one buffer, the decayed ones first) updates both
+//! groups at once.
 
 use super::{nonzero, per_element, slot, slot_lens, Access::*, Family, Slot};
 use crate::error::Result;
@@ -105,8 +107,8 @@ pub enum Optim {
     Sgd {
         /// Elements.
         len: usize,
-        /// Apply the hyper buffer's weight decay (false: exempt this parameter).
-        decay: bool,
+        /// Leading elements that take the hyper buffer's weight decay (the rest are exempt).
+        decayed: usize,
     },
     /// In-place Adam (L2 weight decay) or AdamW (`decoupled`: decoupled weight decay) ([`AdamHyper`]).
     Adam {
@@ -114,15 +116,15 @@ pub enum Optim {
         len: usize,
         /// AdamW: decay the weights directly instead of adding to the gradient.
         decoupled: bool,
-        /// Apply the hyper buffer's weight decay (false: exempt this parameter).
-        decay: bool,
+        /// Leading elements that take the hyper buffer's weight decay (the rest are exempt).
+        decayed: usize,
     },
     /// In-place RMSprop ([`RmspropHyper`]).
     Rmsprop {
         /// Elements.
         len: usize,
-        /// Apply the hyper buffer's weight decay (false: exempt this parameter).
-        decay: bool,
+        /// Leading elements that take the hyper buffer's weight decay (the rest are exempt).
+        decayed: usize,
     },
 }
 
@@ -132,8 +134,8 @@ pub enum Optim {
 pub struct OptimParams {
     /// Elements of the parameter.
     pub len: u32,
-    /// 1: apply the weight decay, 0: ignore it.
-    pub decay: u32,
+    /// Leading elements that take the weight decay.
+    pub decayed: u32,
 }
 
 impl Optim {
@@ -143,20 +145,21 @@ impl Optim {
         }
     }
 
-    /// Whether the kernel applies the weight decay.
-    pub fn decay(&self) -> bool {
+    /// Leading elements that take the weight decay.
+    pub fn decayed(&self) -> usize {
         match *self {
-            Optim::Sgd { decay, .. } | Optim::Adam { decay, .. } | Optim::Rmsprop { decay, .. } => decay,
+            Optim::Sgd { decayed, .. } | Optim::Adam { decayed, .. } | Optim::Rmsprop { decayed, .. } => {
+                decayed
+            }
         }
     }
 
-    /// The typed hyper buffer, its weight decay zeroed when the kernel is exempt from it.
-    fn hyper<H: bytemuck::Pod>(&self, words: &[f32], weight_decay: impl Fn(&mut H) -> &mut f32) -> H {
-        let mut h: H = hyper(words);
-        if !self.decay() {
-            *weight_decay(&mut h) = 0.0;
-        }
-        h
+    /// The typed hyper buffer for the decayed elements and for the exempt ones (weight decay 0).
+    fn hypers<H: bytemuck::Pod>(&self, words: &[f32], weight_decay: impl Fn(&mut H) -> &mut f32) -> [H; 2] {
+        let h: H = hyper(words);
+        let mut exempt = h;
+        *weight_decay(&mut exempt) = 0.0;
+        [h, exempt]
     }
 }
 
@@ -194,11 +197,16 @@ impl Family for Optim {
     }
 
     fn validate(&self) -> Result<()> {
-        nonzero(self.name(), &slot_lens(&self.slots()))
+        nonzero(self.name(), &slot_lens(&self.slots()))?;
+        if self.decayed() > self.len() {
+            let detail = format!("{} decayed elements of {}", self.decayed(), self.len());
+            return Err(crate::Error::shape(self.name(), detail));
+        }
+        Ok(())
     }
 
     fn params(&self) -> OptimParams {
-        OptimParams { len: self.len() as u32, decay: self.decay() as u32 }
+        OptimParams { len: self.len() as u32, decayed: self.decayed() as u32 }
     }
 
     fn workgroups(&self) -> [u32; 3] {
@@ -211,15 +219,27 @@ impl Family for Optim {
                 return; // skipped (an overflow under loss scaling)
             }
         }
+        // the decayed elements, then the exempt ones
+        let d = self.decayed();
         match (*self, outs, ins) {
             (Optim::Sgd { .. }, [Out::F(p), Out::F(v)], [In::F(g), In::F(h)]) => {
-                sgd(p, v, g, &self.hyper(h, |h: &mut SgdHyper| &mut h.weight_decay))
+                let [with, without] = self.hypers(h, |h: &mut SgdHyper| &mut h.weight_decay);
+                let ((p0, p1), (v0, v1), (g0, g1)) = (p.split_at_mut(d), v.split_at_mut(d), g.split_at(d));
+                sgd(p0, v0, g0, &with);
+                sgd(p1, v1, g1, &without);
             }
             (Optim::Adam { decoupled, .. }, [Out::F(p), Out::F(m), Out::F(v)], [In::F(g), In::F(h)]) => {
-                adam(decoupled, p, m, v, g, &self.hyper(h, |h: &mut AdamHyper| &mut h.weight_decay))
+                let [with, without] = self.hypers(h, |h: &mut AdamHyper| &mut h.weight_decay);
+                let (p, m, v) = (p.split_at_mut(d), m.split_at_mut(d), v.split_at_mut(d));
+                let g = g.split_at(d);
+                adam(decoupled, p.0, m.0, v.0, g.0, &with);
+                adam(decoupled, p.1, m.1, v.1, g.1, &without);
             }
             (Optim::Rmsprop { .. }, [Out::F(p), Out::F(sq)], [In::F(g), In::F(h)]) => {
-                rmsprop(p, sq, g, &self.hyper(h, |h: &mut RmspropHyper| &mut h.weight_decay))
+                let [with, without] = self.hypers(h, |h: &mut RmspropHyper| &mut h.weight_decay);
+                let ((p0, p1), (s0, s1), (g0, g1)) = (p.split_at_mut(d), sq.split_at_mut(d), g.split_at(d));
+                rmsprop(p0, s0, g0, &with);
+                rmsprop(p1, s1, g1, &without);
             }
             _ => mismatch(self.name()),
         }
