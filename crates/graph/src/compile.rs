@@ -2,13 +2,16 @@
 //! a schedule (ascending ids, each optimizer or running-statistic update right after the last
 //! reader of its target; a cache write at its own id, in place in its cache's buffer), and buffer
 //! planning by liveness (tensors of one type whose lifetimes do not overlap share an activation
-//! slot, see `slots.rs`).
+//! slot, see `slots.rs`). With flat parameter memory ([`FlatLayout`], `flat.rs`) each gradient
+//! is written into its view of the flat gradient buffer, and one update per chunk, after every
+//! member's own update would have run, replaces the per-parameter updates.
 
 use kiln_device::{BinaryOp, DType, Kernel, LossScale, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
+use crate::flat::FlatLayout;
 use crate::graph::{Graph, Node, NodeId, Op};
-use crate::plan::{Buf, Plan, Step};
+use crate::plan::{Buf, FlatPart, Plan, Step};
 use crate::slots::{self, Lifetime};
 
 /// What a compiled step runs besides what its fetched outputs need.
@@ -31,8 +34,20 @@ pub fn compile(g: &Graph, fetch: &[NodeId], train: bool, batch: usize) -> Result
     compile_mode(g, fetch, if train { Mode::Train } else { Mode::Run }, batch)
 }
 
-/// [`compile`] for any [`Mode`] (an accumulation micro-step among them).
+/// [`compile`] for any [`Mode`] (an accumulation micro-step among them), with the flat parameter
+/// memory a CPU session would use ([`FlatLayout::of`] with no buffer limit).
 pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Result<Plan> {
+    compile_with(g, fetch, mode, batch, FlatLayout::of(g, u64::MAX).as_ref())
+}
+
+/// [`compile_mode`] with the session's flat parameter memory (`None`: one update per parameter).
+pub fn compile_with(
+    g: &Graph,
+    fetch: &[NodeId],
+    mode: Mode,
+    batch: usize,
+    flat: Option<&FlatLayout>,
+) -> Result<Plan> {
     g.check()?;
     if batch == 0 {
         return Err(Error::shape("compile", "batch size must be at least 1"));
@@ -117,6 +132,20 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
             _ => (2 * i, i),
         })
         .collect();
+    // flat memory: one update per chunk, where the last of its members' updates would run
+    let mut chunk_of_update = vec![None; n];
+    if let Some(layout) = flat {
+        for (c, chunk) in layout.chunks.iter().enumerate() {
+            chunk.members.iter().for_each(|m| chunk_of_update[m.update.index()] = Some(c));
+        }
+        let mut last: Vec<Option<(usize, usize)>> = vec![None; layout.chunks.len()];
+        for &(key, i) in &order {
+            if let Some(c) = chunk_of_update[i] {
+                last[c] = last[c].max(Some((key, i)));
+            }
+        }
+        order.retain(|&(key, i)| chunk_of_update[i].is_none_or(|c| last[c] == Some((key, i))));
+    }
     order.sort_unstable();
     let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
 
@@ -151,6 +180,7 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         fetch: Vec::new(),
         fetch_lens: Vec::new(),
         fused: fused_into.iter().filter(|f| f.is_some()).count(),
+        grad_bytes: 0,
         naive_bytes: 0,
         live: Vec::new(),
     };
@@ -175,13 +205,25 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         });
     }
 
+    // Gradients in flat memory: each in its view.
+    if let Some(layout) = flat {
+        for (c, chunk) in layout.chunks.iter().enumerate() {
+            for (k, m) in chunk.members.iter().enumerate() {
+                if live[m.grad.index()] {
+                    buf[m.grad.index()] = Some(Buf::Grad { chunk: c, member: k });
+                }
+            }
+        }
+        plan.grad_bytes = layout.grad_bytes();
+    }
+
     // Activation slots by liveness (see `slots.rs`): the tensors each step writes, placed by
     // their lifetimes.
     let writes = |i: usize| !nodes[i].op.is_update() && in_place_of(&nodes[i].op).is_none();
     let (written, lifetimes): (Vec<usize>, Vec<Lifetime>) = order
         .iter()
         .enumerate()
-        .filter(|&(_, &i)| writes(i))
+        .filter(|&(_, &i)| writes(i) && buf[i].is_none())
         .map(|(pos, &i)| {
             let (dtype, len) = (nodes[i].dtype, nodes[i].shape.numel(batch));
             (i, Lifetime { dtype, len, first: pos, last: last_use[i].unwrap_or(pos) })
@@ -200,14 +242,31 @@ pub fn compile_mode(g: &Graph, fetch: &[NodeId], mode: Mode, batch: usize) -> Re
         let mut bufs = Vec::new();
         if writes(i) {
             naive += bytes(i);
-            alive += bytes(i);
+            if let Some(Buf::Temp(_)) = buf[i] {
+                alive += bytes(i);
+            }
             bufs.push(buf[i].expect("every written tensor has a slot"));
         }
         let inputs = reads(i);
-        for x in &inputs {
-            bufs.push(buf[root[x.index()]].expect("inputs are scheduled before their readers"));
-        }
-        let kernel = kernel_for(&nodes, i, fused_into[i], batch, mode)?;
+        let kernel = match (flat, chunk_of_update[i]) {
+            (Some(layout), Some(chunk)) => {
+                // the chunk's update: its parameters, gradients, the hyper buffer and its states
+                let c = &layout.chunks[chunk];
+                let Op::Update { rule, .. } = nodes[i].op else { unreachable!("an update") };
+                let hyper =
+                    buf[root[nodes[i].inputs[2].index()]].expect("the hyper buffer is a leaf or in place");
+                let part = |part| Buf::Flat { chunk, part };
+                bufs.extend([part(FlatPart::Param), part(FlatPart::Grad), hyper]);
+                bufs.extend((0..c.members[0].states.len()).map(|k| part(FlatPart::State(k))));
+                rule.lower_flat(c.len, c.decayed)
+            }
+            _ => {
+                for x in &inputs {
+                    bufs.push(buf[root[x.index()]].expect("inputs are scheduled before their readers"));
+                }
+                kernel_for(&nodes, i, fused_into[i], batch, mode)?
+            }
+        };
         plan.steps.push(Step { node: id, kernel, bufs });
         // Free what this step read (or wrote) for the last time.
         let mut ending: Vec<usize> = inputs.iter().map(|x| root[x.index()]).collect();

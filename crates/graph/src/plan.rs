@@ -18,6 +18,32 @@ pub enum Buf {
     /// An activation slot, shared by tensors whose lifetimes do not overlap (index into
     /// [`Plan::temps`]).
     Temp(usize),
+    /// A whole buffer of flat parameter memory ([`crate::FlatLayout`]): chunk `chunk`'s
+    /// parameters, gradients or optimizer state `k`. Owned by the session.
+    Flat {
+        /// The chunk.
+        chunk: usize,
+        /// Which of its buffers.
+        part: FlatPart,
+    },
+    /// The gradient of member `member` of chunk `chunk`: its view of the chunk's gradient buffer.
+    Grad {
+        /// The chunk.
+        chunk: usize,
+        /// The member (parameter) within it.
+        member: usize,
+    },
+}
+
+/// One of a flat chunk's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlatPart {
+    /// The parameters.
+    Param,
+    /// Their gradients.
+    Grad,
+    /// Optimizer state `k` (in kernel slot order: Adam's `exp_avg`, `exp_avg_sq`).
+    State(usize),
 }
 
 /// One launch: the node it computes, its kernel and its buffers in [`Kernel::slots`] order.
@@ -53,6 +79,9 @@ pub struct Plan {
     pub fetch_lens: Vec<usize>,
     /// Matmul + bias-add + activation chains fused into one `bias_act` launch.
     pub fused: usize,
+    /// Bytes of the flat gradient buffers the plan binds (0 without flat parameter memory):
+    /// every gradient, alive until the update.
+    pub grad_bytes: u64,
     /// Bytes every tensor would take with a buffer of its own (no reuse, no fusion), persistent
     /// ones included.
     pub naive_bytes: u64,
@@ -88,13 +117,13 @@ impl Plan {
             .collect()
     }
 
-    /// Bytes of every buffer the plan uses: activation slots, fills, inputs and the persistent
-    /// tensors it binds.
+    /// Bytes of every buffer the plan uses: activation slots, fills, inputs, the persistent
+    /// tensors it binds and the flat gradient buffers.
     /// Half-precision slots and inputs count 2 bytes an element (rounded up to whole words).
     pub fn peak_bytes(&self) -> u64 {
         let fills: u64 = self.fills.iter().map(|f| DType::F32.bytes(f.0)).sum();
         let inputs: u64 = self.inputs.iter().map(|i| i.1.bytes(i.2)).sum();
-        self.temp_bytes() + fills + inputs + self.persistent_bytes()
+        self.temp_bytes() + fills + inputs + self.persistent_bytes() + self.grad_bytes
     }
 
     /// Bytes of the activation slots (what the plan allocates for activations, gradients and

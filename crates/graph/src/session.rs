@@ -6,24 +6,38 @@ use std::collections::HashMap;
 
 use kiln_device::{Backend, BufferId, DType, DeviceKind, HostData, HostVec, Launch, PlanId, Stats, Ticket};
 
-use crate::compile::{compile_mode, Mode};
+use crate::compile::{compile_with, Mode};
 use crate::error::{Error, Result};
+use crate::flat::FlatLayout;
 use crate::graph::{Graph, NodeId, Op};
 use crate::optimizer::Optimizer;
-use crate::plan::{Buf, Plan};
+use crate::plan::{Buf, FlatPart, Plan};
 
 /// A graph bound to a backend.
 pub struct Session {
     graph: Graph,
     backend: Box<dyn Backend>,
-    /// Session-owned buffers (parameters, state, constants, hyper), by node.
+    /// Session-owned buffers (parameters, state, constants, hyper), by node: views of the flat
+    /// buffers for the parameters and optimizer state they hold.
     persistent: HashMap<NodeId, BufferId>,
+    /// Flat parameter memory, when the graph's updates use it: the layout and each chunk's
+    /// buffers.
+    flat: Option<(FlatLayout, Vec<FlatBuffers>)>,
     names: HashMap<String, NodeId>,
     plans: Vec<Bound>,
     /// The live optimizer settings (a schedule changes the learning rate) and the hyper buffer
     /// they are written to before every training step.
     optimizer: Option<(Optimizer, NodeId)>,
     step: u64,
+}
+
+/// One chunk of flat parameter memory on the device.
+struct FlatBuffers {
+    param: BufferId,
+    grad: BufferId,
+    states: Vec<BufferId>,
+    /// Each member's view of `grad`.
+    grads: Vec<BufferId>,
 }
 
 /// A plan bound to device buffers.
@@ -50,13 +64,42 @@ pub type Feed<'a> = (NodeId, HostData<'a>);
 
 impl Session {
     /// Allocates and initializes every persistent tensor of `graph` (parameters from their
-    /// initial values or zeros, optimizer state zeros).
-    pub fn new(graph: Graph, mut backend: Box<dyn Backend>) -> Result<Self> {
+    /// initial values or zeros, optimizer state zeros). The optimizer updates run over flat
+    /// parameter memory, one launch per chunk, where [`FlatLayout::of`] gives a layout.
+    pub fn new(graph: Graph, backend: Box<dyn Backend>) -> Result<Self> {
+        Self::build(graph, backend, true)
+    }
+
+    /// [`Session::new`] with one optimizer launch per parameter (no flat memory): each gradient
+    /// is freed as soon as its parameter is updated. The same values bit for bit.
+    pub fn new_per_parameter(graph: Graph, backend: Box<dyn Backend>) -> Result<Self> {
+        Self::build(graph, backend, false)
+    }
+
+    fn build(graph: Graph, mut backend: Box<dyn Backend>, flat: bool) -> Result<Self> {
         graph.check()?;
         let mut persistent = HashMap::new();
         let mut names = HashMap::new();
         let hyper = graph.nodes().iter().position(|n| n.op == Op::Hyper).map(|i| NodeId(i as u32));
         let optimizer = graph.optimizer().zip(hyper);
+        // flat parameter memory: zeroed buffers (the padding stays zero), the members' views
+        let layout = FlatLayout::of(&graph, backend.max_buffer_bytes()).filter(|_| flat);
+        let mut flat = Vec::new();
+        for chunk in layout.iter().flat_map(|l| &l.chunks) {
+            let zeros = vec![0.0f32; chunk.len];
+            let parts = (0..2 + chunk.members[0].states.len())
+                .map(|_| backend.upload(HostData::F32(&zeros)))
+                .collect::<kiln_device::Result<Vec<_>>>()?;
+            let mut grads = Vec::new();
+            for m in &chunk.members {
+                persistent.insert(m.param, backend.view(parts[0], m.offset, m.len)?);
+                grads.push(backend.view(parts[1], m.offset, m.len)?);
+                for (k, &state) in m.states.iter().enumerate() {
+                    persistent.insert(state, backend.view(parts[2 + k], m.offset, m.len)?);
+                }
+            }
+            flat.push(FlatBuffers { param: parts[0], grad: parts[1], states: parts[2..].to_vec(), grads });
+        }
         for (i, node) in graph.nodes().iter().enumerate() {
             let id = NodeId(i as u32);
             if let Op::Input { name } | Op::Param { name } | Op::State { name } = &node.op {
@@ -74,9 +117,15 @@ impl Session {
                     &zeros
                 }
             };
-            persistent.insert(id, backend.upload(HostData::F32(data))?);
+            match persistent.get(&id) {
+                Some(&view) => backend.write(view, HostData::F32(data))?,
+                None => {
+                    persistent.insert(id, backend.upload(HostData::F32(data))?);
+                }
+            }
         }
-        Ok(Session { graph, backend, persistent, names, plans: Vec::new(), optimizer, step: 0 })
+        let flat = layout.map(|l| (l, flat));
+        Ok(Session { graph, backend, persistent, flat, names, plans: Vec::new(), optimizer, step: 0 })
     }
 
     /// The graph the session runs.
@@ -87,6 +136,12 @@ impl Session {
     /// The backend the session's buffers live on.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// The flat parameter memory the optimizer updates run over (`None`: one update per
+    /// parameter; see [`FlatLayout::of`]).
+    pub fn flat_layout(&self) -> Option<&FlatLayout> {
+        self.flat.as_ref().map(|f| &f.0)
     }
 
     /// The backend's buffer and pipeline counters.
@@ -287,7 +342,7 @@ impl Session {
         {
             return Ok(i);
         }
-        let plan = compile_mode(&self.graph, fetch, mode, batch)?;
+        let plan = compile_with(&self.graph, fetch, mode, batch, self.flat.as_ref().map(|f| &f.0))?;
         let mut owned = Vec::new();
         let mut temps = Vec::new();
         for &(dtype, len) in &plan.temps {
@@ -310,6 +365,17 @@ impl Session {
             Buf::Input(n) => inputs.iter().find(|i| i.0 == n).expect("plan input").1,
             Buf::Fill(k) => fills[k],
             Buf::Temp(k) => temps[k],
+            Buf::Flat { chunk, part } => {
+                let f = &self.flat.as_ref().expect("a flat plan has flat buffers").1[chunk];
+                match part {
+                    FlatPart::Param => f.param,
+                    FlatPart::Grad => f.grad,
+                    FlatPart::State(k) => f.states[k],
+                }
+            }
+            Buf::Grad { chunk, member } => {
+                self.flat.as_ref().expect("a flat plan has flat buffers").1[chunk].grads[member]
+            }
         };
         let launches: Vec<Launch> = plan
             .steps

@@ -1,7 +1,7 @@
 //! The compiler: fusion, dead-node elimination, update placement and buffer reuse.
 
 use kiln_device::{Binary, Kernel, Optim, Reduce, Unary};
-use kiln_graph::{compile, Buf, Graph, NodeId, Optimizer, Plan};
+use kiln_graph::{compile, compile_with, Buf, FlatLayout, FlatPart, Graph, Mode, NodeId, Optimizer, Plan};
 
 fn mlp(sizes: &[usize], act_fetch: bool) -> (Graph, NodeId, Vec<NodeId>) {
     let g = Graph::new();
@@ -32,7 +32,7 @@ fn count(p: &Plan, f: impl Fn(&Kernel) -> bool) -> usize {
 #[test]
 fn bias_add_and_activation_fuse_unless_the_sum_is_needed() {
     let (g, _, fetch) = mlp(&[64, 128, 128, 10], false);
-    let p = compile(&g, &fetch, true, 64).unwrap();
+    let p = compile_with(&g, &fetch, Mode::Train, 64, None).unwrap();
     assert_eq!(p.fused, 2);
     assert_eq!(count(&p, |k| matches!(k, Kernel::Unary(Unary::BiasAct { .. }))), 2);
     // The last layer has no activation: its bias-add stays a broadcast add.
@@ -60,7 +60,7 @@ fn dead_nodes_are_not_run_and_forward_plans_have_no_backward() {
 #[test]
 fn each_update_runs_after_every_reader_of_its_parameter() {
     let (g, loss, _) = mlp(&[6, 5, 4, 3], false);
-    let p = compile(&g, &[loss], true, 7).unwrap();
+    let p = compile_with(&g, &[loss], Mode::Train, 7, None).unwrap();
     for (i, s) in p.steps.iter().enumerate() {
         if s.kernel.family() != "optim" {
             continue;
@@ -130,4 +130,61 @@ fn a_linear_over_batch_and_time_reduces_once_for_its_bias_and_never_for_its_weig
     assert!(reduces.iter().any(|k| matches!(k, Kernel::Reduce(Reduce { outer: 1, len: 15, inner: 6, .. }))));
     let dw = p.steps.iter().find(|s| s.node == grads[0]).unwrap().kernel;
     assert!(matches!(dw, Kernel::Matmul(mm) if mm.batch == 1 && mm.k == 15), "{dw:?}");
+}
+
+/// With flat parameter memory the six per-parameter updates become one launch over the chunk
+/// (the decayed elements all of it, each parameter at a 64-element boundary), after every read
+/// of every parameter; each gradient is written into its view and no longer takes a slot.
+#[test]
+fn flat_memory_updates_every_parameter_in_one_launch_at_the_end() {
+    let (g, loss, _) = mlp(&[6, 5, 4, 3], false);
+    let layout = FlatLayout::of(&g, u64::MAX).expect("an MLP's gradients can live in views");
+    assert_eq!(layout.chunks.len(), 1);
+    let c = &layout.chunks[0];
+    let offsets: Vec<usize> = c.members.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [0, 64, 128, 192, 256, 320]);
+    assert_eq!((c.len, c.decayed), (320 + 3, 320 + 3));
+    let p = compile(&g, &[loss], true, 7).unwrap();
+    let per = compile_with(&g, &[loss], Mode::Train, 7, None).unwrap();
+    assert_eq!(p.launches() + 5, per.launches());
+    let updates: Vec<usize> = (0..p.steps.len()).filter(|&i| p.steps[i].kernel.family() == "optim").collect();
+    assert_eq!(updates, [p.launches() - 1]);
+    let s = &p.steps[updates[0]];
+    assert_eq!(s.kernel, Kernel::Optim(Optim::Adam { len: 323, decoupled: false, decayed: 323 }));
+    assert_eq!(s.bufs[0], Buf::Flat { chunk: 0, part: FlatPart::Param });
+    assert_eq!(s.bufs[1], Buf::Flat { chunk: 0, part: FlatPart::Grad });
+    assert_eq!(
+        s.bufs[3..],
+        [Buf::Flat { chunk: 0, part: FlatPart::State(0) }, Buf::Flat { chunk: 0, part: FlatPart::State(1) }]
+    );
+    // every gradient written into its own view, once
+    for k in 0..6 {
+        let writers = p.steps.iter().filter(|s| s.bufs[0] == Buf::Grad { chunk: 0, member: k }).count();
+        assert_eq!(writers, 1, "gradient {k}");
+    }
+    assert_eq!(p.grad_bytes, 4 * 323);
+    assert!(p.temp_bytes() < per.temp_bytes());
+}
+
+/// AdamW's groups: the decayed parameters first in the chunk, the exempt ones after them.
+#[test]
+fn flat_memory_puts_the_decayed_parameters_first() {
+    let g = Graph::new();
+    let x = g.input("x", &[6]);
+    let y = g.input_u32("y", &[]);
+    let (w1, b1, w2) = (g.param("w1", &[5, 6]), g.param("b1", &[5]), g.param("w2", &[3, 5]));
+    let loss = g.softmax_cross_entropy(g.linear(g.relu(g.linear(x, w1, Some(b1))), w2, None), y);
+    let params = [w1, b1, w2];
+    let grads = g.gradients(loss, &params).unwrap();
+    g.optimize_with(&params, &grads, Optimizer::adamw(1e-3), &[true, false, true]).unwrap();
+    let layout = FlatLayout::of(&g, u64::MAX).unwrap();
+    let c = &layout.chunks[0];
+    let order: Vec<NodeId> = c.members.iter().map(|m| m.param).collect();
+    assert_eq!(order, [w1, w2, b1]);
+    assert_eq!((c.decayed, c.len), (64 + 15, 128 + 5));
+    // buffers of at most 64 elements (256 bytes): each parameter in a chunk of its own
+    let small = FlatLayout::of(&g, 256).unwrap();
+    assert_eq!(small.chunks.len(), 3);
+    let p = compile_with(&g, &[loss], Mode::Train, 4, Some(&small)).unwrap();
+    assert_eq!(p.steps.iter().filter(|s| s.kernel.family() == "optim").count(), 3);
 }
