@@ -32,14 +32,20 @@ struct Params {
 override A_DTYPE: u32 = 0u;
 override B_DTYPE: u32 = 0u;
 
+// What the store adds to the product (`Addend`, also a pipeline constant): 0 nothing, 1 a bias
+// d[col] on every row, 2 a tensor d of C's shape (a residual), elementwise.
+override EPILOGUE: u32 = 0u;
+
 // binding 0: params (uniform)
 // binding 1: c [batch, m, n]
 // binding 2: a [batch?, m, k] or [batch?, k, m] (f32 bits, or f16/bf16 packed two per word)
 // binding 3: b [batch?, k, n] or [batch?, n, k] (likewise)
+// binding 4: d [n] or [batch, m, n] (only with an EPILOGUE)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<u32>;
 @group(0) @binding(3) var<storage, read> b: array<u32>;
+@group(0) @binding(4) var<storage, read> d: array<f32>;
 
 const TM: u32 = 64u; // tile rows
 const TN: u32 = 64u; // tile cols
@@ -75,7 +81,12 @@ fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
     if row >= p.m { return; }
     let o = base + row * p.n;
     for (var j = 0u; j < 4u; j++) {
-        if col + j < p.n { c[o + col + j] = v[j]; }
+        if col + j < p.n {
+            var x = v[j];
+            if EPILOGUE == 1u { x += d[col + j]; }
+            if EPILOGUE == 2u { x += d[o + col + j]; }
+            c[o + col + j] = x;
+        }
     }
 }
 

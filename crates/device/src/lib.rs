@@ -49,7 +49,7 @@ pub use backend::{Backend, BufferId, DType, HostData, HostVec, Launch, PlanId, S
 pub use device_info::{DeviceInfo, DeviceKind};
 pub use error::{Error, Result};
 pub use kernels::{
-    Access, AdamHyper, Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss,
+    Access, AdamHyper, Addend, Binary, BinaryOp, Broadcast, Cast, Conv, Glu, Kernel, LayerNorm, Layout, Loss,
     LossScale, Matmul, MatmulTile, Memory, Optim, Permute, Pooling, Reduce, ReduceOp, RmspropHyper, Rope,
     RunningUpdate, Saved, SgdHyper, Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };

@@ -311,6 +311,7 @@ impl Prim {
                     tile: MatmulTile::for_shape(batch, m, n, k),
                     a_dtype: DType::F32,
                     b_dtype: DType::F32,
+                    addend: crate::Addend::None,
                 })
             }
             Prim::Cast { from, to } => Kernel::Cast(Cast::new(*from, *to, numel(output))),

@@ -829,6 +829,39 @@ fn matmul_transposes_batches_and_shared_operands() {
     }
 }
 
+/// `C = op(A) @ op(B) + D`: a bias on every row, or a tensor of C's shape, against float64; both
+/// GEMMs' accumulation into the addend (large k crosses the gemm crate's depth blocks).
+#[test]
+fn matmul_adds_a_bias_or_a_residual() {
+    let mut rng = Rng::new(71);
+    for (batch, m, n, k, a_batched, b_batched) in
+        [(1, 3, 17, 33, false, false), (3, 5, 7, 9, true, false), (2, 65, 33, 700, true, true)]
+    {
+        for (trans_a, trans_b) in [(false, true), (true, false)] {
+            for addend in [Addend::Bias, Addend::Full] {
+                let tile = MatmulTile::Small;
+                let mm =
+                    Matmul { batch, trans_a, trans_b, a_batched, b_batched, tile, ..Matmul::new(m, n, k) }
+                        .with_addend(addend);
+                let (a, b, d) =
+                    (rng.normal_vec(mm.a_len()), rng.normal_vec(mm.b_len()), rng.normal_vec(mm.d_len()));
+                let init = vec![Init::F(a.clone()), Init::F(b.clone()), Init::F(d.clone())];
+                let got = out0(Kernel::Matmul(mm), init);
+                let mut want = Vec::new();
+                for bi in 0..batch {
+                    let a = &a[if a_batched { bi * m * k } else { 0 }..][..m * k];
+                    let b = &b[if b_batched { bi * k * n } else { 0 }..][..k * n];
+                    want.extend(common::matmul(a, b, m, n, k, trans_a, trans_b));
+                }
+                for (i, w) in want.iter_mut().enumerate() {
+                    *w += d[if addend == Addend::Bias { i % n } else { i }] as f64;
+                }
+                assert_rel_norm(&format!("matmul {mm:?}"), &got, &want, 1e-5);
+            }
+        }
+    }
+}
+
 // ---- errors ---------------------------------------------------------------------------------------
 
 fn add_kernel(len: usize) -> Kernel {

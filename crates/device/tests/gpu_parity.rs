@@ -11,9 +11,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use common::{assert_close, assert_rel_norm, Rng};
 use kiln_device::cpu::CpuBackend;
 use kiln_device::{
-    Access, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostVec, Kernel, Launch, LayerNorm,
-    Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Pooling, Reduce, ReduceOp, RunningUpdate,
-    Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
+    Access, Addend, Backend, Binary, BinaryOp, Broadcast, Conv, DType, Glu, HostVec, Kernel, Launch,
+    LayerNorm, Layout, Loss, Matmul, MatmulTile, Memory, Optim, Permute, Pooling, Reduce, ReduceOp,
+    RunningUpdate, Softmax, Unary, UnaryOp, Window2d, HYPER_LEN,
 };
 
 /// Sizes for elementwise kernels: odd, and one spanning hundreds of workgroups.
@@ -170,6 +170,33 @@ fn matmul_matches_cpu() {
                     Matmul { batch, trans_a, trans_b, a_batched, b_batched, tile, ..Matmul::new(m, n, k) };
                 seed += 1;
                 check(Kernel::Matmul(mm), seed, &[]);
+            }
+        }
+    }
+}
+
+/// Both entry points with a bias or a residual added as C is stored.
+#[test]
+fn matmul_with_an_addend_matches_cpu() {
+    let mut seed = 700;
+    for tile in MatmulTile::ALL {
+        for (batch, m, n, k, a_batched, b_batched) in
+            [(1, 3, 17, 33, true, true), (2, 129, 131, 40, true, false)]
+        {
+            for (trans_a, trans_b) in [(false, true), (true, false)] {
+                for addend in [Addend::Bias, Addend::Full] {
+                    let mm = Matmul {
+                        batch,
+                        trans_a,
+                        trans_b,
+                        a_batched,
+                        b_batched,
+                        tile,
+                        ..Matmul::new(m, n, k)
+                    };
+                    seed += 1;
+                    check(Kernel::Matmul(mm.with_addend(addend)), seed, &[]);
+                }
             }
         }
     }

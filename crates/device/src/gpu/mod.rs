@@ -36,6 +36,8 @@ pub struct GpuBackend {
     info: DeviceInfo,
     max_binding: u64,
     uniform_align: u64,
+    /// Bound where a kernel variant leaves a declared binding unused (`Kernel::unused_bindings`).
+    placeholder: wgpu::Buffer,
     pool: Pool<wgpu::Buffer>,
     staging: HashMap<u64, Vec<wgpu::Buffer>>,
     pipelines: Pipelines,
@@ -88,7 +90,14 @@ impl GpuBackend {
     pub fn new_nth(allow_software: bool, index: usize) -> Result<Self> {
         let (device, queue, info) = adapter::open_nth(allow_software, index)?;
         let limits = device.limits();
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(GpuBackend {
+            placeholder,
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             uniform_align: (limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES),
             device,
@@ -178,6 +187,10 @@ impl GpuBackend {
                     binding: slot.binding,
                     resource: wgpu::BindingResource::Buffer(Self::binding(&self.pool, *id)?),
                 });
+            }
+            for binding in k.unused_bindings() {
+                entries
+                    .push(wgpu::BindGroupEntry { binding, resource: self.placeholder.as_entire_binding() });
             }
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(k.name()),

@@ -28,7 +28,7 @@ pub(crate) struct Pipelines {
 impl Pipelines {
     /// The pipeline of `k`'s entry point and pipeline constants, built on first use. Entry point
     /// names are unique across shader files, so the name and the constants are the key; the
-    /// layout depends only on the entry point.
+    /// layout depends on both (the constants may leave a binding unused).
     pub fn get(&mut self, device: &wgpu::Device, k: &Kernel) -> &Pipeline {
         let name = k.name();
         let key = (name, k.overrides());
@@ -46,6 +46,9 @@ impl Pipelines {
             for s in k.slots() {
                 let read_only = s.access == Access::Read;
                 entries.push(layout_entry(s.binding, wgpu::BufferBindingType::Storage { read_only }));
+            }
+            for b in k.unused_bindings() {
+                entries.push(layout_entry(b, wgpu::BufferBindingType::Storage { read_only: true }));
             }
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some(name),

@@ -5,6 +5,11 @@
 //! elsewhere, chosen at run time); it takes row and column strides, so a transposed operand is just
 //! swapped strides, never a copy.
 //!
+//! An addend ([`Addend`]): `C = op(A) @ op(B) + D`, a bias `[n]` added to every row or a tensor
+//! of `C`'s shape (a residual), added as `C` is stored (the shader's `EPILOGUE` constant; the
+//! CPU twin starts `C` as `D` and has the GEMM accumulate into it), so a linear layer's bias or a
+//! residual connection after a matmul takes no launch of its own.
+//!
 //! Half inputs: either operand may be f16 or bf16 ([`Matmul::a_dtype`], [`Matmul::b_dtype`]), on
 //! both entry points, with every transpose and batching; `C` is f32 and the products accumulate in
 //! f32. The shaders bind A and B as `array<u32>` (`array<vec4<u32>>` for the blocked loads) and widen
@@ -48,6 +53,32 @@ pub struct Matmul {
     pub a_dtype: DType,
     /// `B`'s element type: f32, f16 or bf16.
     pub b_dtype: DType,
+    /// A tensor added to the product as it is stored (a bias or a residual), so the add takes
+    /// no launch and no pass over `C` of its own.
+    pub addend: Addend,
+}
+
+/// What a matmul adds to its product as it stores it: `C = op(A) @ op(B) + D`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Addend {
+    /// Nothing: `C = op(A) @ op(B)`.
+    #[default]
+    None,
+    /// `D: [n]`, added to every row (a linear layer's bias).
+    Bias,
+    /// `D: [batch, m, n]`, elementwise (a residual connection).
+    Full,
+}
+
+impl Addend {
+    /// The shader's `EPILOGUE` constant.
+    fn code(self) -> u32 {
+        match self {
+            Addend::None => 0,
+            Addend::Bias => 1,
+            Addend::Full => 2,
+        }
+    }
 }
 
 /// The matmul family's two entry points: same parameters, bindings and results (up to float
@@ -125,6 +156,7 @@ impl Matmul {
             tile: MatmulTile::for_shape(1, m, n, k),
             a_dtype: F32,
             b_dtype: F32,
+            addend: Addend::None,
         }
     }
     /// The same product on another entry point.
@@ -134,6 +166,18 @@ impl Matmul {
     /// The same product reading `A` as `a` and `B` as `b` (each f32, f16 or bf16).
     pub fn with_dtypes(self, a: DType, b: DType) -> Self {
         Matmul { a_dtype: a, b_dtype: b, ..self }
+    }
+    /// The same product plus `addend` (bound as a fourth buffer, `d`).
+    pub fn with_addend(self, addend: Addend) -> Self {
+        Matmul { addend, ..self }
+    }
+    /// Elements of `D`.
+    pub fn d_len(&self) -> usize {
+        match self.addend {
+            Addend::None => 0,
+            Addend::Bias => self.n,
+            Addend::Full => self.batch * self.m * self.n,
+        }
     }
     /// Elements of `A`.
     pub fn a_len(&self) -> usize {
@@ -177,11 +221,15 @@ impl Family for Matmul {
     }
 
     fn slots(&self) -> Vec<Slot> {
-        vec![
+        let mut v = vec![
             slot(1, "c", F32, self.batch * self.m * self.n, Write),
             slot(2, "a", self.a_dtype, self.a_len(), Read),
             slot(3, "b", self.b_dtype, self.b_len(), Read),
-        ]
+        ];
+        if self.addend != Addend::None {
+            v.push(slot(4, "d", F32, self.d_len(), Read));
+        }
+        v
     }
 
     fn validate(&self) -> Result<()> {
@@ -210,9 +258,22 @@ impl Family for Matmul {
         }
     }
 
-    /// The operand types, as the shader's pipeline constants.
+    /// The operand types and the addend, as the shader's pipeline constants.
     fn overrides(&self) -> Vec<(&'static str, u32)> {
-        vec![("A_DTYPE", dtype_code(self.a_dtype)), ("B_DTYPE", dtype_code(self.b_dtype))]
+        vec![
+            ("A_DTYPE", dtype_code(self.a_dtype)),
+            ("B_DTYPE", dtype_code(self.b_dtype)),
+            ("EPILOGUE", self.addend.code()),
+        ]
+    }
+
+    /// Without an addend, `d` (binding 4) is unused.
+    fn unused_bindings(&self) -> Vec<u32> {
+        if self.addend == Addend::None {
+            vec![4]
+        } else {
+            Vec::new()
+        }
     }
 
     /// One workgroup per tile of C (64 x 64 or 128 x 128), one layer per batch entry.
@@ -222,20 +283,27 @@ impl Family for Matmul {
     }
 
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
+        let (d, ins) = match (self.addend, ins) {
+            (Addend::None, _) => (None, ins),
+            (_, [ab @ .., In::F(d)]) => (Some(*d), ab),
+            _ => mismatch(self.name()),
+        };
         match (outs, ins) {
-            ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b),
+            ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b, d),
             // Half operands: widened to f32 copies first (the GPU widens them as it loads).
             ([Out::F(c)], &[a, b]) => {
                 let (a, b) = (widen(self.a_dtype, a, self.name()), widen(self.b_dtype, b, self.name()));
-                matmul(self, c, &a, &b)
+                matmul(self, c, &a, &b, d)
             }
             _ => mismatch(self.name()),
         }
     }
 }
 
-/// `C[b] = op(A[b]) @ op(B[b])`, row-major; an unbatched operand is shared by every batch entry.
-fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32]) {
+/// `C[b] = op(A[b]) @ op(B[b]) (+ D)`, row-major; an unbatched operand is shared by every batch
+/// entry. With an addend, `C` starts as `D` (each row the bias, or a copy) and the GEMM adds the
+/// product into it.
+fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32], d: Option<&[f32]>) {
     let (m, n, k) = (mm.m, mm.n, mm.k);
     // Element (i, p) of op(A) is at i * rsa + p * csa; A is stored [m, k], or [k, m] when transposed.
     let (rsa, csa) = if mm.trans_a { (1, m) } else { (k, 1) };
@@ -243,5 +311,17 @@ fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32]) {
     let a_stride = if mm.a_batched { m * k } else { 0 };
     let b_stride = if mm.b_batched { k * n } else { 0 };
     let product = Product { m, n, k, rsa, csa, rsb, csb };
-    sgemm::batched(&product, &mut c[..mm.batch * m * n], a, a_stride, b, b_stride);
+    let c = &mut c[..mm.batch * m * n];
+    let accumulate = match (mm.addend, d) {
+        (Addend::Bias, Some(d)) => {
+            c.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(&d[..n]));
+            true
+        }
+        (Addend::Full, Some(d)) => {
+            c.copy_from_slice(&d[..c.len()]);
+            true
+        }
+        _ => false,
+    };
+    sgemm::batched(&product, c, a, a_stride, b, b_stride, accumulate);
 }

@@ -44,7 +44,7 @@ pub use layer_norm::LayerNorm;
 pub use layout::{Layout, Permute};
 pub use loss::Loss;
 pub use loss_scale::LossScale;
-pub use matmul::{Matmul, MatmulTile};
+pub use matmul::{Addend, Matmul, MatmulTile};
 pub use memory::Memory;
 pub use optim::{AdamHyper, Optim, RmspropHyper, SgdHyper, HYPER_LEN};
 pub use pool::Pooling;
@@ -89,6 +89,12 @@ pub(crate) trait Family {
     /// Values of the entry point's WGSL `override` constants (by name). The GPU backend builds one
     /// pipeline per entry point and values; most families have none.
     fn overrides(&self) -> Vec<(&'static str, u32)> {
+        Vec::new()
+    }
+    /// Bindings the shader declares that this variant does not use (an `override` switches the
+    /// code off, but wgpu still requires them in the layout): the GPU backend binds a small
+    /// placeholder buffer there. Read-only storage; most families have none.
+    fn unused_bindings(&self) -> Vec<u32> {
         Vec::new()
     }
     /// The CPU twin. `outs` and `ins` are the Write and Read slots, each in slot order, already
@@ -255,6 +261,12 @@ impl Kernel {
         each_family!(self, f => f.overrides())
     }
 
+    /// Read-only bindings the shader declares and this variant leaves unused (a matmul's addend
+    /// when it has none): bound to a placeholder on the GPU.
+    pub fn unused_bindings(&self) -> Vec<u32> {
+        each_family!(self, f => f.unused_bindings())
+    }
+
     /// Checks the workgroup counts against the per-dimension limit (matmul's y and z cannot spill).
     pub fn check_workgroups(&self) -> Result<()> {
         let g = self.workgroups();
@@ -373,6 +385,7 @@ mod tests {
             tile: MatmulTile::Small,
             a_dtype: DType::F32,
             b_dtype: DType::F32,
+            addend: super::Addend::None,
         };
         assert_eq!(words(Kernel::Matmul(mm)), pad(&[2, 3, 4, 5, 1, 0, 15, 0]));
         assert_eq!(
