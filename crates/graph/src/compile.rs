@@ -1,4 +1,5 @@
-//! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act`,
+//! Graph -> [`Plan`]: dead-node elimination, fusion of bias-add + activation into `bias_act` and of
+//! a bias or residual add into the matmul before it,
 //! a schedule (ascending ids, each optimizer or running-statistic update right after the last
 //! reader of its target; a cache write at its own id, in place in its cache's buffer), and buffer
 //! planning by liveness (tensors of one type whose lifetimes do not overlap share an activation
@@ -6,7 +7,7 @@
 //! is written into its view of the flat gradient buffer, and one update per chunk, after every
 //! member's own update would have run, replaces the per-parameter updates.
 
-use kiln_device::{BinaryOp, DType, Kernel, LossScale, Memory, Prim, RunningUpdate, Unary};
+use kiln_device::{Addend, BinaryOp, DType, Kernel, LossScale, Memory, Prim, RunningUpdate, Unary};
 
 use crate::error::{Error, Result};
 use crate::flat::FlatLayout;
@@ -100,12 +101,33 @@ pub fn compile_with(
             skip[a] = true;
         }
     }
+    // Fusion: matmul + addend -> one matmul that adds a bias or a residual as it stores, when
+    // the product (through at most one reshape) feeds nothing but the add.
+    let mut addend_of: Vec<Option<(usize, NodeId, Addend)>> = vec![None; n];
+    for i in 0..n {
+        let add = nodes[i].op == Op::Prim(Prim::Binary(BinaryOp::Add)) && nodes[i].dtype == DType::F32;
+        if !live[i] || skip[i] || !add {
+            continue;
+        }
+        if let Some((mm, other, kind)) = matmul_addend(&nodes, i, &uses) {
+            addend_of[i] = Some((mm, other, kind));
+            skip[mm] = true;
+        }
+    }
+    // What each step reads after fusion.
+    let fused_reads = |i: usize| -> Vec<NodeId> {
+        match (fused_into[i], addend_of[i]) {
+            (Some((x, b)), _) => vec![x, b],
+            (_, Some((mm, other, _))) => [&nodes[mm].inputs[..], &[other]].concat(),
+            _ => nodes[i].inputs.clone(),
+        }
+    };
 
     // Schedule: ascending ids, except that an update waits for every reader of its parameter.
     let executes = |i: usize| live[i] && !skip[i] && !is_leaf(&nodes[i].op) && nodes[i].op != Op::Reshape;
     let mut last_reader = vec![0usize; n];
     for i in (0..n).filter(|&i| executes(i) && !nodes[i].op.is_update()) {
-        for x in &nodes[i].inputs {
+        for x in &fused_reads(i) {
             let r = root[x.index()];
             last_reader[r] = last_reader[r].max(i);
         }
@@ -151,11 +173,10 @@ pub fn compile_with(
 
     // What each step reads (after fusion), and where each storage root is read last.
     let reads = |i: usize| -> Vec<NodeId> {
-        match fused_into[i] {
-            Some((x, b)) => vec![x, b],
+        match nodes[i].op {
             // a training step zeroes the accumulator (a fill of its own buffer)
-            None if nodes[i].op == Op::Accumulate && mode == Mode::Train => vec![nodes[i].inputs[0]],
-            None => nodes[i].inputs.clone(),
+            Op::Accumulate if mode == Mode::Train => vec![nodes[i].inputs[0]],
+            _ => fused_reads(i),
         }
     };
     let mut last_use = vec![None::<usize>; n];
@@ -180,6 +201,7 @@ pub fn compile_with(
         fetch: Vec::new(),
         fetch_lens: Vec::new(),
         fused: fused_into.iter().filter(|f| f.is_some()).count(),
+        fused_addends: addend_of.iter().filter(|f| f.is_some()).count(),
         grad_bytes: 0,
         naive_bytes: 0,
         live: Vec::new(),
@@ -264,7 +286,13 @@ pub fn compile_with(
                 for x in &inputs {
                     bufs.push(buf[root[x.index()]].expect("inputs are scheduled before their readers"));
                 }
-                kernel_for(&nodes, i, fused_into[i], batch, mode)?
+                match addend_of[i] {
+                    Some((mm, _, kind)) => match kernel_for(&nodes, mm, None, batch, mode)? {
+                        Kernel::Matmul(m) => Kernel::Matmul(m.with_addend(kind)),
+                        k => return Err(Error::shape(k.name(), "fused as a matmul")),
+                    },
+                    None => kernel_for(&nodes, i, fused_into[i], batch, mode)?,
+                }
             }
         };
         plan.steps.push(Step { node: id, kernel, bufs });
@@ -301,6 +329,38 @@ fn in_place_of(op: &Op) -> Option<usize> {
 
 fn is_leaf(op: &Op) -> bool {
     matches!(op, Op::Input { .. } | Op::Fill { .. }) || op.is_persistent()
+}
+
+/// For an add of a matmul's product (through at most one reshape) that feeds nothing else and
+/// another f32 tensor: the matmul, the other tensor, and how it is added (a `[n]` bias on every
+/// row, or a tensor of the same shape).
+fn matmul_addend(nodes: &[Node], add: usize, uses: &[usize]) -> Option<(usize, NodeId, Addend)> {
+    let (p, q) = (nodes[add].inputs[0], nodes[add].inputs[1]);
+    [(p, q), (q, p)].into_iter().find_map(|(prod, other)| {
+        let mut mm = prod.index();
+        if nodes[mm].op == Op::Reshape {
+            if uses[mm] != 1 {
+                return None;
+            }
+            mm = nodes[mm].inputs[0].index();
+        }
+        let Op::Prim(Prim::Matmul { .. }) = nodes[mm].op else { return None };
+        let (so, sa) = (&nodes[other.index()].shape, &nodes[add].shape);
+        let n = *nodes[mm].shape.0.last()?;
+        let kind = if so == sa && nodes[mm].shape.numel(1) == sa.numel(1) {
+            Addend::Full
+        } else if so.rank() == 1
+            && so.0[0] == n
+            && sa.0.last() == Some(&n)
+            && nodes[mm].shape.numel(1) == sa.numel(1)
+        {
+            Addend::Bias
+        } else {
+            return None;
+        };
+        let ok = uses[mm] == 1 && nodes[other.index()].dtype == DType::F32 && other != prod;
+        ok.then_some((mm, other, kind))
+    })
 }
 
 /// `(x, bias)` when `add` is `x + bias` (either order) with `bias: [cols]` and `x: [.., cols]`.

@@ -79,6 +79,8 @@ pub struct Plan {
     pub fetch_lens: Vec<usize>,
     /// Matmul + bias-add + activation chains fused into one `bias_act` launch.
     pub fused: usize,
+    /// Adds of a bias or a residual fused into the matmul before them.
+    pub fused_addends: usize,
     /// Bytes of the flat gradient buffers the plan binds (0 without flat parameter memory):
     /// every gradient, alive until the update.
     pub grad_bytes: u64,
