@@ -5,7 +5,8 @@
 //! [`Session`], which compiles one [`Plan`] per batch size (fused, buffers planned by liveness)
 //! and submits it every step ([`Session::run_in_parts`] submits one in consecutive parts, each
 //! read back as soon as it is done: what data-parallel training overlaps its gradient reduction
-//! with). Segments marked with [`Graph::checkpoint`] are recomputed during
+//! with). Parameters, gradients and optimizer state live in flat memory ([`FlatLayout`]: each a
+//! view of one buffer), so one launch updates every parameter. Segments marked with [`Graph::checkpoint`] are recomputed during
 //! the backward instead of keeping their activations alive (activation checkpointing).
 //!
 //! The graph has no kernel vocabulary of its own: a primitive node holds a [`Prim`] (defined,
