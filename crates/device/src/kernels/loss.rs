@@ -10,7 +10,7 @@ use super::unary::fast_exp;
 use super::unary::sigmoid;
 use super::{nonzero, per_element, slot, slot_lens, spread, Access::*, Family, Slot};
 use crate::error::Result;
-use crate::kernels::twin::{mismatch, rows, In, Out, Par};
+use crate::kernels::twin::{mismatch, rows, In, Out, Par, PAR_CHUNK};
 use crate::DType::{F32, U32};
 
 /// The kernels of the loss family.
@@ -192,25 +192,30 @@ fn bce_logits_grad(dz: &mut [f32], z: &[f32], t: &[f32], dloss: f32) {
 
 /// `loss = mean over rows of (logsumexp(row) - row[label])`. A label `>= cols` has an all-zero
 /// one-hot: its row adds `logsumexp(row)` (the label term is skipped), matching the gradient.
-/// Rows are split over rayon's threads when `parallel`; their terms are added in row order.
+/// Rows are split over rayon's threads when `parallel`, [`PAR_CHUNK`] elements' worth of rows
+/// per task (a task per row cost more in scheduling than the row's work); their terms are added
+/// in row order either way.
 fn softmax_ce(parallel: bool, cols: usize, loss: &mut [f32], z: &[f32], labels: &[u32]) {
-    let row_term = |row: &[f32], label: u32| {
-        let mut t = 0f64;
+    let row_terms = |terms: &mut [f64], z: &[f32], labels: &[u32]| {
         run_wide(
             #[inline(always)]
             || {
-                let (m, s) = max_and_sum_exp(row);
-                t = m as f64 + s.ln() - row.get(label as usize).map_or(0.0, |&p| p as f64);
+                for ((t, row), &label) in terms.iter_mut().zip(z.chunks(cols)).zip(labels) {
+                    let (m, s) = max_and_sum_exp(row);
+                    *t = m as f64 + s.ln() - row.get(label as usize).map_or(0.0, |&p| p as f64);
+                }
             },
-        );
-        t
+        )
     };
-    let total: f64 = if parallel {
-        let terms: Vec<f64> = z.par_chunks(cols).zip(labels).map(|(row, &l)| row_term(row, l)).collect();
-        terms.iter().sum()
+    let mut terms = vec![0f64; labels.len()];
+    let per_task = (PAR_CHUNK / cols.max(1)).max(1);
+    if parallel && labels.len() > per_task {
+        let tasks = terms.par_chunks_mut(per_task).zip(z.par_chunks(per_task * cols));
+        tasks.zip(labels.par_chunks(per_task)).for_each(|((t, z), l)| row_terms(t, z, l));
     } else {
-        z.chunks(cols).zip(labels).map(|(row, &l)| row_term(row, l)).sum()
-    };
+        row_terms(&mut terms, z, labels);
+    }
+    let total: f64 = terms.iter().sum();
     loss[0] = (total / labels.len() as f64) as f32;
 }
 
