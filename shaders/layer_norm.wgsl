@@ -5,6 +5,8 @@
 // in a second pass over the centered row.
 // RMSNorm shares the family (entry points rms_norm, rms_norm_grad): y = x * rstd with
 // rstd = 1 / sqrt(mean(x^2) + eps), and dx = rstd * (dy - xhat * mean(dy * xhat)), xhat = x * rstd.
+// The *_affine entry points apply the weight (and LayerNorm's bias) in the same launch,
+// y = xhat * w (+ b), and their backward to x is the above of dy * w.
 // Rust side (description, parameters, CPU twin): crates/device/src/kernels/layer_norm.rs.
 
 // Mirrors LayerNormParams.
@@ -18,10 +20,14 @@ struct Params {
 // binding 1: out [rows, cols]  y (forward) or dx (backward)
 // binding 2: x   [rows, cols]
 // binding 3: dy  [rows, cols]  (backward)
+// binding 4: w   [cols]        (the *_affine entry points: the weight)
+// binding 5: b   [cols]        (layer_norm_affine: the bias)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> w: array<f32>;
+@group(0) @binding(5) var<storage, read> b: array<f32>;
 
 const WG: u32 = 64u;
 
@@ -105,5 +111,63 @@ fn rms_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let mgx = tree_sum(lid, sgx, WG) / f32(p.cols);
     for (var j = lid; j < p.cols; j += WG) {
         out[base + j] = rstd * (dy[base + j] - x[base + j] * rstd * mgx);
+    }
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let st = row_stats(base, lid);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = (x[base + j] - st.x) * st.y * w[j] + b[j]; }
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_affine_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let st = row_stats(base, lid);
+    let n = f32(p.cols);
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var j = lid; j < p.cols; j += WG) {
+        let g = dy[base + j] * w[j];
+        sg += g;
+        sgx += g * (x[base + j] - st.x) * st.y;
+    }
+    let mg = tree_sum(lid, sg, WG) / n;
+    let mgx = tree_sum(lid, sgx, WG) / n;
+    for (var j = lid; j < p.cols; j += WG) {
+        let xhat = (x[base + j] - st.x) * st.y;
+        out[base + j] = st.y * (dy[base + j] * w[j] - mg - xhat * mgx);
+    }
+}
+
+@compute @workgroup_size(64)
+fn rms_norm_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let rstd = rms_stat(base, lid);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = x[base + j] * rstd * w[j]; }
+}
+
+@compute @workgroup_size(64)
+fn rms_norm_affine_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let rstd = rms_stat(base, lid);
+    var sgx = 0.0;
+    for (var j = lid; j < p.cols; j += WG) { sgx += dy[base + j] * w[j] * x[base + j] * rstd; }
+    let mgx = tree_sum(lid, sgx, WG) / f32(p.cols);
+    for (var j = lid; j < p.cols; j += WG) {
+        out[base + j] = rstd * (dy[base + j] * w[j] - x[base + j] * rstd * mgx);
     }
 }

@@ -90,6 +90,21 @@ pub enum Prim {
         /// Added to the mean square before the square root (finite, > 0).
         eps: f32,
     },
+    /// Inputs `[x, w, b]` (LayerNorm, `w` and `b` of the last axis) or `[x, w]` (`rms`): the
+    /// normalization with its affine in one kernel, `xhat * w (+ b)`.
+    NormAffine {
+        /// Added to the variance (to the mean square, finite and > 0, for RMSNorm).
+        eps: f32,
+        /// RMSNorm instead of LayerNorm.
+        rms: bool,
+    },
+    /// Inputs `[x, dy, w]`: the gradient of [`Prim::NormAffine`] to `x`.
+    NormAffineGrad {
+        /// Added to the variance (to the mean square for RMSNorm).
+        eps: f32,
+        /// RMSNorm instead of LayerNorm.
+        rms: bool,
+    },
     /// Inputs `[gate, up]` of one shape: `silu(gate) * up` (SwiGLU).
     Swiglu,
     /// Inputs `[gate, up, dy]`: `dy * up * silu'(gate)`.
@@ -210,6 +225,10 @@ impl Prim {
             Prim::LayerNormGrad { .. } => "layer_norm_grad",
             Prim::RmsNorm { .. } => "rms_norm",
             Prim::RmsNormGrad { .. } => "rms_norm_grad",
+            Prim::NormAffine { rms: false, .. } => "layer_norm_affine",
+            Prim::NormAffine { rms: true, .. } => "rms_norm_affine",
+            Prim::NormAffineGrad { rms: false, .. } => "layer_norm_affine_grad",
+            Prim::NormAffineGrad { rms: true, .. } => "rms_norm_affine_grad",
             Prim::Swiglu => "swiglu",
             Prim::SwigluGradGate => "swiglu_grad_gate",
             Prim::SwigluGradUp => "swiglu_grad_up",
@@ -256,6 +275,12 @@ impl Prim {
             }
             Prim::RmsNorm { eps } | Prim::RmsNormGrad { eps } if !eps.is_finite() || eps <= 0.0 => {
                 Err(Error::shape(name, format!("eps must be finite and > 0, got {eps}")))
+            }
+            Prim::NormAffine { eps, rms } | Prim::NormAffineGrad { eps, rms }
+                if !eps.is_finite() || eps < 0.0 || (rms && eps == 0.0) =>
+            {
+                let bound = if rms { "> 0" } else { ">= 0" };
+                Err(Error::shape(name, format!("eps must be finite and {bound}, got {eps}")))
             }
             Prim::Cast { from, to } => Kernel::Cast(Cast::new(from, to, 1)).validate(),
             _ => Ok(()),
@@ -351,6 +376,14 @@ impl Prim {
             Prim::RmsNormGrad { eps } => {
                 let (rows, cols) = rows_cols(input(0));
                 Kernel::LayerNorm(LayerNorm::RmsBackward { rows, cols, eps: *eps })
+            }
+            &Prim::NormAffine { eps, rms } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNorm(LayerNorm::AffineForward { rows, cols, eps, rms })
+            }
+            &Prim::NormAffineGrad { eps, rms } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms })
             }
             Prim::Swiglu => Kernel::Glu(Glu::Swiglu { len: numel(output) }),
             Prim::SwigluGradGate => Kernel::Glu(Glu::SwigluGradGate { len: numel(output) }),

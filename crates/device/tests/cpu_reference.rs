@@ -365,6 +365,49 @@ fn causal_softmax_rejects_what_it_cannot_mask() {
     }
 }
 
+/// LayerNorm and RMSNorm with their affine in one launch give the same bits as the normalization
+/// followed by a mul (and an add) in f32, and their backward the same bits as the backward of
+/// `dy * w`: rows shorter and longer than the 256-element stack buffer of the backward.
+#[test]
+fn affine_norms_equal_the_normalization_then_the_affine() {
+    let mut rng = Rng::new(23);
+    for (rows, cols) in [(1, 1), (5, 17), (3, 300)] {
+        for rms in [false, true] {
+            let eps = 1e-5;
+            let (x, dy) = (rng.normal_vec(rows * cols), rng.normal_vec(rows * cols));
+            let (w, b) = (rng.normal_vec(cols), rng.normal_vec(cols));
+            let (plain, plain_grad) = if rms {
+                (LayerNorm::RmsForward { rows, cols, eps }, LayerNorm::RmsBackward { rows, cols, eps })
+            } else {
+                (LayerNorm::Forward { rows, cols, eps }, LayerNorm::Backward { rows, cols, eps })
+            };
+            let xhat = out0(Kernel::LayerNorm(plain), vec![Init::F(x.clone())]);
+            let want: Vec<f32> = xhat
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| if rms { v * w[i % cols] } else { v * w[i % cols] + b[i % cols] })
+                .collect();
+            let mut init = vec![Init::F(x.clone()), Init::F(w.clone())];
+            if !rms {
+                init.push(Init::F(b.clone()));
+            }
+            let got = out0(Kernel::LayerNorm(LayerNorm::AffineForward { rows, cols, eps, rms }), init);
+            assert_eq!(bits(&got), bits(&want), "forward {rows}x{cols} rms {rms}");
+            let g: Vec<f32> = dy.iter().enumerate().map(|(i, &v)| v * w[i % cols]).collect();
+            let want = out0(Kernel::LayerNorm(plain_grad), vec![Init::F(x.clone()), Init::F(g)]);
+            let got = out0(
+                Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms }),
+                vec![Init::F(x.clone()), Init::F(dy.clone()), Init::F(w.clone())],
+            );
+            assert_eq!(bits(&got), bits(&want), "backward {rows}x{cols} rms {rms}");
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// Float64 LayerNorm of one row: `(x - mean) / sqrt(var + eps)`, biased variance.
 fn layer_norm_row(x: &[f64], eps: f64) -> (Vec<f64>, f64) {
     let n = x.len() as f64;

@@ -295,6 +295,8 @@ fn layer_norm_and_backward_match_cpu() {
             let seed = 400 + 10 * i as u64 + j as u64;
             check(Kernel::LayerNorm(LayerNorm::Forward { rows, cols, eps }), seed, &[]);
             check(Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::AffineForward { rows, cols, eps, rms: false }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms: false }), seed, &[]);
         }
     }
 }
@@ -309,6 +311,8 @@ fn rms_norm_and_backward_match_cpu() {
             let seed = 500 + 10 * i as u64 + j as u64;
             check(Kernel::LayerNorm(LayerNorm::RmsForward { rows, cols, eps }), seed, &[]);
             check(Kernel::LayerNorm(LayerNorm::RmsBackward { rows, cols, eps }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::AffineForward { rows, cols, eps, rms: true }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms: true }), seed, &[]);
         }
     }
 }

@@ -259,6 +259,21 @@ fn vjp(g: &Graph, y: NodeId, out: NodeId, gy: NodeId, wanted: &[bool]) -> Result
         Prim::LayerNorm { eps } => one(g.layer_norm_grad(*eps, x[0], gy)),
         // d/dx (x rstd) = rstd (g - xhat mean(g xhat)), the statistic recomputed from x
         Prim::RmsNorm { eps } => one(g.rms_norm_grad(*eps, x[0], gy)),
+        // y = xhat w (+ b): d/dx is the normalization's backward of g w (one kernel); d/dw the
+        // row sums of g xhat, xhat recomputed from x; d/db the row sums of g
+        &Prim::NormAffine { eps, rms } => {
+            let dx = w(0).then(|| g.norm_affine_grad(eps, rms, x[0], gy, x[1]));
+            let dw = w(1).then(|| {
+                let xhat =
+                    if rms { g.rms_norm_no_affine(x[0], eps) } else { g.layer_norm_no_affine(x[0], eps) };
+                g.sum_to(g.mul(gy, xhat), &g.shape(x[1]))
+            });
+            let mut grads = vec![dx, dw];
+            if !rms {
+                grads.push(w(2).then(|| g.sum_to(gy, &g.shape(x[2]))));
+            }
+            grads
+        }
         // d/dgate silu(gate) up = g up silu'(gate), d/dup = g silu(gate)
         Prim::Swiglu => {
             vec![w(0).then(|| g.swiglu_grad_gate(x[0], x[1], gy)), w(1).then(|| g.swiglu_grad_up(x[0], gy))]
@@ -317,6 +332,7 @@ fn vjp(g: &Graph, y: NodeId, out: NodeId, gy: NodeId, wanted: &[bool]) -> Result
         | Prim::SoftmaxGrad { .. }
         | Prim::LayerNormGrad { .. }
         | Prim::RmsNormGrad { .. }
+        | Prim::NormAffineGrad { .. }
         | Prim::SwigluGradGate
         | Prim::SwigluGradUp
         | Prim::MseGrad

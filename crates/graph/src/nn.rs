@@ -1,10 +1,10 @@
 //! Network building blocks composed from primitives (so they need no kernels or backward rules
 //! of their own): convolution (im2col + batched matmul), pooling (im2col + reduce), layer and
-//! batch normalization, multi-head self-attention and a pre-norm transformer block. LayerNorm's
-//! normalization and attention's scaled, causally masked softmax are each one fused primitive
-//! ([`Graph::layer_norm_no_affine`], [`Graph::scaled_softmax`]).
+//! batch normalization, multi-head self-attention and a pre-norm transformer block. LayerNorm and
+//! RMSNorm with their affine, and attention's scaled, causally masked softmax are each one fused
+//! primitive ([`Graph::layer_norm`], [`Graph::rms_norm`], [`Graph::scaled_softmax`]).
 
-use kiln_device::{Patches, ReduceOp};
+use kiln_device::{DType, Patches, Prim, ReduceOp};
 
 use crate::error::Error;
 use crate::graph::{Graph, NodeId};
@@ -246,17 +246,47 @@ impl Graph {
     }
 
     /// `torch.nn.functional.layer_norm` over the last axis, with `weight` and `bias` of its size:
-    /// the fused normalization ([`Graph::layer_norm_no_affine`], biased variance as PyTorch's) times
-    /// `weight` plus `bias`, as broadcast ops (so their gradients are the usual row sums).
+    /// one kernel each way (biased variance as PyTorch's; the affine applied in the same launch,
+    /// the same values as [`Graph::layer_norm_no_affine`] times `weight` plus `bias`). The
+    /// backward recomputes the normalized input for the weight's gradient, so nothing but `x` is
+    /// kept for it.
     pub fn layer_norm(&self, x: NodeId, weight: NodeId, bias: NodeId, eps: f32) -> NodeId {
-        self.add(self.mul(self.layer_norm_no_affine(x, eps), weight), bias)
+        self.norm_affine(x, &[weight, bias], eps, false)
     }
 
-    /// Hugging Face `LlamaRMSNorm` over the last axis with `weight` of its size: the fused
-    /// normalization ([`Graph::rms_norm_no_affine`]) times `weight`, a broadcast mul (so the
-    /// weight's gradient is the usual row sum).
+    /// Hugging Face `LlamaRMSNorm` over the last axis with `weight` of its size: one kernel each
+    /// way (the same values as [`Graph::rms_norm_no_affine`] times `weight`).
     pub fn rms_norm(&self, x: NodeId, weight: NodeId, eps: f32) -> NodeId {
-        self.mul(self.rms_norm_no_affine(x, eps), weight)
+        self.norm_affine(x, &[weight], eps, true)
+    }
+
+    /// The normalization of `x`'s last axis with its affine `[w]` or `[w, b]` (each of that
+    /// axis's length).
+    fn norm_affine(&self, x: NodeId, affine: &[NodeId], eps: f32, rms: bool) -> NodeId {
+        let name = if rms { "rms_norm" } else { "layer_norm" };
+        let inputs: Vec<NodeId> = [&[x][..], affine].concat();
+        self.prim(Prim::NormAffine { eps, rms }, &inputs, |n| {
+            if n[0].dtype != DType::F32 {
+                return Err(Error::shape(name, format!("x must be f32, got {:?}", n[0].dtype)));
+            }
+            let cols = n[0].shape.0.last().copied();
+            for a in &n[1..] {
+                if a.dtype != DType::F32 || a.shape.rank() != 1 || a.shape.0.first().copied() != cols {
+                    return Err(Error::shape(
+                        name,
+                        format!(
+                            "weight and bias must be f32 of x's last axis: x is {}, got {}",
+                            n[0].shape, a.shape
+                        ),
+                    ));
+                }
+            }
+            Ok((n[0].shape.clone(), DType::F32))
+        })
+    }
+
+    pub(crate) fn norm_affine_grad(&self, eps: f32, rms: bool, x: NodeId, dy: NodeId, w: NodeId) -> NodeId {
+        self.prim(Prim::NormAffineGrad { eps, rms }, &[x, dy, w], |n| Ok((n[0].shape.clone(), DType::F32)))
     }
 
     /// Batch normalization in training mode over `x [N, C]` or `[N, C, H, W]`: normalizes with the

@@ -227,6 +227,33 @@ fn eval_node(
                 }
                 dx
             }
+            &Prim::NormAffine { eps, rms } => {
+                let cols = last(&dims(0));
+                let xhat = if rms {
+                    rows(x(0), cols, |r| r.iter().map(|v| v * rms_stat(r, eps as f64)).collect())
+                } else {
+                    rows(x(0), cols, |r| {
+                        let (mean, rstd) = norm_stats(r, eps as f64);
+                        r.iter().map(|v| (v - mean) * rstd).collect()
+                    })
+                };
+                let bias = |j: usize| if rms { 0.0 } else { x(2)[j] };
+                xhat.iter().enumerate().map(|(i, h)| h * x(1)[i % cols] + bias(i % cols)).collect()
+            }
+            &Prim::NormAffineGrad { eps, rms } => {
+                let cols = last(&dims(0));
+                let mut dx = Vec::with_capacity(len);
+                for (r, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                    let g: Vec<f64> = dy.iter().zip(x(2)).map(|(d, w)| d * w).collect();
+                    let (mean, rstd) =
+                        if rms { (0.0, rms_stat(r, eps as f64)) } else { norm_stats(r, eps as f64) };
+                    let xhat: Vec<f64> = r.iter().map(|v| (v - mean) * rstd).collect();
+                    let mg = if rms { 0.0 } else { g.iter().sum::<f64>() / cols as f64 };
+                    let mgx = g.iter().zip(&xhat).map(|(g, h)| g * h).sum::<f64>() / cols as f64;
+                    dx.extend(g.iter().zip(&xhat).map(|(g, h)| rstd * (g - mg - h * mgx)));
+                }
+                dx
+            }
             Prim::Swiglu => x(0).iter().zip(x(1)).map(|(&g, &u)| Glu::swiglu_f64(g, u)).collect(),
             Prim::SwigluGradGate => {
                 let gu = x(0).iter().zip(x(1));

@@ -74,7 +74,7 @@ fn fused_rms_norm_matches_the_composed_formula() {
     for (rows, cols, eps) in [(7, 37, 1e-6), (3, 1031, 1e-5), (5, 2, 0.3)] {
         fused_matches_composed(
             &format!("rms_norm {rows}x{cols} eps {eps}"),
-            ["rms_norm", "rms_norm_grad"],
+            ["rms_norm_affine", "rms_norm_affine_grad"],
             [rows, cols],
             &[&[rows, cols], &[cols]],
             |g, p| {

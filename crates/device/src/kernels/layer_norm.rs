@@ -1,5 +1,6 @@
-//! LayerNorm and RMSNorm without the affine over the last axis of `[rows, cols]`, and their
-//! backward (`shaders/layer_norm.wgsl`). RMSNorm shares the family: same parameters, slots and
+//! LayerNorm and RMSNorm over the last axis of `[rows, cols]`, without or with their affine (the
+//! weight, and LayerNorm's bias, applied in the same launch), and their backward to the input
+//! (`shaders/layer_norm.wgsl`). RMSNorm shares the family: same parameters, slots and
 //! one-workgroup-per-row reduction, only the row statistic differs (no mean). On the CPU row statistics accumulate in f64 and the variance is a
 //! second pass over the centered row, so the reference stays exact to f32 rounding however long or
 //! offset a row is.
@@ -51,6 +52,31 @@ pub enum LayerNorm {
         /// Added to the mean square before the square root (> 0).
         eps: f32,
     },
+    /// LayerNorm with its affine in the same launch, `y = xhat * w + b` (`w`, `b`: `[cols]`,
+    /// PyTorch's `nn.LayerNorm`); with `rms`, RMSNorm with its weight, `y = xhat * w` (Hugging
+    /// Face `LlamaRMSNorm`). The same values as the normalization, a mul and an add.
+    AffineForward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the variance (to the mean square, > 0, for RMSNorm).
+        eps: f32,
+        /// RMSNorm (no mean, no bias) instead of LayerNorm.
+        rms: bool,
+    },
+    /// Backward of [`LayerNorm::AffineForward`] to x: the backward without the affine of
+    /// `dy * w` (the weight's and bias's gradients are row sums, left to the caller).
+    AffineBackward {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the variance (to the mean square, > 0, for RMSNorm).
+        eps: f32,
+        /// RMSNorm instead of LayerNorm.
+        rms: bool,
+    },
 }
 
 /// `Params` in `shaders/layer_norm.wgsl`.
@@ -71,7 +97,18 @@ impl LayerNorm {
             LayerNorm::Forward { rows, cols, eps }
             | LayerNorm::Backward { rows, cols, eps }
             | LayerNorm::RmsForward { rows, cols, eps }
-            | LayerNorm::RmsBackward { rows, cols, eps } => (rows, cols, eps),
+            | LayerNorm::RmsBackward { rows, cols, eps }
+            | LayerNorm::AffineForward { rows, cols, eps, .. }
+            | LayerNorm::AffineBackward { rows, cols, eps, .. } => (rows, cols, eps),
+        }
+    }
+
+    /// Whether this is an RMSNorm kernel (its eps must be > 0).
+    fn is_rms(&self) -> bool {
+        match *self {
+            LayerNorm::RmsForward { .. } | LayerNorm::RmsBackward { .. } => true,
+            LayerNorm::AffineForward { rms, .. } | LayerNorm::AffineBackward { rms, .. } => rms,
+            LayerNorm::Forward { .. } | LayerNorm::Backward { .. } => false,
         }
     }
 }
@@ -87,6 +124,10 @@ impl Family for LayerNorm {
             LayerNorm::Backward { .. } => "layer_norm_grad",
             LayerNorm::RmsForward { .. } => "rms_norm",
             LayerNorm::RmsBackward { .. } => "rms_norm_grad",
+            LayerNorm::AffineForward { rms: false, .. } => "layer_norm_affine",
+            LayerNorm::AffineBackward { rms: false, .. } => "layer_norm_affine_grad",
+            LayerNorm::AffineForward { rms: true, .. } => "rms_norm_affine",
+            LayerNorm::AffineBackward { rms: true, .. } => "rms_norm_affine_grad",
         }
     }
 
@@ -101,6 +142,23 @@ impl Family for LayerNorm {
                 slot(2, "x", F32, rows * cols, Read),
                 slot(3, "dy", F32, rows * cols, Read),
             ],
+            LayerNorm::AffineForward { rms, .. } => {
+                let mut v = vec![
+                    slot(1, "y", F32, rows * cols, Write),
+                    slot(2, "x", F32, rows * cols, Read),
+                    slot(4, "w", F32, cols, Read),
+                ];
+                if !rms {
+                    v.push(slot(5, "b", F32, cols, Read));
+                }
+                v
+            }
+            LayerNorm::AffineBackward { .. } => vec![
+                slot(1, "dx", F32, rows * cols, Write),
+                slot(2, "x", F32, rows * cols, Read),
+                slot(3, "dy", F32, rows * cols, Read),
+                slot(4, "w", F32, cols, Read),
+            ],
         }
     }
 
@@ -110,7 +168,7 @@ impl Family for LayerNorm {
         if !eps.is_finite() || eps < 0.0 {
             return Err(Error::shape(self.name(), format!("eps must be finite and >= 0, got {eps}")));
         }
-        if matches!(self, LayerNorm::RmsForward { .. } | LayerNorm::RmsBackward { .. }) && eps <= 0.0 {
+        if self.is_rms() && eps <= 0.0 {
             return Err(Error::shape(self.name(), format!("eps must be > 0, got {eps}")));
         }
         Ok(())
@@ -127,18 +185,30 @@ impl Family for LayerNorm {
     }
 
     fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
+        use LayerNorm as L;
         match (*self, outs, ins) {
-            (LayerNorm::Forward { cols, eps, .. }, [Out::F(y)], [In::F(x)]) => {
-                layer_norm(par, cols, eps, y, x)
+            (L::Forward { cols, eps, .. }, [Out::F(y)], [In::F(x)]) => layer_norm(par, cols, eps, y, x, None),
+            (L::Backward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
+                layer_norm_grad(par, cols, eps, dx, x, dy, None)
             }
-            (LayerNorm::Backward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
-                layer_norm_grad(par, cols, eps, dx, x, dy)
+            (L::RmsForward { cols, eps, .. }, [Out::F(y)], [In::F(x)]) => {
+                rms_norm(par, cols, eps, y, x, None)
             }
-            (LayerNorm::RmsForward { cols, eps, .. }, [Out::F(y)], [In::F(x)]) => {
-                rms_norm(par, cols, eps, y, x)
+            (L::RmsBackward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
+                rms_norm_grad(par, cols, eps, dx, x, dy, None)
             }
-            (LayerNorm::RmsBackward { cols, eps, .. }, [Out::F(dx)], [In::F(x), In::F(dy)]) => {
-                rms_norm_grad(par, cols, eps, dx, x, dy)
+            (L::AffineForward { cols, eps, rms: false, .. }, [Out::F(y)], [In::F(x), In::F(w), In::F(b)]) => {
+                layer_norm(par, cols, eps, y, x, Some((w, b)))
+            }
+            (L::AffineForward { cols, eps, rms: true, .. }, [Out::F(y)], [In::F(x), In::F(w)]) => {
+                rms_norm(par, cols, eps, y, x, Some(w))
+            }
+            (L::AffineBackward { cols, eps, rms, .. }, [Out::F(dx)], [In::F(x), In::F(dy), In::F(w)]) => {
+                if rms {
+                    rms_norm_grad(par, cols, eps, dx, x, dy, Some(w))
+                } else {
+                    layer_norm_grad(par, cols, eps, dx, x, dy, Some(w))
+                }
             }
             _ => mismatch(self.name()),
         }
@@ -154,8 +224,9 @@ fn stats(x: &[f32], eps: f32) -> (f64, f64) {
     (mean, 1.0 / (var + eps as f64).sqrt())
 }
 
-/// `y = (x - mean) * rstd` for each row of `cols`.
-fn layer_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
+/// `y = (x - mean) * rstd` for each row of `cols`; with `affine = (w, b)`, then `y * w + b`
+/// (rounded to f32 at each step, as separate mul and add kernels would).
+fn layer_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32], affine: Option<(&[f32], &[f32])>) {
     rows(
         par.heavy(y.len()),
         cols,
@@ -168,12 +239,26 @@ fn layer_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
             for (out, &v) in y.iter_mut().zip(x) {
                 *out = ((v as f64 - mean) * rstd) as f32;
             }
+            if let Some((w, b)) = affine {
+                for ((out, &w), &b) in y.iter_mut().zip(w).zip(b) {
+                    *out = *out * w + b;
+                }
+            }
         },
     )
 }
 
-/// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for each row of `cols`.
-fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32]) {
+/// `dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for each row of `cols`; with a weight
+/// `w`, of `dy * w` (rounded to f32, as a separate mul would) instead of `dy`.
+fn layer_norm_grad(
+    par: Par,
+    cols: usize,
+    eps: f32,
+    dx: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    w: Option<&[f32]>,
+) {
     rows(
         par.heavy(dx.len()),
         cols,
@@ -182,15 +267,18 @@ fn layer_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], d
         dy,
         #[inline(always)]
         |_, dx, x, dy| {
-            let (mean, rstd) = stats(x, eps);
-            let n = cols as f64;
-            let sg = sum_f64(cols, |i| dy[i] as f64);
-            let sgx = sum_f64(cols, |i| dy[i] as f64 * (x[i] as f64 - mean) * rstd);
-            let (mg, mgx) = (sg / n, sgx / n);
-            for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                let xhat = (v as f64 - mean) * rstd;
-                *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
-            }
+            let mut scaled = [0f32; 256];
+            for_weighted(dy, w, &mut scaled, |dy| {
+                let (mean, rstd) = stats(x, eps);
+                let n = cols as f64;
+                let sg = sum_f64(cols, |i| dy[i] as f64);
+                let sgx = sum_f64(cols, |i| dy[i] as f64 * (x[i] as f64 - mean) * rstd);
+                let (mg, mgx) = (sg / n, sgx / n);
+                for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    let xhat = (v as f64 - mean) * rstd;
+                    *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
+                }
+            })
         },
     )
 }
@@ -202,8 +290,9 @@ fn rms_stat(x: &[f32], eps: f32) -> f64 {
     1.0 / (ms + eps as f64).sqrt()
 }
 
-/// `y = x * rstd` for each row of `cols`.
-fn rms_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
+/// `y = x * rstd` for each row of `cols`; with a weight `w`, then `y * w` (rounded to f32 at
+/// each step, as a separate mul would).
+fn rms_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32], w: Option<&[f32]>) {
     rows(
         par.heavy(y.len()),
         cols,
@@ -216,12 +305,16 @@ fn rms_norm(par: Par, cols: usize, eps: f32, y: &mut [f32], x: &[f32]) {
             for (out, &v) in y.iter_mut().zip(x) {
                 *out = (v as f64 * rstd) as f32;
             }
+            if let Some(w) = w {
+                y.iter_mut().zip(w).for_each(|(out, &w)| *out *= w);
+            }
         },
     )
 }
 
-/// `dx = rstd * (dy - xhat * mean(dy * xhat))` for each row of `cols`.
-fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32]) {
+/// `dx = rstd * (dy - xhat * mean(dy * xhat))` for each row of `cols`; with a weight `w`, of
+/// `dy * w` instead of `dy`.
+fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy: &[f32], w: Option<&[f32]>) {
     rows(
         par.heavy(dx.len()),
         cols,
@@ -230,12 +323,29 @@ fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy:
         dy,
         #[inline(always)]
         |_, dx, x, dy| {
-            let rstd = rms_stat(x, eps);
-            let sgx = sum_f64(cols, |i| dy[i] as f64 * x[i] as f64 * rstd);
-            let mgx = sgx / cols as f64;
-            for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
-            }
+            let mut scaled = [0f32; 256];
+            for_weighted(dy, w, &mut scaled, |dy| {
+                let rstd = rms_stat(x, eps);
+                let sgx = sum_f64(cols, |i| dy[i] as f64 * x[i] as f64 * rstd);
+                let mgx = sgx / cols as f64;
+                for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
+                }
+            })
         },
     )
+}
+
+/// Runs `f` on `dy`, or with a weight on `dy * w` (f32 products): in `stack` when the row fits
+/// (256 elements), else in a vector.
+#[inline(always)]
+fn for_weighted(dy: &[f32], w: Option<&[f32]>, stack: &mut [f32; 256], f: impl FnOnce(&[f32])) {
+    let Some(w) = w else { return f(dy) };
+    if dy.len() <= stack.len() {
+        let g = &mut stack[..dy.len()];
+        g.iter_mut().zip(dy).zip(w).for_each(|((o, &a), &b)| *o = a * b);
+        f(g)
+    } else {
+        f(&dy.iter().zip(w).map(|(a, b)| a * b).collect::<Vec<f32>>())
+    }
 }
