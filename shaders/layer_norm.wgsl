@@ -19,7 +19,8 @@ struct Params {
 // binding 0: params (uniform)
 // binding 1: out [rows, cols]  y (forward) or dx (backward)
 // binding 2: x   [rows, cols]
-// binding 3: dy  [rows, cols]  (backward)
+// binding 3: dy  [rows, cols]  (backward, and the *_dy_xhat entry points: dy * xhat, what the
+//                               weight's gradient sums over the rows)
 // binding 4: w   [cols]        (the *_affine entry points: the weight)
 // binding 5: b   [cols]        (layer_norm_affine: the bias)
 @group(0) @binding(0) var<uniform> p: Params;
@@ -170,4 +171,24 @@ fn rms_norm_affine_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     for (var j = lid; j < p.cols; j += WG) {
         out[base + j] = rstd * (dy[base + j] * w[j] - x[base + j] * rstd * mgx);
     }
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_dy_xhat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let st = row_stats(base, lid);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = dy[base + j] * ((x[base + j] - st.x) * st.y); }
+}
+
+@compute @workgroup_size(64)
+fn rms_norm_dy_xhat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols;
+    let rstd = rms_stat(base, lid);
+    for (var j = lid; j < p.cols; j += WG) { out[base + j] = dy[base + j] * (x[base + j] * rstd); }
 }

@@ -105,6 +105,14 @@ pub enum Prim {
         /// RMSNorm instead of LayerNorm.
         rms: bool,
     },
+    /// Inputs `[x, dy]`: `dy * xhat`, the normalized input recomputed (what the weight's
+    /// gradient of [`Prim::NormAffine`] sums over the rows).
+    NormDyXhat {
+        /// Added to the variance (to the mean square for RMSNorm).
+        eps: f32,
+        /// RMSNorm instead of LayerNorm.
+        rms: bool,
+    },
     /// Inputs `[gate, up]` of one shape: `silu(gate) * up` (SwiGLU).
     Swiglu,
     /// Inputs `[gate, up, dy]`: `dy * up * silu'(gate)`.
@@ -229,6 +237,8 @@ impl Prim {
             Prim::NormAffine { rms: true, .. } => "rms_norm_affine",
             Prim::NormAffineGrad { rms: false, .. } => "layer_norm_affine_grad",
             Prim::NormAffineGrad { rms: true, .. } => "rms_norm_affine_grad",
+            Prim::NormDyXhat { rms: false, .. } => "layer_norm_dy_xhat",
+            Prim::NormDyXhat { rms: true, .. } => "rms_norm_dy_xhat",
             Prim::Swiglu => "swiglu",
             Prim::SwigluGradGate => "swiglu_grad_gate",
             Prim::SwigluGradUp => "swiglu_grad_up",
@@ -276,7 +286,9 @@ impl Prim {
             Prim::RmsNorm { eps } | Prim::RmsNormGrad { eps } if !eps.is_finite() || eps <= 0.0 => {
                 Err(Error::shape(name, format!("eps must be finite and > 0, got {eps}")))
             }
-            Prim::NormAffine { eps, rms } | Prim::NormAffineGrad { eps, rms }
+            Prim::NormAffine { eps, rms }
+            | Prim::NormAffineGrad { eps, rms }
+            | Prim::NormDyXhat { eps, rms }
                 if !eps.is_finite() || eps < 0.0 || (rms && eps == 0.0) =>
             {
                 let bound = if rms { "> 0" } else { ">= 0" };
@@ -384,6 +396,10 @@ impl Prim {
             &Prim::NormAffineGrad { eps, rms } => {
                 let (rows, cols) = rows_cols(input(0));
                 Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms })
+            }
+            &Prim::NormDyXhat { eps, rms } => {
+                let (rows, cols) = rows_cols(input(0));
+                Kernel::LayerNorm(LayerNorm::DyXhat { rows, cols, eps, rms })
             }
             Prim::Swiglu => Kernel::Glu(Glu::Swiglu { len: numel(output) }),
             Prim::SwigluGradGate => Kernel::Glu(Glu::SwigluGradGate { len: numel(output) }),

@@ -59,6 +59,7 @@ pub fn one_of_each() -> Vec<Kernel> {
     for rms in [false, true] {
         v.push(Kernel::LayerNorm(LayerNorm::AffineForward { rows: 3, cols: 5, eps: 1e-5, rms }));
         v.push(Kernel::LayerNorm(LayerNorm::AffineBackward { rows: 3, cols: 5, eps: 1e-5, rms }));
+        v.push(Kernel::LayerNorm(LayerNorm::DyXhat { rows: 3, cols: 5, eps: 1e-5, rms }));
     }
     for glu in [Glu::Swiglu { len: 9 }, Glu::SwigluGradGate { len: 9 }, Glu::SwigluGradUp { len: 9 }] {
         v.push(Kernel::Glu(glu));

@@ -367,7 +367,8 @@ fn causal_softmax_rejects_what_it_cannot_mask() {
 
 /// LayerNorm and RMSNorm with their affine in one launch give the same bits as the normalization
 /// followed by a mul (and an add) in f32, and their backward the same bits as the backward of
-/// `dy * w`: rows shorter and longer than the 256-element stack buffer of the backward.
+/// `dy * w`, and `dy * xhat` the same bits as the normalization then a mul: rows shorter and
+/// longer than the 256-element stack buffer of the backward.
 #[test]
 fn affine_norms_equal_the_normalization_then_the_affine() {
     let mut rng = Rng::new(23);
@@ -400,6 +401,13 @@ fn affine_norms_equal_the_normalization_then_the_affine() {
                 vec![Init::F(x.clone()), Init::F(dy.clone()), Init::F(w.clone())],
             );
             assert_eq!(bits(&got), bits(&want), "backward {rows}x{cols} rms {rms}");
+            // dy * xhat, for the weight's gradient: the normalization then a mul
+            let want: Vec<f32> = dy.iter().zip(&xhat).map(|(g, h)| g * h).collect();
+            let got = out0(
+                Kernel::LayerNorm(LayerNorm::DyXhat { rows, cols, eps, rms }),
+                vec![Init::F(x.clone()), Init::F(dy.clone())],
+            );
+            assert_eq!(bits(&got), bits(&want), "dy * xhat {rows}x{cols} rms {rms}");
         }
     }
 }

@@ -297,6 +297,7 @@ fn layer_norm_and_backward_match_cpu() {
             check(Kernel::LayerNorm(LayerNorm::Backward { rows, cols, eps }), seed, &[]);
             check(Kernel::LayerNorm(LayerNorm::AffineForward { rows, cols, eps, rms: false }), seed, &[]);
             check(Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms: false }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::DyXhat { rows, cols, eps, rms: false }), seed, &[]);
         }
     }
 }
@@ -313,6 +314,7 @@ fn rms_norm_and_backward_match_cpu() {
             check(Kernel::LayerNorm(LayerNorm::RmsBackward { rows, cols, eps }), seed, &[]);
             check(Kernel::LayerNorm(LayerNorm::AffineForward { rows, cols, eps, rms: true }), seed, &[]);
             check(Kernel::LayerNorm(LayerNorm::AffineBackward { rows, cols, eps, rms: true }), seed, &[]);
+            check(Kernel::LayerNorm(LayerNorm::DyXhat { rows, cols, eps, rms: true }), seed, &[]);
         }
     }
 }

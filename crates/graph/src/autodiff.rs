@@ -260,14 +260,11 @@ fn vjp(g: &Graph, y: NodeId, out: NodeId, gy: NodeId, wanted: &[bool]) -> Result
         // d/dx (x rstd) = rstd (g - xhat mean(g xhat)), the statistic recomputed from x
         Prim::RmsNorm { eps } => one(g.rms_norm_grad(*eps, x[0], gy)),
         // y = xhat w (+ b): d/dx is the normalization's backward of g w (one kernel); d/dw the
-        // row sums of g xhat, xhat recomputed from x; d/db the row sums of g
+        // row sums of g xhat (one kernel recomputes xhat from x and multiplies); d/db the row
+        // sums of g
         &Prim::NormAffine { eps, rms } => {
             let dx = w(0).then(|| g.norm_affine_grad(eps, rms, x[0], gy, x[1]));
-            let dw = w(1).then(|| {
-                let xhat =
-                    if rms { g.rms_norm_no_affine(x[0], eps) } else { g.layer_norm_no_affine(x[0], eps) };
-                g.sum_to(g.mul(gy, xhat), &g.shape(x[1]))
-            });
+            let dw = w(1).then(|| g.sum_to(g.norm_dy_xhat(eps, rms, x[0], gy), &g.shape(x[1])));
             let mut grads = vec![dx, dw];
             if !rms {
                 grads.push(w(2).then(|| g.sum_to(gy, &g.shape(x[2]))));
@@ -333,6 +330,7 @@ fn vjp(g: &Graph, y: NodeId, out: NodeId, gy: NodeId, wanted: &[bool]) -> Result
         | Prim::LayerNormGrad { .. }
         | Prim::RmsNormGrad { .. }
         | Prim::NormAffineGrad { .. }
+        | Prim::NormDyXhat { .. }
         | Prim::SwigluGradGate
         | Prim::SwigluGradUp
         | Prim::MseGrad

@@ -285,6 +285,10 @@ impl Graph {
         })
     }
 
+    pub(crate) fn norm_dy_xhat(&self, eps: f32, rms: bool, x: NodeId, dy: NodeId) -> NodeId {
+        self.prim(Prim::NormDyXhat { eps, rms }, &[x, dy], |n| Ok((n[0].shape.clone(), DType::F32)))
+    }
+
     pub(crate) fn norm_affine_grad(&self, eps: f32, rms: bool, x: NodeId, dy: NodeId, w: NodeId) -> NodeId {
         self.prim(Prim::NormAffineGrad { eps, rms }, &[x, dy, w], |n| Ok((n[0].shape.clone(), DType::F32)))
     }

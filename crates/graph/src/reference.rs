@@ -254,6 +254,16 @@ fn eval_node(
                 }
                 dx
             }
+            &Prim::NormDyXhat { eps, rms } => {
+                let cols = last(&dims(0));
+                let mut p = Vec::with_capacity(len);
+                for (r, dy) in x(0).chunks(cols).zip(x(1).chunks(cols)) {
+                    let (mean, rstd) =
+                        if rms { (0.0, rms_stat(r, eps as f64)) } else { norm_stats(r, eps as f64) };
+                    p.extend(r.iter().zip(dy).map(|(v, g)| g * (v - mean) * rstd));
+                }
+                p
+            }
             Prim::Swiglu => x(0).iter().zip(x(1)).map(|(&g, &u)| Glu::swiglu_f64(g, u)).collect(),
             Prim::SwigluGradGate => {
                 let gu = x(0).iter().zip(x(1));

@@ -77,6 +77,18 @@ pub enum LayerNorm {
         /// RMSNorm instead of LayerNorm.
         rms: bool,
     },
+    /// `dy * xhat` elementwise, `xhat` the normalized input recomputed from x: what the
+    /// weight's gradient of [`LayerNorm::AffineForward`] sums over the rows.
+    DyXhat {
+        /// Rows (the leading dimensions flattened).
+        rows: usize,
+        /// Length of the last axis.
+        cols: usize,
+        /// Added to the variance (to the mean square, > 0, for RMSNorm).
+        eps: f32,
+        /// RMSNorm instead of LayerNorm.
+        rms: bool,
+    },
 }
 
 /// `Params` in `shaders/layer_norm.wgsl`.
@@ -99,7 +111,8 @@ impl LayerNorm {
             | LayerNorm::RmsForward { rows, cols, eps }
             | LayerNorm::RmsBackward { rows, cols, eps }
             | LayerNorm::AffineForward { rows, cols, eps, .. }
-            | LayerNorm::AffineBackward { rows, cols, eps, .. } => (rows, cols, eps),
+            | LayerNorm::AffineBackward { rows, cols, eps, .. }
+            | LayerNorm::DyXhat { rows, cols, eps, .. } => (rows, cols, eps),
         }
     }
 
@@ -107,7 +120,9 @@ impl LayerNorm {
     fn is_rms(&self) -> bool {
         match *self {
             LayerNorm::RmsForward { .. } | LayerNorm::RmsBackward { .. } => true,
-            LayerNorm::AffineForward { rms, .. } | LayerNorm::AffineBackward { rms, .. } => rms,
+            LayerNorm::AffineForward { rms, .. }
+            | LayerNorm::AffineBackward { rms, .. }
+            | LayerNorm::DyXhat { rms, .. } => rms,
             LayerNorm::Forward { .. } | LayerNorm::Backward { .. } => false,
         }
     }
@@ -128,6 +143,8 @@ impl Family for LayerNorm {
             LayerNorm::AffineBackward { rms: false, .. } => "layer_norm_affine_grad",
             LayerNorm::AffineForward { rms: true, .. } => "rms_norm_affine",
             LayerNorm::AffineBackward { rms: true, .. } => "rms_norm_affine_grad",
+            LayerNorm::DyXhat { rms: false, .. } => "layer_norm_dy_xhat",
+            LayerNorm::DyXhat { rms: true, .. } => "rms_norm_dy_xhat",
         }
     }
 
@@ -137,7 +154,7 @@ impl Family for LayerNorm {
             LayerNorm::Forward { .. } | LayerNorm::RmsForward { .. } => {
                 vec![slot(1, "y", F32, rows * cols, Write), slot(2, "x", F32, rows * cols, Read)]
             }
-            LayerNorm::Backward { .. } | LayerNorm::RmsBackward { .. } => vec![
+            LayerNorm::Backward { .. } | LayerNorm::RmsBackward { .. } | LayerNorm::DyXhat { .. } => vec![
                 slot(1, "dx", F32, rows * cols, Write),
                 slot(2, "x", F32, rows * cols, Read),
                 slot(3, "dy", F32, rows * cols, Read),
@@ -202,6 +219,9 @@ impl Family for LayerNorm {
             }
             (L::AffineForward { cols, eps, rms: true, .. }, [Out::F(y)], [In::F(x), In::F(w)]) => {
                 rms_norm(par, cols, eps, y, x, Some(w))
+            }
+            (L::DyXhat { cols, eps, rms, .. }, [Out::F(p)], [In::F(x), In::F(dy)]) => {
+                dy_xhat(par, cols, eps, rms, p, x, dy)
             }
             (L::AffineBackward { cols, eps, rms, .. }, [Out::F(dx)], [In::F(x), In::F(dy), In::F(w)]) => {
                 if rms {
@@ -332,6 +352,25 @@ fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy:
                     *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
                 }
             })
+        },
+    )
+}
+
+/// `p = dy * xhat` for each row of `cols` (each factor rounded to f32 first, as the normalization
+/// and a separate mul would).
+fn dy_xhat(par: Par, cols: usize, eps: f32, rms: bool, p: &mut [f32], x: &[f32], dy: &[f32]) {
+    rows(
+        par.light(p.len()),
+        cols,
+        p,
+        x,
+        dy,
+        #[inline(always)]
+        |_, p, x, dy| {
+            let (mean, rstd) = if rms { (0.0, rms_stat(x, eps)) } else { stats(x, eps) };
+            for ((out, &v), &g) in p.iter_mut().zip(x).zip(dy) {
+                *out = g * ((v as f64 - mean) * rstd) as f32;
+            }
         },
     )
 }

@@ -7,7 +7,7 @@
 //!
 //! An addend ([`Addend`]): `C = op(A) @ op(B) + D`, a bias `[n]` added to every row or a tensor
 //! of `C`'s shape (a residual), added as `C` is stored (the shader's `EPILOGUE` constant; the
-//! CPU twin starts `C` as `D` and has the GEMM accumulate into it), so a linear layer's bias or a
+//! CPU twin adds it to the product in a second pass), so a linear layer's bias or a
 //! residual connection after a matmul takes no launch of its own.
 //!
 //! Half inputs: either operand may be f16 or bf16 ([`Matmul::a_dtype`], [`Matmul::b_dtype`]), on
@@ -18,6 +18,8 @@
 //! code alone (with them as uniform parameters, lavapipe ran the f32 blocked kernel at ~60%); the CPU twin widens a half operand
 //! into an f32 copy with the `half` crate (`cast::widen`, the same values) and runs the same sgemm,
 //! so the two differ only in f32 summation order.
+
+use rayon::prelude::*;
 
 use super::cast::{dtype_code, widen};
 use super::{nonzero, slot, Access::*, Family, Slot};
@@ -282,18 +284,18 @@ impl Family for Matmul {
         [self.n.div_ceil(t) as u32, self.m.div_ceil(t) as u32, self.batch as u32]
     }
 
-    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], _par: Par) {
+    fn run_cpu(&self, outs: &mut [Out<'_>], ins: &[In<'_>], par: Par) {
         let (d, ins) = match (self.addend, ins) {
             (Addend::None, _) => (None, ins),
             (_, [ab @ .., In::F(d)]) => (Some(*d), ab),
             _ => mismatch(self.name()),
         };
         match (outs, ins) {
-            ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b, d),
+            ([Out::F(c)], [In::F(a), In::F(b)]) => matmul(self, c, a, b, d, par),
             // Half operands: widened to f32 copies first (the GPU widens them as it loads).
             ([Out::F(c)], &[a, b]) => {
                 let (a, b) = (widen(self.a_dtype, a, self.name()), widen(self.b_dtype, b, self.name()));
-                matmul(self, c, &a, &b, d)
+                matmul(self, c, &a, &b, d, par)
             }
             _ => mismatch(self.name()),
         }
@@ -301,9 +303,8 @@ impl Family for Matmul {
 }
 
 /// `C[b] = op(A[b]) @ op(B[b]) (+ D)`, row-major; an unbatched operand is shared by every batch
-/// entry. With an addend, `C` starts as `D` (each row the bias, or a copy) and the GEMM adds the
-/// product into it.
-fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32], d: Option<&[f32]>) {
+/// entry. The addend is added after the product, rounded as a separate add kernel would.
+fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32], d: Option<&[f32]>, par: Par) {
     let (m, n, k) = (mm.m, mm.n, mm.k);
     // Element (i, p) of op(A) is at i * rsa + p * csa; A is stored [m, k], or [k, m] when transposed.
     let (rsa, csa) = if mm.trans_a { (1, m) } else { (k, 1) };
@@ -312,16 +313,27 @@ fn matmul(mm: &Matmul, c: &mut [f32], a: &[f32], b: &[f32], d: Option<&[f32]>) {
     let b_stride = if mm.b_batched { k * n } else { 0 };
     let product = Product { m, n, k, rsa, csa, rsb, csb };
     let c = &mut c[..mm.batch * m * n];
-    let accumulate = match (mm.addend, d) {
-        (Addend::Bias, Some(d)) => {
-            c.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(&d[..n]));
-            true
-        }
+    sgemm::batched(&product, c, a, a_stride, b, b_stride);
+    // the addend in a second pass over C (cache-hot for the small products; the GEMMs' write-only
+    // path is their fast one: accumulating into a C copied from D measured slower)
+    match (mm.addend, d) {
+        (Addend::Bias, Some(d)) => c.chunks_exact_mut(n).for_each(|row| add_into(row, &d[..n])),
         (Addend::Full, Some(d)) => {
-            c.copy_from_slice(&d[..c.len()]);
-            true
+            if c.len() >= PAR_ADD && par.light(c.len()) {
+                c.par_chunks_mut(PAR_ADD).zip(d.par_chunks(PAR_ADD)).for_each(|(c, d)| add_into(c, d));
+            } else {
+                add_into(c, &d[..c.len()]);
+            }
         }
-        _ => false,
-    };
-    sgemm::batched(&product, c, a, a_stride, b, b_stride, accumulate);
+        _ => {}
+    }
+}
+
+/// Elements per task of a threaded addend pass.
+const PAR_ADD: usize = 64 * 1024;
+
+/// `c += d`, elementwise (f32, as the separate add kernel rounds).
+#[inline]
+fn add_into(c: &mut [f32], d: &[f32]) {
+    c.iter_mut().zip(d).for_each(|(c, &d)| *c += d);
 }

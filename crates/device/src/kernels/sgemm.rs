@@ -96,28 +96,19 @@ fn use_gemm() -> bool {
 }
 
 /// `C[e] = op(A[e]) @ op(B[e])` for the `c.len() / (m * n)` entries, `A` advancing by `a_stride`
-/// elements per entry and `B` by `b_stride` (0: shared by every entry); with `accumulate`,
-/// `C[e] += ...` instead.
-pub(crate) fn batched(
-    p: &Product,
-    c: &mut [f32],
-    a: &[f32],
-    a_stride: usize,
-    b: &[f32],
-    b_stride: usize,
-    accumulate: bool,
-) {
+/// elements per entry and `B` by `b_stride` (0: shared by every entry).
+pub(crate) fn batched(p: &Product, c: &mut [f32], a: &[f32], a_stride: usize, b: &[f32], b_stride: usize) {
     let entries = c.len() / (p.m * p.n).max(1);
     if entries > 1 && b_stride == 0 && a_stride == p.m * p.k && p.csa == 1 && p.rsa == p.k {
         // A batch of row-major A entries against one shared B is one product of all their rows.
         let tall = Product { m: entries * p.m, ..*p };
-        return batched(&tall, c, a, 0, b, 0, accumulate);
+        return batched(&tall, c, a, 0, b, 0);
     }
     let (m, n, k) = (p.m, p.n, p.k);
     let entry = |e: usize, c: &mut [f32], threads: usize| {
         let a = &a[e * a_stride..][..m * k];
         let b = &b[e * b_stride..][..k * n];
-        product(p, c, a, b, threads, accumulate);
+        product(p, c, a, b, threads);
     };
     let flops = 2 * m * n * k;
     let threads = rayon::current_num_threads();
@@ -141,15 +132,14 @@ pub(crate) fn batched(
 }
 
 /// One product on up to `threads` of rayon's threads (gemm); matrixmultiply splits by its own rule
-/// over its own threads. `accumulate`: added into `c` instead of overwriting it.
-fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize, accumulate: bool) {
+/// over its own threads.
+fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize) {
     let s = |v: usize| v as isize;
     if use_gemm() {
         let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         // SAFETY: `a` holds the m x k elements the strides address, `b` the k x n, `c` the m x n;
         // `c` is not aliased (a launch never binds its written buffer twice); with `read_dst`
-        // false, `c` is only written (alpha, the factor on the old `c`, is unused), else
-        // `c = 1 * c + 1 * product`.
+        // false, `c` is only written (alpha, the factor on the old `c`, is unused).
         unsafe {
             gemm::gemm(
                 p.m,
@@ -158,14 +148,14 @@ fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize, acc
                 c.as_mut_ptr(),
                 1,
                 s(p.n),
-                accumulate,
+                false,
                 a.as_ptr(),
                 s(p.csa),
                 s(p.rsa),
                 b.as_ptr(),
                 s(p.csb),
                 s(p.rsb),
-                if accumulate { 1.0 } else { 0.0 },
+                0.0,
                 1.0,
                 false,
                 false,
@@ -174,7 +164,7 @@ fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize, acc
             );
         }
     } else {
-        // SAFETY: as above; beta = 0 means C is only written, 1 that the product is added.
+        // SAFETY: as above; beta = 0 means C is only written.
         unsafe {
             matrixmultiply::sgemm(
                 p.m,
@@ -187,7 +177,7 @@ fn product(p: &Product, c: &mut [f32], a: &[f32], b: &[f32], threads: usize, acc
                 b.as_ptr(),
                 s(p.rsb),
                 s(p.csb),
-                if accumulate { 1.0 } else { 0.0 },
+                0.0,
                 c.as_mut_ptr(),
                 s(p.n),
                 1,
