@@ -12,15 +12,34 @@
 //! `MMTEST_FEATURE=sse2,avx,avx2,fma`), square products, 2 threads: n = 1024 215–220 vs 266, n = 2048
 //! 219–225 vs 266–272 (NumPy / OpenBLAS's Haswell kernel: 258).
 //!
-//! Threads: a product under [`SPLIT_FLOPS`] runs on one thread (waking the other costs more than
+//! Threads: a product under [`split_flops`] runs on one thread (waking the other costs more than
 //! it saves); a batch of small entries is split over the threads by entries, in tasks of at least
-//! that much work. How the threads split a product never changes its arithmetic: each element of
+//! that much work. The bar is lower when the plan already runs inside rayon's pool (a plan with
+//! big launches, see the CPU backend): the other thread is awake then, and splitting products of
+//! 2-8 MFLOP (a small transformer's projections and weight gradients) paid: transformer step
+//! 382-387 -> 419-447 steps/s with AVX-512, 252-259 -> 314-329 held to AVX2 (Zen 5, interleaved);
+//! from a thread outside the pool the bar stays at 8 MFLOP (at 2, mlp-small lost half its speed
+//! to wake-ups). How the threads split a product never changes its arithmetic: each element of
 //! `C` is accumulated over `k` in the same order whatever the thread count.
 
 use rayon::prelude::*;
 
-/// Work (2mnk flops) below which a product or a task of batch entries stays on one thread.
+/// Work (2mnk flops) below which a product or a task of batch entries stays on one thread, called
+/// from outside rayon's pool.
 pub(crate) const SPLIT_FLOPS: usize = 8 << 20;
+
+/// The same bar for a product computed on one of rayon's threads (the other threads are awake).
+pub(crate) const SPLIT_FLOPS_IN_POOL: usize = 2 << 20;
+
+/// The bar for the calling thread: [`SPLIT_FLOPS_IN_POOL`] inside rayon's pool, else
+/// [`SPLIT_FLOPS`].
+fn split_flops() -> usize {
+    if rayon::current_thread_index().is_some() {
+        SPLIT_FLOPS_IN_POOL
+    } else {
+        SPLIT_FLOPS
+    }
+}
 
 /// One f32 product `C = op(A) @ op(B)` of an `m x k` by `k x n`, given by element strides: element
 /// `(i, p)` of op(A) is at `i * rsa + p * csa`, element `(p, j)` of op(B) at `p * rsb + j * csb`,
@@ -112,14 +131,15 @@ pub(crate) fn batched(p: &Product, c: &mut [f32], a: &[f32], a_stride: usize, b:
     };
     let flops = 2 * m * n * k;
     let threads = rayon::current_num_threads();
-    if !use_gemm() || threads == 1 || entries == 1 || flops >= SPLIT_FLOPS {
+    let split = split_flops();
+    if !use_gemm() || threads == 1 || entries == 1 || flops >= split {
         // One entry at a time, each on as many threads as its size deserves.
-        let threads = if flops >= SPLIT_FLOPS { threads } else { 1 };
+        let threads = if flops >= split { threads } else { 1 };
         c.chunks_exact_mut(m * n).enumerate().for_each(|(e, c)| entry(e, c, threads));
         return;
     }
-    // Small entries: whole entries per task, each task worth at least SPLIT_FLOPS / 4.
-    let per_task = (SPLIT_FLOPS / 4).div_ceil(flops.max(1)).max(1);
+    // Small entries: whole entries per task, each task worth at least a quarter of the bar.
+    let per_task = (split / 4).div_ceil(flops.max(1)).max(1);
     if per_task >= entries {
         c.chunks_exact_mut(m * n).enumerate().for_each(|(e, c)| entry(e, c, 1));
     } else {
