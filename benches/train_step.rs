@@ -16,7 +16,8 @@
 //! (write the batch and hyper buffer, encode and submit one step), median over the timed steps,
 //! and `bench=mlp-small backend=gpu encode_us=... encode_us_min=... dispatches=... submits=...
 //! encode_us_per_dispatch=...`: the backend's host time spent encoding a step's command buffers
-//! (`Stats::encode_ns`, apart from `queue.submit` and the wait), median and fastest of the timed
+//! (`Stats::encode_ns`, apart from `queue.submit` and the wait; `encode_idle_us...` the same with
+//! the device idle, each step waited for before the next), median and fastest of the timed
 //! steps, and the median per dispatch.
 
 #[path = "common/mod.rs"]
@@ -111,6 +112,20 @@ fn run(spec: &Spec, backend: kiln_device::BackendChoice) -> anyhow::Result<()> {
             host_us[host_us.len() / 2]
         );
         println!("{}", common::encode_line(spec.name, &encoded));
+        // Again with the device idle while each step is encoded (each step waited for before the
+        // next): on a software adapter the device's work runs on the same cores as the encoding
+        // above, which a hardware GPU's host never shares.
+        let mut idle = Vec::new();
+        for _ in 0..spec.steps.min(30) {
+            let feeds: Vec<(kiln_graph::NodeId, HostData)> =
+                inputs.iter().zip(&data[k % data.len()]).map(|(&n, d)| (n, d.host())).collect();
+            k += 1;
+            let before = s.stats();
+            let p = s.train(&feeds, &[loss])?;
+            idle.push(common::Encoded::between(before, s.stats()));
+            s.wait(p)?;
+        }
+        println!("{}", common::encode_line(spec.name, &idle).replace("encode_us", "encode_idle_us"));
     }
     Ok(())
 }
