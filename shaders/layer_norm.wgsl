@@ -57,18 +57,22 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     for (var j = lid; j < p.cols; j += WG) { out[base + j] = (x[base + j] - st.x) * st.y; }
 }
 
-@compute @workgroup_size(64)
-fn layer_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let r = flat_group(wid, nwg);
-    if r >= p.rows { return; }
+// dy[j], times the weight w[j] when `weighted` (the *_affine_grad entry points; the others bind
+// a placeholder there and never read it).
+fn grad_in(base: u32, j: u32, weighted: bool) -> f32 {
+    if weighted { return dy[base + j] * w[j]; }
+    return dy[base + j];
+}
+
+// LayerNorm's backward of row r to x, of dy (or dy * w).
+fn layer_norm_grad_row(r: u32, lid: u32, weighted: bool) {
     let base = r * p.cols;
     let st = row_stats(base, lid);
     let n = f32(p.cols);
     var sg = 0.0;
     var sgx = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
-        let g = dy[base + j];
+        let g = grad_in(base, j, weighted);
         sg += g;
         sgx += g * (x[base + j] - st.x) * st.y;
     }
@@ -76,8 +80,16 @@ fn layer_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let mgx = tree_sum(lid, sgx, WG) / n;
     for (var j = lid; j < p.cols; j += WG) {
         let xhat = (x[base + j] - st.x) * st.y;
-        out[base + j] = st.y * (dy[base + j] - mg - xhat * mgx);
+        out[base + j] = st.y * (grad_in(base, j, weighted) - mg - xhat * mgx);
     }
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let r = flat_group(wid, nwg);
+    if r >= p.rows { return; }
+    layer_norm_grad_row(r, lid, false);
 }
 
 // rstd = 1 / sqrt(mean(x^2) + eps) of the row starting at base.
@@ -100,19 +112,24 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     for (var j = lid; j < p.cols; j += WG) { out[base + j] = x[base + j] * rstd; }
 }
 
+// RMSNorm's backward of row r to x, of dy (or dy * w).
+fn rms_norm_grad_row(r: u32, lid: u32, weighted: bool) {
+    let base = r * p.cols;
+    let rstd = rms_stat(base, lid);
+    var sgx = 0.0;
+    for (var j = lid; j < p.cols; j += WG) { sgx += grad_in(base, j, weighted) * x[base + j] * rstd; }
+    let mgx = tree_sum(lid, sgx, WG) / f32(p.cols);
+    for (var j = lid; j < p.cols; j += WG) {
+        out[base + j] = rstd * (grad_in(base, j, weighted) - x[base + j] * rstd * mgx);
+    }
+}
+
 @compute @workgroup_size(64)
 fn rms_norm_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
-    let base = r * p.cols;
-    let rstd = rms_stat(base, lid);
-    var sgx = 0.0;
-    for (var j = lid; j < p.cols; j += WG) { sgx += dy[base + j] * x[base + j] * rstd; }
-    let mgx = tree_sum(lid, sgx, WG) / f32(p.cols);
-    for (var j = lid; j < p.cols; j += WG) {
-        out[base + j] = rstd * (dy[base + j] - x[base + j] * rstd * mgx);
-    }
+    rms_norm_grad_row(r, lid, false);
 }
 
 @compute @workgroup_size(64)
@@ -130,22 +147,7 @@ fn layer_norm_affine_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
                           @builtin(local_invocation_index) lid: u32) {
     let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
-    let base = r * p.cols;
-    let st = row_stats(base, lid);
-    let n = f32(p.cols);
-    var sg = 0.0;
-    var sgx = 0.0;
-    for (var j = lid; j < p.cols; j += WG) {
-        let g = dy[base + j] * w[j];
-        sg += g;
-        sgx += g * (x[base + j] - st.x) * st.y;
-    }
-    let mg = tree_sum(lid, sg, WG) / n;
-    let mgx = tree_sum(lid, sgx, WG) / n;
-    for (var j = lid; j < p.cols; j += WG) {
-        let xhat = (x[base + j] - st.x) * st.y;
-        out[base + j] = st.y * (dy[base + j] * w[j] - mg - xhat * mgx);
-    }
+    layer_norm_grad_row(r, lid, true);
 }
 
 @compute @workgroup_size(64)
@@ -163,14 +165,7 @@ fn rms_norm_affine_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                         @builtin(local_invocation_index) lid: u32) {
     let r = flat_group(wid, nwg);
     if r >= p.rows { return; }
-    let base = r * p.cols;
-    let rstd = rms_stat(base, lid);
-    var sgx = 0.0;
-    for (var j = lid; j < p.cols; j += WG) { sgx += dy[base + j] * w[j] * x[base + j] * rstd; }
-    let mgx = tree_sum(lid, sgx, WG) / f32(p.cols);
-    for (var j = lid; j < p.cols; j += WG) {
-        out[base + j] = rstd * (dy[base + j] * w[j] - x[base + j] * rstd * mgx);
-    }
+    rms_norm_grad_row(r, lid, true);
 }
 
 @compute @workgroup_size(64)

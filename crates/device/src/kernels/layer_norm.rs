@@ -196,6 +196,15 @@ impl Family for LayerNorm {
         LayerNormParams { rows: rows as u32, cols: cols as u32, eps }
     }
 
+    /// The backward without the affine shares its code with the weighted one, which reads `w`
+    /// (binding 4): a placeholder is bound there.
+    fn unused_bindings(&self) -> Vec<u32> {
+        match self {
+            LayerNorm::Backward { .. } | LayerNorm::RmsBackward { .. } => vec![4],
+            _ => Vec::new(),
+        }
+    }
+
     /// One 64-wide workgroup per row.
     fn workgroups(&self) -> [u32; 3] {
         spread(self.dims().0)
