@@ -14,7 +14,10 @@ use kiln_graph::{
     LOSS_SCALE_TRACKER,
 };
 
-fn backends() -> Vec<fn() -> Option<Box<dyn Backend>>> {
+/// Opens a backend (`None`: no GPU adapter, said loudly).
+type Open = fn() -> Option<Box<dyn Backend>>;
+
+fn backends() -> Vec<Open> {
     vec![|| Some(Box::new(CpuBackend::new())), || kiln_device::testing::gpu_or_skip("flat parameter memory")]
 }
 
