@@ -4,7 +4,9 @@
 //! multi-threaded, the reference) and [`gpu::GpuBackend`] (wgpu + the WGSL kernels in `shaders/`).
 //! A caller allocates buffers, prepares a list of [`Launch`]es into a plan once, then submits that
 //! plan as often as it likes, whole or in consecutive parts ([`Backend::submit_part`]); on the GPU
-//! one submission is one command buffer.
+//! one submission is one command buffer. A view ([`Backend::view`]) is an id for an aligned range
+//! of a buffer, which kernels, reads and writes see as a buffer of its own: flat parameter memory
+//! (one optimizer launch over every parameter) is built from them.
 //!
 //! Buffers hold one [`DType`]: f32, u32, or the half types f16 and bf16 (two per 32-bit word on
 //! both backends' terms, converted in the shaders with integer bit operations, so every adapter runs
