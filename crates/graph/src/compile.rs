@@ -236,7 +236,6 @@ pub fn compile_with(
                 }
             }
         }
-        plan.grad_bytes = layout.grad_bytes();
     }
 
     // Activation slots by liveness (see `slots.rs`): the tensors each step writes, placed by
@@ -309,6 +308,12 @@ pub fn compile_with(
             }
         }
         plan.live.push(alive);
+    }
+    // the flat gradient buffers count where the plan binds them (a forward-only plan does not)
+    let flat_bound =
+        plan.steps.iter().flat_map(|s| &s.bufs).any(|b| matches!(b, Buf::Grad { .. } | Buf::Flat { .. }));
+    if let (Some(layout), true) = (flat, flat_bound) {
+        plan.grad_bytes = layout.grad_bytes();
     }
     naive += (0..n).filter(|&i| skip[i]).map(bytes).sum::<u64>();
     plan.naive_bytes = naive;
