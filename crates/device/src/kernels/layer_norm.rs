@@ -295,19 +295,9 @@ fn layer_norm_grad(
         x,
         dy,
         #[inline(always)]
-        |_, dx, x, dy| {
-            let mut scaled = [0f32; 256];
-            for_weighted(dy, w, &mut scaled, |dy| {
-                let (mean, rstd) = stats(x, eps);
-                let n = cols as f64;
-                let sg = sum_f64(cols, |i| dy[i] as f64);
-                let sgx = sum_f64(cols, |i| dy[i] as f64 * (x[i] as f64 - mean) * rstd);
-                let (mg, mgx) = (sg / n, sgx / n);
-                for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    let xhat = (v as f64 - mean) * rstd;
-                    *out = (rstd * (g as f64 - mg - xhat * mgx)) as f32;
-                }
-            })
+        |_, dx, x, dy| match w {
+            None => layer_norm_grad_row(eps, dx, x, |i| dy[i]),
+            Some(w) => layer_norm_grad_row(eps, dx, x, |i| dy[i] * w[i]),
         },
     )
 }
@@ -351,16 +341,9 @@ fn rms_norm_grad(par: Par, cols: usize, eps: f32, dx: &mut [f32], x: &[f32], dy:
         x,
         dy,
         #[inline(always)]
-        |_, dx, x, dy| {
-            let mut scaled = [0f32; 256];
-            for_weighted(dy, w, &mut scaled, |dy| {
-                let rstd = rms_stat(x, eps);
-                let sgx = sum_f64(cols, |i| dy[i] as f64 * x[i] as f64 * rstd);
-                let mgx = sgx / cols as f64;
-                for ((out, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    *out = (rstd * (g as f64 - v as f64 * rstd * mgx)) as f32;
-                }
-            })
+        |_, dx, x, dy| match w {
+            None => rms_norm_grad_row(eps, dx, x, |i| dy[i]),
+            Some(w) => rms_norm_grad_row(eps, dx, x, |i| dy[i] * w[i]),
         },
     )
 }
@@ -384,16 +367,27 @@ fn dy_xhat(par: Par, cols: usize, eps: f32, rms: bool, p: &mut [f32], x: &[f32],
     )
 }
 
-/// Runs `f` on `dy`, or with a weight on `dy * w` (f32 products): in `stack` when the row fits
-/// (256 elements), else in a vector.
+/// One row of [`layer_norm_grad`]: `g(i)` is element i of the incoming gradient (`dy`, or
+/// `dy * w` rounded to f32 as a separate mul would).
 #[inline(always)]
-fn for_weighted(dy: &[f32], w: Option<&[f32]>, stack: &mut [f32; 256], f: impl FnOnce(&[f32])) {
-    let Some(w) = w else { return f(dy) };
-    if dy.len() <= stack.len() {
-        let g = &mut stack[..dy.len()];
-        g.iter_mut().zip(dy).zip(w).for_each(|((o, &a), &b)| *o = a * b);
-        f(g)
-    } else {
-        f(&dy.iter().zip(w).map(|(a, b)| a * b).collect::<Vec<f32>>())
+fn layer_norm_grad_row(eps: f32, dx: &mut [f32], x: &[f32], g: impl Fn(usize) -> f32) {
+    let (mean, rstd) = stats(x, eps);
+    let n = x.len() as f64;
+    let sg = sum_f64(x.len(), |i| g(i) as f64);
+    let sgx = sum_f64(x.len(), |i| g(i) as f64 * (x[i] as f64 - mean) * rstd);
+    let (mg, mgx) = (sg / n, sgx / n);
+    for (i, (out, &v)) in dx.iter_mut().zip(x).enumerate() {
+        let xhat = (v as f64 - mean) * rstd;
+        *out = (rstd * (g(i) as f64 - mg - xhat * mgx)) as f32;
+    }
+}
+
+/// One row of [`rms_norm_grad`], `g` as in [`layer_norm_grad_row`].
+#[inline(always)]
+fn rms_norm_grad_row(eps: f32, dx: &mut [f32], x: &[f32], g: impl Fn(usize) -> f32) {
+    let rstd = rms_stat(x, eps);
+    let mgx = sum_f64(x.len(), |i| g(i) as f64 * x[i] as f64 * rstd) / x.len() as f64;
+    for (i, (out, &v)) in dx.iter_mut().zip(x).enumerate() {
+        *out = (rstd * (g(i) as f64 - v as f64 * rstd * mgx)) as f32;
     }
 }
